@@ -1,0 +1,100 @@
+// Shared by the ring and aws-lc-rs backends (included with `#[path]`): aws-lc-rs mirrors
+// ring's API for HKDF, AEAD and randomness, so one source serves both (the quinn approach).
+// The including crate defines `backend` as an alias of its library crate.
+
+use ports::crypto::{IV_LEN, TAG_LEN};
+use ports::{Aes256Gcm, CryptoError, HkdfSha256, SecureRandom, SessionKey};
+
+use super::backend::{aead, hkdf, rand};
+
+/// HKDF-SHA256.
+#[derive(Debug)]
+pub(crate) struct Hkdf;
+
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+impl HkdfSha256 for Hkdf {
+    fn derive(
+        &self,
+        salt: &[u8],
+        ikm: &[u8],
+        info: &[&[u8]],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if out.is_empty() {
+            return Err(CryptoError);
+        }
+        hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
+            .extract(ikm)
+            .expand(info, Len(out.len()))
+            .and_then(|okm| okm.fill(out))
+            .map_err(|_| CryptoError)
+    }
+}
+
+/// AES-256-GCM.
+#[derive(Debug)]
+pub(crate) struct Aead;
+
+fn less_safe_key(key: &SessionKey) -> Result<aead::LessSafeKey, CryptoError> {
+    aead::UnboundKey::new(&aead::AES_256_GCM, key.expose())
+        .map(aead::LessSafeKey::new)
+        .map_err(|_| CryptoError)
+}
+
+impl Aes256Gcm for Aead {
+    fn seal(
+        &self,
+        key: &SessionKey,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        in_out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        less_safe_key(key)?
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(*iv),
+                aead::Aad::from(aad),
+                in_out,
+            )
+            .map_err(|_| CryptoError)
+    }
+
+    fn open(
+        &self,
+        key: &SessionKey,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        if in_out.len() < TAG_LEN {
+            return Err(CryptoError);
+        }
+        less_safe_key(key)?
+            .open_in_place(
+                aead::Nonce::assume_unique_for_key(*iv),
+                aead::Aad::from(aad),
+                in_out,
+            )
+            .map(|plaintext| plaintext.len())
+            .map_err(|_| CryptoError)
+    }
+}
+
+/// The operating system's CSPRNG as exposed by the library.
+#[derive(Debug)]
+pub(crate) struct Random;
+
+impl SecureRandom for Random {
+    fn fill(&self, dest: &mut [u8]) -> Result<(), CryptoError> {
+        use rand::SecureRandom as _;
+        rand::SystemRandom::new()
+            .fill(dest)
+            .map_err(|_| CryptoError)
+    }
+}

@@ -1,0 +1,147 @@
+//! # crypto-rustcrypto — the pure-Rust RustCrypto backend
+//!
+//! Driven adapter implementing the crypto ports with `p256`, `aes-gcm`, `hkdf` and
+//! `sha2`: no C code at all. Depends on `ports` and those crates only.
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use p256::elliptic_curve::Generate;
+use p256::elliptic_curve::sec1::ToSec1Point;
+use ports::crypto::{IV_LEN, KEY_LEN, TAG_LEN};
+use ports::{
+    Aes256Gcm, CryptoError, CryptoProvider, EphemeralKeyPair, HkdfSha256, KeyAgreement,
+    P256PublicKey, SecureRandom, SessionKey, SharedSecret,
+};
+use zeroize::Zeroize;
+
+/// The provider value for this backend.
+pub static PROVIDER: CryptoProvider = CryptoProvider {
+    name: "rustcrypto",
+    key_agreement: &Ecdh,
+    hkdf: &Hkdf,
+    aead: &Aead,
+    random: &Random,
+};
+
+/// P-256 ECDH with `p256`.
+#[derive(Debug)]
+pub struct Ecdh;
+
+struct KeyPair {
+    secret: p256::SecretKey,
+    public: P256PublicKey,
+}
+
+fn key_pair(secret: p256::SecretKey) -> Result<Box<dyn EphemeralKeyPair>, CryptoError> {
+    let point = secret.public_key().to_sec1_point(false);
+    let public = P256PublicKey(point.as_bytes().try_into().map_err(|_| CryptoError)?);
+    Ok(Box::new(KeyPair { secret, public }))
+}
+
+impl KeyAgreement for Ecdh {
+    fn generate(&self) -> Result<Box<dyn EphemeralKeyPair>, CryptoError> {
+        key_pair(p256::SecretKey::try_generate().map_err(|_| CryptoError)?)
+    }
+
+    fn from_private_scalar(
+        &self,
+        scalar: &[u8; KEY_LEN],
+    ) -> Result<Box<dyn EphemeralKeyPair>, CryptoError> {
+        key_pair(p256::SecretKey::from_slice(scalar).map_err(|_| CryptoError)?)
+    }
+}
+
+impl EphemeralKeyPair for KeyPair {
+    fn public_key(&self) -> P256PublicKey {
+        self.public
+    }
+
+    fn agree(self: Box<Self>, peer: &P256PublicKey) -> Result<SharedSecret, CryptoError> {
+        // Full SEC1 validation (on curve, not identity) happens here too.
+        let peer = p256::PublicKey::from_sec1_bytes(peer.as_bytes()).map_err(|_| CryptoError)?;
+        let shared = self.secret.diffie_hellman(&peer);
+        let z: [u8; KEY_LEN] = shared
+            .raw_secret_bytes()
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError)?;
+        Ok(SharedSecret::from_bytes(z))
+    }
+}
+
+/// HKDF-SHA256 with `hkdf` + `sha2`.
+#[derive(Debug)]
+pub struct Hkdf;
+
+impl HkdfSha256 for Hkdf {
+    fn derive(
+        &self,
+        salt: &[u8],
+        ikm: &[u8],
+        info: &[&[u8]],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if out.is_empty() {
+            return Err(CryptoError);
+        }
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm)
+            .expand_multi_info(info, out)
+            .map_err(|_| CryptoError)
+    }
+}
+
+/// AES-256-GCM with `aes-gcm`.
+#[derive(Debug)]
+pub struct Aead;
+
+fn cipher(key: &SessionKey) -> Result<aes_gcm::Aes256Gcm, CryptoError> {
+    aes_gcm::Aes256Gcm::new_from_slice(key.expose()).map_err(|_| CryptoError)
+}
+
+impl Aes256Gcm for Aead {
+    fn seal(
+        &self,
+        key: &SessionKey,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        in_out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let nonce = aes_gcm::Nonce::from(*iv);
+        let tag = cipher(key)?
+            .encrypt_inout_detached(&nonce, aad, in_out.as_mut_slice().into())
+            .map_err(|_| CryptoError)?;
+        in_out.extend_from_slice(tag.as_slice());
+        Ok(())
+    }
+
+    fn open(
+        &self,
+        key: &SessionKey,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        let Some(len) = in_out.len().checked_sub(TAG_LEN) else {
+            return Err(CryptoError);
+        };
+        let (data, tag) = in_out.split_at_mut(len);
+        let tag = aes_gcm::Tag::try_from(&*tag).map_err(|_| CryptoError)?;
+        let nonce = aes_gcm::Nonce::from(*iv);
+        match cipher(key)?.decrypt_inout_detached(&nonce, aad, data.into(), &tag) {
+            Ok(()) => Ok(len),
+            Err(_) => {
+                data.zeroize();
+                Err(CryptoError)
+            }
+        }
+    }
+}
+
+/// The operating system's CSPRNG via `getrandom`.
+#[derive(Debug)]
+pub struct Random;
+
+impl SecureRandom for Random {
+    fn fill(&self, dest: &mut [u8]) -> Result<(), CryptoError> {
+        getrandom::fill(dest).map_err(|_| CryptoError)
+    }
+}

@@ -1,0 +1,317 @@
+//! # memory — embedded in-process stores
+//!
+//! Bounded [`SessionStore`] and [`NonceStore`] implementations: the default when no
+//! database is configured, the fallback while Redis is unreachable, and the fast fake
+//! for tests. Depends on `ports` only.
+//!
+//! Both stores are per process: two server processes on embedded stores do not see
+//! each other's sessions or nonces.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::{Future, ready};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use ports::{NonceClaim, NonceError, NonceStore, SessionRecord, SessionStore, StoreError};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps logically broken
+    // (every mutation is a single insert/remove), so keep serving.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Default capacity of [`MemoryNonceStore`] (`MEMORY_NONCE_MAX_SIZE`).
+pub const DEFAULT_NONCE_CAPACITY: usize = 100_000;
+/// Default capacity of [`MemorySessionStore`] (`MEMORY_SESSION_MAX_SIZE`).
+pub const DEFAULT_SESSION_CAPACITY: usize = 1_000_000;
+
+#[derive(Debug, Default)]
+struct NonceState {
+    /// key → expiry (epoch ms, exclusive).
+    live: HashMap<Arc<str>, u64>,
+    /// Claims in order; with one TTL per store, also in expiry order, so expired
+    /// entries are dropped from the front in amortised O(1) — no full sweeps.
+    order: VecDeque<(u64, Arc<str>)>,
+}
+
+impl NonceState {
+    fn expire(&mut self, now_ms: u64) {
+        while let Some((expiry, _)) = self.order.front() {
+            if *expiry > now_ms {
+                break;
+            }
+            if let Some((expiry, key)) = self.order.pop_front() {
+                // Only drop the map entry if it was not re-claimed later.
+                if self.live.get(&key) == Some(&expiry) {
+                    self.live.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// Bounded single-use nonce store. When full of *live* nonces it refuses new claims
+/// ([`NonceError::Full`]) rather than evicting any: fail closed.
+#[derive(Debug)]
+pub struct MemoryNonceStore {
+    capacity: usize,
+    state: Mutex<NonceState>,
+}
+
+impl MemoryNonceStore {
+    /// A store holding at most `capacity` live nonces.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            state: Mutex::new(NonceState::default()),
+        }
+    }
+
+    /// Live entries (for health and tests).
+    pub fn len(&self, now_ms: u64) -> usize {
+        let mut s = lock(&self.state);
+        s.expire(now_ms);
+        s.live.len()
+    }
+
+    /// Whether no live nonce is held.
+    pub fn is_empty(&self, now_ms: u64) -> bool {
+        self.len(now_ms) == 0
+    }
+
+    /// Synchronous claim (the async port just wraps it).
+    ///
+    /// # Errors
+    /// [`NonceError::Full`].
+    pub fn claim_now(
+        &self,
+        key: &str,
+        ttl_sec: u64,
+        now_ms: u64,
+    ) -> Result<NonceClaim, NonceError> {
+        let mut s = lock(&self.state);
+        s.expire(now_ms);
+        if s.live.get(key).is_some_and(|&expiry| expiry > now_ms) {
+            return Ok(NonceClaim::Replay);
+        }
+        if s.live.len() >= self.capacity {
+            return Err(NonceError::Full);
+        }
+        let expiry = now_ms.saturating_add(ttl_sec.saturating_mul(1000));
+        let key: Arc<str> = Arc::from(key);
+        s.live.insert(Arc::clone(&key), expiry);
+        s.order.push_back((expiry, key));
+        Ok(NonceClaim::Fresh)
+    }
+
+    /// Whether `key` is held and unexpired, without claiming it.
+    pub fn contains(&self, key: &str, now_ms: u64) -> bool {
+        lock(&self.state).live.get(key).is_some_and(|&e| e > now_ms)
+    }
+}
+
+impl Default for MemoryNonceStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_NONCE_CAPACITY)
+    }
+}
+
+impl NonceStore for MemoryNonceStore {
+    fn claim(
+        &self,
+        key: &str,
+        ttl_sec: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send {
+        ready(self.claim_now(key, ttl_sec, now_ms))
+    }
+}
+
+#[derive(Debug, Default)]
+struct SessionState {
+    sessions: HashMap<String, SessionRecord>,
+    last_sweep_ms: u64,
+}
+
+/// Bounded session store with expiry. Expired sessions are removed lazily on lookup
+/// (by the domain) and swept when the store reaches capacity.
+#[derive(Debug)]
+pub struct MemorySessionStore {
+    capacity: usize,
+    state: RwLock<SessionState>,
+}
+
+impl MemorySessionStore {
+    /// A store holding at most `capacity` sessions.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            state: RwLock::new(SessionState::default()),
+        }
+    }
+
+    /// Stored sessions, expired ones included until swept.
+    pub fn len(&self) -> usize {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sessions
+            .len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Synchronous insert.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] or [`StoreError::Full`].
+    pub fn insert_now(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if s.sessions.contains_key(&record.id) {
+            return Err(StoreError::Duplicate);
+        }
+        let now = record.created_at_ms;
+        // Sweep at most once a second, so a store full of live sessions answers
+        // "full" cheaply instead of rescanning on every insert.
+        if s.sessions.len() >= self.capacity && now >= s.last_sweep_ms.saturating_add(1000) {
+            s.sessions.retain(|_, r| !r.is_expired(now));
+            s.last_sweep_ms = now;
+        }
+        if s.sessions.len() >= self.capacity {
+            return Err(StoreError::Full);
+        }
+        s.sessions.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    /// Synchronous lookup.
+    pub fn get_now(&self, id: &str) -> Option<SessionRecord> {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sessions
+            .get(id)
+            .cloned()
+    }
+
+    /// Synchronous delete.
+    pub fn delete_now(&self, id: &str) {
+        self.state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sessions
+            .remove(id);
+    }
+}
+
+impl Default for MemorySessionStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_SESSION_CAPACITY)
+    }
+}
+
+impl SessionStore for MemorySessionStore {
+    fn insert(
+        &self,
+        record: &SessionRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.insert_now(record))
+    }
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send {
+        ready(Ok(self.get_now(id)))
+    }
+    fn delete(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.delete_now(id);
+        ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ports::{SessionKey, SessionKind};
+
+    #[test]
+    fn nonce_claims_are_single_use_until_expiry() {
+        let s = MemoryNonceStore::new(10);
+        assert_eq!(s.claim_now("k", 600, 1_000), Ok(NonceClaim::Fresh));
+        assert_eq!(s.claim_now("k", 600, 2_000), Ok(NonceClaim::Replay));
+        assert_eq!(s.claim_now("k", 600, 600_999), Ok(NonceClaim::Replay));
+        // expired exactly at first use + TTL
+        assert_eq!(s.claim_now("k", 600, 601_000), Ok(NonceClaim::Fresh));
+        assert_eq!(s.len(601_000), 1);
+    }
+
+    #[test]
+    fn full_store_fails_closed_and_recovers_after_expiry() {
+        let s = MemoryNonceStore::new(3);
+        for k in ["a", "b", "c"] {
+            assert_eq!(s.claim_now(k, 10, 0), Ok(NonceClaim::Fresh));
+        }
+        assert_eq!(s.claim_now("d", 10, 5_000), Err(NonceError::Full));
+        // a full store still recognises replays
+        assert_eq!(s.claim_now("a", 10, 5_000), Ok(NonceClaim::Replay));
+        // expired entries are swept before refusing
+        assert_eq!(s.claim_now("d", 10, 10_000), Ok(NonceClaim::Fresh));
+        assert_eq!(s.len(10_000), 1);
+    }
+
+    #[test]
+    fn concurrent_claims_of_one_key_admit_exactly_one() {
+        let s = Arc::new(MemoryNonceStore::new(1000));
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || s.claim_now("same", 600, 0))
+            })
+            .collect();
+        let fresh = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|r| *r == Ok(NonceClaim::Fresh))
+            .count();
+        assert_eq!(fresh, 1);
+    }
+
+    fn record(id: &str, created: u64, expires: u64) -> SessionRecord {
+        SessionRecord {
+            id: id.into(),
+            key: SessionKey::from_bytes([7; 32]),
+            kind: SessionKind::Anonymous,
+            client_id: "c".into(),
+            created_at_ms: created,
+            expires_at_ms: expires,
+        }
+    }
+
+    #[test]
+    fn sessions_insert_get_delete_and_refuse_duplicates() {
+        let s = MemorySessionStore::new(10);
+        s.insert_now(&record("S-1", 0, 100)).unwrap();
+        assert_eq!(
+            s.insert_now(&record("S-1", 0, 100)),
+            Err(StoreError::Duplicate)
+        );
+        assert_eq!(s.get_now("S-1").unwrap().key.expose(), &[7; 32]);
+        s.delete_now("S-1");
+        assert!(s.get_now("S-1").is_none());
+    }
+
+    #[test]
+    fn full_session_store_sweeps_expired_then_refuses() {
+        let s = MemorySessionStore::new(2);
+        s.insert_now(&record("S-1", 0, 100)).unwrap();
+        s.insert_now(&record("S-2", 0, 10_000)).unwrap();
+        s.insert_now(&record("S-3", 5_000, 20_000)).unwrap(); // S-1 swept
+        assert!(s.get_now("S-1").is_none());
+        assert_eq!(
+            s.insert_now(&record("S-4", 5_500, 20_000)),
+            Err(StoreError::Full)
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! Validated newtypes for the protocol's header values (PROTOCOL.md §4, with the
+//! recommended strict grammars of §4.1, §4.2 and §14 V5–V7).
+
+use std::fmt;
+
+use crate::encoding::push_hex;
+
+/// Why a header value was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// A required header is absent or empty.
+    #[error("missing header {0}")]
+    Missing(&'static str),
+    /// `X-Idempotency-Key` is not `<1–16 digits>.<16–128 of [A-Za-z0-9_-]>`.
+    #[error("malformed X-Idempotency-Key: {0}")]
+    IdempotencyKey(&'static str),
+    /// `X-ClientId` is not 1–128 visible ASCII characters without `|` and `:`.
+    #[error("malformed X-ClientId")]
+    ClientId,
+    /// `X-Kid` lacks the `session:` prefix or has nothing after it.
+    #[error("malformed X-Kid")]
+    Kid,
+}
+
+/// `X-Idempotency-Key: <timestamp>.<nonce>` — a replay-protection token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyKey<'a> {
+    timestamp_text: &'a str,
+    timestamp_ms: u64,
+    nonce: &'a str,
+}
+
+/// Most digits a timestamp may have (16 digits fit in a u64 with room to spare).
+pub const MAX_TIMESTAMP_DIGITS: usize = 16;
+/// Shortest accepted nonce.
+pub const MIN_NONCE_LEN: usize = 16;
+/// Longest accepted nonce.
+pub const MAX_NONCE_LEN: usize = 128;
+
+fn is_nonce_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+}
+
+impl<'a> IdempotencyKey<'a> {
+    /// Parses the strict grammar: exactly two `.`-separated parts; the timestamp is
+    /// 1–16 ASCII digits; the nonce is 16–128 characters of `[A-Za-z0-9_-]`.
+    ///
+    /// # Errors
+    /// [`HeaderError::IdempotencyKey`] with the failed rule.
+    pub fn parse(value: &'a str) -> Result<Self, HeaderError> {
+        let err = HeaderError::IdempotencyKey;
+        let (ts, nonce) = value.split_once('.').ok_or(err("no '.' separator"))?;
+        if ts.is_empty()
+            || ts.len() > MAX_TIMESTAMP_DIGITS
+            || !ts.bytes().all(|c| c.is_ascii_digit())
+        {
+            return Err(err("timestamp is not 1-16 digits"));
+        }
+        if nonce.len() < MIN_NONCE_LEN || nonce.len() > MAX_NONCE_LEN {
+            return Err(err("nonce length is not 16-128"));
+        }
+        if !nonce.bytes().all(is_nonce_char) {
+            // This also refuses a second '.', '|' (AAD separator) and ':' (store key separator).
+            return Err(err("nonce has a character outside [A-Za-z0-9_-]"));
+        }
+        let timestamp_ms = ts
+            .parse()
+            .map_err(|_| err("timestamp is not 1-16 digits"))?;
+        Ok(Self {
+            timestamp_text: ts,
+            timestamp_ms,
+            nonce,
+        })
+    }
+
+    /// The timestamp exactly as sent (it goes into the AAD byte for byte).
+    pub fn timestamp_text(&self) -> &'a str {
+        self.timestamp_text
+    }
+    /// The timestamp in epoch milliseconds.
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+    /// The nonce.
+    pub fn nonce(&self) -> &'a str {
+        self.nonce
+    }
+}
+
+/// `X-ClientId`: an opaque, unauthenticated caller label.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ClientId<'a>(&'a str);
+
+/// Longest accepted client id.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+
+impl<'a> ClientId<'a> {
+    /// 1–128 visible ASCII characters (0x21–0x7E) except `|` and `:`, which would
+    /// make the AAD or a store key ambiguous.
+    ///
+    /// # Errors
+    /// [`HeaderError::ClientId`].
+    pub fn parse(value: &'a str) -> Result<Self, HeaderError> {
+        let ok = !value.is_empty()
+            && value.len() <= MAX_CLIENT_ID_LEN
+            && value
+                .bytes()
+                .all(|c| (0x21..=0x7e).contains(&c) && c != b'|' && c != b':');
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(HeaderError::ClientId)
+        }
+    }
+    /// The id verbatim.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl fmt::Debug for ClientId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientId({:?})", self.0)
+    }
+}
+
+/// A session identifier: `S-` followed by 32 lowercase hex digits (128 random bits).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+/// Length of a session id string.
+pub const SESSION_ID_LEN: usize = 34;
+
+impl SessionId {
+    /// Builds an id from 16 CSPRNG bytes.
+    pub fn from_random(bytes: [u8; 16]) -> Self {
+        let mut s = String::with_capacity(SESSION_ID_LEN);
+        s.push_str("S-");
+        push_hex(&mut s, &bytes, false);
+        Self(s)
+    }
+
+    /// `^S-[0-9a-f]{32}$`, nothing else.
+    pub fn parse(value: &str) -> Option<Self> {
+        let ok = value.len() == SESSION_ID_LEN
+            && value.starts_with("S-")
+            && value
+                .bytes()
+                .skip(2)
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+        ok.then(|| Self(value.to_owned()))
+    }
+
+    /// The full id (use [`SessionId::short`] in logs).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A log-safe prefix: `S-` and the first 8 hex digits.
+    pub fn short(&self) -> &str {
+        &self.0[..10]
+    }
+
+    /// Consumes the id.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({}…)", self.short())
+    }
+}
+
+/// The `X-Kid` prefix.
+pub const KID_PREFIX: &str = "session:";
+
+/// Splits `X-Kid: session:<id>` and returns the remainder (not yet validated as an id).
+///
+/// # Errors
+/// [`HeaderError::Kid`] when the prefix is missing or nothing follows it.
+pub fn kid_session_part(kid: &str) -> Result<&str, HeaderError> {
+    match kid.strip_prefix(KID_PREFIX) {
+        Some(rest) if !rest.is_empty() => Ok(rest),
+        _ => Err(HeaderError::Kid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NONCE: &str = "123e4567-e89b-42d3-a456-426614174000";
+
+    #[test]
+    fn accepts_shipped_client_shapes() {
+        let k =
+            IdempotencyKey::parse("1706700000000.123e4567-e89b-42d3-a456-426614174000").unwrap();
+        assert_eq!(k.timestamp_ms(), 1_706_700_000_000);
+        assert_eq!(k.timestamp_text(), "1706700000000");
+        assert_eq!(k.nonce(), NONCE);
+        // identity test-suite shape: 32 hex chars
+        assert!(IdempotencyKey::parse("1.0123456789abcdef0123456789abcdef").is_ok());
+        // leading zeros are kept verbatim for the AAD
+        assert_eq!(
+            IdempotencyKey::parse(&format!("0001.{NONCE}"))
+                .unwrap()
+                .timestamp_text(),
+            "0001"
+        );
+    }
+
+    #[test]
+    fn refuses_reference_defects() {
+        for bad in [
+            String::new(),
+            "1706700000000".into(),
+            "1706700000000.".into(),                // D2: empty nonce
+            format!(".{NONCE}"),                    // empty timestamp
+            format!("1706700000000.{NONCE}.extra"), // V6: extra part
+            format!("123abc.{NONCE}"),              // V7: lenient parse
+            format!(" 1706700000000.{NONCE}"),
+            format!("+1706700000000.{NONCE}"),
+            format!("-1.{NONCE}"),
+            format!("12345678901234567.{NONCE}"), // 17 digits
+            "1.short-nonce".into(),               // < 16 chars
+            format!("1.{}", "a".repeat(129)),
+            format!("1.{}|x", &NONCE[..20]),
+            format!("1.{}:x", &NONCE[..20]),
+        ] {
+            assert!(IdempotencyKey::parse(&bad).is_err(), "{bad:?}");
+        }
+        assert!(IdempotencyKey::parse(&format!("1.{}", "a".repeat(128))).is_ok());
+        assert!(IdempotencyKey::parse(&format!("1234567890123456.{}", "a".repeat(16))).is_ok());
+    }
+
+    fn grammar_accepts(s: &str) -> bool {
+        let Some((ts, nonce)) = s.split_once('.') else {
+            return false;
+        };
+        (1..=16).contains(&ts.len())
+            && ts.bytes().all(|c| c.is_ascii_digit())
+            && (16..=128).contains(&nonce.len())
+            && nonce
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    }
+
+    proptest! {
+        #[test]
+        fn parser_accepts_exactly_the_grammar(s in "[0-9]{0,18}[.]?[A-Za-z0-9_.|: -]{0,140}") {
+            prop_assert_eq!(IdempotencyKey::parse(&s).is_ok(), grammar_accepts(&s));
+        }
+
+        #[test]
+        fn parser_never_panics(s in any::<String>()) {
+            let _ = IdempotencyKey::parse(&s);
+        }
+
+        #[test]
+        fn valid_keys_round_trip(ts in 0u64..10_000_000_000_000_000, nonce in "[A-Za-z0-9_-]{16,128}") {
+            let text = format!("{ts}.{nonce}");
+            let k = IdempotencyKey::parse(&text).unwrap();
+            prop_assert_eq!(k.timestamp_ms(), ts);
+            prop_assert_eq!(k.nonce(), nonce.as_str());
+        }
+    }
+
+    #[test]
+    fn client_ids() {
+        for ok in [
+            "NODE_CLIENT",
+            "JAVA_VT_OPT_ACCP",
+            "owner-client-00ff",
+            "a",
+            &"x".repeat(128),
+        ] {
+            assert!(ClientId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a|b",
+            "a:b",
+            "a b",
+            "caf\u{e9}",
+            &"x".repeat(129),
+            "tab\t",
+        ] {
+            assert!(ClientId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn session_ids_and_kids() {
+        let id = SessionId::from_random([0xab; 16]);
+        assert_eq!(id.as_str(), format!("S-{}", "ab".repeat(16)));
+        assert!(SessionId::parse(id.as_str()).is_some());
+        assert_eq!(id.short(), "S-abababab");
+        assert!(SessionId::parse("S-000102030405060708090a0b0c0d0e0f").is_some());
+        for bad in [
+            "A-000102030405060708090a0b0c0d0e0f",
+            "S-000102030405060708090A0B0C0D0E0F",
+            "S-00",
+            "S-000102030405060708090a0b0c0d0e0f0",
+        ] {
+            assert!(SessionId::parse(bad).is_none(), "{bad}");
+        }
+        assert_eq!(kid_session_part("session:S-1"), Ok("S-1"));
+        assert_eq!(kid_session_part("session:"), Err(HeaderError::Kid));
+        assert_eq!(kid_session_part("S-1"), Err(HeaderError::Kid));
+        assert_eq!(kid_session_part("Session:S-1"), Err(HeaderError::Kid));
+    }
+}

@@ -1,0 +1,27 @@
+//! # domain — the protocol's rules, pure
+//!
+//! Session ids and TTL policy, the idempotency-key grammar, the replay policy, P-256
+//! public-key validation, key derivation, AAD construction, the envelope layout,
+//! purchase payload rules, and the use cases written generically over the ports.
+//!
+//! May depend on: `ports` (plus `thiserror` and `zeroize`). Must not depend on
+//! tokio, crypto crates, diesel, redis, hyper or serde_json: wire JSON lives in the HTTP
+//! adapter.
+
+pub mod client;
+pub mod encoding;
+pub mod envelope;
+pub mod headers;
+pub mod p256;
+pub mod policy;
+pub mod purchase;
+pub mod service;
+pub mod timing;
+
+pub use envelope::{Aad, EnvelopeError, derive_session_key, open_envelope, seal_envelope};
+pub use headers::{ClientId, HeaderError, IdempotencyKey, SessionId};
+pub use policy::{PolicyError, ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy};
+pub use service::{
+    Family, InitBody, InitError, InitOutcome, InitRequest, PurchaseError, PurchaseOutcome,
+    PurchaseRequest, ReleaseError, ServiceConfig, SessionService,
+};

@@ -1,0 +1,611 @@
+//! The server's use cases, generic over the ports (static dispatch for the stores,
+//! a `'static` provider for crypto so the backend can be chosen at run time).
+
+use ports::{
+    Clock, CryptoError, CryptoProvider, NonceClaim, NonceError, NonceStore, P256PublicKey,
+    SessionCache, SessionKind, SessionRecord, SessionStore, StoreError,
+};
+use zeroize::Zeroize;
+
+use crate::encoding::uuid_v4;
+use crate::envelope::{Aad, EnvelopeError, derive_session_key, open_envelope, seal_envelope};
+use crate::headers::{ClientId, HeaderError, IdempotencyKey, SessionId, kid_session_part};
+use crate::p256::{PublicKeyError, validate_public_key};
+use crate::policy::{ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy, nonce_key};
+use crate::purchase::{PayloadError, Purchase, Receipt};
+use crate::timing::Timings;
+
+/// Which route family a request arrived on: the unversioned API-server routes or the
+/// `/v1` identity routes. They share rules and store but differ in TTL rules,
+/// `encAlg` and error statuses (PROTOCOL.md §14 V1, V2, V11, V12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `/session/init`, `/transaction/purchase`.
+    Unversioned,
+    /// `/v1/session/init`, `/v1/session/{id}`.
+    V1,
+}
+
+impl Family {
+    /// `encAlg` in the init response.
+    pub fn enc_alg(self) -> &'static str {
+        match self {
+            Self::Unversioned => "A256GCM",
+            Self::V1 => "aes-256-gcm",
+        }
+    }
+}
+
+/// The policies the service enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Window and nonce TTL.
+    pub replay: ReplayPolicy,
+    /// Unversioned TTL rules.
+    pub ttl: TtlPolicy,
+    /// `/v1` TTL rules.
+    pub v1_ttl: V1TtlPolicy,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            replay: ReplayPolicy::DEFAULT,
+            ttl: TtlPolicy::DEFAULT,
+            v1_ttl: V1TtlPolicy::DEFAULT,
+        }
+    }
+}
+
+/// The parsed init body. `client_public_key` is already base64-decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitBody {
+    /// Decoded `clientPublicKey`.
+    pub client_public_key: Vec<u8>,
+    /// `ttlSec` (ignored on `/v1`).
+    pub ttl: RequestedTtl,
+}
+
+/// `POST /session/init` and `POST /v1/session/init` as seen by the domain.
+#[derive(Debug)]
+pub struct InitRequest<'a> {
+    /// Route family.
+    pub family: Family,
+    /// `X-Idempotency-Key`.
+    pub idempotency_key: Option<&'a str>,
+    /// `X-ClientId`.
+    pub client_id: Option<&'a str>,
+    /// `Authorization` (only its presence counts, and only when upstream auth is trusted).
+    pub authorization: Option<&'a str>,
+    /// The body, or why it could not be read (reason for logs).
+    pub body: Result<InitBody, &'static str>,
+}
+
+/// A successful init.
+#[derive(Debug)]
+pub struct InitOutcome {
+    /// New session id.
+    pub session_id: SessionId,
+    /// The server's ephemeral public key.
+    pub server_public_key: P256PublicKey,
+    /// `A256GCM` or `aes-256-gcm`.
+    pub enc_alg: &'static str,
+    /// Effective TTL.
+    pub expires_in_sec: u64,
+    /// Step durations for `Server-Timing`.
+    pub timings: Timings,
+}
+
+/// Why an init failed. The HTTP adapter maps each to the family's status and body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InitError {
+    /// Missing or malformed header.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// Timestamp outside the window.
+    #[error("timestamp outside the replay window")]
+    OutsideWindow,
+    /// Body unreadable (not JSON, wrong shape, missing key, bad base64).
+    #[error("bad init body: {0}")]
+    Body(&'static str),
+    /// Public key refused.
+    #[error(transparent)]
+    PublicKey(#[from] PublicKeyError),
+    /// `ttlSec` present but not an integer ≥ 0.
+    #[error("ttlSec is not an integer >= 0")]
+    Ttl,
+    /// Nonce already used by this client.
+    #[error("replayed nonce")]
+    Replay,
+    /// Nonce store could not decide (fail closed).
+    #[error(transparent)]
+    NonceStore(NonceError),
+    /// Backend failure.
+    #[error("crypto backend failure")]
+    Crypto,
+    /// Session store failure.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// `POST /transaction/purchase` as seen by the domain.
+#[derive(Debug)]
+pub struct PurchaseRequest<'a> {
+    /// `X-Kid`.
+    pub kid: Option<&'a str>,
+    /// `X-Idempotency-Key`.
+    pub idempotency_key: Option<&'a str>,
+    /// `X-ClientId`.
+    pub client_id: Option<&'a str>,
+    /// The envelope; decrypted in place and wiped before returning.
+    pub body: &'a mut [u8],
+}
+
+/// A sealed purchase response.
+#[derive(Debug)]
+pub struct PurchaseOutcome {
+    /// Response `X-Idempotency-Key`: `<server ms>.<uuid v4>`.
+    pub idempotency_key: String,
+    /// Response body.
+    pub envelope: Vec<u8>,
+    /// Step durations for `Server-Timing`.
+    pub timings: Timings,
+}
+
+/// Why a purchase failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PurchaseError {
+    /// Missing or malformed header.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// Timestamp outside the window.
+    #[error("timestamp outside the replay window")]
+    OutsideWindow,
+    /// The id after `session:` is not `S-` + 32 hex (→ 401, checked before any lookup).
+    #[error("malformed session id")]
+    SessionMalformed,
+    /// No such session.
+    #[error("unknown session")]
+    SessionUnknown,
+    /// Session past its expiry (deleted as a side effect).
+    #[error("expired session")]
+    SessionExpired,
+    /// `X-ClientId` is not the session's owner.
+    #[error("client id does not own the session")]
+    ClientMismatch,
+    /// Envelope too short or failed authentication.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// Nonce already used by this client.
+    #[error("replayed nonce")]
+    Replay,
+    /// Nonce store could not decide (fail closed).
+    #[error(transparent)]
+    NonceStore(NonceError),
+    /// Plaintext is not an acceptable purchase.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// Backend failure.
+    #[error("crypto backend failure")]
+    Crypto,
+    /// Session store failure.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl PurchaseError {
+    /// Whether the wire answer is 401 `SESSION_EXPIRED`.
+    pub fn is_session_state(&self) -> bool {
+        matches!(
+            self,
+            Self::SessionMalformed | Self::SessionUnknown | Self::SessionExpired
+        )
+    }
+}
+
+/// The key-release answer of `GET /v1/session/{id}` (internal listener only).
+#[derive(Debug)]
+pub struct KeyRelease {
+    /// The record (holds the key).
+    pub record: SessionRecord,
+}
+
+/// Why a key release failed (PROTOCOL.md §5.6).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseError {
+    /// `X-ClientId` missing → 400.
+    #[error("missing X-ClientId")]
+    MissingClientId,
+    /// Id not `^S-[0-9a-f]{32}$` → 400.
+    #[error("malformed session id")]
+    MalformedId,
+    /// Not found → 404.
+    #[error("session not found")]
+    NotFound,
+    /// Owned by another client → 403 (checked before expiry).
+    #[error("client id does not own the session")]
+    Forbidden,
+    /// Expired → 410.
+    #[error("session expired")]
+    Expired,
+    /// Store failure → 503.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+enum Lookup {
+    Found(SessionRecord),
+    Missing,
+    Expired(SessionRecord),
+}
+
+fn required<'a>(value: Option<&'a str>, name: &'static str) -> Result<&'a str, HeaderError> {
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or(HeaderError::Missing(name))
+}
+
+/// The session service: every server-side rule of the protocol.
+#[derive(Debug)]
+pub struct SessionService<S, C, N, K> {
+    crypto: CryptoProvider,
+    store: S,
+    cache: C,
+    nonces: N,
+    clock: K,
+    config: ServiceConfig,
+}
+
+impl<S, C, N, K> SessionService<S, C, N, K>
+where
+    S: SessionStore,
+    C: SessionCache,
+    N: NonceStore,
+    K: Clock,
+{
+    /// Assembles the service.
+    pub fn new(
+        crypto: CryptoProvider,
+        store: S,
+        cache: C,
+        nonces: N,
+        clock: K,
+        config: ServiceConfig,
+    ) -> Self {
+        Self {
+            crypto,
+            store,
+            cache,
+            nonces,
+            clock,
+            config,
+        }
+    }
+
+    /// The crypto backend in use.
+    pub fn crypto(&self) -> CryptoProvider {
+        self.crypto
+    }
+    /// The policies.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+    /// The session store (for health probes).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    /// The clock.
+    pub fn clock(&self) -> &K {
+        &self.clock
+    }
+
+    async fn claim_nonce(
+        &self,
+        client_id: &str,
+        nonce: &str,
+        now_ms: u64,
+    ) -> Result<(), Result<NonceError, ()>> {
+        let key = nonce_key(client_id, nonce);
+        match self
+            .nonces
+            .claim(&key, self.config.replay.nonce_ttl_sec(), now_ms)
+            .await
+        {
+            Ok(NonceClaim::Fresh) => Ok(()),
+            Ok(NonceClaim::Replay) => Err(Err(())),
+            Err(e) => Err(Ok(e)),
+        }
+    }
+
+    /// Creates a session (PROTOCOL.md §5.1 / §5.5 with the §14 fixes). Everything that
+    /// can be checked without state is checked before the nonce is claimed, so a bad
+    /// request never burns a nonce; key generation happens only after the claim.
+    ///
+    /// # Errors
+    /// [`InitError`].
+    pub async fn init(&self, req: InitRequest<'_>) -> Result<InitOutcome, InitError> {
+        let mut timings = Timings::default();
+        let key_text = required(req.idempotency_key, "X-Idempotency-Key")?;
+        let client_text = required(req.client_id, "X-ClientId")?;
+        let key = IdempotencyKey::parse(key_text)?;
+        let client = ClientId::parse(client_text)?;
+        let now = self.clock.now_ms();
+        if !self.config.replay.in_window(key.timestamp_ms(), now) {
+            return Err(InitError::OutsideWindow);
+        }
+        let body = req.body.map_err(InitError::Body)?;
+        if body.client_public_key.is_empty() {
+            return Err(InitError::Body("clientPublicKey missing or empty"));
+        }
+        let t = self.clock.monotonic_ns();
+        let peer = validate_public_key(&body.client_public_key)?;
+        timings.record("validate-pubkey", t, self.clock.monotonic_ns());
+
+        let (ttl_sec, kind) = match req.family {
+            Family::Unversioned => (
+                self.config.ttl.resolve(body.ttl).ok_or(InitError::Ttl)?,
+                SessionKind::Anonymous,
+            ),
+            Family::V1 => {
+                let policy = self.config.v1_ttl;
+                if policy.trust_upstream_auth && req.authorization.is_some_and(|a| !a.is_empty()) {
+                    (policy.authenticated_sec, SessionKind::Authenticated)
+                } else {
+                    (policy.anonymous_sec, SessionKind::Anonymous)
+                }
+            }
+        };
+
+        let t = self.clock.monotonic_ns();
+        self.claim_nonce(client.as_str(), key.nonce(), now)
+            .await
+            .map_err(|e| match e {
+                Ok(store) => InitError::NonceStore(store),
+                Err(()) => InitError::Replay,
+            })?;
+        timings.record("replay-protection", t, self.clock.monotonic_ns());
+
+        let crypto = self.crypto;
+        let t = self.clock.monotonic_ns();
+        let key_pair = crypto
+            .key_agreement
+            .generate()
+            .map_err(|_| InitError::Crypto)?;
+        let server_public_key = key_pair.public_key();
+        let t2 = self.clock.monotonic_ns();
+        timings.record("ecdh-keygen", t, t2);
+        let shared = key_pair.agree(&peer).map_err(|_| InitError::Crypto)?;
+        let t3 = self.clock.monotonic_ns();
+        timings.record("ecdh-compute", t2, t3);
+
+        let mut id_bytes = [0u8; 16];
+        crypto
+            .random
+            .fill(&mut id_bytes)
+            .map_err(|_| InitError::Crypto)?;
+        let session_id = SessionId::from_random(id_bytes);
+        let session_key =
+            derive_session_key(crypto.hkdf, &shared, session_id.as_str(), client.as_str())
+                .map_err(|_| InitError::Crypto)?;
+        drop(shared);
+        let t4 = self.clock.monotonic_ns();
+        timings.record("hkdf", t3, t4);
+
+        let record = SessionRecord {
+            id: session_id.as_str().to_owned(),
+            key: session_key,
+            kind,
+            client_id: client.as_str().to_owned(),
+            created_at_ms: now,
+            expires_at_ms: now.saturating_add(ttl_sec.saturating_mul(1000)),
+        };
+        self.store.insert(&record).await.map_err(InitError::Store)?;
+        // Best effort: a cache failure costs a store read later, nothing more.
+        let _ = self.cache.put(&record).await;
+        timings.record("db-store", t4, self.clock.monotonic_ns());
+
+        Ok(InitOutcome {
+            session_id,
+            server_public_key,
+            enc_alg: req.family.enc_alg(),
+            expires_in_sec: ttl_sec,
+            timings,
+        })
+    }
+
+    async fn lookup(&self, id: &str, now_ms: u64) -> Result<Lookup, StoreError> {
+        let record = match self.cache.get(id).await {
+            Ok(Some(record)) => record,
+            _ => match self.store.get(id).await? {
+                Some(record) => {
+                    if !record.is_expired(now_ms) {
+                        let _ = self.cache.put(&record).await;
+                    }
+                    record
+                }
+                None => return Ok(Lookup::Missing),
+            },
+        };
+        if record.is_expired(now_ms) {
+            return Ok(Lookup::Expired(record));
+        }
+        Ok(Lookup::Found(record))
+    }
+
+    async fn load_live_session(
+        &self,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<SessionRecord, PurchaseError> {
+        match self
+            .lookup(id, now_ms)
+            .await
+            .map_err(PurchaseError::Store)?
+        {
+            Lookup::Found(record) => Ok(record),
+            Lookup::Missing => Err(PurchaseError::SessionUnknown),
+            Lookup::Expired(_) => {
+                // Lazy deletion (PROTOCOL.md §7.6); failures only delay it.
+                let _ = self.store.delete(id).await;
+                let _ = self.cache.delete(id).await;
+                Err(PurchaseError::SessionExpired)
+            }
+        }
+    }
+
+    /// Decrypts a purchase, hands the plaintext to `respond` (which parses it and
+    /// builds the response plaintext), and seals the answer (PROTOCOL.md §5.2).
+    ///
+    /// The nonce is claimed only once the envelope has authenticated, so nobody without
+    /// the session key can burn a client's nonces, and two concurrent copies of one
+    /// request cannot both pass. The request body is wiped before returning.
+    ///
+    /// # Errors
+    /// [`PurchaseError`].
+    pub async fn purchase<F>(
+        &self,
+        req: PurchaseRequest<'_>,
+        respond: F,
+    ) -> Result<PurchaseOutcome, PurchaseError>
+    where
+        F: FnOnce(&[u8]) -> Result<Vec<u8>, PayloadError>,
+    {
+        let body = req.body;
+        let result = self
+            .purchase_inner(req.kid, req.idempotency_key, req.client_id, body, respond)
+            .await;
+        body.zeroize();
+        result
+    }
+
+    async fn purchase_inner<F>(
+        &self,
+        kid: Option<&str>,
+        idempotency_key: Option<&str>,
+        client_id: Option<&str>,
+        body: &mut [u8],
+        respond: F,
+    ) -> Result<PurchaseOutcome, PurchaseError>
+    where
+        F: FnOnce(&[u8]) -> Result<Vec<u8>, PayloadError>,
+    {
+        let mut timings = Timings::default();
+        let kid = required(kid, "X-Kid")?;
+        let key_text = required(idempotency_key, "X-Idempotency-Key")?;
+        let client_text = required(client_id, "X-ClientId")?;
+        let key = IdempotencyKey::parse(key_text)?;
+        let client = ClientId::parse(client_text)?;
+        let session_part = kid_session_part(kid)?;
+        let now = self.clock.now_ms();
+        if !self.config.replay.in_window(key.timestamp_ms(), now) {
+            return Err(PurchaseError::OutsideWindow);
+        }
+        let session_id = SessionId::parse(session_part).ok_or(PurchaseError::SessionMalformed)?;
+
+        let t = self.clock.monotonic_ns();
+        let record = self.load_live_session(session_id.as_str(), now).await?;
+        timings.record("db-get", t, self.clock.monotonic_ns());
+        if record.client_id != client.as_str() {
+            // Same generic 400 as a decryption failure: no existence oracle (§14 V14).
+            return Err(PurchaseError::ClientMismatch);
+        }
+
+        let t = self.clock.monotonic_ns();
+        let aad = Aad::new(key.timestamp_text(), key.nonce(), kid, client.as_str());
+        let t2 = self.clock.monotonic_ns();
+        timings.record("aad-build", t, t2);
+        let plaintext = open_envelope(self.crypto.aead, &record.key, &aad, body)?;
+        timings.record("aes-gcm-decrypt", t2, self.clock.monotonic_ns());
+
+        let t = self.clock.monotonic_ns();
+        self.claim_nonce(client.as_str(), key.nonce(), now)
+            .await
+            .map_err(|e| match e {
+                Ok(store) => PurchaseError::NonceStore(store),
+                Err(()) => PurchaseError::Replay,
+            })?;
+        timings.record("replay-protection", t, self.clock.monotonic_ns());
+
+        let response_plaintext = respond(plaintext)?;
+
+        let t = self.clock.monotonic_ns();
+        let response_key = self
+            .fresh_idempotency_key()
+            .map_err(|_| PurchaseError::Crypto)?;
+        let (ts, nonce) = response_key.split_once('.').unwrap_or_default();
+        let response_aad = Aad::new(ts, nonce, kid, client.as_str());
+        let envelope = seal_envelope(
+            self.crypto.aead,
+            self.crypto.random,
+            &record.key,
+            &response_aad,
+            response_plaintext,
+        )
+        .map_err(|_| PurchaseError::Crypto)?;
+        timings.record("aes-gcm-encrypt", t, self.clock.monotonic_ns());
+        Ok(PurchaseOutcome {
+            idempotency_key: response_key,
+            envelope,
+            timings,
+        })
+    }
+
+    /// `<now ms>.<random uuid v4>`.
+    ///
+    /// # Errors
+    /// RNG failure.
+    pub fn fresh_idempotency_key(&self) -> Result<String, CryptoError> {
+        let mut r = [0u8; 16];
+        self.crypto.random.fill(&mut r)?;
+        Ok(format!("{}.{}", self.clock.now_ms(), uuid_v4(r)))
+    }
+
+    /// Validates a purchase and confirms it (mock: nothing is persisted).
+    ///
+    /// # Errors
+    /// [`PayloadError`] for invalid fields.
+    pub fn confirm_purchase<'a>(
+        &self,
+        scheme_code: &'a str,
+        amount_text: &'a str,
+    ) -> Result<Receipt<'a>, PayloadError> {
+        let purchase = Purchase::validate(scheme_code, amount_text)?;
+        let mut r = [0u8; 8];
+        self.crypto
+            .random
+            .fill(&mut r)
+            .map_err(|_| PayloadError::Shape("rng failure"))?;
+        Ok(purchase.confirm(r, self.clock.now_ms()))
+    }
+
+    /// `GET /v1/session/{id}` (internal listener only; PROTOCOL.md §5.6).
+    ///
+    /// # Errors
+    /// [`ReleaseError`].
+    pub async fn release_key(
+        &self,
+        session_id: &str,
+        client_id: Option<&str>,
+    ) -> Result<KeyRelease, ReleaseError> {
+        let client = client_id
+            .filter(|c| !c.is_empty())
+            .ok_or(ReleaseError::MissingClientId)?;
+        let id = SessionId::parse(session_id).ok_or(ReleaseError::MalformedId)?;
+        let now = self.clock.now_ms();
+        let record = match self
+            .lookup(id.as_str(), now)
+            .await
+            .map_err(ReleaseError::Store)?
+        {
+            Lookup::Missing => return Err(ReleaseError::NotFound),
+            Lookup::Found(r) | Lookup::Expired(r) => r,
+        };
+        if record.client_id != client {
+            return Err(ReleaseError::Forbidden);
+        }
+        if record.is_expired(now) {
+            return Err(ReleaseError::Expired);
+        }
+        Ok(KeyRelease { record })
+    }
+}

@@ -1,0 +1,596 @@
+//! The use cases end to end on the memory stores, the pure-Rust backend and a fake clock.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use domain::client::{ClientSession, Handshake};
+use domain::encoding::base64_decode;
+use domain::policy::RequestedTtl;
+use domain::purchase::PayloadError;
+use domain::{
+    Aad, Family, HeaderError, InitBody, InitError, InitRequest, PurchaseError, PurchaseRequest,
+    ReplayPolicy, ServiceConfig, SessionService, V1TtlPolicy,
+};
+use memory::{MemoryNonceStore, MemorySessionStore};
+use ports::{Clock, CryptoProvider, NoCache, SessionKind, SessionStore};
+use proptest::prelude::*;
+
+const NOW: u64 = 1_706_700_000_000;
+const CRYPTO: CryptoProvider = crypto_rustcrypto::PROVIDER;
+
+#[derive(Debug)]
+struct FakeClock(AtomicU64);
+impl Clock for FakeClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn monotonic_ns(&self) -> u64 {
+        0
+    }
+}
+
+type Service = SessionService<MemorySessionStore, NoCache, MemoryNonceStore, FakeClock>;
+
+fn service_with(config: ServiceConfig) -> Service {
+    SessionService::new(
+        CRYPTO,
+        MemorySessionStore::new(100),
+        NoCache,
+        MemoryNonceStore::new(100),
+        FakeClock(AtomicU64::new(NOW)),
+        config,
+    )
+}
+
+fn service() -> Service {
+    service_with(ServiceConfig::default())
+}
+
+fn run<F: Future>(f: F) -> F::Output {
+    futures_executor::block_on(f)
+}
+
+fn key(n: u32) -> String {
+    format!("{NOW}.nonce-{n:0>16}")
+}
+
+fn init_req<'a>(
+    family: Family,
+    idem: &'a str,
+    client: &'a str,
+    pk: Vec<u8>,
+    ttl: RequestedTtl,
+) -> InitRequest<'a> {
+    InitRequest {
+        family,
+        idempotency_key: Some(idem),
+        client_id: Some(client),
+        authorization: None,
+        body: Ok(InitBody {
+            client_public_key: pk,
+            ttl,
+        }),
+    }
+}
+
+/// init through the service, then derive the client session.
+fn establish(svc: &Service, client: &str, n: u32) -> ClientSession {
+    let hs = Handshake::start(CRYPTO).unwrap();
+    let k = key(n);
+    let out = run(svc.init(init_req(
+        Family::Unversioned,
+        &k,
+        client,
+        hs.public_key().0.to_vec(),
+        RequestedTtl::Absent,
+    )))
+    .unwrap();
+    hs.finish(out.session_id.as_str(), &out.server_public_key.0, client)
+        .unwrap()
+}
+
+fn echo(svc: &Service) -> impl FnOnce(&[u8]) -> Result<Vec<u8>, PayloadError> + '_ {
+    |plain: &[u8]| {
+        let _ = svc;
+        Ok([b"echo:".as_slice(), plain].concat())
+    }
+}
+
+fn purchase(
+    svc: &Service,
+    s: &ClientSession,
+    idem: &str,
+    body: &mut [u8],
+) -> Result<Vec<u8>, PurchaseError> {
+    let out = run(svc.purchase(
+        PurchaseRequest {
+            kid: Some(s.kid()),
+            idempotency_key: Some(idem),
+            client_id: Some(s.client_id()),
+            body,
+        },
+        echo(svc),
+    ))?;
+    let plain = s
+        .open_response(
+            &out.idempotency_key,
+            out.envelope,
+            NOW,
+            &ReplayPolicy::DEFAULT,
+        )
+        .unwrap();
+    Ok(plain.to_vec())
+}
+
+#[test]
+fn init_then_purchase_round_trip() {
+    let svc = service();
+    let s = establish(&svc, "NODE_CLIENT", 1);
+    let req = s.seal_request(NOW, br#"{"x":1}"#).unwrap();
+    let mut body = req.envelope.clone();
+    assert_eq!(
+        purchase(&svc, &s, &req.idempotency_key, &mut body).unwrap(),
+        br#"echo:{"x":1}"#
+    );
+    assert!(body.iter().all(|&b| b == 0), "request body is wiped");
+    // the exact same request again is a replay
+    let mut body = req.envelope.clone();
+    assert_eq!(
+        purchase(&svc, &s, &req.idempotency_key, &mut body),
+        Err(PurchaseError::Replay)
+    );
+}
+
+#[test]
+fn init_replay_and_window() {
+    let svc = service();
+    let hs = Handshake::start(CRYPTO).unwrap();
+    let pk = hs.public_key().0.to_vec();
+    let k = key(1);
+    assert!(
+        run(svc.init(init_req(
+            Family::Unversioned,
+            &k,
+            "C",
+            pk.clone(),
+            RequestedTtl::Absent
+        )))
+        .is_ok()
+    );
+    assert_eq!(
+        run(svc.init(init_req(
+            Family::Unversioned,
+            &k,
+            "C",
+            pk.clone(),
+            RequestedTtl::Absent
+        )))
+        .unwrap_err(),
+        InitError::Replay
+    );
+    // per-client nonce scope: another client may use the same nonce
+    assert!(
+        run(svc.init(init_req(
+            Family::Unversioned,
+            &k,
+            "D",
+            pk.clone(),
+            RequestedTtl::Absent
+        )))
+        .is_ok()
+    );
+    for (ts, ok) in [
+        (NOW - 300_000, true),
+        (NOW + 300_000, true),
+        (NOW - 300_001, false),
+        (NOW + 300_001, false),
+    ] {
+        let k = format!("{ts}.window-nonce-{ts}");
+        let r = run(svc.init(init_req(
+            Family::Unversioned,
+            &k,
+            "C",
+            pk.clone(),
+            RequestedTtl::Absent,
+        )));
+        assert_eq!(r.is_ok(), ok, "{ts}");
+        if !ok {
+            assert_eq!(r.unwrap_err(), InitError::OutsideWindow);
+        }
+    }
+}
+
+#[test]
+fn rejected_init_does_not_burn_the_nonce() {
+    let svc = service();
+    let k = key(7);
+    let mut off_curve = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
+    off_curve[64] ^= 1;
+    let r = run(svc.init(init_req(
+        Family::Unversioned,
+        &k,
+        "C",
+        off_curve,
+        RequestedTtl::Absent,
+    )));
+    assert!(matches!(r, Err(InitError::PublicKey(_))));
+    let bad_ttl = run(svc.init(init_req(
+        Family::Unversioned,
+        &k,
+        "C",
+        vec![4; 65],
+        RequestedTtl::Number(1.5),
+    )));
+    assert!(bad_ttl.is_err());
+    let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
+    let r = run(svc.init(init_req(
+        Family::Unversioned,
+        &k,
+        "C",
+        pk.clone(),
+        RequestedTtl::Number(1.5),
+    )));
+    assert_eq!(r.unwrap_err(), InitError::Ttl);
+    // the same key is still usable by a correct request
+    assert!(
+        run(svc.init(init_req(
+            Family::Unversioned,
+            &k,
+            "C",
+            pk,
+            RequestedTtl::Absent
+        )))
+        .is_ok()
+    );
+}
+
+#[test]
+fn missing_and_malformed_headers() {
+    let svc = service();
+    let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
+    let mut req = init_req(
+        Family::Unversioned,
+        "",
+        "C",
+        pk.clone(),
+        RequestedTtl::Absent,
+    );
+    assert_eq!(
+        run(svc.init(req)).unwrap_err(),
+        InitError::Header(HeaderError::Missing("X-Idempotency-Key"))
+    );
+    req = init_req(
+        Family::Unversioned,
+        "x",
+        "C",
+        pk.clone(),
+        RequestedTtl::Absent,
+    );
+    req.client_id = None;
+    assert_eq!(
+        run(svc.init(req)).unwrap_err(),
+        InitError::Header(HeaderError::Missing("X-ClientId"))
+    );
+    let k = format!("{NOW}.");
+    let req = init_req(Family::Unversioned, &k, "C", pk, RequestedTtl::Absent);
+    assert!(matches!(
+        run(svc.init(req)).unwrap_err(),
+        InitError::Header(HeaderError::IdempotencyKey(_))
+    ));
+}
+
+#[test]
+fn ttl_rules_per_family() {
+    let svc = service_with(ServiceConfig {
+        v1_ttl: V1TtlPolicy {
+            trust_upstream_auth: true,
+            ..V1TtlPolicy::DEFAULT
+        },
+        ..ServiceConfig::default()
+    });
+    let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
+    let cases = [
+        (
+            Family::Unversioned,
+            RequestedTtl::Number(60.0),
+            None,
+            300,
+            "A256GCM",
+        ),
+        (
+            Family::Unversioned,
+            RequestedTtl::Number(99_999.0),
+            None,
+            3600,
+            "A256GCM",
+        ),
+        (
+            Family::V1,
+            RequestedTtl::Number(300.0),
+            None,
+            1800,
+            "aes-256-gcm",
+        ),
+        (
+            Family::V1,
+            RequestedTtl::Absent,
+            Some("Bearer x"),
+            3600,
+            "aes-256-gcm",
+        ),
+        (
+            Family::V1,
+            RequestedTtl::Absent,
+            Some(""),
+            1800,
+            "aes-256-gcm",
+        ),
+    ];
+    for (i, (family, ttl, auth, want, alg)) in cases.into_iter().enumerate() {
+        let k = key(100 + i as u32);
+        let mut req = init_req(family, &k, "C", pk.clone(), ttl);
+        req.authorization = auth;
+        let out = run(svc.init(req)).unwrap();
+        assert_eq!((out.expires_in_sec, out.enc_alg), (want, alg), "case {i}");
+        let rec = run(svc.store().get(out.session_id.as_str()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.expires_at_ms, NOW + want * 1000);
+        let kind = if want == 3600 && family == Family::V1 {
+            SessionKind::Authenticated
+        } else {
+            SessionKind::Anonymous
+        };
+        assert_eq!(rec.kind, kind);
+    }
+    // without trust, Authorization buys nothing
+    let svc = service();
+    let k = key(200);
+    let mut req = init_req(Family::V1, &k, "C", pk, RequestedTtl::Absent);
+    req.authorization = Some("Bearer anything");
+    assert_eq!(run(svc.init(req)).unwrap().expires_in_sec, 1800);
+}
+
+#[test]
+fn purchase_session_states() {
+    let svc = service();
+    let s = establish(&svc, "OWNER", 1);
+    // another client presenting the session: generic 400 family error, not 401/403
+    let other = ClientSession::from_key(CRYPTO, &s.kid()[8..], "THIEF", s.key().clone());
+    let req = other.seal_request(NOW, b"{}").unwrap();
+    let mut body = req.envelope;
+    assert_eq!(
+        purchase(&svc, &other, &req.idempotency_key, &mut body),
+        Err(PurchaseError::ClientMismatch)
+    );
+    // malformed and unknown ids
+    for (sid, want) in [
+        ("S-XYZ", PurchaseError::SessionMalformed),
+        (
+            "S-00000000000000000000000000000000",
+            PurchaseError::SessionUnknown,
+        ),
+    ] {
+        let ghost = ClientSession::from_key(CRYPTO, sid, "OWNER", s.key().clone());
+        let req = ghost.seal_request(NOW, b"{}").unwrap();
+        let mut body = req.envelope;
+        assert_eq!(
+            purchase(&svc, &ghost, &req.idempotency_key, &mut body),
+            Err(want)
+        );
+    }
+    // expiry: usable at expiresAt, gone one ms later, and deleted
+    let expires = NOW + 1800 * 1000;
+    svc.clock().0.store(expires, Ordering::SeqCst);
+    let req = s.seal_request(expires, b"{}").unwrap();
+    let mut body = req.envelope;
+    assert!(
+        run(svc.purchase(
+            PurchaseRequest {
+                kid: Some(s.kid()),
+                idempotency_key: Some(&req.idempotency_key),
+                client_id: Some("OWNER"),
+                body: &mut body
+            },
+            echo(&svc)
+        ))
+        .is_ok()
+    );
+    svc.clock().0.store(expires + 1, Ordering::SeqCst);
+    let req = s.seal_request(expires + 1, b"{}").unwrap();
+    let mut body = req.envelope;
+    let r = run(svc.purchase(
+        PurchaseRequest {
+            kid: Some(s.kid()),
+            idempotency_key: Some(&req.idempotency_key),
+            client_id: Some("OWNER"),
+            body: &mut body,
+        },
+        echo(&svc),
+    ));
+    assert_eq!(r.unwrap_err(), PurchaseError::SessionExpired);
+    assert!(svc.store().get_now(&s.kid()[8..]).is_none());
+}
+
+#[test]
+fn failed_decryption_does_not_burn_the_nonce() {
+    let svc = service();
+    let s = establish(&svc, "C", 1);
+    let req = s.seal_request(NOW, b"{}").unwrap();
+    let mut tampered = req.envelope.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    assert!(matches!(
+        purchase(&svc, &s, &req.idempotency_key, &mut tampered),
+        Err(PurchaseError::Envelope(_))
+    ));
+    let mut short = vec![0u8; 27];
+    assert!(matches!(
+        purchase(&svc, &s, &req.idempotency_key, &mut short),
+        Err(PurchaseError::Envelope(_))
+    ));
+    let mut body = req.envelope;
+    assert!(purchase(&svc, &s, &req.idempotency_key, &mut body).is_ok());
+}
+
+#[test]
+fn payload_rejection_is_reported() {
+    let svc = service();
+    let s = establish(&svc, "C", 1);
+    let req = s.seal_request(NOW, b"{}").unwrap();
+    let mut body = req.envelope;
+    let r = run(svc.purchase(
+        PurchaseRequest {
+            kid: Some(s.kid()),
+            idempotency_key: Some(&req.idempotency_key),
+            client_id: Some("C"),
+            body: &mut body,
+        },
+        |_| Err(PayloadError::Amount),
+    ));
+    assert_eq!(r.unwrap_err(), PurchaseError::Payload(PayloadError::Amount));
+}
+
+#[test]
+fn release_key_rules() {
+    use domain::ReleaseError;
+    let svc = service();
+    let s = establish(&svc, "C", 1);
+    let id = &s.kid()[8..];
+    assert_eq!(
+        run(svc.release_key(id, None)).unwrap_err(),
+        ReleaseError::MissingClientId
+    );
+    assert_eq!(
+        run(svc.release_key("S-1", Some("C"))).unwrap_err(),
+        ReleaseError::MalformedId
+    );
+    assert_eq!(
+        run(svc.release_key("S-00000000000000000000000000000000", Some("C"))).unwrap_err(),
+        ReleaseError::NotFound
+    );
+    assert_eq!(
+        run(svc.release_key(id, Some("X"))).unwrap_err(),
+        ReleaseError::Forbidden
+    );
+    assert_eq!(
+        run(svc.release_key(id, Some("C")))
+            .unwrap()
+            .record
+            .key
+            .expose(),
+        s.key().expose()
+    );
+    svc.clock().0.store(NOW + 1800 * 1000 + 1, Ordering::SeqCst);
+    assert_eq!(
+        run(svc.release_key(id, Some("X"))).unwrap_err(),
+        ReleaseError::Forbidden
+    );
+    assert_eq!(
+        run(svc.release_key(id, Some("C"))).unwrap_err(),
+        ReleaseError::Expired
+    );
+}
+
+#[test]
+fn nonce_store_full_fails_closed() {
+    let svc = SessionService::new(
+        CRYPTO,
+        MemorySessionStore::new(100),
+        NoCache,
+        MemoryNonceStore::new(1),
+        FakeClock(AtomicU64::new(NOW)),
+        ServiceConfig::default(),
+    );
+    let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
+    let (k1, k2) = (key(1), key(2));
+    assert!(
+        run(svc.init(init_req(
+            Family::V1,
+            &k1,
+            "C",
+            pk.clone(),
+            RequestedTtl::Absent
+        )))
+        .is_ok()
+    );
+    let r = run(svc.init(init_req(Family::V1, &k2, "C", pk, RequestedTtl::Absent)));
+    assert!(matches!(
+        r,
+        Err(InitError::NonceStore(ports::NonceError::Full))
+    ));
+}
+
+#[test]
+fn reference_vector_session_key() {
+    // PROTOCOL.md §3.5: HKDF over the vector's Z.
+    let z: [u8; 32] =
+        hex::decode("ccfc261f58193c98ca4ad4a53bbac6f0ee29bc4d48438090446908622ca79af6")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let key = domain::derive_session_key(
+        CRYPTO.hkdf,
+        &ports::SharedSecret::from_bytes(z),
+        "S-000102030405060708090a0b0c0d0e0f",
+        "NODE_CLIENT",
+    )
+    .unwrap();
+    assert_eq!(
+        key.expose().to_vec(),
+        base64_decode("chrTmynfAw5zwu3wrw/xudpoWn3Hz3yAbSejyymhCuM=").unwrap()
+    );
+}
+
+fn fixed_session() -> ClientSession {
+    ClientSession::from_key(
+        CRYPTO,
+        "S-000102030405060708090a0b0c0d0e0f",
+        "NODE_CLIENT",
+        ports::SessionKey::from_bytes([9; 32]),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn envelope_round_trips_any_plaintext(plain in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let s = fixed_session();
+        let aad = Aad::new("1", "n", s.kid(), s.client_id());
+        let env = domain::seal_envelope(CRYPTO.aead, CRYPTO.random, s.key(), &aad, plain.clone()).unwrap();
+        prop_assert_eq!(env.len(), plain.len() + 28);
+        let mut buf = env;
+        let opened = domain::open_envelope(CRYPTO.aead, s.key(), &aad, &mut buf).unwrap();
+        prop_assert_eq!(&*opened, plain.as_slice());
+    }
+
+    #[test]
+    fn any_change_fails_to_open(
+        plain in proptest::collection::vec(any::<u8>(), 0..256),
+        field in 0usize..4,
+        flip in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        let fields = ["1706700000000", "123e4567-e89b-42d3-a456-426614174000", "session:S-000102030405060708090a0b0c0d0e0f", "NODE_CLIENT"];
+        let s = fixed_session();
+        let aad = Aad::new(fields[0], fields[1], fields[2], fields[3]);
+        let env = domain::seal_envelope(CRYPTO.aead, CRYPTO.random, s.key(), &aad, plain).unwrap();
+
+        // change one AAD field (append a byte) → fails
+        let mut changed = fields.map(str::to_owned);
+        changed[field].push('0');
+        let aad2 = Aad::new(&changed[0], &changed[1], &changed[2], &changed[3]);
+        let mut buf = env.clone();
+        prop_assert!(domain::open_envelope(CRYPTO.aead, s.key(), &aad2, &mut buf).is_err());
+
+        // flip one bit anywhere in IV, ciphertext or tag → fails
+        let mut buf = env.clone();
+        let i = flip.index(buf.len());
+        buf[i] ^= 1 << bit;
+        prop_assert!(domain::open_envelope(CRYPTO.aead, s.key(), &aad, &mut buf).is_err());
+
+        // truncation → fails
+        let mut buf = env[..env.len() - 1].to_vec();
+        prop_assert!(domain::open_envelope(CRYPTO.aead, s.key(), &aad, &mut buf).is_err());
+    }
+}

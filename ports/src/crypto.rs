@@ -1,0 +1,188 @@
+//! Crypto capabilities. Every backend adapter exposes one ready-made [`CryptoProvider`].
+
+use std::fmt;
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Length of a SEC1 uncompressed P-256 point: `0x04 || X || Y`.
+pub const P256_PUBLIC_KEY_LEN: usize = 65;
+/// Length of an AES-256 key, of the ECDH shared secret, and of a P-256 scalar.
+pub const KEY_LEN: usize = 32;
+/// AES-GCM IV length used by the protocol (96 bits).
+pub const IV_LEN: usize = 12;
+/// AES-GCM tag length (128 bits).
+pub const TAG_LEN: usize = 16;
+
+/// One opaque error for every backend failure: no backend detail leaks upward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cryptographic operation failed")]
+pub struct CryptoError;
+
+/// A SEC1 uncompressed P-256 public key (65 bytes).
+///
+/// Constructing one does not validate the point: the domain validates peer keys
+/// (`domain::pubkey`) before handing them to a backend.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct P256PublicKey(pub [u8; P256_PUBLIC_KEY_LEN]);
+
+impl P256PublicKey {
+    /// The 65 encoded bytes.
+    pub fn as_bytes(&self) -> &[u8; P256_PUBLIC_KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for P256PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "P256PublicKey(")?;
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+macro_rules! secret_bytes {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Zeroize, ZeroizeOnDrop)]
+        pub struct $name([u8; KEY_LEN]);
+
+        impl $name {
+            /// Wraps raw bytes (the caller's copy should be zeroised by the caller).
+            pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+                Self(bytes)
+            }
+            /// The secret bytes. Do not log or persist them unprotected.
+            pub fn expose(&self) -> &[u8; KEY_LEN] {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "([REDACTED])"))
+            }
+        }
+    };
+}
+
+secret_bytes!(
+    /// The 32-byte AES-256-GCM session key (same key both directions).
+    SessionKey
+);
+secret_bytes!(
+    /// `Z`: the 32-byte big-endian X coordinate of the ECDH product.
+    SharedSecret
+);
+
+/// An ephemeral P-256 key pair, used for exactly one agreement.
+pub trait EphemeralKeyPair: Send {
+    /// Our public key, SEC1 uncompressed.
+    fn public_key(&self) -> P256PublicKey;
+    /// ECDH with a peer key that the caller has already validated; consumes the
+    /// private key, which the backend zeroises.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the backend rejects the peer key or fails internally.
+    fn agree(self: Box<Self>, peer: &P256PublicKey) -> Result<SharedSecret, CryptoError>;
+}
+
+/// P-256 key generation and agreement.
+pub trait KeyAgreement: Send + Sync {
+    /// A fresh key pair from the backend's CSPRNG.
+    ///
+    /// # Errors
+    /// [`CryptoError`] on an internal backend failure.
+    fn generate(&self) -> Result<Box<dyn EphemeralKeyPair>, CryptoError>;
+
+    /// A key pair from a known private scalar (big-endian, 32 bytes). Used by
+    /// known-answer tests and by clients that import keys; production servers only
+    /// call [`KeyAgreement::generate`].
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the scalar is zero or not below the group order.
+    fn from_private_scalar(
+        &self,
+        scalar: &[u8; KEY_LEN],
+    ) -> Result<Box<dyn EphemeralKeyPair>, CryptoError>;
+}
+
+/// HKDF with SHA-256 (RFC 5869, extract then expand).
+pub trait HkdfSha256: Send + Sync {
+    /// Fills `out` (1..=8160 bytes) with `HKDF-Expand(HKDF-Extract(salt, ikm), info, out.len())`,
+    /// where `info` is the concatenation of the given parts.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if `out` is empty or longer than 255 × 32 bytes.
+    fn derive(
+        &self,
+        salt: &[u8],
+        ikm: &[u8],
+        info: &[&[u8]],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError>;
+}
+
+/// AES-256-GCM with a 96-bit IV and a 128-bit tag.
+pub trait Aes256Gcm: Send + Sync {
+    /// Encrypts `in_out` in place and appends the 16-byte tag.
+    ///
+    /// # Errors
+    /// [`CryptoError`] on an internal backend failure.
+    fn seal(
+        &self,
+        key: &SessionKey,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        in_out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError>;
+
+    /// Decrypts `ciphertext || tag` in place; on success returns the plaintext length
+    /// (the plaintext is `in_out[..len]`). On failure the buffer content is unspecified
+    /// and MUST NOT be used.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the tag does not verify (wrong key, IV, AAD or data) or
+    /// `in_out` is shorter than a tag.
+    fn open(
+        &self,
+        key: &SessionKey,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<usize, CryptoError>;
+}
+
+/// A cryptographically secure random number generator.
+pub trait SecureRandom: Send + Sync {
+    /// Fills `dest` with random bytes.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the operating system's generator fails.
+    fn fill(&self, dest: &mut [u8]) -> Result<(), CryptoError>;
+}
+
+/// One backend: a name plus its capabilities, each a `'static` object so that a
+/// provider is `Copy` and can be chosen at run time.
+#[derive(Clone, Copy)]
+pub struct CryptoProvider {
+    /// `"aws-lc-rs"`, `"ring"` or `"rustcrypto"`.
+    pub name: &'static str,
+    /// P-256 ECDH.
+    pub key_agreement: &'static dyn KeyAgreement,
+    /// HKDF-SHA256.
+    pub hkdf: &'static dyn HkdfSha256,
+    /// AES-256-GCM.
+    pub aead: &'static dyn Aes256Gcm,
+    /// CSPRNG.
+    pub random: &'static dyn SecureRandom,
+}
+
+impl fmt::Debug for CryptoProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CryptoProvider")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,20 @@
+//! # ports — the inner ring's view of the world
+//!
+//! Traits the domain needs and the plain value types they exchange: crypto capabilities
+//! grouped in a [`CryptoProvider`] (the rustls shape: a struct of small capability
+//! traits), the session and nonce stores, and the clock.
+//!
+//! May depend on: std, `zeroize`, `thiserror`. Must not depend on anything that does
+//! I/O, on tokio, on crypto crates, diesel, redis or hyper.
+
+pub mod crypto;
+pub mod store;
+
+pub use crypto::{
+    Aes256Gcm, CryptoError, CryptoProvider, EphemeralKeyPair, HkdfSha256, KeyAgreement,
+    P256PublicKey, SecureRandom, SessionKey, SharedSecret,
+};
+pub use store::{
+    Clock, NoCache, NonceClaim, NonceError, NonceStore, SessionCache, SessionKind, SessionRecord,
+    SessionStore, StoreError, SystemClock,
+};

@@ -1,0 +1,204 @@
+//! Session and nonce stores, and the clock.
+
+use std::fmt;
+use std::future::{Future, ready};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::crypto::SessionKey;
+
+/// How a session was created (identity labels, PROTOCOL.md §7.3 / §14 V16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// No trusted upstream authentication.
+    Anonymous,
+    /// Created with an `Authorization` header while upstream auth is trusted.
+    Authenticated,
+}
+
+impl SessionKind {
+    /// The stored label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Authenticated => "authenticated",
+        }
+    }
+}
+
+/// A stored session. `Debug` redacts the key and shortens the id.
+#[derive(Clone)]
+pub struct SessionRecord {
+    /// `S-` + 32 lowercase hex digits.
+    pub id: String,
+    /// The AES-256-GCM session key.
+    pub key: SessionKey,
+    /// Anonymous or authenticated.
+    pub kind: SessionKind,
+    /// The `X-ClientId` that created the session (owner).
+    pub client_id: String,
+    /// Creation time, epoch ms.
+    pub created_at_ms: u64,
+    /// Last instant (inclusive) at which the session is usable, epoch ms.
+    pub expires_at_ms: u64,
+}
+
+impl SessionRecord {
+    /// Usable while `now ≤ expires_at` (PROTOCOL.md §7.2).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        now_ms > self.expires_at_ms
+    }
+}
+
+impl fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &self.id.get(..10).unwrap_or("?"))
+            .field("key", &self.key)
+            .field("kind", &self.kind)
+            .field("client_id", &self.client_id)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
+/// A store failure. Adapters translate their own errors into this.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backing service is unreachable, timed out or failed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A bounded store is at capacity.
+    #[error("store full")]
+    Full,
+    /// A record with this id already exists.
+    #[error("duplicate session id")]
+    Duplicate,
+}
+
+/// The source of truth for sessions.
+pub trait SessionStore: Send + Sync {
+    /// Inserts a new session; MUST refuse (not overwrite) an existing id.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`], [`StoreError::Full`] or [`StoreError::Unavailable`].
+    fn insert(&self, record: &SessionRecord)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Looks a session up by id; expired records MAY be returned (the caller checks).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Deletes a session; deleting an absent id is not an error.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    fn delete(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A best-effort cache in front of the [`SessionStore`].
+pub trait SessionCache: Send + Sync {
+    /// Caches a record until its expiry.
+    ///
+    /// # Errors
+    /// Any failure; callers treat it as a miss.
+    fn put(&self, record: &SessionRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A cached record, if any.
+    ///
+    /// # Errors
+    /// Any failure; callers fall back to the store.
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+    /// Removes a cached record.
+    ///
+    /// # Errors
+    /// Any failure.
+    fn delete(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The cache used when there is nothing to cache in front of (embedded stores).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCache;
+
+impl SessionCache for NoCache {
+    fn put(&self, _: &SessionRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(Ok(()))
+    }
+    fn get(
+        &self,
+        _: &str,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send {
+        ready(Ok(None))
+    }
+    fn delete(&self, _: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(Ok(()))
+    }
+}
+
+/// Result of an atomic nonce claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceClaim {
+    /// First use: the nonce is now recorded for `ttl`.
+    Fresh,
+    /// Seen before within its TTL.
+    Replay,
+}
+
+/// Why a nonce could not be claimed. Callers MUST fail closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NonceError {
+    /// A bounded store is full of live nonces.
+    #[error("nonce store full")]
+    Full,
+    /// The backing service is unreachable.
+    #[error("nonce store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Single-use nonces.
+pub trait NonceStore: Send + Sync {
+    /// Atomically records `key` for `ttl_sec` seconds from `now_ms` unless it is
+    /// already recorded and unexpired. Two concurrent claims of one key MUST NOT both
+    /// return [`NonceClaim::Fresh`].
+    ///
+    /// # Errors
+    /// [`NonceError`] when the claim cannot be decided; never treat that as fresh.
+    fn claim(
+        &self,
+        key: &str,
+        ttl_sec: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send;
+}
+
+/// Wall-clock and monotonic time.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// A monotonic reading in nanoseconds, for durations only.
+    fn monotonic_ns(&self) -> u64;
+}
+
+/// The operating system's clocks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+    fn monotonic_ns(&self) -> u64 {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+}
