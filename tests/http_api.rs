@@ -1,1 +1,1087 @@
-//! placeholder
+//! End-to-end tests: the real binary on a random port, driven over HTTP by the
+//! project's own client (PROTOCOL.md §5.1, §5.2, §5.5, §8 and the §14 fixes).
+
+mod support;
+
+use std::time::Duration;
+
+use domain::client::ClientSession;
+use http_adapter::client::{FlowError, InitRoute};
+use hyper::Method;
+use support::*;
+
+fn init_headers<'a>(key: &'a str, client: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("content-type", "application/json"),
+        ("x-idempotency-key", key),
+        ("x-clientid", client),
+    ]
+}
+
+fn init_body(pk: &[u8]) -> String {
+    format!(r#"{{"clientPublicKey":"{}","ttlSec":1800}}"#, b64(pk))
+}
+
+#[tokio::test]
+async fn every_backend_serves_both_init_routes_and_purchase() {
+    for crypto in backends() {
+        let server = Server::start_with(crypto, &[]);
+        let mut client = server.client("RUST_CLIENT").await;
+        for route in [InitRoute::Unversioned, InitRoute::V1] {
+            let (session, init) = client.init(route, None).await.unwrap();
+            assert!(
+                init.server_timing
+                    .as_deref()
+                    .is_some_and(|t| t.contains("ecdh-keygen;dur=") && t.contains("total;dur="))
+            );
+            let (plain, purchase) = client.purchase(&session, PAYLOAD).await.unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+            assert_eq!(v["status"], "SUCCESS", "{}", crypto.name);
+            assert_eq!(v["schemeCode"], "AEF");
+            assert_eq!(v["amount"], 5000);
+            let txn = v["transactionId"].as_str().unwrap();
+            assert!(
+                txn.len() == 20
+                    && txn.starts_with("TXN-")
+                    && txn[4..]
+                        .bytes()
+                        .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+            );
+            // field order on the wire is the §9 order
+            let text = String::from_utf8_lossy(&plain);
+            let positions: Vec<usize> = [
+                "status",
+                "transactionId",
+                "schemeCode",
+                "amount",
+                "timestamp",
+                "message",
+            ]
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+            assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+            assert!(
+                purchase
+                    .server_timing
+                    .unwrap()
+                    .contains("aes-gcm-decrypt;dur=")
+            );
+        }
+        let mut conn = server.connect().await;
+        let health = conn.send(Method::GET, "/health", &[], "").await.unwrap();
+        assert_eq!(health.status, 200);
+        let h = json(&health);
+        assert_eq!(h["cryptoBackend"], crypto.name);
+        assert_eq!(h["status"], "ok");
+        assert_eq!(h["redis"], "disabled");
+    }
+}
+
+#[tokio::test]
+async fn init_success_shape_and_ttl_rules() {
+    let server = Server::start(&[]);
+    let crypto = server.crypto;
+    let mut conn = server.connect().await;
+    let cases: [(&str, u16, Option<u64>); 8] = [
+        ("", 200, Some(1800)),
+        (r#","ttlSec":0"#, 200, Some(300)),
+        (r#","ttlSec":1800.0"#, 200, Some(1800)),
+        (r#","ttlSec":99999999"#, 200, Some(3600)),
+        (r#","ttlSec":"1800""#, 400, None),
+        (r#","ttlSec":null"#, 400, None),
+        (r#","ttlSec":1.5"#, 400, None),
+        (r#","ttlSec":-1"#, 400, None),
+    ];
+    for (extra, status, ttl) in cases {
+        let key = idem(crypto);
+        let body = format!(
+            r#"{{"clientPublicKey":"{}"{extra}}}"#,
+            b64(&fresh_public_key(crypto))
+        );
+        let resp = post_init(&mut conn, "/session/init", &init_headers(&key, "C"), body).await;
+        if status == 200 {
+            assert_eq!(resp.status, 200, "{extra}: {:?}", resp.body);
+            assert_eq!(resp.header("content-type"), Some("application/json"));
+            assert!(
+                resp.header("x-kid").is_none(),
+                "unversioned init has no X-Kid"
+            );
+            assert!(resp.header("server-timing").is_some());
+            let v = json(&resp);
+            assert_eq!(v["expiresInSec"], ttl.unwrap(), "{extra}");
+            assert_eq!(v["encAlg"], "A256GCM");
+            let sid = v["sessionId"].as_str().unwrap();
+            assert!(domain::SessionId::parse(sid).is_some(), "{sid}");
+            let spk =
+                domain::encoding::base64_decode(v["serverPublicKey"].as_str().unwrap()).unwrap();
+            assert!(domain::p256::validate_public_key(&spk).is_ok());
+            assert!(
+                v["serverPublicKey"].as_str().unwrap().ends_with('='),
+                "padded base64"
+            );
+        } else {
+            assert_code(&resp, status, "CRYPTO_ERROR");
+        }
+    }
+}
+
+#[tokio::test]
+async fn init_rejections_are_generic_json_400s() {
+    let server = Server::start(&[]);
+    let crypto = server.crypto;
+    let mut conn = server.connect().await;
+    let pk = fresh_public_key(crypto);
+    let mut off_curve = pk.clone();
+    off_curve[64] ^= 1;
+    let mut compressed = vec![2 + (pk[64] & 1)];
+    compressed.extend_from_slice(&pk[1..33]);
+    let good = init_body(&pk);
+    let bodies: Vec<(&str, String)> = vec![
+        ("malformed JSON", "{\"clientPublicKey\":".into()),
+        ("empty body", String::new()),
+        ("JSON array", format!(r#"["{}"]"#, b64(&pk))),
+        ("missing key", r#"{"ttlSec":1800}"#.into()),
+        ("empty key", r#"{"clientPublicKey":""}"#.into()),
+        ("key not a string", r#"{"clientPublicKey":5}"#.into()),
+        (
+            "url-safe base64",
+            format!(
+                r#"{{"clientPublicKey":"{}"}}"#,
+                b64(&pk).replace('+', "-").replace('/', "_")
+            ),
+        ),
+        ("not base64", r#"{"clientPublicKey":"!!!!"}"#.into()),
+        ("64 bytes", init_body(&pk[..64])),
+        ("compressed point", init_body(&compressed)),
+        ("off-curve point", init_body(&off_curve)),
+        (
+            "all-zero point",
+            init_body(&[&[4u8][..], &[0; 64]].concat()),
+        ),
+        (
+            "duplicate field",
+            format!(
+                r#"{{"clientPublicKey":"{0}","clientPublicKey":"{0}"}}"#,
+                b64(&pk)
+            ),
+        ),
+    ];
+    for (what, body) in bodies {
+        let key = idem(crypto);
+        let resp = post_init(&mut conn, "/session/init", &init_headers(&key, "C"), body).await;
+        assert_eq!(resp.status, 400, "{what}");
+        assert_code(&resp, 400, "CRYPTO_ERROR");
+    }
+    let now = now();
+    let header_cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("no idempotency key", vec![("x-clientid", "C".into())]),
+        (
+            "empty idempotency key",
+            vec![
+                ("x-idempotency-key", String::new()),
+                ("x-clientid", "C".into()),
+            ],
+        ),
+        ("no client id", vec![("x-idempotency-key", idem(crypto))]),
+        (
+            "empty nonce",
+            vec![
+                ("x-idempotency-key", format!("{now}.")),
+                ("x-clientid", "C".into()),
+            ],
+        ),
+        (
+            "short nonce",
+            vec![
+                ("x-idempotency-key", format!("{now}.abc")),
+                ("x-clientid", "C".into()),
+            ],
+        ),
+        (
+            "three parts",
+            vec![
+                ("x-idempotency-key", format!("{}.x", idem(crypto))),
+                ("x-clientid", "C".into()),
+            ],
+        ),
+        (
+            "lenient timestamp",
+            vec![
+                ("x-idempotency-key", format!("{now}abc.{}", uuid_like())),
+                ("x-clientid", "C".into()),
+            ],
+        ),
+        (
+            "pipe in client id",
+            vec![
+                ("x-idempotency-key", idem(crypto)),
+                ("x-clientid", "A|B".into()),
+            ],
+        ),
+        (
+            "window -301 s",
+            vec![
+                ("x-idempotency-key", idem_at(now - 301_000)),
+                ("x-clientid", "C".into()),
+            ],
+        ),
+        (
+            "window +301 s",
+            vec![
+                ("x-idempotency-key", idem_at(now + 301_000)),
+                ("x-clientid", "C".into()),
+            ],
+        ),
+    ];
+    for (what, headers) in header_cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let resp = post_init(&mut conn, "/session/init", &headers, good.clone()).await;
+        assert_eq!(resp.status, 400, "{what}");
+        assert_code(&resp, 400, "CRYPTO_ERROR");
+    }
+    for ts in [now - 299_000, now + 299_000] {
+        let key = idem_at(ts);
+        let resp = post_init(
+            &mut conn,
+            "/session/init",
+            &init_headers(&key, "C"),
+            good.clone(),
+        )
+        .await;
+        assert_eq!(resp.status, 200, "just inside the window ({ts} vs {now})");
+    }
+}
+
+#[tokio::test]
+async fn init_replay_is_refused_per_client_and_bad_requests_burn_no_nonce() {
+    let server = Server::start(&[]);
+    let crypto = server.crypto;
+    let mut conn = server.connect().await;
+    let key = idem(crypto);
+    let pk = fresh_public_key(crypto);
+    let mut off = pk.clone();
+    off[64] ^= 1;
+    // an invalid request first: it must not consume the nonce
+    assert_code(
+        &post_init(
+            &mut conn,
+            "/session/init",
+            &init_headers(&key, "A"),
+            init_body(&off),
+        )
+        .await,
+        400,
+        "CRYPTO_ERROR",
+    );
+    assert_eq!(
+        post_init(
+            &mut conn,
+            "/session/init",
+            &init_headers(&key, "A"),
+            init_body(&pk)
+        )
+        .await
+        .status,
+        200
+    );
+    assert_code(
+        &post_init(
+            &mut conn,
+            "/session/init",
+            &init_headers(&key, "A"),
+            init_body(&pk),
+        )
+        .await,
+        400,
+        "CRYPTO_ERROR",
+    );
+    // nonces are scoped per client id
+    assert_eq!(
+        post_init(
+            &mut conn,
+            "/session/init",
+            &init_headers(&key, "B"),
+            init_body(&pk)
+        )
+        .await
+        .status,
+        200
+    );
+    // on /v1 a replay is 409
+    assert_identity(
+        &post_init(
+            &mut conn,
+            "/v1/session/init",
+            &init_headers(&key, "A"),
+            init_body(&pk),
+        )
+        .await,
+        409,
+    );
+}
+
+#[tokio::test]
+async fn body_limits_and_content_types() {
+    let server = Server::start(&[]);
+    let crypto = server.crypto;
+    let mut conn = server.connect().await;
+    let key = idem(crypto);
+    let big = vec![b' '; 2 * 1024 * 1024];
+    assert_code(
+        &post_init(
+            &mut conn,
+            "/session/init",
+            &init_headers(&key, "C"),
+            big.clone(),
+        )
+        .await,
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
+    let mut conn = server.connect().await;
+    assert_identity(
+        &post_init(
+            &mut conn,
+            "/v1/session/init",
+            &init_headers(&key, "C"),
+            big.clone(),
+        )
+        .await,
+        413,
+    );
+    let mut conn = server.connect().await;
+    let purchase_headers = [
+        ("x-kid", "session:S-000102030405060708090a0b0c0d0e0f"),
+        ("x-idempotency-key", key.as_str()),
+        ("x-clientid", "C"),
+    ];
+    assert_code(
+        &conn
+            .send(
+                Method::POST,
+                "/transaction/purchase",
+                &purchase_headers,
+                big,
+            )
+            .await
+            .unwrap(),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
+    // a missing or odd Content-Type is not a framework 415: the JSON body is what counts
+    let mut conn = server.connect().await;
+    let body = init_body(&fresh_public_key(crypto));
+    let key = idem(crypto);
+    let resp = post_init(
+        &mut conn,
+        "/session/init",
+        &[("x-idempotency-key", &key), ("x-clientid", "C")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let key = idem(crypto);
+    let resp = post_init(
+        &mut conn,
+        "/session/init",
+        &[
+            ("content-type", "text/plain"),
+            ("x-idempotency-key", &key),
+            ("x-clientid", "C"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+}
+
+async fn established(
+    server: &Server,
+    client_id: &str,
+) -> (http_adapter::client::ProtocolClient, ClientSession) {
+    let mut client = server.client(client_id).await;
+    let (session, _) = client.init(INIT, None).await.unwrap();
+    (client, session)
+}
+
+fn purchase_headers<'a>(kid: &'a str, key: &'a str, client: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("content-type", "application/octet-stream"),
+        ("x-kid", kid),
+        ("x-idempotency-key", key),
+        ("x-clientid", client),
+    ]
+}
+
+#[tokio::test]
+async fn purchase_success_shape() {
+    let server = Server::start(&[]);
+    let (mut client, session) = established(&server, "NODE_CLIENT").await;
+    let sealed = session
+        .seal_request(now(), br#"{"schemeCode":"TEST","amount":12.50}"#)
+        .unwrap();
+    let resp = client
+        .connection()
+        .send(
+            Method::POST,
+            "/transaction/purchase",
+            &purchase_headers(session.kid(), &sealed.idempotency_key, "NODE_CLIENT"),
+            sealed.envelope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(resp.header("x-kid"), Some(session.kid()));
+    let rkey = resp.header("x-idempotency-key").unwrap();
+    let parsed = domain::IdempotencyKey::parse(rkey).unwrap();
+    assert!(parsed.timestamp_ms().abs_diff(now()) < 5_000);
+    assert_ne!(rkey, sealed.idempotency_key, "fresh response key");
+    let st = resp.header("server-timing").unwrap();
+    for step in [
+        "db-get",
+        "aad-build",
+        "aes-gcm-decrypt",
+        "replay-protection",
+        "aes-gcm-encrypt",
+        "total",
+    ] {
+        assert!(st.contains(&format!("{step};dur=")), "{st}");
+    }
+    let plain = session
+        .open_response(
+            rkey,
+            resp.body.to_vec(),
+            now(),
+            &domain::ReplayPolicy::DEFAULT,
+        )
+        .unwrap();
+    let text = String::from_utf8(plain.to_vec()).unwrap();
+    assert!(
+        text.contains(r#""amount":12.50,"#),
+        "amount echoed as sent: {text}"
+    );
+    assert!(text.contains(r#""schemeCode":"TEST""#));
+}
+
+#[tokio::test]
+async fn purchase_rejections() {
+    let server = Server::start(&[]);
+    let crypto = server.crypto;
+    let (mut client, session) = established(&server, "OWNER").await;
+    let conn = client.connection();
+    let kid = session.kid().to_owned();
+    let sealed = session.seal_request(now(), PAYLOAD).unwrap();
+    let k = sealed.idempotency_key.as_str();
+    let env = sealed.envelope.clone();
+
+    // (what, headers, body, status, error code)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "no X-Kid",
+            vec![
+                ("x-idempotency-key", k.into()),
+                ("x-clientid", "OWNER".into()),
+            ],
+            env.clone(),
+            400,
+            "CRYPTO_ERROR",
+        ),
+        (
+            "no key",
+            vec![("x-kid", kid.clone()), ("x-clientid", "OWNER".into())],
+            env.clone(),
+            400,
+            "CRYPTO_ERROR",
+        ),
+        (
+            "no client",
+            vec![("x-kid", kid.clone()), ("x-idempotency-key", k.into())],
+            env.clone(),
+            400,
+            "CRYPTO_ERROR",
+        ),
+        (
+            "kid without prefix",
+            vec![
+                ("x-kid", kid[8..].into()),
+                ("x-idempotency-key", k.into()),
+                ("x-clientid", "OWNER".into()),
+            ],
+            env.clone(),
+            400,
+            "CRYPTO_ERROR",
+        ),
+        (
+            "empty session part",
+            vec![
+                ("x-kid", "session:".into()),
+                ("x-idempotency-key", k.into()),
+                ("x-clientid", "OWNER".into()),
+            ],
+            env.clone(),
+            400,
+            "CRYPTO_ERROR",
+        ),
+        (
+            "malformed session id",
+            vec![
+                ("x-kid", "session:S-nothex".into()),
+                ("x-idempotency-key", k.into()),
+                ("x-clientid", "OWNER".into()),
+            ],
+            env.clone(),
+            401,
+            "SESSION_EXPIRED",
+        ),
+        (
+            "path-like session id",
+            vec![
+                ("x-kid", "session:../../etc".into()),
+                ("x-idempotency-key", k.into()),
+                ("x-clientid", "OWNER".into()),
+            ],
+            env.clone(),
+            401,
+            "SESSION_EXPIRED",
+        ),
+        (
+            "unknown session",
+            vec![
+                ("x-kid", "session:S-00000000000000000000000000000000".into()),
+                ("x-idempotency-key", k.into()),
+                ("x-clientid", "OWNER".into()),
+            ],
+            env.clone(),
+            401,
+            "SESSION_EXPIRED",
+        ),
+        (
+            "27-byte body",
+            vec![
+                ("x-kid", kid.clone()),
+                ("x-idempotency-key", k.into()),
+                ("x-clientid", "OWNER".into()),
+            ],
+            vec![0; 27],
+            400,
+            "CRYPTO_ERROR",
+        ),
+        (
+            "wrong client id",
+            vec![
+                ("x-kid", kid.clone()),
+                ("x-idempotency-key", k.into()),
+                ("x-clientid", "THIEF".into()),
+            ],
+            env.clone(),
+            400,
+            "CRYPTO_ERROR",
+        ),
+        (
+            "other timestamp than sealed",
+            vec![
+                ("x-kid", kid.clone()),
+                (
+                    "x-idempotency-key",
+                    format!("{}{}", &k[..12], (k.as_bytes()[12] - b'0' + 1) % 10) + &k[13..],
+                ),
+                ("x-clientid", "OWNER".into()),
+            ],
+            env.clone(),
+            400,
+            "CRYPTO_ERROR",
+        ),
+        (
+            "outside window",
+            vec![
+                ("x-kid", kid.clone()),
+                ("x-idempotency-key", idem_at(now() - 400_000)),
+                ("x-clientid", "OWNER".into()),
+            ],
+            env.clone(),
+            400,
+            "CRYPTO_ERROR",
+        ),
+    ];
+    for (what, headers, body, status, code) in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        let resp = conn
+            .send(Method::POST, "/transaction/purchase", &headers, body)
+            .await
+            .unwrap();
+        assert_eq!(resp.status.as_u16(), status, "{what}");
+        assert_code(&resp, status, code);
+    }
+    for i in [0, 12, env.len() - 1] {
+        let mut tampered = env.clone();
+        tampered[i] ^= 1;
+        let resp = conn
+            .send(
+                Method::POST,
+                "/transaction/purchase",
+                &purchase_headers(&kid, k, "OWNER"),
+                tampered,
+            )
+            .await
+            .unwrap();
+        assert_code(&resp, 400, "CRYPTO_ERROR");
+    }
+    // none of the failures consumed the nonce: the genuine request still succeeds, once
+    let resp = conn
+        .send(
+            Method::POST,
+            "/transaction/purchase",
+            &purchase_headers(&kid, k, "OWNER"),
+            env.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    let replay = conn
+        .send(
+            Method::POST,
+            "/transaction/purchase",
+            &purchase_headers(&kid, k, "OWNER"),
+            env,
+        )
+        .await
+        .unwrap();
+    assert_code(&replay, 400, "CRYPTO_ERROR");
+
+    // well-encrypted but unacceptable payloads
+    for payload in [
+        &b"not json"[..],
+        b"[]",
+        br#"{"amount":5000}"#,
+        br#"{"schemeCode":"AEF"}"#,
+        br#"{"schemeCode":"AEF","amount":"5000"}"#,
+        br#"{"schemeCode":"AEF","amount":0}"#,
+        br#"{"schemeCode":"","amount":1}"#,
+        br#"{"schemeCode":5,"amount":1}"#,
+        b"",
+    ] {
+        let sealed = session.seal_request(now(), payload).unwrap();
+        let resp = conn
+            .send(
+                Method::POST,
+                "/transaction/purchase",
+                &purchase_headers(&kid, &sealed.idempotency_key, "OWNER"),
+                sealed.envelope,
+            )
+            .await
+            .unwrap();
+        assert_code(&resp, 400, "CRYPTO_ERROR");
+    }
+    let _ = crypto;
+}
+
+#[tokio::test]
+async fn sixteen_simultaneous_copies_of_one_purchase_succeed_exactly_once() {
+    let server = Server::start(&[]);
+    let (_, session) = established(&server, "RACE").await;
+    let sealed = session.seal_request(now(), PAYLOAD).unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..16 {
+        conns.push(server.connect().await);
+    }
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            let (kid, key, env) = (
+                session.kid().to_owned(),
+                sealed.idempotency_key.clone(),
+                sealed.envelope.clone(),
+            );
+            tokio::spawn(async move {
+                conn.send(
+                    Method::POST,
+                    "/transaction/purchase",
+                    &purchase_headers(&kid, &key, "RACE"),
+                    env,
+                )
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let resp = t.await.unwrap();
+        match resp.status.as_u16() {
+            200 => ok += 1,
+            _ => assert_code(&resp, 400, "CRYPTO_ERROR"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test]
+async fn expired_sessions_answer_401() {
+    let server = Server::start(&[
+        ("SESSION_TTL_MIN_SEC", "1"),
+        ("SESSION_TTL_DEFAULT_SEC", "1"),
+    ]);
+    let mut client = server.client("C").await;
+    let (session, _) = client.init(INIT, Some(1)).await.unwrap();
+    assert!(client.purchase(&session, PAYLOAD).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    match client.purchase(&session, PAYLOAD).await {
+        Err(FlowError::Status { status, body, .. }) => {
+            assert_eq!(status, 401);
+            assert_eq!(body, r#"{"error":"SESSION_EXPIRED"}"#);
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn v1_init_identity_semantics() {
+    let server = Server::start(&[]);
+    let crypto = server.crypto;
+    let mut conn = server.connect().await;
+    let key = idem(crypto);
+    let resp = post_init(
+        &mut conn,
+        "/v1/session/init",
+        &init_headers(&key, "C"),
+        init_body(&fresh_public_key(crypto)),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let v = json(&resp);
+    assert_eq!(v["encAlg"], "aes-256-gcm");
+    assert_eq!(v["expiresInSec"], 1800, "ttlSec is ignored on /v1");
+    assert_eq!(
+        resp.header("x-kid"),
+        v["sessionId"].as_str(),
+        "bare session id"
+    );
+    // Authorization is ignored unless upstream auth is trusted
+    let key = idem(crypto);
+    let mut h = init_headers(&key, "C");
+    h.push(("authorization", "Bearer whatever"));
+    let resp = post_init(
+        &mut conn,
+        "/v1/session/init",
+        &h,
+        init_body(&fresh_public_key(crypto)),
+    )
+    .await;
+    assert_eq!(json(&resp)["expiresInSec"], 1800);
+    // identity-shaped errors
+    let pk = fresh_public_key(crypto);
+    assert_identity(
+        &post_init(
+            &mut conn,
+            "/v1/session/init",
+            &[("x-clientid", "C")],
+            init_body(&pk),
+        )
+        .await,
+        400,
+    );
+    let key = idem(crypto);
+    assert_identity(
+        &post_init(
+            &mut conn,
+            "/v1/session/init",
+            &[("x-idempotency-key", &key)],
+            init_body(&pk),
+        )
+        .await,
+        400,
+    );
+    assert_identity(
+        &post_init(&mut conn, "/v1/session/init", &init_headers(&key, "C"), "{").await,
+        400,
+    );
+    assert_identity(
+        &post_init(
+            &mut conn,
+            "/v1/session/init",
+            &init_headers(&key, "C"),
+            r#"{"clientPublicKey":"AAAA"}"#,
+        )
+        .await,
+        400,
+    );
+    let trusted = Server::start(&[("TRUST_UPSTREAM_AUTH", "true")]);
+    let mut conn = trusted.connect().await;
+    let key = idem(crypto);
+    let mut h = init_headers(&key, "C");
+    h.push(("authorization", "Bearer verified-upstream"));
+    assert_eq!(
+        json(&post_init(&mut conn, "/v1/session/init", &h, init_body(&pk)).await)["expiresInSec"],
+        3600
+    );
+}
+
+#[tokio::test]
+async fn full_nonce_store_fails_closed_per_family() {
+    let server = Server::start(&[("MEMORY_NONCE_MAX_SIZE", "2")]);
+    let mut client = server.client("C").await;
+    let (session, _) = client.init(INIT, None).await.unwrap(); // nonce 1
+    assert!(client.purchase(&session, PAYLOAD).await.is_ok()); // nonce 2
+    let mut conn = server.connect().await;
+    let crypto = server.crypto;
+    let key = idem(crypto);
+    let body = init_body(&fresh_public_key(crypto));
+    assert_code(
+        &post_init(
+            &mut conn,
+            "/session/init",
+            &init_headers(&key, "C"),
+            body.clone(),
+        )
+        .await,
+        400,
+        "CRYPTO_ERROR",
+    );
+    assert_identity(
+        &post_init(
+            &mut conn,
+            "/v1/session/init",
+            &init_headers(&key, "C"),
+            body,
+        )
+        .await,
+        503,
+    );
+    match client.purchase(&session, PAYLOAD).await {
+        Err(FlowError::Status { status, .. }) => assert_eq!(status, 400),
+        other => panic!("expected 400, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn key_release_only_on_the_internal_listener() {
+    let server = Server::start(&[("INTERNAL_PORT", "0")]);
+    let internal = server
+        .internal_url
+        .clone()
+        .expect("internal listener announced");
+    let (_, session) = established(&server, "OWNER").await;
+    let id = session.kid()["session:".len()..].to_owned();
+    let path = format!("/v1/session/{id}");
+    let mut public = server.connect().await;
+    assert_identity(
+        &public
+            .send(Method::GET, &path, &[("x-clientid", "OWNER")], "")
+            .await
+            .unwrap(),
+        404,
+    );
+
+    let mut conn = http_adapter::client::Connection::open(
+        &http_adapter::client::Endpoint::parse(&internal).unwrap(),
+    )
+    .await
+    .unwrap();
+    let resp = conn
+        .send(Method::GET, &path, &[("x-clientid", "OWNER")], "")
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    let v = json(&resp);
+    assert_eq!(v["sessionId"], id.as_str());
+    assert_eq!(
+        domain::encoding::base64_decode(v["sessionKey"].as_str().unwrap()).unwrap(),
+        session.key().expose()
+    );
+    assert!(v["expiresAt"].as_u64().unwrap() > now());
+    assert!(resp.header("access-control-allow-origin").is_none());
+    assert_identity(
+        &conn
+            .send(Method::GET, &path, &[("x-clientid", "OTHER")], "")
+            .await
+            .unwrap(),
+        403,
+    );
+    assert_identity(&conn.send(Method::GET, &path, &[], "").await.unwrap(), 400);
+    assert_identity(
+        &conn
+            .send(
+                Method::GET,
+                "/v1/session/S-bad",
+                &[("x-clientid", "OWNER")],
+                "",
+            )
+            .await
+            .unwrap(),
+        400,
+    );
+    assert_identity(
+        &conn
+            .send(
+                Method::GET,
+                "/v1/session/S-00000000000000000000000000000000",
+                &[("x-clientid", "OWNER")],
+                "",
+            )
+            .await
+            .unwrap(),
+        404,
+    );
+    // the internal listener serves /v1 init but not the unversioned routes
+    assert_identity(
+        &conn
+            .send(Method::POST, "/v1/session/init", &[], "")
+            .await
+            .unwrap(),
+        400,
+    );
+    assert_code(
+        &conn
+            .send(Method::POST, "/session/init", &[], "")
+            .await
+            .unwrap(),
+        404,
+        "NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn cors_and_unknown_routes() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect().await;
+    let pre = conn
+        .send(
+            Method::OPTIONS,
+            "/transaction/purchase",
+            &[
+                ("origin", "http://spa.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(pre.status, 204);
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("http://spa.example")
+    );
+    let allowed = pre
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    for h in ["content-type", "x-idempotency-key", "x-clientid", "x-kid"] {
+        assert!(allowed.contains(h), "{allowed}");
+    }
+    let (mut client, session) = established(&server, "SPA").await;
+    let sealed = session.seal_request(now(), PAYLOAD).unwrap();
+    let mut h = purchase_headers(session.kid(), &sealed.idempotency_key, "SPA").to_vec();
+    h.push(("origin", "http://spa.example"));
+    let resp = client
+        .connection()
+        .send(Method::POST, "/transaction/purchase", &h, sealed.envelope)
+        .await
+        .unwrap();
+    let exposed = resp.header("access-control-expose-headers").unwrap();
+    for e in ["Server-Timing", "X-Kid", "X-Idempotency-Key"] {
+        assert!(exposed.contains(e), "{exposed}");
+    }
+    assert_code(
+        &conn.send(Method::GET, "/nope", &[], "").await.unwrap(),
+        404,
+        "NOT_FOUND",
+    );
+    let r = conn
+        .send(Method::GET, "/session/init", &[], "")
+        .await
+        .unwrap();
+    assert_code(&r, 405, "METHOD_NOT_ALLOWED");
+    assert_eq!(r.header("allow"), Some("POST"));
+
+    let restricted = Server::start(&[("CORS_ORIGINS", "https://good.example")]);
+    let mut conn = restricted.connect().await;
+    let good = conn
+        .send(
+            Method::OPTIONS,
+            "/session/init",
+            &[("origin", "https://good.example")],
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        good.header("access-control-allow-origin"),
+        Some("https://good.example")
+    );
+    let bad = conn
+        .send(
+            Method::OPTIONS,
+            "/session/init",
+            &[("origin", "https://evil.example")],
+            "",
+        )
+        .await
+        .unwrap();
+    assert!(bad.header("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn ready_reports_embedded_stores() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect().await;
+    let r = conn.send(Method::GET, "/ready", &[], "").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(json(&r)["status"], "ready");
+}
+
+#[test]
+fn start_up_refuses_unsafe_or_impossible_settings() {
+    let backend = ("CRYPTO_BACKEND", default_backend().name);
+    let (code, err) = run_to_exit(&["serve"], &[backend, ("NONCE_TTL_SEC", "300")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("NONCE_TTL_SEC") && err.contains("twice"),
+        "{err}"
+    );
+    let (code, err) = run_to_exit(&["serve"], &[("CRYPTO_BACKEND", "openssl")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown CRYPTO_BACKEND"), "{err}");
+    let (code, err) = run_to_exit(&["serve"], &[backend, ("SESSION_TTL_MIN_SEC", "4000")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("SESSION_TTL_MIN_SEC"), "{err}");
+    if backends().len() > 2 {
+        // ambiguous: several backends compiled in, none chosen
+        let (code, err) = run_to_exit(&["serve"], &[]);
+        assert_eq!(code, 1);
+        assert!(err.contains("choose one with CRYPTO_BACKEND"), "{err}");
+    }
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let server = Server::start(&[]);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn independent_webcrypto_client_interoperates_with_every_backend() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/client.mjs");
+    for crypto in backends() {
+        let server = Server::start_with(crypto, &[]);
+        let out = std::process::Command::new("node")
+            .arg(script)
+            .arg(&server.url)
+            .output()
+            .expect("node is installed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {stdout}\n{}",
+            crypto.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("\"status\":\"SUCCESS\""), "{stdout}");
+    }
+}

@@ -1,1 +1,49 @@
-fn main() {}
+//! `session-crypto`: config → backend → subcommand.
+
+use clap::Parser;
+use session_crypto::config::{Cli, Command, args_with_default_subcommand};
+use session_crypto::{backend, bench, client_cmd, serve};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse_from(args_with_default_subcommand());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("session-crypto: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads.filter(|&n| n > 0) {
+        b.worker_threads(n);
+    }
+    b.enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Backends = cli.command {
+        for p in backend::compiled() {
+            println!("{}", p.name);
+        }
+        return Ok(());
+    }
+    let crypto = backend::select(cli.backend.as_deref())?;
+    match cli.command {
+        Command::Serve(args) => runtime(args.worker_threads)?.block_on(serve::run(*args, crypto)),
+        Command::Client(args) => runtime(Some(1))?.block_on(client_cmd::run(args, crypto)),
+        Command::Bench(args) => runtime(args.worker_threads)?.block_on(bench::run(args, crypto)),
+        Command::Backends => Ok(()),
+    }
+}

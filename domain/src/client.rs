@@ -73,7 +73,7 @@ impl Handshake {
     ) -> Result<Self, ClientError> {
         let key_pair = crypto
             .key_agreement
-            .from_private_scalar(scalar)
+            .import_private_scalar(scalar)
             .map_err(|_| ClientError::Crypto)?;
         Ok(Self { crypto, key_pair })
     }

@@ -43,7 +43,7 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let unpadded = bytes.len() - bytes.iter().rev().take_while(|&&c| c == b'=').count();
     let padding = bytes.len() - unpadded;
     let body = &bytes[..unpadded];
-    if padding > 2 || (padding > 0 && bytes.len() % 4 != 0) || body.len() % 4 == 1 {
+    if padding > 2 || (padding > 0 && !bytes.len().is_multiple_of(4)) || body.len() % 4 == 1 {
         return None;
     }
     if padding > 0 && (4 - body.len() % 4) % 4 != padding {

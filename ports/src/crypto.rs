@@ -102,7 +102,7 @@ pub trait KeyAgreement: Send + Sync {
     ///
     /// # Errors
     /// [`CryptoError`] if the scalar is zero or not below the group order.
-    fn from_private_scalar(
+    fn import_private_scalar(
         &self,
         scalar: &[u8; KEY_LEN],
     ) -> Result<Box<dyn EphemeralKeyPair>, CryptoError>;

@@ -44,7 +44,7 @@ impl KeyAgreement for Ecdh {
         key_pair(agreement::PrivateKey::generate(&agreement::ECDH_P256).map_err(|_| CryptoError)?)
     }
 
-    fn from_private_scalar(
+    fn import_private_scalar(
         &self,
         scalar: &[u8; KEY_LEN],
     ) -> Result<Box<dyn EphemeralKeyPair>, CryptoError> {
@@ -62,7 +62,7 @@ impl EphemeralKeyPair for KeyPair {
 
     fn agree(self: Box<Self>, peer: &P256PublicKey) -> Result<SharedSecret, CryptoError> {
         let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, peer.as_bytes());
-        agreement::agree(&self.private, &peer, CryptoError, |z| {
+        agreement::agree(&self.private, peer, CryptoError, |z| {
             <[u8; KEY_LEN]>::try_from(z)
                 .map(SharedSecret::from_bytes)
                 .map_err(|_| CryptoError)

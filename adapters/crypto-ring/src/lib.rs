@@ -49,7 +49,7 @@ impl KeyAgreement for Ecdh {
         )
     }
 
-    fn from_private_scalar(
+    fn import_private_scalar(
         &self,
         scalar: &[u8; KEY_LEN],
     ) -> Result<Box<dyn EphemeralKeyPair>, CryptoError> {

@@ -42,7 +42,7 @@ impl KeyAgreement for Ecdh {
         key_pair(p256::SecretKey::try_generate().map_err(|_| CryptoError)?)
     }
 
-    fn from_private_scalar(
+    fn import_private_scalar(
         &self,
         scalar: &[u8; KEY_LEN],
     ) -> Result<Box<dyn EphemeralKeyPair>, CryptoError> {

@@ -1,1 +1,19 @@
+//! # http-adapter — the driving side: raw hyper 1.x
+//!
+//! No web framework: routing by method and path, bodies read through a size limit,
+//! header-read and body timeouts, CORS, `Server-Timing`, graceful shutdown, and the
+//! JSON wire shapes of both route families. Also the matching HTTP client used by the
+//! CLI client, the load generator and the tests.
+//!
+//! May depend on: `ports`, `domain`, hyper and friends, serde_json. Must not depend on
+//! any other adapter.
 
+pub mod client;
+pub mod health;
+pub mod router;
+pub mod server;
+mod wire;
+
+pub use health::{Dependency, HealthCheck, HealthReport};
+pub use router::{Api, ApiConfig, Cors, Listener};
+pub use server::{ServerConfig, serve};

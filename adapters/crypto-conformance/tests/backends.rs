@@ -1,0 +1,129 @@
+//! The conformance suite once per backend, then the cross-backend matrix.
+
+use ports::crypto::IV_LEN;
+use ports::{CryptoProvider, SessionKey};
+use proptest::prelude::*;
+
+const BACKENDS: [CryptoProvider; 3] = [
+    crypto_aws_lc_rs::PROVIDER,
+    crypto_ring::PROVIDER,
+    crypto_rustcrypto::PROVIDER,
+];
+
+macro_rules! suite {
+    ($($backend:ident => $provider:expr;)*) => {$(
+        mod $backend {
+            use crypto_conformance as c;
+            const P: ports::CryptoProvider = $provider;
+            #[test] fn reference_ecdh() { c::reference_ecdh(&P) }
+            #[test] fn reference_session_key() { c::reference_session_key(&P) }
+            #[test] fn reference_envelopes() { c::reference_envelopes(&P) }
+            #[test] fn rfc5869() { c::rfc5869(&P) }
+            #[test] fn aes_gcm_known_answer() { c::aes_gcm_known_answer(&P) }
+            #[test] fn generated_keys_agree() { c::generated_keys_agree(&P) }
+            #[test] fn refuses_invalid_keys() { c::refuses_invalid_keys(&P) }
+            #[test] fn random_fills() { c::random_fills(&P) }
+            #[test] fn name() { assert_eq!(P.name, stringify!($backend).replace('_', "-").replace("rustcrypto", "rustcrypto")) }
+        }
+    )*};
+}
+
+suite! {
+    aws_lc_rs => crypto_aws_lc_rs::PROVIDER;
+    ring => crypto_ring::PROVIDER;
+    rustcrypto => crypto_rustcrypto::PROVIDER;
+}
+
+#[test]
+fn cross_matrix_seal_open() {
+    let key = SessionKey::from_bytes([0x42; 32]);
+    let iv = [7u8; IV_LEN];
+    for sealer in BACKENDS {
+        let mut ct = b"{\"schemeCode\":\"AEF\",\"amount\":5000}".to_vec();
+        sealer.aead.seal(&key, &iv, b"aad", &mut ct).unwrap();
+        for opener in BACKENDS {
+            let mut buf = ct.clone();
+            let len = opener
+                .aead
+                .open(&key, &iv, b"aad", &mut buf)
+                .unwrap_or_else(|_| {
+                    panic!("{} could not open what {} sealed", opener.name, sealer.name)
+                });
+            assert_eq!(&buf[..len], b"{\"schemeCode\":\"AEF\",\"amount\":5000}");
+        }
+    }
+}
+
+#[test]
+fn cross_matrix_key_agreement_and_derivation() {
+    for client in BACKENDS {
+        for server in BACKENDS {
+            let c = client.key_agreement.generate().unwrap();
+            let s = server.key_agreement.generate().unwrap();
+            let (cp, sp) = (c.public_key(), s.public_key());
+            let zc = c.agree(&sp).unwrap();
+            let zs = s.agree(&cp).unwrap();
+            let kc = domain::derive_session_key(
+                client.hkdf,
+                &zc,
+                "S-000102030405060708090a0b0c0d0e0f",
+                "X",
+            )
+            .unwrap();
+            let ks = domain::derive_session_key(
+                server.hkdf,
+                &zs,
+                "S-000102030405060708090a0b0c0d0e0f",
+                "X",
+            )
+            .unwrap();
+            assert_eq!(
+                kc.expose(),
+                ks.expose(),
+                "client {} / server {}",
+                client.name,
+                server.name
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// For random inputs the backends agree with each other byte for byte.
+    #[test]
+    fn backends_are_byte_identical(
+        ikm in proptest::collection::vec(any::<u8>(), 0..80),
+        salt in proptest::collection::vec(any::<u8>(), 0..80),
+        info in proptest::collection::vec(any::<u8>(), 0..80),
+        len in 1usize..100,
+        key in any::<[u8; 32]>(),
+        iv in any::<[u8; 12]>(),
+        aad in proptest::collection::vec(any::<u8>(), 0..64),
+        plain in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let outputs: Vec<(Vec<u8>, Vec<u8>)> = BACKENDS.iter().map(|p| {
+            let mut okm = vec![0u8; len];
+            p.hkdf.derive(&salt, &ikm, &[&info], &mut okm).unwrap();
+            let mut ct = plain.clone();
+            p.aead.seal(&SessionKey::from_bytes(key), &iv, &aad, &mut ct).unwrap();
+            (okm, ct)
+        }).collect();
+        prop_assert_eq!(&outputs[0], &outputs[1]);
+        prop_assert_eq!(&outputs[0], &outputs[2]);
+    }
+
+    /// The domain's point validation and every backend's agreement accept exactly the
+    /// same mutated public keys.
+    #[test]
+    fn validation_verdicts_agree(byte in 0usize..65, xor in 1u8..=255) {
+        let mut point = crypto_ring::PROVIDER.key_agreement.generate().unwrap().public_key();
+        point.0[byte] ^= xor;
+        let domain_ok = domain::p256::validate_public_key(&point.0).is_ok();
+        for p in BACKENDS {
+            let ours = p.key_agreement.generate().unwrap();
+            prop_assert_eq!(ours.agree(&point).is_ok(), domain_ok, "{} byte {} xor {}", p.name, byte, xor);
+        }
+    }
+}

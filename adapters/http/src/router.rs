@@ -1,0 +1,640 @@
+//! Routing, request decoding and the mapping of domain results to responses.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use domain::encoding::{base64_decode, base64_encode, iso_timestamp};
+use domain::purchase::PayloadError;
+use domain::service::{KeyRelease, PurchaseOutcome};
+use domain::{
+    Family, InitBody, InitError, InitOutcome, InitRequest, PurchaseError, PurchaseRequest,
+    ReleaseError, RequestedTtl, SessionService,
+};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body as HttpBody;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use ports::{Clock, NonceError, NonceStore, SessionCache, SessionStore};
+use serde::Serialize;
+use tracing::{error, info};
+
+use crate::health::{Dependency, HealthCheck};
+use crate::wire::{
+    Body, InitJson, InitResponse, JSON, OCTETS, PurchaseJson, PurchaseResponse, code_error,
+    identity_error, is_json_object, json, response,
+};
+
+/// Which listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The public API: unversioned routes, `POST /v1/session/init`, health, CORS.
+    Public,
+    /// The private-network listener: the `/v1` family including the raw key release
+    /// `GET /v1/session/{id}`, and health. Never expose it publicly.
+    Internal,
+}
+
+/// CORS policy of the public listener (PROTOCOL.md §5.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// Any origin (reflected, with `Vary: Origin`).
+    AnyOrigin,
+    /// Only these exact origins.
+    Origins(Vec<String>),
+    /// No CORS headers at all.
+    Disabled,
+}
+
+impl Cors {
+    fn allows(&self, origin: &HeaderValue) -> bool {
+        match self {
+            Self::AnyOrigin => true,
+            Self::Origins(list) => origin.to_str().is_ok_and(|o| list.iter().any(|a| a == o)),
+            Self::Disabled => false,
+        }
+    }
+}
+
+/// HTTP-level limits and policies.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body (bytes); larger → 413.
+    pub body_limit: usize,
+    /// Longest time to receive a request body; slower → 408.
+    pub body_timeout: Duration,
+    /// CORS on the public listener.
+    pub cors: Cors,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            cors: Cors::AnyOrigin,
+        }
+    }
+}
+
+/// The service behind the HTTP routes.
+#[derive(Debug)]
+pub struct Api<S, C, N, K, H> {
+    service: SessionService<S, C, N, K>,
+    health: H,
+    config: ApiConfig,
+}
+
+const EXPOSED: HeaderValue = HeaderValue::from_static("Server-Timing, X-Kid, X-Idempotency-Key");
+const ALLOWED_HEADERS: HeaderValue =
+    HeaderValue::from_static("Content-Type, X-Idempotency-Key, X-ClientId, X-Kid, Authorization");
+const X_KID: HeaderName = HeaderName::from_static("x-kid");
+const X_IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("x-idempotency-key");
+const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-clientid");
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    // A value that is not visible ASCII cannot satisfy any header grammar of the
+    // protocol; treat it as malformed text the domain will refuse.
+    headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"))
+}
+
+enum Route {
+    Init(Family),
+    Purchase,
+    ReleaseKey,
+    Health,
+    Ready,
+}
+
+fn route(listener: Listener, path: &str) -> Option<(Route, &'static [Method])> {
+    const POST: &[Method] = &[Method::POST];
+    const GET: &[Method] = &[Method::GET];
+    Some(match (listener, path) {
+        (Listener::Public, "/session/init") => (Route::Init(Family::Unversioned), POST),
+        (Listener::Public, "/transaction/purchase") => (Route::Purchase, POST),
+        (_, "/v1/session/init") => (Route::Init(Family::V1), POST),
+        (Listener::Internal, p) if p.starts_with("/v1/session/") => (Route::ReleaseKey, GET),
+        (_, "/health") => (Route::Health, GET),
+        (_, "/ready") => (Route::Ready, GET),
+        _ => return None,
+    })
+}
+
+fn family_of(path: &str) -> Family {
+    if path.starts_with("/v1/") {
+        Family::V1
+    } else {
+        Family::Unversioned
+    }
+}
+
+enum BodyFailure {
+    TooLarge,
+    Timeout,
+    Broken,
+}
+
+fn server_timing(steps: &[(&'static str, u64)], started: Instant) -> HeaderValue {
+    let mut s = String::with_capacity(160);
+    for (name, ns) in steps {
+        let _ = write!(s, "{name};dur={:.3}, ", *ns as f64 / 1e6);
+    }
+    let _ = write!(
+        s,
+        "total;dur={:.3}",
+        started.elapsed().as_nanos() as f64 / 1e6
+    );
+    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("total;dur=0"))
+}
+
+impl<S, C, N, K, H> Api<S, C, N, K, H>
+where
+    S: SessionStore + 'static,
+    C: SessionCache + 'static,
+    N: NonceStore + 'static,
+    K: Clock + 'static,
+    H: HealthCheck,
+{
+    /// Wraps a service.
+    pub fn new(service: SessionService<S, C, N, K>, health: H, config: ApiConfig) -> Arc<Self> {
+        Arc::new(Self {
+            service,
+            health,
+            config,
+        })
+    }
+
+    /// The service.
+    pub fn service(&self) -> &SessionService<S, C, N, K> {
+        &self.service
+    }
+
+    /// Answers one request. Never fails: every problem becomes a JSON response.
+    pub async fn handle<B>(&self, listener: Listener, req: Request<B>) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        let path = req.uri().path().to_owned();
+        let mut resp = if req.method() == Method::OPTIONS && listener == Listener::Public {
+            self.preflight(&path, origin.as_ref())
+        } else {
+            self.dispatch(listener, req, &path, started).await
+        };
+        if listener == Listener::Public
+            && let Some(origin) = origin.filter(|o| self.config.cors.allows(o))
+        {
+            let h = resp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        resp
+    }
+
+    fn preflight(&self, path: &str, origin: Option<&HeaderValue>) -> Response<Body> {
+        let Some((_, methods)) = route(Listener::Public, path) else {
+            return not_found(path);
+        };
+        let mut r = response(StatusCode::NO_CONTENT, JSON, Bytes::new());
+        r.headers_mut().remove(header::CONTENT_TYPE);
+        if origin.is_some_and(|o| self.config.cors.allows(o)) {
+            let h = r.headers_mut();
+            let allow = if methods[0] == Method::GET {
+                "GET, OPTIONS"
+            } else {
+                "POST, OPTIONS"
+            };
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(allow),
+            );
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS);
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+        }
+        r
+    }
+
+    async fn dispatch<B>(
+        &self,
+        listener: Listener,
+        req: Request<B>,
+        path: &str,
+        started: Instant,
+    ) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some((route, methods)) = route(listener, path) else {
+            return not_found(path);
+        };
+        if !methods.contains(req.method()) {
+            let mut r = match family_of(path) {
+                Family::V1 => identity_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+                Family::Unversioned => {
+                    code_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")
+                }
+            };
+            let allow = if methods[0] == Method::GET {
+                "GET"
+            } else {
+                "POST"
+            };
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            return r;
+        }
+        match route {
+            Route::Health => self.health().await,
+            Route::Ready => self.ready().await,
+            Route::ReleaseKey => self.release_key(&req, path).await,
+            Route::Init(family) => {
+                let (parts, body) = req.into_parts();
+                match self.read_body(&parts.headers, body).await {
+                    Ok(bytes) => self.init(family, &parts.headers, &bytes, started).await,
+                    Err(f) => body_failure(family, f),
+                }
+            }
+            Route::Purchase => {
+                let (parts, body) = req.into_parts();
+                match self.read_body(&parts.headers, body).await {
+                    Ok(bytes) => {
+                        self.purchase(&parts.headers, Vec::from(bytes), started)
+                            .await
+                    }
+                    Err(f) => body_failure(Family::Unversioned, f),
+                }
+            }
+        }
+    }
+
+    async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, BodyFailure>
+    where
+        B: HttpBody<Data = Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limit = self.config.body_limit;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(BodyFailure::TooLarge);
+        }
+        match tokio::time::timeout(
+            self.config.body_timeout,
+            Limited::new(body, limit).collect(),
+        )
+        .await
+        {
+            Err(_) => Err(BodyFailure::Timeout),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyFailure::TooLarge),
+            Ok(Err(_)) => Err(BodyFailure::Broken),
+        }
+    }
+
+    async fn init(
+        &self,
+        family: Family,
+        headers: &HeaderMap,
+        body: &[u8],
+        started: Instant,
+    ) -> Response<Body> {
+        let req = InitRequest {
+            family,
+            idempotency_key: header(headers, &X_IDEMPOTENCY_KEY),
+            client_id: header(headers, &X_CLIENT_ID),
+            authorization: header(headers, &header::AUTHORIZATION),
+            body: parse_init_body(body),
+        };
+        match self.service.init(req).await {
+            Ok(out) => init_success(family, &out, started),
+            Err(e) => init_failure(family, &e),
+        }
+    }
+
+    async fn purchase(
+        &self,
+        headers: &HeaderMap,
+        mut body: Vec<u8>,
+        started: Instant,
+    ) -> Response<Body> {
+        let kid = header(headers, &X_KID);
+        let req = PurchaseRequest {
+            kid,
+            idempotency_key: header(headers, &X_IDEMPOTENCY_KEY),
+            client_id: header(headers, &X_CLIENT_ID),
+            body: &mut body,
+        };
+        let service = &self.service;
+        let result = service
+            .purchase(req, |plain| purchase_response(service, plain))
+            .await;
+        match result {
+            Ok(out) => purchase_success(kid.unwrap_or_default(), out, started),
+            Err(e) => purchase_failure(&e),
+        }
+    }
+
+    async fn release_key<B>(&self, req: &Request<B>, path: &str) -> Response<Body> {
+        let id = path.trim_start_matches("/v1/session/");
+        match self
+            .service
+            .release_key(id, header(req.headers(), &X_CLIENT_ID))
+            .await
+        {
+            Ok(KeyRelease { record }) => {
+                #[derive(Serialize)]
+                #[serde(rename_all = "camelCase")]
+                struct R<'a> {
+                    session_id: &'a str,
+                    session_key: &'a str,
+                    expires_at: u64,
+                }
+                let key = zeroize::Zeroizing::new(base64_encode(record.key.expose()));
+                info!(session = %&record.id[..10], "session key released on the internal listener");
+                json(
+                    StatusCode::OK,
+                    &R {
+                        session_id: &record.id,
+                        session_key: &key,
+                        expires_at: record.expires_at_ms,
+                    },
+                )
+            }
+            Err(e) => {
+                let status = match e {
+                    ReleaseError::MissingClientId | ReleaseError::MalformedId => {
+                        StatusCode::BAD_REQUEST
+                    }
+                    ReleaseError::NotFound => StatusCode::NOT_FOUND,
+                    ReleaseError::Forbidden => StatusCode::FORBIDDEN,
+                    ReleaseError::Expired => StatusCode::GONE,
+                    ReleaseError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                info!(route = "GET /v1/session/{id}", status = status.as_u16(), reason = %e, "rejected");
+                identity_error(status, &e.to_string())
+            }
+        }
+    }
+
+    async fn health(&self) -> Response<Body> {
+        let report = self.health.report().await;
+        let ok = report.postgres != Dependency::Down && report.redis != Dependency::Down;
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct H<'a> {
+            status: &'a str,
+            timestamp: String,
+            redis: &'a str,
+            postgres: &'a str,
+            session_store: &'a str,
+            crypto_backend: &'a str,
+        }
+        json(
+            StatusCode::OK,
+            &H {
+                status: if ok { "ok" } else { "degraded" },
+                timestamp: iso_timestamp(self.service.clock().now_ms()),
+                redis: report.redis.health_word(),
+                postgres: report.postgres.health_word(),
+                session_store: report.session_store,
+                crypto_backend: self.service.crypto().name,
+            },
+        )
+    }
+
+    async fn ready(&self) -> Response<Body> {
+        let report = self.health.report().await;
+        #[derive(Serialize)]
+        struct R<'a> {
+            status: &'a str,
+            database: &'a str,
+            cache: &'a str,
+            timestamp: String,
+        }
+        let cache = match report.redis {
+            Dependency::Up => "up",
+            Dependency::Down => "degraded",
+            Dependency::Disabled => "disabled",
+        };
+        let timestamp = iso_timestamp(self.service.clock().now_ms());
+        if report.postgres == Dependency::Down {
+            let cache = if cache == "degraded" { "down" } else { cache };
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &R {
+                    status: "unhealthy",
+                    database: "down",
+                    cache,
+                    timestamp,
+                },
+            )
+        } else {
+            json(
+                StatusCode::OK,
+                &R {
+                    status: "ready",
+                    database: "up",
+                    cache,
+                    timestamp,
+                },
+            )
+        }
+    }
+}
+
+fn not_found(path: &str) -> Response<Body> {
+    match family_of(path) {
+        Family::V1 => identity_error(StatusCode::NOT_FOUND, "no such route"),
+        Family::Unversioned => code_error(StatusCode::NOT_FOUND, "NOT_FOUND"),
+    }
+}
+
+fn body_failure(family: Family, failure: BodyFailure) -> Response<Body> {
+    let (status, code, message) = match failure {
+        BodyFailure::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "request body too large",
+        ),
+        BodyFailure::Timeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            "request body not received in time",
+        ),
+        BodyFailure::Broken => (
+            StatusCode::BAD_REQUEST,
+            "CRYPTO_ERROR",
+            "request body could not be read",
+        ),
+    };
+    info!(status = status.as_u16(), reason = message, "rejected");
+    match family {
+        Family::V1 => identity_error(status, message),
+        Family::Unversioned => code_error(status, code),
+    }
+}
+
+fn parse_init_body(body: &[u8]) -> Result<InitBody, &'static str> {
+    if !is_json_object(body) {
+        return Err("body is not a JSON object");
+    }
+    let parsed: InitJson<'_> =
+        serde_json::from_slice(body).map_err(|_| "body is not valid init JSON")?;
+    let key_text = parsed.client_public_key.unwrap_or_default();
+    let client_public_key = if key_text.is_empty() {
+        Vec::new()
+    } else {
+        base64_decode(&key_text).ok_or("clientPublicKey is not base64")?
+    };
+    let ttl = match parsed.ttl_sec {
+        None => RequestedTtl::Absent,
+        Some(raw) => {
+            let text = raw.get();
+            match text.bytes().next() {
+                Some(b'-' | b'0'..=b'9') => text
+                    .parse()
+                    .map_or(RequestedTtl::NotANumber, RequestedTtl::Number),
+                _ => RequestedTtl::NotANumber,
+            }
+        }
+    };
+    Ok(InitBody {
+        client_public_key,
+        ttl,
+    })
+}
+
+fn init_success(family: Family, out: &InitOutcome, started: Instant) -> Response<Body> {
+    let key = base64_encode(&out.server_public_key.0);
+    let mut r = json(
+        StatusCode::OK,
+        &InitResponse {
+            session_id: out.session_id.as_str(),
+            server_public_key: &key,
+            enc_alg: out.enc_alg,
+            expires_in_sec: out.expires_in_sec,
+        },
+    );
+    let h = r.headers_mut();
+    if family == Family::V1
+        && let Ok(v) = HeaderValue::from_str(out.session_id.as_str())
+    {
+        h.insert(X_KID, v);
+    }
+    h.insert(SERVER_TIMING, server_timing(out.timings.entries(), started));
+    r
+}
+
+fn init_failure(family: Family, e: &InitError) -> Response<Body> {
+    let route = match family {
+        Family::Unversioned => "POST /session/init",
+        Family::V1 => "POST /v1/session/init",
+    };
+    let status = match (family, e) {
+        (_, InitError::Crypto) => StatusCode::INTERNAL_SERVER_ERROR,
+        (_, InitError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        (Family::V1, InitError::Replay) => StatusCode::CONFLICT,
+        (Family::V1, InitError::NonceStore(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    if status.is_server_error() {
+        error!(route, status = status.as_u16(), reason = %e, "init failed");
+    } else {
+        info!(route, status = status.as_u16(), reason = %e, "rejected");
+    }
+    match family {
+        Family::V1 => identity_error(status, v1_message(e)),
+        Family::Unversioned => code_error(
+            status,
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => "SERVICE_UNAVAILABLE",
+                StatusCode::INTERNAL_SERVER_ERROR => "INTERNAL_ERROR",
+                _ => "CRYPTO_ERROR",
+            },
+        ),
+    }
+}
+
+/// Short reasons for `/v1` bodies. Like the identity service, they name the failed
+/// check class but never which cryptographic step failed.
+fn v1_message(e: &InitError) -> &'static str {
+    match e {
+        InitError::Header(_) => "missing or malformed header",
+        InitError::OutsideWindow => "timestamp outside the allowed window",
+        InitError::Body(_) => "invalid request body",
+        InitError::PublicKey(_) => "invalid clientPublicKey",
+        InitError::Ttl => "invalid ttlSec",
+        InitError::Replay => "replayed request",
+        InitError::NonceStore(NonceError::Full) => "replay protection at capacity",
+        InitError::NonceStore(NonceError::Unavailable(_)) => "replay protection unavailable",
+        InitError::Crypto => "internal error",
+        InitError::Store(_) => "session store unavailable",
+    }
+}
+
+fn purchase_response<S, C, N, K>(
+    service: &SessionService<S, C, N, K>,
+    plain: &[u8],
+) -> Result<Vec<u8>, PayloadError>
+where
+    S: SessionStore,
+    C: SessionCache,
+    N: NonceStore,
+    K: Clock,
+{
+    if !is_json_object(plain) {
+        return Err(PayloadError::Shape("plaintext is not a JSON object"));
+    }
+    let req: PurchaseJson<'_> = serde_json::from_slice(plain)
+        .map_err(|_| PayloadError::Shape("plaintext is not purchase JSON"))?;
+    let receipt = service.confirm_purchase(&req.scheme_code, req.amount.get())?;
+    let resp = PurchaseResponse {
+        status: "SUCCESS",
+        transaction_id: &receipt.transaction_id,
+        scheme_code: receipt.scheme_code,
+        amount: req.amount,
+        timestamp: &receipt.timestamp,
+        message: &receipt.message,
+    };
+    serde_json::to_vec(&resp).map_err(|_| PayloadError::Shape("response serialisation"))
+}
+
+fn purchase_success(kid: &str, out: PurchaseOutcome, started: Instant) -> Response<Body> {
+    let mut r = response(StatusCode::OK, OCTETS, out.envelope);
+    let h = r.headers_mut();
+    if let (Ok(kid), Ok(key)) = (
+        HeaderValue::from_str(kid),
+        HeaderValue::from_str(&out.idempotency_key),
+    ) {
+        h.insert(X_KID, kid);
+        h.insert(X_IDEMPOTENCY_KEY, key);
+    }
+    h.insert(SERVER_TIMING, server_timing(out.timings.entries(), started));
+    r
+}
+
+fn purchase_failure(e: &PurchaseError) -> Response<Body> {
+    let (status, code) = match e {
+        e if e.is_session_state() => (StatusCode::UNAUTHORIZED, "SESSION_EXPIRED"),
+        PurchaseError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+        PurchaseError::Crypto => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        _ => (StatusCode::BAD_REQUEST, "CRYPTO_ERROR"),
+    };
+    if status.is_server_error() {
+        error!(route = "POST /transaction/purchase", status = status.as_u16(), reason = %e, "purchase failed");
+    } else {
+        info!(route = "POST /transaction/purchase", status = status.as_u16(), reason = %e, "rejected");
+    }
+    code_error(status, code)
+}

@@ -1,0 +1,123 @@
+//! The accept loop: one task per connection, HTTP/1.1 and HTTP/2 (h2c prior knowledge)
+//! through hyper-util's auto builder, a connection cap, a header-read timeout, and
+//! graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use ports::{Clock, NonceStore, SessionCache, SessionStore};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use crate::health::HealthCheck;
+use crate::router::{Api, Listener};
+
+/// Connection-level settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Close a connection whose request headers take longer than this.
+    pub header_read_timeout: Duration,
+    /// Concurrent connections per listener; further clients wait in the accept queue.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `api` on `listener` until `shutdown` completes, then stops accepting and
+/// waits (up to the configured deadline) for in-flight requests.
+pub async fn serve<S, C, N, K, H>(
+    listener: TcpListener,
+    kind: Listener,
+    api: Arc<Api<S, C, N, K, H>>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: SessionStore + 'static,
+    C: SessionCache + 'static,
+    N: NonceStore + 'static,
+    K: Clock + 'static,
+    H: HealthCheck,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = shutdown.as_mut() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // e.g. EMFILE: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.as_mut() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let api = Arc::clone(&api);
+        let svc = service_fn(move |req| {
+            let api = Arc::clone(&api);
+            async move { Ok::<_, std::convert::Infallible>(api.handle(kind, req).await) }
+        });
+        let conn = graceful.watch(
+            builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    info!(listener = ?kind, in_flight = graceful.count(), "stopped accepting; draining connections");
+    tokio::select! {
+        () = graceful.shutdown() => info!(listener = ?kind, "all connections closed"),
+        () = tokio::time::sleep(config.shutdown_timeout) => {
+            warn!(listener = ?kind, "shutdown deadline reached; closing remaining connections");
+        }
+    }
+}
+
+/// Binds a TCP listener (port 0 picks a free port).
+///
+/// # Errors
+/// The bind error.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,306 @@
+//! `session-crypto bench`: the load generator.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http_adapter::client::{InitRoute, ProtocolClient};
+use ports::CryptoProvider;
+
+use crate::config::BenchArgs;
+
+const PAYLOAD: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
+
+#[derive(Debug, Default)]
+struct WorkerResult {
+    init_us: Vec<u32>,
+    purchase_us: Vec<u32>,
+    flow_us: Vec<u32>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+/// Shared progress counters.
+#[derive(Debug, Default)]
+struct Progress {
+    next: AtomicUsize,
+    done: AtomicUsize,
+    errors: AtomicUsize,
+}
+
+async fn worker(
+    args: Arc<BenchArgs>,
+    crypto: CryptoProvider,
+    progress: Arc<Progress>,
+    total: usize,
+) -> WorkerResult {
+    let mut r = WorkerResult::default();
+    let mut client = match ProtocolClient::connect(&args.url, crypto, &args.client_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            r.errors = 1;
+            r.first_error = Some(e.to_string());
+            progress.errors.fetch_add(1, Ordering::Relaxed);
+            return r;
+        }
+    };
+    while progress.next.fetch_add(1, Ordering::Relaxed) < total {
+        let t0 = Instant::now();
+        let outcome = match client.init(InitRoute::Unversioned, Some(1800)).await {
+            Ok((session, _)) => {
+                let t1 = Instant::now();
+                match client.purchase(&session, PAYLOAD).await {
+                    Ok(_) => {
+                        let t2 = Instant::now();
+                        r.init_us.push(micros(t1 - t0));
+                        r.purchase_us.push(micros(t2 - t1));
+                        r.flow_us.push(micros(t2 - t0));
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            r.errors += 1;
+            progress.errors.fetch_add(1, Ordering::Relaxed);
+            r.first_error.get_or_insert_with(|| e.to_string());
+            // A transport error leaves the connection unusable: reconnect.
+            if let Ok(c) = ProtocolClient::connect(&args.url, crypto, &args.client_id).await {
+                client = c;
+            }
+        }
+        progress.done.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// Latency summary of one series (microsecond samples).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    /// Samples.
+    pub count: usize,
+    /// Min (ms).
+    pub min: f64,
+    /// Mean (ms).
+    pub mean: f64,
+    /// Median (ms).
+    pub p50: f64,
+    /// 95th percentile (ms).
+    pub p95: f64,
+    /// 99th percentile (ms).
+    pub p99: f64,
+    /// Max (ms).
+    pub max: f64,
+}
+
+/// Nearest-rank percentiles.
+pub fn summarize(samples: &mut [u32]) -> Option<Summary> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable();
+    let n = samples.len();
+    let rank =
+        |p: f64| samples[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1] as f64 / 1000.0;
+    let sum: u64 = samples.iter().map(|&s| u64::from(s)).sum();
+    Some(Summary {
+        count: n,
+        min: samples[0] as f64 / 1000.0,
+        mean: sum as f64 / n as f64 / 1000.0,
+        p50: rank(50.0),
+        p95: rank(95.0),
+        p99: rank(99.0),
+        max: samples[n - 1] as f64 / 1000.0,
+    })
+}
+
+fn print_summary(title: &str, s: Option<Summary>) {
+    println!("{title}");
+    match s {
+        None => println!("  (no successful requests)"),
+        Some(s) => {
+            println!("  Requests: {}", s.count);
+            println!("  Min: {:.3} ms", s.min);
+            println!("  Mean: {:.3} ms", s.mean);
+            println!("  P50: {:.3} ms", s.p50);
+            println!("  P95: {:.3} ms", s.p95);
+            println!("  P99: {:.3} ms", s.p99);
+            println!("  Max: {:.3} ms", s.max);
+        }
+    }
+}
+
+/// CPU time (user + system) of a process, from /proc (Linux; USER_HZ = 100).
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+async fn run_phase(
+    args: &Arc<BenchArgs>,
+    crypto: CryptoProvider,
+    total: usize,
+    show: bool,
+) -> (Vec<WorkerResult>, Duration) {
+    let progress = Arc::new(Progress::default());
+    let start = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency.max(1))
+        .map(|_| {
+            tokio::spawn(worker(
+                Arc::clone(args),
+                crypto,
+                Arc::clone(&progress),
+                total,
+            ))
+        })
+        .collect();
+    let ticker = show.then(|| {
+        let progress = Arc::clone(&progress);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let done = progress.done.load(Ordering::Relaxed);
+                let rate = done as f64 / start.elapsed().as_secs_f64();
+                let width = 30;
+                let filled = (done * width / total.max(1)).min(width);
+                eprint!(
+                    "\r  [{}{}] {done}/{total} flows  {rate:>8.0} flows/s  errors {}   ",
+                    "=".repeat(filled),
+                    " ".repeat(width - filled),
+                    progress.errors.load(Ordering::Relaxed)
+                );
+                let _ = std::io::stderr().flush();
+            }
+        })
+    });
+    let mut results = Vec::new();
+    for w in workers {
+        results.push(w.await.unwrap_or_default());
+    }
+    let elapsed = start.elapsed();
+    if let Some(t) = ticker {
+        t.abort();
+        eprintln!();
+    }
+    (results, elapsed)
+}
+
+/// Runs the load and prints the report.
+///
+/// # Errors
+/// A message for the user.
+pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), String> {
+    if args.iterations == 0 || args.concurrency == 0 {
+        return Err("--iterations and --concurrency must be > 0".into());
+    }
+    let args = Arc::new(args);
+    println!(
+        "Benchmark: {} flows (init + purchase) at concurrency {} against {} (client crypto {}, warm-up {})",
+        args.iterations, args.concurrency, args.url, crypto.name, args.warmup
+    );
+    if args.warmup > 0 {
+        let (warm, _) = run_phase(&args, crypto, args.warmup, false).await;
+        if let Some(e) = warm.iter().find_map(|w| w.first_error.clone()) {
+            return Err(format!("warm-up failed: {e}"));
+        }
+    }
+    let server_pid = args.server_pid.map(|p| p.to_string());
+    let server_cpu_before = server_pid.as_deref().and_then(cpu_time);
+    let client_cpu_before = cpu_time("self");
+    let (results, elapsed) = run_phase(
+        &args,
+        crypto,
+        args.iterations,
+        std::io::stderr().is_terminal(),
+    )
+    .await;
+    let server_cpu = server_pid
+        .as_deref()
+        .and_then(cpu_time)
+        .zip(server_cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    let client_cpu = cpu_time("self")
+        .zip(client_cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
+
+    let (mut init, mut purchase, mut flow) = (Vec::new(), Vec::new(), Vec::new());
+    let mut errors = 0;
+    let mut first_error = None;
+    for r in results {
+        init.extend(r.init_us);
+        purchase.extend(r.purchase_us);
+        flow.extend(r.flow_us);
+        errors += r.errors;
+        first_error = first_error.or(r.first_error);
+    }
+    let ok = flow.len();
+    let secs = elapsed.as_secs_f64();
+    println!();
+    print_summary("/session/init:", summarize(&mut init));
+    print_summary("/transaction/purchase:", summarize(&mut purchase));
+    println!("Combined");
+    println!("  Flows: {ok} ok, {errors} errors, in {secs:.3} s");
+    println!("  Throughput: {:.1} req/s (actual)", 2.0 * ok as f64 / secs);
+    println!("  Flow rate: {:.1} flows/s", ok as f64 / secs);
+    if let Some(s) = summarize(&mut flow) {
+        println!("  Mean: {:.3} ms", s.mean);
+        println!("  P50: {:.3} ms", s.p50);
+        println!("  P95: {:.3} ms", s.p95);
+        println!("  P99: {:.3} ms", s.p99);
+    }
+    println!("  Errors: {errors}");
+    if let Some(e) = first_error {
+        println!("  First error: {e}");
+    }
+    if ok > 0 {
+        if let Some(cpu) = server_cpu {
+            println!(
+                "Server CPU: {:.1} µs per flow ({:.2} s over the run, pid {})",
+                cpu.as_secs_f64() * 1e6 / ok as f64,
+                cpu.as_secs_f64(),
+                server_pid.unwrap_or_default()
+            );
+        }
+        if let Some(cpu) = client_cpu {
+            println!(
+                "Client CPU: {:.1} µs per flow",
+                cpu.as_secs_f64() * 1e6 / ok as f64
+            );
+        }
+    }
+    if errors > 0 {
+        Err(format!("{errors} flows failed"))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        let s = summarize(&mut v).unwrap();
+        assert_eq!(
+            (s.min, s.p50, s.p95, s.p99, s.max),
+            (1.0, 50.0, 95.0, 99.0, 100.0)
+        );
+        assert!((s.mean - 50.5).abs() < 1e-9);
+        assert_eq!(summarize(&mut []), None);
+        let mut one = vec![2500];
+        assert_eq!(summarize(&mut one).unwrap().p99, 2.5);
+    }
+}

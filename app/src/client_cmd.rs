@@ -1,0 +1,88 @@
+//! `session-crypto client`: one init + one purchase with a timing table.
+
+use std::time::Duration;
+
+use http_adapter::client::{InitRoute, ProtocolClient, StepTimings};
+use ports::CryptoProvider;
+
+use crate::config::ClientArgs;
+
+fn ms(d: Duration) -> String {
+    format!("{:>9.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn print_step(title: &str, t: &StepTimings, crypto_before_http: usize) {
+    println!("{title}");
+    for (i, (name, d)) in t.crypto.iter().enumerate() {
+        if i == crypto_before_http {
+            println!("  http    {:<28}{}", "round trip", ms(t.http));
+        }
+        println!("  client  {name:<28}{}", ms(*d));
+    }
+    if t.crypto.len() <= crypto_before_http {
+        println!("  http    {:<28}{}", "round trip", ms(t.http));
+    }
+    if let Some(st) = &t.server_timing {
+        for entry in st.split(", ") {
+            if let Some((name, dur)) = entry.split_once(";dur=") {
+                println!("  server  {name:<28}{:>9} ms", dur);
+            }
+        }
+    }
+}
+
+/// Runs the flow and prints what happened.
+///
+/// # Errors
+/// A message for the user.
+pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), String> {
+    let mut client = ProtocolClient::connect(&args.url, crypto, &args.client_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let route = if args.v1 {
+        InitRoute::V1
+    } else {
+        InitRoute::Unversioned
+    };
+    let (session, init) = client.init(route, None).await.map_err(|e| e.to_string())?;
+    let scheme = serde_json::to_string(&args.scheme_code).map_err(|e| e.to_string())?;
+    let amount: serde_json::Number = args
+        .amount
+        .parse()
+        .map_err(|_| format!("--amount {:?} is not a JSON number", args.amount))?;
+    let payload = format!(r#"{{"schemeCode":{scheme},"amount":{amount}}}"#);
+    let (answer, purchase) = client
+        .purchase(&session, payload.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+
+    println!(
+        "session-crypto client → {} (crypto backend {}, client id {})",
+        args.url, crypto.name, args.client_id
+    );
+    println!();
+    print_step(
+        if args.v1 {
+            "POST /v1/session/init"
+        } else {
+            "POST /session/init"
+        },
+        &init,
+        1,
+    );
+    println!();
+    print_step("POST /transaction/purchase", &purchase, 1);
+    println!();
+    let total: Duration = init
+        .crypto
+        .iter()
+        .chain(&purchase.crypto)
+        .map(|(_, d)| *d)
+        .sum::<Duration>()
+        + init.http
+        + purchase.http;
+    println!("total (client crypto + round trips){:>13}", ms(total));
+    println!();
+    println!("decrypted response: {}", String::from_utf8_lossy(&answer));
+    Ok(())
+}

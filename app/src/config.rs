@@ -1,0 +1,187 @@
+//! Command line and environment. Every setting has a `--flag` and an environment
+//! variable (flags win); `--help` lists them with their defaults.
+
+use std::net::IpAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Encrypted, replay-proof application-layer channel (ECDH P-256 + HKDF-SHA256 +
+/// AES-256-GCM envelopes) — server, client and load generator.
+#[derive(Debug, Parser)]
+#[command(name = "session-crypto", version, propagate_version = true)]
+pub struct Cli {
+    /// Crypto backend: aws-lc-rs, ring or rustcrypto (must be compiled in). Default:
+    /// the only compiled backend, or the non-default one chosen with --features.
+    #[arg(long, env = "CRYPTO_BACKEND", global = true)]
+    pub backend: Option<String>,
+
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Serve(Box<ServeArgs>),
+    /// One init + one purchase against a server, with a timing table.
+    Client(ClientArgs),
+    /// Load generator: N init + purchase flows at a given concurrency.
+    Bench(BenchArgs),
+    /// Print the crypto backends compiled into this binary.
+    Backends,
+}
+
+/// `serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the public listener.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port of the public listener (0 = any free port).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Port of the internal listener (whole /v1 family including the raw key release
+    /// GET /v1/session/{id}). Off unless set. Private networks only.
+    #[arg(long, env = "INTERNAL_PORT")]
+    pub internal_port: Option<u16>,
+    /// Address of the internal listener.
+    #[arg(long, env = "INTERNAL_HOST", default_value = "127.0.0.1")]
+    pub internal_host: IpAddr,
+
+    /// Accepted clock difference of X-Idempotency-Key timestamps (ms, ≥ 1000).
+    #[arg(long, env = "TIMESTAMP_WINDOW_MS", default_value_t = 300_000)]
+    pub timestamp_window_ms: u64,
+    /// How long a used nonce is remembered (s); must be ≥ 2 × the window.
+    #[arg(long, env = "NONCE_TTL_SEC", default_value_t = 600)]
+    pub nonce_ttl_sec: u64,
+
+    /// Shortest session lifetime on /session/init (s); shorter requests are raised to it.
+    #[arg(long, env = "SESSION_TTL_MIN_SEC", default_value_t = 300)]
+    pub session_ttl_min_sec: u64,
+    /// Longest session lifetime on /session/init (s); longer requests are lowered to it.
+    #[arg(long, env = "SESSION_TTL_MAX_SEC", default_value_t = 3600)]
+    pub session_ttl_max_sec: u64,
+    /// Lifetime on /session/init when the body has no ttlSec (s).
+    #[arg(long, env = "SESSION_TTL_DEFAULT_SEC", default_value_t = 1800)]
+    pub session_ttl_default_sec: u64,
+    /// Lifetime of /v1 sessions without trusted Authorization (s).
+    #[arg(long, env = "SESSION_TTL_ANONYMOUS_SEC", default_value_t = 1800)]
+    pub session_ttl_anonymous_sec: u64,
+    /// Lifetime of /v1 sessions with trusted Authorization (s).
+    #[arg(long, env = "SESSION_TTL_AUTHENTICATED_SEC", default_value_t = 3600)]
+    pub session_ttl_authenticated_sec: u64,
+    /// Trust that a gateway in front verified Authorization; only then does its presence
+    /// on /v1/session/init select the authenticated lifetime.
+    #[arg(long, env = "TRUST_UPSTREAM_AUTH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_upstream_auth: bool,
+
+    /// Most live nonces the embedded store holds; when full, requests are refused
+    /// (fail closed) until nonces expire. Sustainable rate ≈ size / NONCE_TTL_SEC.
+    #[arg(long, env = "MEMORY_NONCE_MAX_SIZE", default_value_t = 100_000)]
+    pub memory_nonce_max_size: usize,
+    /// Most sessions the embedded store holds; when full of live sessions, init → 503.
+    #[arg(long, env = "MEMORY_SESSION_MAX_SIZE", default_value_t = 1_000_000)]
+    pub memory_session_max_size: usize,
+
+    /// Largest request body (bytes); larger → 413.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1_048_576)]
+    pub body_limit_bytes: usize,
+    /// Time allowed to receive a request body (ms); slower → 408.
+    #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+    /// Time allowed to receive request headers (ms); slower → connection closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Concurrent connections per listener; more wait in the kernel's accept queue.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish (ms).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub shutdown_timeout_ms: u64,
+    /// CORS on the public listener: `*` (any origin, reflected), `none`, or a
+    /// comma-separated list of exact origins.
+    #[arg(long, env = "CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: String,
+    /// Runtime worker threads (default: one per CPU).
+    #[arg(long, env = "WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+}
+
+/// `client` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server base URL.
+    #[arg(long, env = "SERVER_URL", default_value = "http://127.0.0.1:3000")]
+    pub url: String,
+    /// X-ClientId to send.
+    #[arg(long, default_value = "RUST_CLIENT")]
+    pub client_id: String,
+    /// Create the session with POST /v1/session/init instead of /session/init.
+    #[arg(long)]
+    pub v1: bool,
+    /// Purchase scheme code.
+    #[arg(long, default_value = "AEF")]
+    pub scheme_code: String,
+    /// Purchase amount (a JSON number).
+    #[arg(long, default_value = "5000")]
+    pub amount: String,
+}
+
+/// `bench` settings.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Server base URL.
+    #[arg(long, env = "SERVER_URL", default_value = "http://127.0.0.1:3000")]
+    pub url: String,
+    /// Measured flows (each = one init + one purchase).
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub iterations: usize,
+    /// Parallel workers, each on its own keep-alive connection.
+    #[arg(long, short = 'c', default_value_t = 1, env = "BENCHMARK_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Unmeasured warm-up flows before the run.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// X-ClientId to send.
+    #[arg(long, default_value = "RUST_BENCH_CLIENT")]
+    pub client_id: String,
+    /// PID of a server on this machine: report its CPU time per flow (from /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Runtime worker threads for the load generator (default: one per CPU).
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
+}
+
+/// Arguments with `serve` inserted when no subcommand is named, so that
+/// `session-crypto --port 4000` serves.
+pub fn args_with_default_subcommand() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    const SUBCOMMANDS: [&str; 5] = ["serve", "client", "bench", "backends", "help"];
+    let named = args
+        .iter()
+        .skip(1)
+        .any(|a| a.to_str().is_some_and(|a| SUBCOMMANDS.contains(&a)));
+    let asks_help = args
+        .iter()
+        .skip(1)
+        .any(|a| matches!(a.to_str(), Some("-h" | "--help" | "-V" | "--version")));
+    let needs_serve = !named && (args.len() == 1 || !asks_help);
+    if needs_serve {
+        args.insert(1.min(args.len()), "serve".into());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,217 @@
+//! Test harness: runs the real `session-crypto` binary on a free port and talks to it
+//! with the project's own client.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use http_adapter::client::{
+    Connection, Endpoint, HttpResponse, InitRoute, ProtocolClient, fresh_idempotency_key, now_ms,
+};
+use hyper::Method;
+use ports::CryptoProvider;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_session-crypto");
+
+/// A running server; killed on drop.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub internal_url: Option<String>,
+    pub crypto: CryptoProvider,
+}
+
+/// The backends compiled into this test build (the binary has the same features).
+pub fn backends() -> Vec<CryptoProvider> {
+    session_crypto::backend::compiled()
+}
+
+pub fn default_backend() -> CryptoProvider {
+    backends()[0]
+}
+
+impl Server {
+    pub fn start(envs: &[(&str, &str)]) -> Self {
+        Self::start_with(default_backend(), envs)
+    }
+
+    pub fn start_with(crypto: CryptoProvider, envs: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .env_clear()
+            .env("PORT", "0")
+            .env("CRYPTO_BACKEND", crypto.name)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn session-crypto");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut url, mut internal_url) = (None, None);
+        while url.is_none() {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .expect("read stdout");
+            let addr = line
+                .strip_prefix("listening on ")
+                .and_then(|l| l.split(' ').next())
+                .map(str::to_owned);
+            if line.contains("(internal") {
+                internal_url = addr;
+            } else if line.contains("(public") {
+                url = addr;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            url: url.unwrap_or_default(),
+            internal_url,
+            crypto,
+        }
+    }
+
+    pub async fn connect(&self) -> Connection {
+        Connection::open(&Endpoint::parse(&self.url).unwrap())
+            .await
+            .unwrap()
+    }
+
+    pub async fn client(&self, client_id: &str) -> ProtocolClient {
+        ProtocolClient::connect(&self.url, self.crypto, client_id)
+            .await
+            .unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("server did not stop within 5 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion (for start-up failures).
+pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PORT", "0")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn json(resp: &HttpResponse) -> serde_json::Value {
+    serde_json::from_slice(&resp.body).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {:?} {:?}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        )
+    })
+}
+
+/// Asserts an unversioned error: status and `{"error": code}` as JSON.
+#[track_caller]
+pub fn assert_code(resp: &HttpResponse, status: u16, code: &str) {
+    assert_eq!(
+        resp.status.as_u16(),
+        status,
+        "body: {}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert_eq!(json(resp), serde_json::json!({ "error": code }));
+}
+
+/// Asserts an identity (`/v1`) error: status, reason phrase and a message.
+#[track_caller]
+pub fn assert_identity(resp: &HttpResponse, status: u16) {
+    assert_eq!(
+        resp.status.as_u16(),
+        status,
+        "body: {}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    let v = json(resp);
+    assert_eq!(v["error"], resp.status.canonical_reason().unwrap());
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+}
+
+pub fn idem(crypto: CryptoProvider) -> String {
+    fresh_idempotency_key(crypto).unwrap()
+}
+
+pub fn idem_at(ts: u64) -> String {
+    format!("{ts}.{}", uuid_like())
+}
+
+pub fn uuid_like() -> String {
+    let mut r = [0u8; 16];
+    default_backend().random.fill(&mut r).unwrap();
+    domain::encoding::uuid_v4(r)
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    domain::encoding::base64_encode(bytes)
+}
+
+pub fn now() -> u64 {
+    now_ms()
+}
+
+pub fn fresh_public_key(crypto: CryptoProvider) -> Vec<u8> {
+    crypto
+        .key_agreement
+        .generate()
+        .unwrap()
+        .public_key()
+        .0
+        .to_vec()
+}
+
+/// A raw init request.
+pub async fn post_init(
+    conn: &mut Connection,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<bytes::Bytes>,
+) -> HttpResponse {
+    conn.send(Method::POST, path, headers, body).await.unwrap()
+}
+
+pub const INIT: InitRoute = InitRoute::Unversioned;
+pub const PAYLOAD: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
