@@ -104,6 +104,7 @@ fn shutdown_signal() -> impl Future<Output = ()> {
 /// Configuration or bind failures, as a message for the user.
 pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> {
     let config = service_config(&args)?;
+    crate::backend::self_test(crypto)?;
     if args.memory_nonce_max_size == 0 || args.memory_session_max_size == 0 {
         return Err("MEMORY_NONCE_MAX_SIZE and MEMORY_SESSION_MAX_SIZE must be > 0".into());
     }
