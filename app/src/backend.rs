@@ -84,10 +84,22 @@ fn select_from(
 /// A message naming the backend and the failed check.
 pub fn self_test(crypto: CryptoProvider) -> Result<(), String> {
     use domain::envelope::{Aad, derive_session_key, open_envelope, seal_envelope_with_iv};
-    let fail = |what: &str| format!("crypto backend {} failed its self-test: {what}", crypto.name);
-    let z = ports::SharedSecret::from_bytes(hex32("ccfc261f58193c98ca4ad4a53bbac6f0ee29bc4d48438090446908622ca79af6"));
-    let key = derive_session_key(crypto.hkdf, &z, "S-000102030405060708090a0b0c0d0e0f", "NODE_CLIENT")
-        .map_err(|_| fail("hkdf"))?;
+    let fail = |what: &str| {
+        format!(
+            "crypto backend {} failed its self-test: {what}",
+            crypto.name
+        )
+    };
+    let z = ports::SharedSecret::from_bytes(hex32(
+        "ccfc261f58193c98ca4ad4a53bbac6f0ee29bc4d48438090446908622ca79af6",
+    ));
+    let key = derive_session_key(
+        crypto.hkdf,
+        &z,
+        "S-000102030405060708090a0b0c0d0e0f",
+        "NODE_CLIENT",
+    )
+    .map_err(|_| fail("hkdf"))?;
     if key.expose() != &hex32("721ad39b29df030e73c2edf0af0ff1b9da685a7dc7cf7c806d27a3cb29a10ae3") {
         return Err(fail("session key vector"));
     }
@@ -99,7 +111,8 @@ pub fn self_test(crypto: CryptoProvider) -> Result<(), String> {
     );
     let iv = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
     let plain = br#"{"schemeCode":"AEF","amount":5000}"#;
-    let mut envelope = seal_envelope_with_iv(crypto.aead, &key, &iv, &aad, plain.to_vec()).map_err(|_| fail("seal"))?;
+    let mut envelope = seal_envelope_with_iv(crypto.aead, &key, &iv, &aad, plain.to_vec())
+        .map_err(|_| fail("seal"))?;
     let expected = unhex(
         "000102030405060708090a0b8421d4e165d653e565ae6999037dce823c2bf60fdc44ecf84af810399c8d6fae7476ca\
          c34c137a1771a44cc8cfb9d9eeb9e6",
@@ -110,8 +123,14 @@ pub fn self_test(crypto: CryptoProvider) -> Result<(), String> {
     if open_envelope(crypto.aead, &key, &aad, &mut envelope).map_err(|_| fail("open"))? != plain {
         return Err(fail("open vector"));
     }
-    let a = crypto.key_agreement.generate().map_err(|_| fail("key generation"))?;
-    let b = crypto.key_agreement.generate().map_err(|_| fail("key generation"))?;
+    let a = crypto
+        .key_agreement
+        .generate()
+        .map_err(|_| fail("key generation"))?;
+    let b = crypto
+        .key_agreement
+        .generate()
+        .map_err(|_| fail("key generation"))?;
     let (pa, pb) = (a.public_key(), b.public_key());
     let za = a.agree(&pb).map_err(|_| fail("ecdh"))?;
     let zb = b.agree(&pa).map_err(|_| fail("ecdh"))?;
@@ -122,7 +141,9 @@ pub fn self_test(crypto: CryptoProvider) -> Result<(), String> {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0)).collect()
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0))
+        .collect()
 }
 
 fn hex32(s: &str) -> [u8; 32] {

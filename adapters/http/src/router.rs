@@ -148,7 +148,11 @@ fn server_timing(steps: &[(&'static str, u64)], started: Instant) -> HeaderValue
         push(&mut s, name, *ns);
         s.push_str(", ");
     }
-    push(&mut s, "total", u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    push(
+        &mut s,
+        "total",
+        u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+    );
     HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("total;dur=0.000"))
 }
 
