@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command of the README: installs what the tests need when it is missing,
-# then runs every test of the workspace with every crypto backend compiled in.
+# The test command of the README: installs what the tests need when it is missing
+# (Node.js, PostgreSQL, Redis — with apt-get, as root), then runs every test of the
+# workspace with every crypto backend compiled in.
 #
 #   scripts/test.sh [extra cargo-nextest arguments]
 set -euo pipefail
@@ -8,6 +9,14 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)   # the independent WebCrypto client (tests/interop)
+# Real PostgreSQL and Redis: the tests start their own throwaway servers from these
+# binaries (temp dir, free loopback ports); nothing needs to be running.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    need+=(postgresql)
+fi
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 if ((${#need[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing: ${need[*]} — run as root, or install them: apt-get install -y ${need[*]}" >&2

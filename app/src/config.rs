@@ -31,6 +31,18 @@ pub enum Command {
     Bench(BenchArgs),
     /// Print the crypto backends compiled into this binary.
     Backends,
+    /// Apply the embedded database migrations (DATABASE_URL) and exit.
+    Migrate(MigrateArgs),
+    /// Print a fresh key-wrapping key (base64 of 32 random bytes) for SESSION_KEK.
+    Keygen,
+}
+
+/// `migrate` settings.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
 }
 
 /// `serve` settings.
@@ -107,6 +119,56 @@ pub struct ServeArgs {
     /// Runtime worker threads (default: one per CPU).
     #[arg(long, env = "WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+
+    /// PostgreSQL URL; when set, sessions live in PostgreSQL (migrations applied at
+    /// start-up) instead of the embedded store.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Redis URL; when set, nonces are claimed in Redis (shared by every instance) and,
+    /// with DATABASE_URL, sessions are cached there.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Key-wrapping key: base64 of 32 bytes (`session-crypto keygen`). Required with
+    /// DATABASE_URL: session keys are stored only wrapped under it.
+    #[arg(long, env = "SESSION_KEK", hide_env_values = true)]
+    pub session_kek: Option<String>,
+    /// File holding SESSION_KEK (alternative to SESSION_KEK).
+    #[arg(long, env = "SESSION_KEK_FILE")]
+    pub session_kek_file: Option<std::path::PathBuf>,
+    /// Retired key-wrapping keys (comma-separated base64) that still unwrap older sessions.
+    #[arg(long, env = "SESSION_KEK_PREVIOUS", hide_env_values = true)]
+    pub session_kek_previous: Option<String>,
+    /// PostgreSQL pool size.
+    #[arg(long, env = "PG_POOL_MAX", default_value_t = 16)]
+    pub pg_pool_max: usize,
+    /// Time to open a PostgreSQL connection (ms).
+    #[arg(long, env = "PG_CONNECTION_TIMEOUT_MS", default_value_t = 5_000)]
+    pub pg_connection_timeout_ms: u64,
+    /// Server-side statement_timeout of every PostgreSQL connection (ms); also bounds
+    /// each whole store operation on the client side.
+    #[arg(long, env = "PG_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub pg_statement_timeout_ms: u64,
+    /// Most sessions written by one grouped INSERT (group commit).
+    #[arg(long, env = "PG_INSERT_BATCH_MAX", default_value_t = 256)]
+    pub pg_insert_batch_max: usize,
+    /// How long start-up waits for PostgreSQL to accept the migrations (ms).
+    #[arg(long, env = "PG_STARTUP_TIMEOUT_MS", default_value_t = 30_000)]
+    pub pg_startup_timeout_ms: u64,
+    /// Bound on every Redis command (ms).
+    #[arg(long, env = "REDIS_COMMAND_TIMEOUT_MS", default_value_t = 2_000)]
+    pub redis_command_timeout_ms: u64,
+    /// After a Redis failure, how long to use the fallback before trying Redis again (ms).
+    #[arg(long, env = "REDIS_RETRY_INTERVAL_MS", default_value_t = 1_000)]
+    pub redis_retry_interval_ms: u64,
+    /// Period of the expired-session cleanup job (ms); it also runs at start-up.
+    #[arg(long, env = "SESSION_CLEANUP_INTERVAL_MS", default_value_t = 3_600_000)]
+    pub session_cleanup_interval_ms: u64,
+    /// Rows deleted per cleanup statement.
+    #[arg(long, env = "SESSION_CLEANUP_BATCH_SIZE", default_value_t = 1_000)]
+    pub session_cleanup_batch_size: i64,
+    /// Pause between full cleanup batches (ms).
+    #[arg(long, env = "SESSION_CLEANUP_BATCH_DELAY_MS", default_value_t = 100)]
+    pub session_cleanup_batch_delay_ms: u64,
 }
 
 /// `client` settings.
@@ -159,7 +221,9 @@ pub struct BenchArgs {
 /// `session-crypto --port 4000` serves.
 pub fn args_with_default_subcommand() -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    const SUBCOMMANDS: [&str; 5] = ["serve", "client", "bench", "backends", "help"];
+    const SUBCOMMANDS: [&str; 7] = [
+        "serve", "client", "bench", "backends", "migrate", "keygen", "help",
+    ];
     let named = args
         .iter()
         .skip(1)

@@ -9,3 +9,4 @@ pub mod bench;
 pub mod client_cmd;
 pub mod config;
 pub mod serve;
+pub mod stores;

@@ -33,17 +33,32 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    if let Command::Backends = cli.command {
-        for p in backend::compiled() {
-            println!("{}", p.name);
+    match cli.command {
+        Command::Backends => {
+            for p in backend::compiled() {
+                println!("{}", p.name);
+            }
+            return Ok(());
         }
-        return Ok(());
+        Command::Migrate(args) => {
+            return runtime(None)?.block_on(serve::migrate(&args.database_url));
+        }
+        _ => {}
     }
     let crypto = backend::select(cli.backend.as_deref())?;
     match cli.command {
         Command::Serve(args) => runtime(args.worker_threads)?.block_on(serve::run(*args, crypto)),
         Command::Client(args) => runtime(Some(1))?.block_on(client_cmd::run(args, crypto)),
         Command::Bench(args) => runtime(args.worker_threads)?.block_on(bench::run(args, crypto)),
-        Command::Backends => Ok(()),
+        Command::Keygen => {
+            let mut kek = zeroize::Zeroizing::new([0u8; 32]);
+            crypto
+                .random
+                .fill(kek.as_mut())
+                .map_err(|_| "the random number generator failed")?;
+            println!("{}", domain::encoding::base64_encode(kek.as_ref()));
+            Ok(())
+        }
+        Command::Backends | Command::Migrate(_) => Ok(()),
     }
 }

@@ -4,30 +4,154 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::keywrap::KeyWrapper;
 use domain::{ReplayPolicy, ServiceConfig, SessionService, TtlPolicy, V1TtlPolicy};
 use http_adapter::server::bind;
-use http_adapter::{
-    Api, ApiConfig, Cors, Dependency, HealthCheck, HealthReport, Listener, ServerConfig, serve,
-};
+use http_adapter::{Api, ApiConfig, Cors, Listener, ServerConfig, serve};
 use memory::{MemoryNonceStore, MemorySessionStore};
-use ports::{CryptoProvider, NoCache, SystemClock};
+use ports::{CryptoProvider, SystemClock};
+use postgres_adapter::{PgConfig, PgSessionStore};
+use redis_adapter::{Redis, RedisConfig, RedisNonceStore, RedisSessionCache};
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::ServeArgs;
+use crate::stores::{Cache, Nonces, Sessions, StoreHealth};
 
-/// Health of the embedded stores: always up, no external dependency.
-#[derive(Debug, Clone, Copy)]
-pub struct EmbeddedHealth;
+fn decode_kek(name: &str, text: &str) -> Result<[u8; 32], String> {
+    let bytes = domain::encoding::base64_decode(text.trim()).ok_or_else(|| {
+        format!("{name} is not base64 (generate one with `session-crypto keygen`)")
+    })?;
+    let len = bytes.len();
+    bytes
+        .try_into()
+        .map_err(|_| format!("{name} must be base64 of exactly 32 bytes (got {len})"))
+}
 
-impl HealthCheck for EmbeddedHealth {
-    async fn report(&self) -> HealthReport {
-        HealthReport {
-            session_store: "memory",
-            postgres: Dependency::Disabled,
-            redis: Dependency::Disabled,
+/// The key-wrapping keys from SESSION_KEK / SESSION_KEK_FILE / SESSION_KEK_PREVIOUS.
+///
+/// # Errors
+/// A message naming the setting.
+pub fn key_wrapper(args: &ServeArgs, crypto: CryptoProvider) -> Result<Option<KeyWrapper>, String> {
+    let current = match (&args.session_kek, &args.session_kek_file) {
+        (Some(_), Some(_)) => return Err("set only one of SESSION_KEK and SESSION_KEK_FILE".into()),
+        (Some(k), None) => Some(decode_kek("SESSION_KEK", k)?),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("SESSION_KEK_FILE {}: {e}", path.display()))?;
+            Some(decode_kek("SESSION_KEK_FILE", &text)?)
+        }
+        (None, None) => None,
+    };
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let previous = args
+        .session_kek_previous
+        .iter()
+        .flat_map(|list| list.split(','))
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| decode_kek("SESSION_KEK_PREVIOUS", k))
+        .collect::<Result<Vec<_>, _>>()?;
+    KeyWrapper::new(crypto, current, previous)
+        .map(Some)
+        .map_err(|_| "cannot derive the KEK id".into())
+}
+
+fn pg_config(args: &ServeArgs, url: &str) -> PgConfig {
+    PgConfig {
+        url: url.to_owned(),
+        pool_size: args.pg_pool_max,
+        connect_timeout: Duration::from_millis(args.pg_connection_timeout_ms),
+        statement_timeout: Duration::from_millis(args.pg_statement_timeout_ms),
+        operation_timeout: Duration::from_millis(args.pg_statement_timeout_ms),
+        max_insert_batch: args.pg_insert_batch_max,
+    }
+}
+
+/// Applies the migrations, retrying while PostgreSQL is not reachable yet.
+async fn migrate_with_retry(
+    pool: &postgres_adapter::Pool,
+    deadline: Duration,
+) -> Result<Vec<String>, String> {
+    let started = std::time::Instant::now();
+    loop {
+        match postgres_adapter::run_migrations(pool).await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() < deadline => {
+                tracing::warn!(error = %e, "PostgreSQL not ready; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{e} (gave up after {} ms; PG_STARTUP_TIMEOUT_MS)",
+                    deadline.as_millis()
+                ));
+            }
         }
     }
+}
+
+/// Builds the stores the configuration asks for.
+async fn stores(
+    args: &ServeArgs,
+    crypto: CryptoProvider,
+) -> Result<(Sessions, Cache, Nonces, StoreHealth), String> {
+    let wrapper = key_wrapper(args, crypto)?.map(Arc::new);
+    let fallback = Arc::new(MemoryNonceStore::new(args.memory_nonce_max_size));
+    let redis = match &args.redis_url {
+        Some(url) => Some(Redis::new(&RedisConfig {
+            url: url.clone(),
+            command_timeout: Duration::from_millis(args.redis_command_timeout_ms),
+            retry_interval: Duration::from_millis(args.redis_retry_interval_ms),
+        })?),
+        None => None,
+    };
+    let nonces = match &redis {
+        Some(r) => Nonces::Redis(RedisNonceStore::new(r.clone(), fallback)),
+        None => Nonces::Memory(fallback),
+    };
+    let Some(url) = &args.database_url else {
+        let sessions = Sessions::Memory(MemorySessionStore::new(args.memory_session_max_size));
+        return Ok((
+            sessions,
+            Cache::None,
+            nonces,
+            StoreHealth {
+                postgres: None,
+                redis,
+            },
+        ));
+    };
+    let wrapper = wrapper.ok_or(
+        "DATABASE_URL is set but no key-wrapping key is configured: session keys are stored only \
+         wrapped. Set SESSION_KEK to base64 of 32 random bytes (e.g. SESSION_KEK=$(session-crypto \
+         keygen)) or SESSION_KEK_FILE to a file holding it.",
+    )?;
+    let config = pg_config(args, url);
+    let pool = postgres_adapter::pool(&config)?;
+    let applied =
+        migrate_with_retry(&pool, Duration::from_millis(args.pg_startup_timeout_ms)).await?;
+    info!(applied = ?applied, kek_id = wrapper.current_id(), "PostgreSQL ready");
+    let pg = PgSessionStore::new(pool, Arc::clone(&wrapper), &config);
+    pg.spawn_cleanup(
+        Duration::from_millis(args.session_cleanup_interval_ms.max(1000)),
+        args.session_cleanup_batch_size.max(1),
+        Duration::from_millis(args.session_cleanup_batch_delay_ms),
+    );
+    let cache = match &redis {
+        Some(r) => Cache::Redis(RedisSessionCache::new(r.clone(), wrapper)),
+        None => Cache::None,
+    };
+    Ok((
+        Sessions::Postgres(pg.clone()),
+        cache,
+        nonces,
+        StoreHealth {
+            postgres: Some(pg),
+            redis,
+        },
+    ))
 }
 
 /// Validated service policies from the arguments.
@@ -98,6 +222,29 @@ fn shutdown_signal() -> impl Future<Output = ()> {
     }
 }
 
+/// `session-crypto migrate`.
+///
+/// # Errors
+/// A message for the user.
+pub async fn migrate(url: &str) -> Result<(), String> {
+    let config = PgConfig {
+        url: url.to_owned(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(60),
+        operation_timeout: Duration::from_secs(60),
+        max_insert_batch: 1,
+    };
+    let applied = postgres_adapter::run_migrations(&postgres_adapter::pool(&config)?).await?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    }
+    for v in applied {
+        println!("applied migration {v}");
+    }
+    Ok(())
+}
+
 /// Runs the server until SIGINT/SIGTERM.
 ///
 /// # Errors
@@ -108,20 +255,26 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     if args.memory_nonce_max_size == 0 || args.memory_session_max_size == 0 {
         return Err("MEMORY_NONCE_MAX_SIZE and MEMORY_SESSION_MAX_SIZE must be > 0".into());
     }
-    let service = SessionService::new(
-        crypto,
-        MemorySessionStore::new(args.memory_session_max_size),
-        NoCache,
-        MemoryNonceStore::new(args.memory_nonce_max_size),
-        SystemClock,
-        config,
+    let (sessions, cache, nonces, health) = stores(&args, crypto).await?;
+    let (session_store, nonce_store) = (
+        if args.database_url.is_some() {
+            "postgres"
+        } else {
+            "memory"
+        },
+        if args.redis_url.is_some() {
+            "redis"
+        } else {
+            "memory"
+        },
     );
+    let service = SessionService::new(crypto, sessions, cache, nonces, SystemClock, config);
     let api_config = ApiConfig {
         body_limit: args.body_limit_bytes,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
         cors: cors(&args.cors_origins),
     };
-    let api = Api::new(service, EmbeddedHealth, api_config);
+    let api = Api::new(service, health, api_config);
     let server_config = ServerConfig {
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
         max_connections: args.max_connections,
@@ -145,8 +298,8 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     info!(
         version = env!("CARGO_PKG_VERSION"),
         crypto_backend = crypto.name,
-        session_store = "memory",
-        nonce_store = "memory",
+        session_store,
+        nonce_store,
         window_ms = config.replay.window_ms(),
         nonce_ttl_sec = config.replay.nonce_ttl_sec(),
         "session-crypto starting"

@@ -12,6 +12,7 @@ pub mod client;
 pub mod encoding;
 pub mod envelope;
 pub mod headers;
+pub mod keywrap;
 pub mod p256;
 pub mod policy;
 pub mod purchase;

@@ -594,3 +594,49 @@ proptest! {
         prop_assert!(domain::open_envelope(CRYPTO.aead, s.key(), &aad, &mut buf).is_err());
     }
 }
+
+#[test]
+fn wrapped_keys_unwrap_only_for_their_session_and_across_rotation() {
+    use domain::keywrap::{KeyWrapper, UnwrapError, WRAPPED_KEY_LEN};
+    let old = KeyWrapper::new(CRYPTO, [1; 32], vec![]).unwrap();
+    let key = ports::SessionKey::from_bytes([0x5a; 32]);
+    let w = old
+        .wrap("S-000102030405060708090a0b0c0d0e0f", &key)
+        .unwrap();
+    assert_eq!(w.bytes.len(), WRAPPED_KEY_LEN);
+    assert!(
+        !w.bytes.windows(32).any(|win| win == key.expose()),
+        "no raw key inside"
+    );
+    assert_eq!(w.kek_id.len(), 16);
+    assert_eq!(
+        old.unwrap("S-000102030405060708090a0b0c0d0e0f", &w.kek_id, &w.bytes)
+            .unwrap()
+            .expose(),
+        key.expose()
+    );
+    // moved to another row
+    assert_eq!(
+        old.unwrap("S-ffffffffffffffffffffffffffffffff", &w.kek_id, &w.bytes)
+            .unwrap_err(),
+        UnwrapError::Authentication
+    );
+    // rotation: the new KEK wraps, the previous one still unwraps
+    let rotated = KeyWrapper::new(CRYPTO, [2; 32], vec![[1; 32]]).unwrap();
+    assert_ne!(rotated.current_id(), old.current_id());
+    assert!(
+        rotated
+            .unwrap("S-000102030405060708090a0b0c0d0e0f", &w.kek_id, &w.bytes)
+            .is_ok()
+    );
+    assert_eq!(
+        rotated.wrap("S-1", &key).unwrap().kek_id,
+        rotated.current_id()
+    );
+    // a KEK that is gone
+    let fresh = KeyWrapper::new(CRYPTO, [3; 32], vec![]).unwrap();
+    assert!(matches!(
+        fresh.unwrap("S-000102030405060708090a0b0c0d0e0f", &w.kek_id, &w.bytes),
+        Err(UnwrapError::UnknownKek(_))
+    ));
+}

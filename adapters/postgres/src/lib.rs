@@ -1,0 +1,447 @@
+//! # postgres-adapter — PostgreSQL, the source of truth for sessions
+//!
+//! A [`SessionStore`] on diesel-async over a deadpool pool. Session keys are stored only
+//! wrapped ([`domain::keywrap`]). Concurrent inserts are grouped into one multi-row
+//! statement — one commit — while earlier batches are in flight (group commit: every
+//! session is durable before its init is answered, but commits are shared). Expired
+//! rows are removed lazily on lookup (by the domain) and in batches by
+//! [`PgSessionStore::spawn_cleanup`]. Migrations from the repository's `migrations/`
+//! are embedded.
+//!
+//! May depend on: `ports`, `domain`, diesel and friends. Not on other adapters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::result::ConnectionError;
+use diesel::sql_types::BigInt;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use domain::keywrap::KeyWrapper;
+use ports::{SessionKind, SessionRecord, SessionStore, StoreError};
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{error, info, warn};
+
+/// The connection pool type.
+pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
+
+/// The embedded migrations (`migrations/` at the repository root).
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+diesel::table! {
+    /// The `sessions` table (see `migrations/`).
+    sessions (session_id) {
+        session_id -> Varchar,
+        wrapped_key -> Bytea,
+        kek_id -> Varchar,
+        session_type -> Varchar,
+        client_id -> Varchar,
+        principal -> Nullable<Varchar>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = sessions)]
+struct NewSession {
+    session_id: String,
+    wrapped_key: Vec<u8>,
+    kek_id: String,
+    session_type: &'static str,
+    client_id: String,
+    created_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+struct Row {
+    session_id: String,
+    wrapped_key: Vec<u8>,
+    kek_id: String,
+    session_type: String,
+    client_id: String,
+    created_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+}
+
+/// Connection and pool settings.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://user:password@host:port/db`.
+    pub url: String,
+    /// Pool size.
+    pub pool_size: usize,
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Server-side `statement_timeout` of every pooled connection.
+    pub statement_timeout: Duration,
+    /// Client-side bound on any whole operation (pool wait + query).
+    pub operation_timeout: Duration,
+    /// Most rows per grouped insert.
+    pub max_insert_batch: usize,
+}
+
+fn ms(t: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn epoch_ms(t: OffsetDateTime) -> u64 {
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+struct InsertJob {
+    row: NewSession,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The PostgreSQL session store. Cheap to clone.
+#[derive(Clone)]
+pub struct PgSessionStore {
+    pool: Pool,
+    wrapper: Arc<KeyWrapper>,
+    inserts: mpsc::Sender<InsertJob>,
+    operation_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSessionStore")
+            .field("status", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the pool. No connection is made until first use, so the service starts (and
+/// answers 503) while the database is down.
+///
+/// # Errors
+/// A message when the settings cannot make a pool.
+pub fn pool(config: &PgConfig) -> Result<Pool, String> {
+    let statement_ms = config.statement_timeout.as_millis();
+    let connect_timeout = config.connect_timeout;
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    manager_config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            let mut conn =
+                tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url))
+                    .await
+                    .map_err(|_| ConnectionError::BadConnection("connect timeout".into()))??;
+            conn.batch_execute(&format!("SET statement_timeout = {statement_ms}"))
+                .await
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        &config.url,
+        manager_config,
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_size.max(1))
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(config.operation_timeout))
+        .create_timeout(Some(config.connect_timeout))
+        .recycle_timeout(Some(config.connect_timeout))
+        .build()
+        .map_err(|e| format!("DATABASE_URL: cannot build the connection pool: {e}"))
+}
+
+/// Applies pending migrations (idempotent; serialised across processes by an advisory
+/// lock). Returns the versions applied now. Needs a multi-thread Tokio runtime.
+///
+/// # Errors
+/// A message naming the failure.
+pub async fn run_migrations(pool: &Pool) -> Result<Vec<String>, String> {
+    const LOCK: i64 = 0x0053_4553_5349_4f4e; // "SESSION"
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(LOCK)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("migration lock: {e}"))?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let applied = harness
+        .run_pending_migrations(MIGRATIONS)
+        .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .map_err(|e| format!("migrations failed: {e}"));
+    let mut conn = harness.into_inner();
+    let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(LOCK)
+        .execute(&mut conn)
+        .await;
+    applied
+}
+
+impl PgSessionStore {
+    /// A store over `pool`, wrapping keys with `wrapper`. Spawns the insert batcher.
+    pub fn new(pool: Pool, wrapper: Arc<KeyWrapper>, config: &PgConfig) -> Self {
+        let (tx, rx) = mpsc::channel(8192);
+        // Up to half the pool writes batches concurrently; the rest serves reads.
+        let writers = (config.pool_size / 2).max(1);
+        tokio::spawn(batch_writer(
+            pool.clone(),
+            rx,
+            config.max_insert_batch.max(1),
+            writers,
+            config.operation_timeout,
+        ));
+        Self {
+            pool,
+            wrapper,
+            inserts: tx,
+            operation_timeout: config.operation_timeout,
+        }
+    }
+
+    async fn timed<T, F>(&self, what: &str, fut: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        tokio::time::timeout(self.operation_timeout, fut)
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("postgres {what}: timed out")))?
+    }
+
+    /// `SELECT 1` through the pool.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.timed("ping", async {
+            let mut conn = self.pool.get().await.map_err(unavailable)?;
+            diesel::sql_query("SELECT 1")
+                .execute(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Pool counters: (size, available, waiting).
+    pub fn pool_status(&self) -> (usize, usize, usize) {
+        let s = self.pool.status();
+        (s.size, s.available, s.waiting)
+    }
+
+    /// Deletes up to `batch` rows that expired before now; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn delete_expired_batch(&self, batch: i64) -> Result<usize, StoreError> {
+        self.timed("cleanup", async {
+            let mut conn = self.pool.get().await.map_err(unavailable)?;
+            diesel::sql_query(
+                "DELETE FROM sessions WHERE session_id IN \
+                 (SELECT session_id FROM sessions WHERE expires_at < now() ORDER BY expires_at LIMIT $1)",
+            )
+            .bind::<BigInt, _>(batch)
+            .execute(&mut conn)
+            .await
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// One cleanup run: batches until a partial batch, pausing `pause` between full ones.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] (rows deleted before the failure stay deleted).
+    pub async fn cleanup_expired(&self, batch: i64, pause: Duration) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.delete_expired_batch(batch).await?;
+            total += n;
+            if (n as i64) < batch {
+                return Ok(total);
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Runs [`Self::cleanup_expired`] now and then every `interval`.
+    pub fn spawn_cleanup(
+        &self,
+        interval: Duration,
+        batch: i64,
+        pause: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let started = std::time::Instant::now();
+                match store.cleanup_expired(batch, pause).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(
+                        deleted = n,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "expired sessions removed"
+                    ),
+                    Err(e) => warn!(error = %e, "expired-session cleanup failed; will retry"),
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    warn!(
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "expired-session cleanup was slow"
+                    );
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+
+    fn to_record(&self, row: Row) -> Option<SessionRecord> {
+        let key = match self
+            .wrapper
+            .unwrap(&row.session_id, &row.kek_id, &row.wrapped_key)
+        {
+            Ok(key) => key,
+            Err(e) => {
+                // Never usable: a moved/tampered row or a retired KEK. Loud, but the
+                // client only sees an unknown session.
+                error!(session = %row.session_id.get(..10).unwrap_or("?"), kek_id = %row.kek_id, error = %e, "stored session key does not unwrap");
+                return None;
+            }
+        };
+        let kind = if row.session_type == SessionKind::Authenticated.as_str() {
+            SessionKind::Authenticated
+        } else {
+            SessionKind::Anonymous
+        };
+        Some(SessionRecord {
+            id: row.session_id,
+            key,
+            kind,
+            client_id: row.client_id,
+            created_at_ms: epoch_ms(row.created_at),
+            expires_at_ms: epoch_ms(row.expires_at),
+        })
+    }
+}
+
+async fn batch_writer(
+    pool: Pool,
+    mut rx: mpsc::Receiver<InsertJob>,
+    max_batch: usize,
+    writers: usize,
+    timeout: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(writers));
+    loop {
+        // Wait for a free writer *before* draining: while all writers are busy, new
+        // sessions queue up and go out together in the next statement.
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else { return };
+        let mut jobs = vec![first];
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            insert_batch(&pool, jobs, timeout).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn insert_batch(pool: &Pool, jobs: Vec<InsertJob>, timeout: Duration) {
+    let (rows, replies): (Vec<NewSession>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.row, j.done)).unzip();
+    let ids: Vec<String> = rows.iter().map(|r| r.session_id.clone()).collect();
+    let result = tokio::time::timeout(timeout, async {
+        let mut conn = pool.get().await.map_err(unavailable)?;
+        diesel::insert_into(sessions::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .returning(sessions::session_id)
+            .get_results::<String>(&mut conn)
+            .await
+            .map_err(unavailable)
+    })
+    .await
+    .unwrap_or_else(|_| Err(StoreError::Unavailable("postgres insert: timed out".into())));
+    for (id, reply) in ids.iter().zip(replies) {
+        let r = match &result {
+            Ok(inserted) if inserted.contains(id) => Ok(()),
+            Ok(_) => Err(StoreError::Duplicate),
+            Err(e) => Err(e.clone()),
+        };
+        let _ = reply.send(r);
+    }
+}
+
+impl SessionStore for PgSessionStore {
+    async fn insert(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let wrapped = self
+            .wrapper
+            .wrap(&record.id, &record.key)
+            .map_err(|_| unavailable("key wrapping failed"))?;
+        let row = NewSession {
+            session_id: record.id.clone(),
+            wrapped_key: wrapped.bytes,
+            kek_id: wrapped.kek_id,
+            session_type: record.kind.as_str(),
+            client_id: record.client_id.clone(),
+            created_at: ms(record.created_at_ms),
+            expires_at: ms(record.expires_at_ms),
+        };
+        let (done, wait) = oneshot::channel();
+        self.inserts
+            .send(InsertJob { row, done })
+            .await
+            .map_err(|_| unavailable("insert batcher stopped"))?;
+        self.timed("insert", async {
+            wait.await.map_err(|_| unavailable("insert dropped"))?
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = self
+            .timed("get", async {
+                let mut conn = self.pool.get().await.map_err(unavailable)?;
+                sessions::table
+                    .find(id)
+                    .select(Row::as_select())
+                    .first::<Row>(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(unavailable)
+            })
+            .await?;
+        Ok(row.and_then(|r| self.to_record(r)))
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.timed("delete", async {
+            let mut conn = self.pool.get().await.map_err(unavailable)?;
+            diesel::delete(sessions::table.find(id))
+                .execute(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}

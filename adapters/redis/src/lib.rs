@@ -1,0 +1,302 @@
+//! # redis-adapter — Redis as session cache and nonce store
+//!
+//! * [`RedisSessionCache`]: `sess:<id>` → JSON with the *wrapped* key, TTL = remaining
+//!   lifetime. Best effort: failures are misses.
+//! * [`RedisNonceStore`]: `SET nonce:<clientId>:<nonce> 1 NX EX <ttl>`. While Redis is
+//!   unreachable it falls back to a bounded in-memory store (fail closed when full),
+//!   and after Redis returns it keeps honouring the nonces claimed during the outage
+//!   until they expire. The fallback is per process (sticky routing assumed).
+//!
+//! One lazily connected `ConnectionManager` (reconnects on its own; the service starts
+//! while Redis is down) behind a small circuit breaker, so an outage costs one timeout
+//! per second rather than one per request.
+//!
+//! May depend on: `ports`, `domain`, `memory` (the fallback), redis-rs. Not on other adapters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use domain::encoding::{base64_decode, base64_encode};
+use domain::keywrap::KeyWrapper;
+use memory::MemoryNonceStore;
+use ports::{
+    NonceClaim, NonceError, NonceStore, SessionCache, SessionKind, SessionRecord, StoreError,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Client};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// Bound on every command (and on connecting).
+    pub command_timeout: Duration,
+    /// After a failure, how long to go straight to the fallback before trying again.
+    pub retry_interval: Duration,
+}
+
+/// The shared connection with its circuit breaker. Cheap to clone.
+#[derive(Clone)]
+pub struct Redis {
+    conn: ConnectionManager,
+    timeout: Duration,
+    retry_interval: Duration,
+    started: Instant,
+    /// Milliseconds since `started` before which Redis is not tried.
+    down_until: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("down", &self.down.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    /// Prepares the connection without connecting (the first command connects).
+    ///
+    /// # Errors
+    /// A message when the URL is not a Redis URL.
+    pub fn new(config: &RedisConfig) -> Result<Self, String> {
+        let client = Client::open(config.url.as_str()).map_err(|e| format!("REDIS_URL: {e}"))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.command_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        Ok(Self {
+            conn,
+            timeout: config.command_timeout,
+            retry_interval: config.retry_interval,
+            started: Instant::now(),
+            down_until: Arc::new(AtomicU64::new(0)),
+            down: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Whether the last command failed (and Redis is being bypassed).
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Runs one command through the breaker.
+    async fn run<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, String>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if self.elapsed_ms() < self.down_until.load(Ordering::Relaxed) {
+            return Err("redis bypassed after a recent failure".into());
+        }
+        match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+            Ok(Ok(v)) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    info!("redis is reachable again");
+                }
+                Ok(v)
+            }
+            Ok(Err(e)) => Err(self.failed(what, &e)),
+            Err(_) => Err(self.failed(what, &"timed out")),
+        }
+    }
+
+    fn failed(&self, what: &str, e: &dyn std::fmt::Display) -> String {
+        self.down_until.store(
+            self.elapsed_ms() + self.retry_interval.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        if !self.down.swap(true, Ordering::Relaxed) {
+            warn!(command = what, error = %e, "redis unreachable; using the in-memory fallback for nonces");
+        }
+        format!("redis {what}: {e}")
+    }
+
+    /// `PING`, bypassing the breaker (health probes must see recovery).
+    ///
+    /// # Errors
+    /// The failure, as text.
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(
+            self.timeout,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {
+                self.down_until.store(0, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CachedSession {
+    wrapped_key: String,
+    kek_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    client_id: String,
+    created_at: u64,
+    expires_at: u64,
+}
+
+/// `sess:<id>` cache entries holding wrapped keys.
+#[derive(Debug, Clone)]
+pub struct RedisSessionCache {
+    redis: Redis,
+    wrapper: Arc<KeyWrapper>,
+}
+
+fn sess_key(id: &str) -> String {
+    format!("sess:{id}")
+}
+
+impl RedisSessionCache {
+    /// A cache on `redis`.
+    pub fn new(redis: Redis, wrapper: Arc<KeyWrapper>) -> Self {
+        Self { redis, wrapper }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl SessionCache for RedisSessionCache {
+    async fn put(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let remaining_ms = record.expires_at_ms.saturating_sub(now_ms());
+        if remaining_ms == 0 {
+            return Ok(());
+        }
+        let wrapped = self
+            .wrapper
+            .wrap(&record.id, &record.key)
+            .map_err(|_| StoreError::Unavailable("key wrapping failed".into()))?;
+        let value = serde_json::to_string(&CachedSession {
+            wrapped_key: base64_encode(&wrapped.bytes),
+            kek_id: wrapped.kek_id,
+            kind: record.kind.as_str().into(),
+            client_id: record.client_id.clone(),
+            created_at: record.created_at_ms,
+            expires_at: record.expires_at_ms,
+        })
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let key = sess_key(&record.id);
+        let ttl = remaining_ms.div_ceil(1000);
+        self.redis
+            .run("SET sess", |mut c| async move {
+                c.set_ex::<_, _, ()>(key, value, ttl).await
+            })
+            .await
+            .map_err(StoreError::Unavailable)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let key = sess_key(id);
+        let raw: Option<String> = self
+            .redis
+            .run("GET sess", |mut c| async move { c.get(key).await })
+            .await
+            .map_err(StoreError::Unavailable)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let Ok(cached) = serde_json::from_str::<CachedSession>(&raw) else {
+            warn!("unreadable session cache entry ignored");
+            return Ok(None);
+        };
+        let Some(wrapped) = base64_decode(&cached.wrapped_key) else {
+            return Ok(None);
+        };
+        let Ok(key) = self.wrapper.unwrap(id, &cached.kek_id, &wrapped) else {
+            // Moved or tampered entry: fall through to the database.
+            warn!(session = %id.get(..10).unwrap_or("?"), "cached session key does not unwrap; ignoring the cache entry");
+            return Ok(None);
+        };
+        Ok(Some(SessionRecord {
+            id: id.to_owned(),
+            key,
+            kind: if cached.kind == SessionKind::Authenticated.as_str() {
+                SessionKind::Authenticated
+            } else {
+                SessionKind::Anonymous
+            },
+            client_id: cached.client_id,
+            created_at_ms: cached.created_at,
+            expires_at_ms: cached.expires_at,
+        }))
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let key = sess_key(id);
+        self.redis
+            .run("DEL sess", |mut c| async move { c.del::<_, ()>(key).await })
+            .await
+            .map_err(StoreError::Unavailable)
+    }
+}
+
+/// Nonces in Redis with a fail-closed in-memory fallback.
+#[derive(Debug, Clone)]
+pub struct RedisNonceStore {
+    redis: Redis,
+    fallback: Arc<MemoryNonceStore>,
+}
+
+impl RedisNonceStore {
+    /// `fallback` holds nonces while Redis is unreachable.
+    pub fn new(redis: Redis, fallback: Arc<MemoryNonceStore>) -> Self {
+        Self { redis, fallback }
+    }
+
+    /// Whether claims currently go to the in-memory fallback.
+    pub fn fallback_active(&self) -> bool {
+        self.redis.is_down()
+    }
+}
+
+impl NonceStore for RedisNonceStore {
+    async fn claim(&self, key: &str, ttl_sec: u64, now_ms: u64) -> Result<NonceClaim, NonceError> {
+        // Claimed during an outage and still live: a replay, whatever Redis says now.
+        if self.fallback.contains(key, now_ms) {
+            return Ok(NonceClaim::Replay);
+        }
+        let k = key.to_owned();
+        let set = self
+            .redis
+            .run("SET nonce NX", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(k)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl_sec)
+                    .query_async::<Option<String>>(&mut c)
+                    .await
+            })
+            .await;
+        match set {
+            Ok(Some(_)) => Ok(NonceClaim::Fresh),
+            Ok(None) => Ok(NonceClaim::Replay),
+            Err(_) => self.fallback.claim_now(key, ttl_sec, now_ms),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The store choice, made at run time: embedded memory, or PostgreSQL (+ Redis).
+//! Enums give the service one concrete type whatever the configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_adapter::{Dependency, HealthCheck, HealthReport};
+use memory::{MemoryNonceStore, MemorySessionStore};
+use ports::{
+    NonceClaim, NonceError, NonceStore, SessionCache, SessionRecord, SessionStore, StoreError,
+};
+use postgres_adapter::PgSessionStore;
+use redis_adapter::{Redis, RedisNonceStore, RedisSessionCache};
+
+/// Where sessions live.
+#[derive(Debug)]
+pub enum Sessions {
+    /// Embedded.
+    Memory(MemorySessionStore),
+    /// PostgreSQL.
+    Postgres(PgSessionStore),
+}
+
+impl SessionStore for Sessions {
+    async fn insert(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(s) => s.insert(record).await,
+            Self::Postgres(s) => s.insert(record).await,
+        }
+    }
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        match self {
+            Self::Memory(s) => s.get(id).await,
+            Self::Postgres(s) => s.get(id).await,
+        }
+    }
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(s) => s.delete(id).await,
+            Self::Postgres(s) => s.delete(id).await,
+        }
+    }
+}
+
+/// The cache in front of the session store.
+#[derive(Debug)]
+pub enum Cache {
+    /// Nothing to cache in front of.
+    None,
+    /// Redis `sess:<id>`.
+    Redis(RedisSessionCache),
+}
+
+impl SessionCache for Cache {
+    async fn put(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        match self {
+            Self::None => Ok(()),
+            Self::Redis(c) => c.put(record).await,
+        }
+    }
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        match self {
+            Self::None => Ok(None),
+            Self::Redis(c) => c.get(id).await,
+        }
+    }
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Self::None => Ok(()),
+            Self::Redis(c) => c.delete(id).await,
+        }
+    }
+}
+
+/// Where nonces are claimed.
+#[derive(Debug)]
+pub enum Nonces {
+    /// Embedded (per process).
+    Memory(Arc<MemoryNonceStore>),
+    /// Redis, with the embedded store as fail-closed fallback.
+    Redis(RedisNonceStore),
+}
+
+impl NonceStore for Nonces {
+    async fn claim(&self, key: &str, ttl_sec: u64, now_ms: u64) -> Result<NonceClaim, NonceError> {
+        match self {
+            Self::Memory(s) => s.claim_now(key, ttl_sec, now_ms),
+            Self::Redis(s) => s.claim(key, ttl_sec, now_ms).await,
+        }
+    }
+}
+
+/// Probes for `/health` and `/ready`.
+#[derive(Debug, Clone)]
+pub struct StoreHealth {
+    /// PostgreSQL, when configured.
+    pub postgres: Option<PgSessionStore>,
+    /// Redis, when configured.
+    pub redis: Option<Redis>,
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl HealthCheck for StoreHealth {
+    async fn report(&self) -> HealthReport {
+        let pg = async {
+            match &self.postgres {
+                None => Dependency::Disabled,
+                Some(pg) => match tokio::time::timeout(PROBE_TIMEOUT, pg.ping()).await {
+                    Ok(Ok(())) => Dependency::Up,
+                    _ => Dependency::Down,
+                },
+            }
+        };
+        let redis = async {
+            match &self.redis {
+                None => Dependency::Disabled,
+                Some(r) => match tokio::time::timeout(PROBE_TIMEOUT, r.ping()).await {
+                    Ok(Ok(())) => Dependency::Up,
+                    _ => Dependency::Down,
+                },
+            }
+        };
+        let (postgres, redis) = tokio::join!(pg, redis);
+        HealthReport {
+            session_store: if self.postgres.is_some() {
+                "postgres"
+            } else {
+                "memory"
+            },
+            postgres,
+            redis,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Session keys at rest: wrapped with AES-256-GCM under a key-wrapping key (KEK), with
+//! the session id in the AAD, so neither the database nor the cache ever holds a raw
+//! session key and a wrapped key copied to another row does not unwrap.
+//!
+//! Wrapped form: `IV (12) ‖ ciphertext (32) ‖ tag (16)` = 60 bytes, stored with the
+//! KEK's id. Rotation: new keys use the current KEK; previous KEKs still unwrap.
+
+use ports::crypto::{IV_LEN, KEY_LEN, TAG_LEN};
+use ports::{CryptoError, CryptoProvider, SessionKey};
+use zeroize::Zeroize;
+
+use crate::encoding::push_hex;
+use crate::envelope::{Aad, open_envelope, seal_envelope};
+
+/// Length of a wrapped key.
+pub const WRAPPED_KEY_LEN: usize = IV_LEN + KEY_LEN + TAG_LEN;
+
+/// A key-wrapping key and its public id (a fingerprint, safe to store and log).
+struct Kek {
+    id: String,
+    key: SessionKey,
+}
+
+/// Why a wrapped key could not be unwrapped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnwrapError {
+    /// No configured KEK has this id (a previous KEK was removed too early?).
+    #[error("no configured key-wrapping key has id {0}")]
+    UnknownKek(String),
+    /// Authentication failed: wrong session id (a moved row), tampering, or corruption.
+    #[error("wrapped session key failed authentication")]
+    Authentication,
+}
+
+/// A wrapped session key and the id of the KEK that wrapped it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// KEK id.
+    pub kek_id: String,
+    /// `IV ‖ ciphertext ‖ tag`.
+    pub bytes: Vec<u8>,
+}
+
+/// Wraps and unwraps session keys.
+pub struct KeyWrapper {
+    crypto: CryptoProvider,
+    current: Kek,
+    previous: Vec<Kek>,
+}
+
+impl std::fmt::Debug for KeyWrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyWrapper")
+            .field("current", &self.current.id)
+            .field(
+                "previous",
+                &self.previous.iter().map(|k| &k.id).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+fn aad(session_id: &str) -> Aad {
+    Aad::new("session-crypto", "kek", "v1", session_id)
+}
+
+impl KeyWrapper {
+    /// `current` wraps new keys; `previous` only unwrap.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the backend cannot fingerprint a key.
+    pub fn new(
+        crypto: CryptoProvider,
+        current: [u8; KEY_LEN],
+        previous: Vec<[u8; KEY_LEN]>,
+    ) -> Result<Self, CryptoError> {
+        let kek = |bytes: [u8; KEY_LEN]| -> Result<Kek, CryptoError> {
+            let key = SessionKey::from_bytes(bytes);
+            Ok(Kek {
+                id: fingerprint(crypto, &key)?,
+                key,
+            })
+        };
+        Ok(Self {
+            crypto,
+            current: kek(current)?,
+            previous: previous.into_iter().map(kek).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The id of the current KEK.
+    pub fn current_id(&self) -> &str {
+        &self.current.id
+    }
+
+    /// Wraps `key` for `session_id` under the current KEK.
+    ///
+    /// # Errors
+    /// [`CryptoError`].
+    pub fn wrap(&self, session_id: &str, key: &SessionKey) -> Result<WrappedKey, CryptoError> {
+        let bytes = seal_envelope(
+            self.crypto.aead,
+            self.crypto.random,
+            &self.current.key,
+            &aad(session_id),
+            key.expose().to_vec(),
+        )?;
+        Ok(WrappedKey {
+            kek_id: self.current.id.clone(),
+            bytes,
+        })
+    }
+
+    /// Unwraps a key stored for `session_id`.
+    ///
+    /// # Errors
+    /// [`UnwrapError`].
+    pub fn unwrap(
+        &self,
+        session_id: &str,
+        kek_id: &str,
+        wrapped: &[u8],
+    ) -> Result<SessionKey, UnwrapError> {
+        let kek = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id == kek_id)
+            .ok_or_else(|| UnwrapError::UnknownKek(kek_id.to_owned()))?;
+        if wrapped.len() != WRAPPED_KEY_LEN {
+            return Err(UnwrapError::Authentication);
+        }
+        let mut buf = wrapped.to_vec();
+        let plain = open_envelope(self.crypto.aead, &kek.key, &aad(session_id), &mut buf)
+            .map_err(|_| UnwrapError::Authentication)?;
+        let key: [u8; KEY_LEN] = (&*plain)
+            .try_into()
+            .map_err(|_| UnwrapError::Authentication)?;
+        buf.zeroize();
+        Ok(SessionKey::from_bytes(key))
+    }
+}
+
+/// 16 hex digits identifying a KEK without revealing it: HKDF-SHA256 of the key with a
+/// fixed label.
+fn fingerprint(crypto: CryptoProvider, key: &SessionKey) -> Result<String, CryptoError> {
+    let mut out = [0u8; 8];
+    crypto
+        .hkdf
+        .derive(b"session-crypto kek id", key.expose(), &[b"v1"], &mut out)?;
+    let mut id = String::with_capacity(16);
+    push_hex(&mut id, &out, false);
+    Ok(id)
+}

@@ -1,0 +1,419 @@
+//! Persistence and fault tolerance against real PostgreSQL and Redis servers started
+//! by the harness (tests/support/services.rs).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http_adapter::client::{FlowError, ProtocolClient};
+use hyper::Method;
+use support::services::{PgServer, RedisServer};
+use support::*;
+
+const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const KEK2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+fn stateful(pg: &PgServer, redis: &RedisServer, extra: &[(&str, &str)]) -> Server {
+    let (db, r) = (pg.url(), redis.url());
+    let mut env: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", &db),
+        ("REDIS_URL", &r),
+        ("SESSION_KEK", KEK),
+        ("REDIS_COMMAND_TIMEOUT_MS", "500"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(&env)
+}
+
+async fn purchase_status(
+    client: &mut ProtocolClient,
+    session: &domain::client::ClientSession,
+) -> u16 {
+    match client.purchase(session, PAYLOAD).await {
+        Ok(_) => 200,
+        Err(FlowError::Status { status, .. }) => status.as_u16(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Sends one sealed purchase as given (for replays).
+async fn send_sealed(
+    server: &Server,
+    session: &domain::client::ClientSession,
+    sealed: &domain::client::SealedRequest,
+) -> u16 {
+    let mut conn = server.connect().await;
+    let headers = [
+        ("x-kid", session.kid()),
+        ("x-idempotency-key", sealed.idempotency_key.as_str()),
+        ("x-clientid", session.client_id()),
+    ];
+    conn.send(
+        Method::POST,
+        "/transaction/purchase",
+        &headers,
+        sealed.envelope.clone(),
+    )
+    .await
+    .unwrap()
+    .status
+    .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_survive_a_server_restart_and_a_redis_flushall() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let first = stateful(&pg, &redis, &[]);
+    let (session, _) = first.client("C").await.init(INIT, None).await.unwrap();
+    drop(first);
+    let second = stateful(&pg, &redis, &[]);
+    let mut client = second.client("C").await;
+    assert_eq!(purchase_status(&mut client, &session).await, 200);
+    redis.cli(&["FLUSHALL"]);
+    assert_eq!(
+        purchase_status(&mut client, &session).await,
+        200,
+        "served from PostgreSQL"
+    );
+    assert!(
+        redis
+            .cli(&["EXISTS", &format!("sess:{}", &session.kid()[8..])])
+            .trim()
+            == "1",
+        "cache refilled"
+    );
+    let h = json(
+        &client
+            .connection()
+            .send(Method::GET, "/health", &[], "")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (
+            h["status"].as_str(),
+            h["postgres"].as_str(),
+            h["redis"].as_str()
+        ),
+        (Some("ok"), Some("ok"), Some("ok"))
+    );
+    assert_eq!(h["sessionStore"], "postgres");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_outage_keeps_purchases_going_and_replays_refused() {
+    let (pg, mut redis) = (PgServer::start(), RedisServer::start());
+    let server = stateful(&pg, &redis, &[("REDIS_RETRY_INTERVAL_MS", "200")]);
+    let mut client = server.client("C").await;
+    let (session, _) = client.init(INIT, None).await.unwrap();
+    assert_eq!(purchase_status(&mut client, &session).await, 200);
+
+    redis.kill();
+    let during = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(
+        send_sealed(&server, &session, &during).await,
+        200,
+        "purchase during the outage"
+    );
+    assert_eq!(
+        send_sealed(&server, &session, &during).await,
+        400,
+        "replay during the outage"
+    );
+    let h = json(
+        &client
+            .connection()
+            .send(Method::GET, "/health", &[], "")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (h["status"].as_str(), h["redis"].as_str()),
+        (Some("degraded"), Some("disconnected"))
+    );
+    // sessions can still be created (PostgreSQL) and used
+    let (s2, _) = client.init(INIT, None).await.unwrap();
+    assert_eq!(purchase_status(&mut client, &s2).await, 200);
+
+    redis.start_server();
+    // the server goes back to Redis by itself: new nonces land there
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let after = session.seal_request(now(), PAYLOAD).unwrap();
+        assert_eq!(send_sealed(&server, &session, &after).await, 200);
+        let nonce = after.idempotency_key.split_once('.').unwrap().1;
+        if redis.cli(&["EXISTS", &format!("nonce:C:{nonce}")]).trim() == "1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never used Redis again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // a nonce claimed during the outage is still refused after recovery
+    assert_eq!(send_sealed(&server, &session, &during).await, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_outage_answers_503_then_recovers() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let server = stateful(
+        &pg,
+        &redis,
+        &[
+            ("PG_STATEMENT_TIMEOUT_MS", "1000"),
+            ("PG_CONNECTION_TIMEOUT_MS", "1000"),
+        ],
+    );
+    let mut client = server.client("C").await;
+    let (session, _) = client.init(INIT, None).await.unwrap();
+
+    pg.stop_server();
+    let started = Instant::now();
+    match client.init(INIT, None).await {
+        Err(FlowError::Status { status, body, .. }) => {
+            assert_eq!(status, 503);
+            assert_eq!(body, r#"{"error":"SERVICE_UNAVAILABLE"}"#);
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    let mut conn = server.connect().await;
+    let key = idem(server.crypto);
+    let v1 = post_init(
+        &mut conn,
+        "/v1/session/init",
+        &[("x-idempotency-key", &key), ("x-clientid", "C")],
+        format!(
+            r#"{{"clientPublicKey":"{}"}}"#,
+            b64(&fresh_public_key(server.crypto))
+        ),
+    )
+    .await;
+    assert_identity(&v1, 503);
+    assert_eq!(
+        purchase_status(&mut client, &session).await,
+        200,
+        "cached session still usable"
+    );
+    let ready = conn.send(Method::GET, "/ready", &[], "").await.unwrap();
+    assert_eq!(ready.status, 503);
+    assert_eq!(json(&ready)["database"], "down");
+
+    pg.start_server();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match client.init(INIT, None).await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "init did not recover: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_sessions_and_replay_protection() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let (a, b) = (stateful(&pg, &redis, &[]), stateful(&pg, &redis, &[]));
+    let (session, _) = a.client("C").await.init(INIT, None).await.unwrap();
+    let sealed = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&a, &session, &sealed).await, 200);
+    assert_eq!(
+        send_sealed(&b, &session, &sealed).await,
+        400,
+        "replay on the other instance"
+    );
+    let mut on_b = b.client("C").await;
+    assert_eq!(
+        purchase_status(&mut on_b, &session).await,
+        200,
+        "a session from A works on B"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_raw_session_key_at_rest_and_moved_keys_do_not_unwrap() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let server = stateful(&pg, &redis, &[]);
+    let mut client = server.client("C").await;
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        let (s, _) = client.init(INIT, None).await.unwrap();
+        assert_eq!(purchase_status(&mut client, &s).await, 200);
+        sessions.push(s);
+    }
+    let table = pg.psql("SELECT session_id, encode(wrapped_key, 'hex'), translate(encode(wrapped_key, 'base64'), E'\n', ''), kek_id, session_type, client_id, created_at, expires_at FROM sessions");
+    let cache = redis.dump();
+    assert_eq!(table.lines().count(), 5, "{table}");
+    assert!(cache.contains("sess:"), "{cache}");
+    for s in &sessions {
+        let key = s.key().expose();
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let b64 = b64(key);
+        for (what, dump) in [("postgres", &table), ("redis", &cache)] {
+            assert!(
+                !dump.to_lowercase().contains(&hex),
+                "raw key (hex) in {what}"
+            );
+            assert!(!dump.contains(&b64), "raw key (base64) in {what}");
+            assert!(!dump.contains(&b64[..20]), "raw key prefix in {what}");
+        }
+    }
+    // copy session 0's wrapped key into session 1's row: it must not unwrap there
+    let (id0, id1) = (&sessions[0].kid()[8..], &sessions[1].kid()[8..]);
+    pg.psql(&format!("UPDATE sessions SET wrapped_key = (SELECT wrapped_key FROM sessions WHERE session_id = '{id0}') WHERE session_id = '{id1}'"));
+    redis.cli(&["FLUSHALL"]);
+    assert_eq!(purchase_status(&mut client, &sessions[1]).await, 401);
+    assert_eq!(purchase_status(&mut client, &sessions[0]).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_wrapping_keys_rotate() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let old = stateful(&pg, &redis, &[]);
+    let (session, _) = old.client("C").await.init(INIT, None).await.unwrap();
+    drop(old);
+    let rotated = stateful(
+        &pg,
+        &redis,
+        &[("SESSION_KEK", KEK2), ("SESSION_KEK_PREVIOUS", KEK)],
+    );
+    redis.cli(&["FLUSHALL"]);
+    let mut client = rotated.client("C").await;
+    assert_eq!(
+        purchase_status(&mut client, &session).await,
+        200,
+        "old rows unwrap with the previous KEK"
+    );
+    let (fresh, _) = client.init(INIT, None).await.unwrap();
+    let kek_ids = pg.psql(&format!(
+        "SELECT DISTINCT kek_id FROM sessions WHERE session_id IN ('{}', '{}')",
+        &session.kid()[8..],
+        &fresh.kid()[8..]
+    ));
+    assert_eq!(
+        kek_ids.lines().count(),
+        2,
+        "new sessions use the new KEK: {kek_ids}"
+    );
+    drop(rotated);
+    // without the previous KEK the old session is gone (401), the new one still works
+    let only_new = stateful(&pg, &redis, &[("SESSION_KEK", KEK2)]);
+    redis.cli(&["FLUSHALL"]);
+    let mut client = only_new.client("C").await;
+    assert_eq!(purchase_status(&mut client, &session).await, 401);
+    assert_eq!(purchase_status(&mut client, &fresh).await, 200);
+}
+
+#[test]
+fn migrations_apply_to_an_empty_database_and_are_idempotent() {
+    let pg = PgServer::start();
+    let url = pg.url();
+    let (code, _) = run_to_exit_with_stdout(&["migrate"], &[("DATABASE_URL", &url)]);
+    assert_eq!(code.0, 0, "{}", code.1);
+    assert!(code.1.contains("applied migration"), "{}", code.1);
+    let (again, _) = run_to_exit_with_stdout(&["migrate"], &[("DATABASE_URL", &url)]);
+    assert_eq!(again.0, 0);
+    assert!(again.1.contains("up to date"), "{}", again.1);
+    let columns = pg.psql("SELECT column_name || ':' || data_type FROM information_schema.columns WHERE table_name = 'sessions' ORDER BY ordinal_position");
+    for col in [
+        "session_id:character varying",
+        "wrapped_key:bytea",
+        "kek_id:character varying",
+        "session_type:character varying",
+        "client_id:character varying",
+        "principal:character varying",
+        "created_at:timestamp with time zone",
+        "expires_at:timestamp with time zone",
+    ] {
+        assert!(
+            columns.lines().any(|l| l == col),
+            "{col} missing in {columns}"
+        );
+    }
+    let indexes = pg.psql("SELECT indexname FROM pg_indexes WHERE tablename = 'sessions'");
+    assert!(indexes.contains("idx_sessions_expires_at"), "{indexes}");
+}
+
+fn run_to_exit_with_stdout(args: &[&str], envs: &[(&str, &str)]) -> ((i32, String), String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        (out.status.code().unwrap_or(-1), stdout),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_rows_are_removed_by_the_cleanup_job() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let server = stateful(
+        &pg,
+        &redis,
+        &[
+            ("SESSION_TTL_MIN_SEC", "1"),
+            ("SESSION_CLEANUP_INTERVAL_MS", "1000"),
+        ],
+    );
+    let mut client = server.client("C").await;
+    for _ in 0..3 {
+        client.init(INIT, Some(1)).await.unwrap();
+    }
+    let (keeper, _) = client.init(INIT, Some(3600)).await.unwrap();
+    assert_eq!(pg.psql("SELECT count(*) FROM sessions").trim(), "4");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pg.psql("SELECT count(*) FROM sessions").trim() != "1" {
+        assert!(Instant::now() < deadline, "expired rows were not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        pg.psql("SELECT session_id FROM sessions").trim(),
+        &keeper.kid()[8..]
+    );
+}
+
+#[test]
+fn database_without_key_wrapping_key_refuses_to_start() {
+    let (code, err) = run_to_exit(
+        &["serve"],
+        &[
+            ("CRYPTO_BACKEND", default_backend().name),
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x"),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("SESSION_KEK") && err.contains("keygen"),
+        "{err}"
+    );
+    let (code, err) = run_to_exit(
+        &["serve"],
+        &[
+            ("CRYPTO_BACKEND", default_backend().name),
+            ("DATABASE_URL", "postgres://x@127.0.0.1:1/x"),
+            ("SESSION_KEK", "c2hvcnQ="),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("exactly 32 bytes"), "{err}");
+    let out = std::process::Command::new(BIN)
+        .arg("keygen")
+        .env("CRYPTO_BACKEND", default_backend().name)
+        .output()
+        .unwrap();
+    let kek = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        domain::encoding::base64_decode(kek.trim()).unwrap().len(),
+        32
+    );
+}
