@@ -1,43 +1,88 @@
 #!/usr/bin/env bash
-# End-to-end load test: for each crypto backend, start the release server on the
-# embedded stores, run `session-crypto bench` at each concurrency, and print one
-# Markdown table (flows/s, p50/p99 per endpoint, server CPU per flow).
+# End-to-end load test: for each crypto backend and store mode, start a fresh release
+# server, run `session-crypto bench` at each concurrency, and print one Markdown table:
+# flows/s, p50/p99 per endpoint, and CPU per flow of the server (and, with stores, of
+# PostgreSQL and Redis). The "stores" mode starts throwaway PostgreSQL and Redis
+# servers (temp dir, free ports) from the installed binaries.
 #
-#   scripts/loadtest.sh [ITERATIONS=20000] [CONCURRENCIES="1 10 50"] [BACKENDS="aws-lc-rs ring rustcrypto"]
+#   scripts/loadtest.sh [ITERATIONS=20000] [CONCURRENCIES="1 10 50"] \
+#                       [BACKENDS="aws-lc-rs ring rustcrypto"] [MODES="memory stores"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERATIONS=${1:-20000}
 CONCURRENCIES=${2:-"1 10 50"}
 BACKENDS=${3:-"aws-lc-rs ring rustcrypto"}
+MODES=${4:-"memory stores"}
 PORT=${LOADTEST_PORT:-3917}
 
 cargo build --release --all-features -q
 BIN=target/release/session-crypto
-out=$(mktemp -d)
-trap 'kill "${SERVER:-}" 2>/dev/null || true; rm -rf "$out"' EXIT
+work=$(mktemp -d)
+chmod 755 "$work"
+SERVER="" PG_STARTED="" REDIS_PID=""
+cleanup() {
+    [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
+    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null || true
+    [ -n "$PG_STARTED" ] && as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
-printf '| backend | mode | concurrency | flows/s | init p50 / p99 (ms) | purchase p50 / p99 (ms) | server CPU µs/flow | errors |\n'
-printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
-for backend in $BACKENDS; do
-    for c in $CONCURRENCIES; do
-        # A fresh server per run; the nonce store is sized for the run (2 nonces per flow).
-        CRYPTO_BACKEND=$backend PORT=$PORT RUST_LOG=warn MEMORY_NONCE_MAX_SIZE=$((ITERATIONS * 2 + 100000)) \
-            "$BIN" serve >"$out/server.log" 2>&1 &
-        SERVER=$!
-        for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
-        n=$ITERATIONS
-        [ "$c" -eq 1 ] && n=$((ITERATIONS / 4))   # sequential runs are slow; fewer flows suffice
-        CRYPTO_BACKEND=$backend "$BIN" bench --url "http://127.0.0.1:$PORT" -n "$n" -c "$c" --warmup 200 \
-            --server-pid "$SERVER" >"$out/bench.txt" 2>&1 || true
-        kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
-        awk -v b="$backend" -v c="$c" '
-            /^\/session\/init:/ {sec="i"} /^\/transaction\/purchase:/ {sec="p"} /^Combined/ {sec="c"}
-            /P50:/ { if (sec=="i") ip50=$2; if (sec=="p") pp50=$2 }
-            /P99:/ { if (sec=="i") ip99=$2; if (sec=="p") pp99=$2 }
-            /Flow rate:/ {rate=$3}
-            /Errors:/ {err=$2}
-            /Server CPU:/ {cpu=$3}
-            END { printf "| %s | memory | %s | %.0f | %s / %s | %s / %s | %s | %s |\n", b, c, rate, ip50, ip99, pp50, pp99, cpu, err }
-        ' "$out/bench.txt"
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ticks() { # user+system clock ticks (1/100 s) of the given pids
+    local t=0; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"
+}
+pg_pids() { [ -n "$PG_STARTED" ] && { head -1 "$work/pg/postmaster.pid"; pgrep -P "$(head -1 "$work/pg/postmaster.pid")"; } || true; }
+
+start_stores() {
+    PG_BIN=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | sort | tail -1)")
+    [ "$(id -u)" -eq 0 ] && chown postgres "$work"
+    PG_PORT=$(free_port) REDIS_PORT=$(free_port)
+    as_pg "$PG_BIN/initdb" -D "$work/pg" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+    as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w \
+        -o "-p $PG_PORT -k $work -c listen_addresses=127.0.0.1" start >/dev/null
+    PG_STARTED=1
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE session_crypto"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+    REDIS_PID=$!
+    until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
+}
+
+printf '| backend | mode | concurrency | flows/s | init p50 / p99 (ms) | purchase p50 / p99 (ms) | server CPU µs/flow | PostgreSQL µs/flow | Redis µs/flow | errors |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+for mode in $MODES; do
+    env=(RUST_LOG=warn "MEMORY_NONCE_MAX_SIZE=$((ITERATIONS * 2 + 100000))")
+    if [ "$mode" = stores ]; then
+        [ -z "$PG_STARTED" ] && start_stores
+        env+=("DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/session_crypto" "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+              "SESSION_KEK=$("$BIN" keygen --backend aws-lc-rs)")
+    fi
+    for backend in $BACKENDS; do
+        for c in $CONCURRENCIES; do
+            env "${env[@]}" CRYPTO_BACKEND="$backend" PORT="$PORT" "$BIN" serve >"$work/server.log" 2>&1 &
+            SERVER=$!
+            for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+            n=$ITERATIONS
+            [ "$c" -eq 1 ] && n=$((ITERATIONS / 4))   # sequential runs are slow; fewer flows suffice
+            pg0=$(ticks $(pg_pids)); r0=$(ticks $REDIS_PID)
+            CRYPTO_BACKEND=$backend "$BIN" bench --url "http://127.0.0.1:$PORT" -n "$n" -c "$c" --warmup 200 \
+                --server-pid "$SERVER" >"$work/bench.txt" 2>&1 || true
+            pg1=$(ticks $(pg_pids)); r1=$(ticks $REDIS_PID)
+            kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
+            pgcpu=-; rcpu=-
+            if [ "$mode" = stores ]; then
+                pgcpu=$(( (pg1 - pg0) * 10000 / n )); rcpu=$(( (r1 - r0) * 10000 / n ))
+            fi
+            awk -v b="$backend" -v m="$mode" -v c="$c" -v pg="$pgcpu" -v r="$rcpu" '
+                /^\/session\/init:/ {sec="i"} /^\/transaction\/purchase:/ {sec="p"} /^Combined/ {sec="c"}
+                /P50:/ { if (sec=="i") ip50=$2; if (sec=="p") pp50=$2 }
+                /P99:/ { if (sec=="i") ip99=$2; if (sec=="p") pp99=$2 }
+                /Flow rate:/ {rate=$3}
+                /Errors:/ {err=$2}
+                /Server CPU:/ {cpu=$3}
+                END { printf "| %s | %s | %s | %.0f | %s / %s | %s / %s | %s | %s | %s | %s |\n", b, m, c, rate, ip50, ip99, pp50, pp99, cpu, pg, r, err }
+            ' "$work/bench.txt"
+        done
     done
 done

@@ -151,9 +151,17 @@ pub struct ServeArgs {
     /// Most sessions written by one grouped INSERT (group commit).
     #[arg(long, env = "PG_INSERT_BATCH_MAX", default_value_t = 256)]
     pub pg_insert_batch_max: usize,
+    /// Grouped INSERTs in flight at once (fewer = bigger groups, less database CPU).
+    #[arg(long, env = "PG_INSERT_WRITERS", default_value_t = 2)]
+    pub pg_insert_writers: usize,
     /// How long start-up waits for PostgreSQL to accept the migrations (ms).
     #[arg(long, env = "PG_STARTUP_TIMEOUT_MS", default_value_t = 30_000)]
     pub pg_startup_timeout_ms: u64,
+    /// With Redis: also keep sessions in an in-process cache for at most this long (ms),
+    /// saving a Redis round trip per purchase. Another instance's deletion of a session
+    /// is seen here within this time. 0 = off.
+    #[arg(long, env = "SESSION_LOCAL_CACHE_MS", default_value_t = 1_000)]
+    pub session_local_cache_ms: u64,
     /// Bound on every Redis command (ms).
     #[arg(long, env = "REDIS_COMMAND_TIMEOUT_MS", default_value_t = 2_000)]
     pub redis_command_timeout_ms: u64,

@@ -66,6 +66,7 @@ fn pg_config(args: &ServeArgs, url: &str) -> PgConfig {
         statement_timeout: Duration::from_millis(args.pg_statement_timeout_ms),
         operation_timeout: Duration::from_millis(args.pg_statement_timeout_ms),
         max_insert_batch: args.pg_insert_batch_max,
+        insert_writers: args.pg_insert_writers,
     }
 }
 
@@ -140,7 +141,11 @@ async fn stores(
         Duration::from_millis(args.session_cleanup_batch_delay_ms),
     );
     let cache = match &redis {
-        Some(r) => Cache::Redis(RedisSessionCache::new(r.clone(), wrapper)),
+        Some(r) => Cache::Redis(
+            RedisSessionCache::new(r.clone(), wrapper),
+            (args.session_local_cache_ms > 0)
+                .then(|| memory::LocalSessionCache::new(args.session_local_cache_ms, 100_000)),
+        ),
         None => Cache::None,
     };
     Ok((
@@ -234,6 +239,7 @@ pub async fn migrate(url: &str) -> Result<(), String> {
         statement_timeout: Duration::from_secs(60),
         operation_timeout: Duration::from_secs(60),
         max_insert_batch: 1,
+        insert_writers: 1,
     };
     let applied = postgres_adapter::run_migrations(&postgres_adapter::pool(&config)?).await?;
     if applied.is_empty() {

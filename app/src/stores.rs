@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_adapter::{Dependency, HealthCheck, HealthReport};
-use memory::{MemoryNonceStore, MemorySessionStore};
+use memory::{LocalSessionCache, MemoryNonceStore, MemorySessionStore};
 use ports::{
     NonceClaim, NonceError, NonceStore, SessionCache, SessionRecord, SessionStore, StoreError,
 };
@@ -47,27 +47,48 @@ impl SessionStore for Sessions {
 pub enum Cache {
     /// Nothing to cache in front of.
     None,
-    /// Redis `sess:<id>`.
-    Redis(RedisSessionCache),
+    /// Redis `sess:<id>`, behind an optional short-lived in-process cache.
+    Redis(RedisSessionCache, Option<LocalSessionCache>),
 }
 
 impl SessionCache for Cache {
     async fn put(&self, record: &SessionRecord) -> Result<(), StoreError> {
         match self {
             Self::None => Ok(()),
-            Self::Redis(c) => c.put(record).await,
+            Self::Redis(c, local) => {
+                if let Some(l) = local {
+                    l.put(record).await?;
+                }
+                c.put(record).await
+            }
         }
     }
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         match self {
             Self::None => Ok(None),
-            Self::Redis(c) => c.get(id).await,
+            Self::Redis(c, local) => {
+                if let Some(l) = local
+                    && let Ok(Some(hit)) = l.get(id).await
+                {
+                    return Ok(Some(hit));
+                }
+                let found = c.get(id).await?;
+                if let (Some(l), Some(r)) = (local, &found) {
+                    l.put(r).await?;
+                }
+                Ok(found)
+            }
         }
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         match self {
             Self::None => Ok(()),
-            Self::Redis(c) => c.delete(id).await,
+            Self::Redis(c, local) => {
+                if let Some(l) = local {
+                    l.delete(id).await?;
+                }
+                c.delete(id).await
+            }
         }
     }
 }

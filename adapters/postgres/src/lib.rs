@@ -86,6 +86,9 @@ pub struct PgConfig {
     pub operation_timeout: Duration,
     /// Most rows per grouped insert.
     pub max_insert_batch: usize,
+    /// Grouped inserts in flight at once. Fewer writers make bigger groups (less
+    /// database CPU per session); more writers lower latency under light load.
+    pub insert_writers: usize,
 }
 
 fn ms(t: u64) -> OffsetDateTime {
@@ -192,8 +195,7 @@ impl PgSessionStore {
     /// A store over `pool`, wrapping keys with `wrapper`. Spawns the insert batcher.
     pub fn new(pool: Pool, wrapper: Arc<KeyWrapper>, config: &PgConfig) -> Self {
         let (tx, rx) = mpsc::channel(8192);
-        // Up to half the pool writes batches concurrently; the rest serves reads.
-        let writers = (config.pool_size / 2).max(1);
+        let writers = config.insert_writers.clamp(1, config.pool_size.max(1));
         tokio::spawn(batch_writer(
             pool.clone(),
             rx,
