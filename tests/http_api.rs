@@ -126,6 +126,17 @@ async fn init_success_shape_and_ttl_rules() {
     }
 }
 
+/// A valid public key written in the URL-safe alphabet (one whose standard base64 has a
+/// `+` or `/` to replace, so the text really differs).
+fn url_safe_key_text(crypto: ports::CryptoProvider) -> String {
+    loop {
+        let text = b64(&fresh_public_key(crypto));
+        if text.contains(['+', '/']) {
+            return text.replace('+', "-").replace('/', "_");
+        }
+    }
+}
+
 #[tokio::test]
 async fn init_rejections_are_generic_json_400s() {
     let server = Server::start(&[]);
@@ -146,10 +157,7 @@ async fn init_rejections_are_generic_json_400s() {
         ("key not a string", r#"{"clientPublicKey":5}"#.into()),
         (
             "url-safe base64",
-            format!(
-                r#"{{"clientPublicKey":"{}"}}"#,
-                b64(&pk).replace('+', "-").replace('/', "_")
-            ),
+            format!(r#"{{"clientPublicKey":"{}"}}"#, url_safe_key_text(crypto)),
         ),
         ("not base64", r#"{"clientPublicKey":"!!!!"}"#.into()),
         ("64 bytes", init_body(&pk[..64])),

@@ -15,11 +15,14 @@ const KEK2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
 fn stateful(pg: &PgServer, redis: &RedisServer, extra: &[(&str, &str)]) -> Server {
     let (db, r) = (pg.url(), redis.url());
+    // No in-process cache unless a test asks: these tests look at what Redis and
+    // PostgreSQL do.
     let mut env: Vec<(&str, &str)> = vec![
         ("DATABASE_URL", &db),
         ("REDIS_URL", &r),
         ("SESSION_KEK", KEK),
         ("REDIS_COMMAND_TIMEOUT_MS", "500"),
+        ("SESSION_LOCAL_CACHE_MS", "0"),
     ];
     env.extend_from_slice(extra);
     Server::start(&env)
@@ -219,7 +222,8 @@ async fn postgres_outage_answers_503_then_recovers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_share_sessions_and_replay_protection() {
     let (pg, redis) = (PgServer::start(), RedisServer::start());
-    let (a, b) = (stateful(&pg, &redis, &[]), stateful(&pg, &redis, &[]));
+    let local = [("SESSION_LOCAL_CACHE_MS", "1000")]; // the default, on both
+    let (a, b) = (stateful(&pg, &redis, &local), stateful(&pg, &redis, &local));
     let (session, _) = a.client("C").await.init(INIT, None).await.unwrap();
     let sealed = session.seal_request(now(), PAYLOAD).unwrap();
     assert_eq!(send_sealed(&a, &session, &sealed).await, 200);

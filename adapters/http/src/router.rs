@@ -12,7 +12,7 @@ use domain::{
     Family, InitBody, InitError, InitOutcome, InitRequest, PurchaseError, PurchaseRequest,
     ReleaseError, RequestedTtl, SessionService,
 };
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -283,28 +283,48 @@ where
         }
     }
 
+    /// Reads the whole body, at most `body_limit` bytes, within `body_timeout`.
+    ///
+    /// An oversized body is still read and discarded — up to 8 × the limit, within the
+    /// same deadline — before the 413 goes out ("lingering close"): a server that closes
+    /// on unread data makes the kernel reset the connection, and the client would see a
+    /// write error instead of the 413. Larger bodies are refused without reading them.
     async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, BodyFailure>
     where
         B: HttpBody<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let limit = self.config.body_limit;
+        let drain_limit = limit.saturating_mul(8);
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
+        if declared.is_some_and(|n| n > drain_limit as u64) {
             return Err(BodyFailure::TooLarge);
         }
-        match tokio::time::timeout(
-            self.config.body_timeout,
-            Limited::new(body, limit).collect(),
-        )
-        .await
-        {
+        let read = async {
+            let mut body = std::pin::pin!(body);
+            let mut buf = bytes::BytesMut::new();
+            let mut seen = 0usize;
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame.map_err(Into::into)?.into_data() else {
+                    continue; // trailers
+                };
+                seen = seen.saturating_add(data.len());
+                if seen > drain_limit {
+                    return Ok(None);
+                }
+                if seen <= limit {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((seen <= limit).then(|| buf.freeze()))
+        };
+        match tokio::time::timeout(self.config.body_timeout, read).await {
             Err(_) => Err(BodyFailure::Timeout),
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyFailure::TooLarge),
+            Ok(Ok(Some(bytes))) => Ok(bytes),
+            Ok(Ok(None)) => Err(BodyFailure::TooLarge),
             Ok(Err(_)) => Err(BodyFailure::Broken),
         }
     }
