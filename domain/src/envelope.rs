@@ -1,7 +1,7 @@
 //! Key derivation (§3.2), AAD (§3.4) and the binary envelope (§3.3).
 
 use ports::crypto::{IV_LEN, KEY_LEN, TAG_LEN};
-use ports::{Aes256Gcm, CryptoError, HkdfSha256, SecureRandom, SessionKey, SharedSecret};
+use ports::{AeadKey, Aes256Gcm, CryptoError, HkdfSha256, SecureRandom, SessionKey, SharedSecret};
 use zeroize::Zeroize;
 
 /// Shortest valid envelope: IV + tag around an empty plaintext.
@@ -80,9 +80,27 @@ pub fn open_envelope<'b>(
     if body.len() < MIN_ENVELOPE_LEN {
         return Err(EnvelopeError::TooShort);
     }
+    let key = aead
+        .prepare(key)
+        .map_err(|_| EnvelopeError::Authentication)?;
+    open_envelope_with(&*key, aad, body)
+}
+
+/// [`open_envelope`] with a prepared key.
+///
+/// # Errors
+/// [`EnvelopeError`].
+pub fn open_envelope_with<'b>(
+    key: &dyn AeadKey,
+    aad: &Aad,
+    body: &'b mut [u8],
+) -> Result<&'b mut [u8], EnvelopeError> {
+    if body.len() < MIN_ENVELOPE_LEN {
+        return Err(EnvelopeError::TooShort);
+    }
     let (iv, rest) = body.split_at_mut(IV_LEN);
     let iv: [u8; IV_LEN] = (&*iv).try_into().map_err(|_| EnvelopeError::TooShort)?;
-    match aead.open(key, &iv, aad.as_bytes(), rest) {
+    match key.open(&iv, aad.as_bytes(), rest) {
         Ok(len) => Ok(&mut rest[..len]),
         Err(CryptoError) => {
             rest.zeroize();
@@ -108,8 +126,8 @@ pub fn seal_envelope(
     seal_envelope_with_iv(aead, key, &iv, aad, plaintext)
 }
 
-/// [`seal_envelope`] with a caller-chosen IV: for known-answer tests only. An IV must
-/// never repeat under one key.
+/// [`seal_envelope`] with a caller-chosen IV: a fresh random IV drawn together with other
+/// randomness, or a known-answer test. An IV must never repeat under one key.
 ///
 /// # Errors
 /// [`CryptoError`] from the AEAD.
@@ -120,8 +138,21 @@ pub fn seal_envelope_with_iv(
     aad: &Aad,
     plaintext: Vec<u8>,
 ) -> Result<Vec<u8>, CryptoError> {
+    seal_envelope_with(&*aead.prepare(key)?, iv, aad, plaintext)
+}
+
+/// [`seal_envelope_with_iv`] with a prepared key.
+///
+/// # Errors
+/// [`CryptoError`] from the AEAD.
+pub fn seal_envelope_with(
+    key: &dyn AeadKey,
+    iv: &[u8; IV_LEN],
+    aad: &Aad,
+    plaintext: Vec<u8>,
+) -> Result<Vec<u8>, CryptoError> {
     let mut body = plaintext;
-    if let Err(e) = aead.seal(key, iv, aad.as_bytes(), &mut body) {
+    if let Err(e) = key.seal(iv, aad.as_bytes(), &mut body) {
         body.zeroize();
         return Err(e);
     }

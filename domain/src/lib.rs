@@ -24,5 +24,5 @@ pub use headers::{ClientId, HeaderError, IdempotencyKey, SessionId};
 pub use policy::{PolicyError, ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy};
 pub use service::{
     Family, InitBody, InitError, InitOutcome, InitRequest, PurchaseError, PurchaseOutcome,
-    PurchaseRequest, ReleaseError, ServiceConfig, SessionService,
+    PurchaseRequest, ReleaseError, ResponseContext, ServiceConfig, SessionService,
 };

@@ -66,11 +66,12 @@ impl<'a> Purchase<'a> {
         let mut transaction_id = String::with_capacity(20);
         transaction_id.push_str("TXN-");
         push_hex(&mut transaction_id, &transaction_random, true);
-        let mut message = String::new();
+        // The amount as the client wrote it (like the echoed `amount`), not re-formatted.
+        let mut message = String::with_capacity(64);
         let _ = write!(
             message,
-            "Purchase of {:.2} for scheme {} processed successfully",
-            self.amount, self.scheme_code
+            "Purchase of {} for scheme {} processed successfully",
+            self.amount_text, self.scheme_code
         );
         Receipt {
             transaction_id,
@@ -143,7 +144,7 @@ mod tests {
         assert_eq!(r.timestamp, "2024-01-31T11:20:00.456Z");
         assert_eq!(
             r.message,
-            "Purchase of 5000.00 for scheme AEF processed successfully"
+            "Purchase of 5000 for scheme AEF processed successfully"
         );
     }
 }

@@ -1,18 +1,21 @@
 //! The server's use cases, generic over the ports (static dispatch for the stores,
 //! a `'static` provider for crypto so the backend can be chosen at run time).
 
+use ports::crypto::IV_LEN;
 use ports::{
-    Clock, CryptoError, CryptoProvider, NonceClaim, NonceError, NonceStore, P256PublicKey,
-    SessionCache, SessionKind, SessionRecord, SessionStore, StoreError,
+    Clock, CryptoProvider, NonceClaim, NonceError, NonceStore, P256PublicKey, SessionCache,
+    SessionKind, SessionRecord, SessionStore, StoreError,
 };
 use zeroize::Zeroize;
 
 use crate::encoding::uuid_v4;
-use crate::envelope::{Aad, EnvelopeError, derive_session_key, open_envelope, seal_envelope};
+use crate::envelope::{
+    Aad, EnvelopeError, derive_session_key, open_envelope_with, seal_envelope_with,
+};
 use crate::headers::{ClientId, HeaderError, IdempotencyKey, SessionId, kid_session_part};
 use crate::p256::{PublicKeyError, validate_public_key};
 use crate::policy::{ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy, nonce_key};
-use crate::purchase::{PayloadError, Purchase, Receipt};
+use crate::purchase::PayloadError;
 use crate::timing::Timings;
 
 /// Which route family a request arrived on: the unversioned API-server routes or the
@@ -139,6 +142,15 @@ pub struct PurchaseRequest<'a> {
     pub client_id: Option<&'a str>,
     /// The envelope; decrypted in place and wiped before returning.
     pub body: &'a mut [u8],
+}
+
+/// What the response builder of a purchase gets besides the plaintext.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseContext {
+    /// Random bytes for the transaction id.
+    pub transaction_random: [u8; 8],
+    /// Server time of the request, epoch ms.
+    pub now_ms: u64,
 }
 
 /// A sealed purchase response.
@@ -468,7 +480,7 @@ where
         respond: F,
     ) -> Result<PurchaseOutcome, PurchaseError>
     where
-        F: FnOnce(&[u8]) -> Result<Vec<u8>, PayloadError>,
+        F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
     {
         let body = req.body;
         let result = self
@@ -487,7 +499,7 @@ where
         respond: F,
     ) -> Result<PurchaseOutcome, PurchaseError>
     where
-        F: FnOnce(&[u8]) -> Result<Vec<u8>, PayloadError>,
+        F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
     {
         let mut timings = Timings::default();
         let kid = required(kid, "X-Kid")?;
@@ -502,80 +514,71 @@ where
         }
         let session_id = SessionId::parse(session_part).ok_or(PurchaseError::SessionMalformed)?;
 
-        let t = self.clock.monotonic_ns();
+        // Step boundaries are shared: each clock reading ends one step and starts the next.
+        let t0 = self.clock.monotonic_ns();
         let record = self.load_live_session(session_id.as_str(), now).await?;
-        timings.record("db-get", t, self.clock.monotonic_ns());
+        let t1 = self.clock.monotonic_ns();
+        timings.record("db-get", t0, t1);
         if record.client_id != client.as_str() {
             // Same generic 400 as a decryption failure: no existence oracle (§14 V14).
             return Err(PurchaseError::ClientMismatch);
         }
 
-        let t = self.clock.monotonic_ns();
         let aad = Aad::new(key.timestamp_text(), key.nonce(), kid, client.as_str());
         let t2 = self.clock.monotonic_ns();
-        timings.record("aad-build", t, t2);
-        let plaintext = open_envelope(self.crypto.aead, &record.key, &aad, body)?;
-        timings.record("aes-gcm-decrypt", t2, self.clock.monotonic_ns());
+        timings.record("aad-build", t1, t2);
+        // One key schedule for both directions.
+        let aead_key = self
+            .crypto
+            .aead
+            .prepare(&record.key)
+            .map_err(|_| PurchaseError::Crypto)?;
+        let plaintext = open_envelope_with(&*aead_key, &aad, body)?;
+        let t3 = self.clock.monotonic_ns();
+        timings.record("aes-gcm-decrypt", t2, t3);
 
-        let t = self.clock.monotonic_ns();
         self.claim_nonce(client.as_str(), key.nonce(), now)
             .await
             .map_err(|e| match e {
                 Ok(store) => PurchaseError::NonceStore(store),
                 Err(()) => PurchaseError::Replay,
             })?;
-        timings.record("replay-protection", t, self.clock.monotonic_ns());
+        timings.record("replay-protection", t3, self.clock.monotonic_ns());
 
-        let response_plaintext = respond(plaintext)?;
+        // All the randomness of the answer in one call (transaction id, response nonce,
+        // IV): the CSPRNG's per-call cost dominates these small draws.
+        // None of it is secret (it all goes on the wire).
+        let mut random = [0u8; 8 + 16 + IV_LEN];
+        self.crypto
+            .random
+            .fill(&mut random)
+            .map_err(|_| PurchaseError::Crypto)?;
+        let (transaction_random, rest) = random.split_at(8);
+        let (nonce_random, iv) = rest.split_at(16);
+        let context = ResponseContext {
+            transaction_random: transaction_random.try_into().unwrap_or_default(),
+            now_ms: now,
+        };
+        let response_plaintext = respond(plaintext, &context)?;
 
         let t = self.clock.monotonic_ns();
-        let response_key = self
-            .fresh_idempotency_key()
-            .map_err(|_| PurchaseError::Crypto)?;
-        let (ts, nonce) = response_key.split_once('.').unwrap_or_default();
-        let response_aad = Aad::new(ts, nonce, kid, client.as_str());
-        let envelope = seal_envelope(
-            self.crypto.aead,
-            self.crypto.random,
-            &record.key,
+        let response_nonce = uuid_v4(nonce_random.try_into().unwrap_or_default());
+        let response_ts = now.to_string();
+        let response_aad = Aad::new(&response_ts, &response_nonce, kid, client.as_str());
+        let envelope = seal_envelope_with(
+            &*aead_key,
+            &iv.try_into().unwrap_or_default(),
             &response_aad,
             response_plaintext,
         )
         .map_err(|_| PurchaseError::Crypto)?;
+        let response_key = format!("{response_ts}.{response_nonce}");
         timings.record("aes-gcm-encrypt", t, self.clock.monotonic_ns());
         Ok(PurchaseOutcome {
             idempotency_key: response_key,
             envelope,
             timings,
         })
-    }
-
-    /// `<now ms>.<random uuid v4>`.
-    ///
-    /// # Errors
-    /// RNG failure.
-    pub fn fresh_idempotency_key(&self) -> Result<String, CryptoError> {
-        let mut r = [0u8; 16];
-        self.crypto.random.fill(&mut r)?;
-        Ok(format!("{}.{}", self.clock.now_ms(), uuid_v4(r)))
-    }
-
-    /// Validates a purchase and confirms it (mock: nothing is persisted).
-    ///
-    /// # Errors
-    /// [`PayloadError`] for invalid fields.
-    pub fn confirm_purchase<'a>(
-        &self,
-        scheme_code: &'a str,
-        amount_text: &'a str,
-    ) -> Result<Receipt<'a>, PayloadError> {
-        let purchase = Purchase::validate(scheme_code, amount_text)?;
-        let mut r = [0u8; 8];
-        self.crypto
-            .random
-            .fill(&mut r)
-            .map_err(|_| PayloadError::Shape("rng failure"))?;
-        Ok(purchase.confirm(r, self.clock.now_ms()))
     }
 
     /// `GET /v1/session/{id}` (internal listener only; PROTOCOL.md §5.6).

@@ -89,8 +89,10 @@ fn establish(svc: &Service, client: &str, n: u32) -> ClientSession {
         .unwrap()
 }
 
-fn echo(svc: &Service) -> impl FnOnce(&[u8]) -> Result<Vec<u8>, PayloadError> + '_ {
-    |plain: &[u8]| {
+fn echo(
+    svc: &Service,
+) -> impl FnOnce(&[u8], &domain::ResponseContext) -> Result<Vec<u8>, PayloadError> + '_ {
+    |plain: &[u8], _: &domain::ResponseContext| {
         let _ = svc;
         Ok([b"echo:".as_slice(), plain].concat())
     }
@@ -445,7 +447,7 @@ fn payload_rejection_is_reported() {
             client_id: Some("C"),
             body: &mut body,
         },
-        |_| Err(PayloadError::Amount),
+        |_, _| Err(PayloadError::Amount),
     ));
     assert_eq!(r.unwrap_err(), PurchaseError::Payload(PayloadError::Amount));
 }

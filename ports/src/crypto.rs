@@ -124,9 +124,34 @@ pub trait HkdfSha256: Send + Sync {
     ) -> Result<(), CryptoError>;
 }
 
+/// An AES-256-GCM key with its key schedule computed, for several operations under one
+/// session key (a purchase opens and seals with the same key).
+pub trait AeadKey: Send + Sync {
+    /// Encrypts `in_out` in place and appends the 16-byte tag.
+    ///
+    /// # Errors
+    /// [`CryptoError`] on an internal backend failure.
+    fn seal(&self, iv: &[u8; IV_LEN], aad: &[u8], in_out: &mut Vec<u8>) -> Result<(), CryptoError>;
+
+    /// Decrypts `ciphertext || tag` in place; on success returns the plaintext length
+    /// (the plaintext is `in_out[..len]`). On failure the buffer content is unspecified
+    /// and MUST NOT be used.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the tag does not verify (wrong key, IV, AAD or data) or
+    /// `in_out` is shorter than a tag.
+    fn open(&self, iv: &[u8; IV_LEN], aad: &[u8], in_out: &mut [u8]) -> Result<usize, CryptoError>;
+}
+
 /// AES-256-GCM with a 96-bit IV and a 128-bit tag.
 pub trait Aes256Gcm: Send + Sync {
-    /// Encrypts `in_out` in place and appends the 16-byte tag.
+    /// Computes the key schedule of `key`.
+    ///
+    /// # Errors
+    /// [`CryptoError`] on an internal backend failure.
+    fn prepare(&self, key: &SessionKey) -> Result<Box<dyn AeadKey>, CryptoError>;
+
+    /// One-shot [`AeadKey::seal`].
     ///
     /// # Errors
     /// [`CryptoError`] on an internal backend failure.
@@ -136,22 +161,23 @@ pub trait Aes256Gcm: Send + Sync {
         iv: &[u8; IV_LEN],
         aad: &[u8],
         in_out: &mut Vec<u8>,
-    ) -> Result<(), CryptoError>;
+    ) -> Result<(), CryptoError> {
+        self.prepare(key)?.seal(iv, aad, in_out)
+    }
 
-    /// Decrypts `ciphertext || tag` in place; on success returns the plaintext length
-    /// (the plaintext is `in_out[..len]`). On failure the buffer content is unspecified
-    /// and MUST NOT be used.
+    /// One-shot [`AeadKey::open`].
     ///
     /// # Errors
-    /// [`CryptoError`] if the tag does not verify (wrong key, IV, AAD or data) or
-    /// `in_out` is shorter than a tag.
+    /// [`CryptoError`] as [`AeadKey::open`].
     fn open(
         &self,
         key: &SessionKey,
         iv: &[u8; IV_LEN],
         aad: &[u8],
         in_out: &mut [u8],
-    ) -> Result<usize, CryptoError>;
+    ) -> Result<usize, CryptoError> {
+        self.prepare(key)?.open(iv, aad, in_out)
+    }
 }
 
 /// A cryptographically secure random number generator.

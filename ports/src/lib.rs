@@ -11,7 +11,7 @@ pub mod crypto;
 pub mod store;
 
 pub use crypto::{
-    Aes256Gcm, CryptoError, CryptoProvider, EphemeralKeyPair, HkdfSha256, KeyAgreement,
+    AeadKey, Aes256Gcm, CryptoError, CryptoProvider, EphemeralKeyPair, HkdfSha256, KeyAgreement,
     P256PublicKey, SecureRandom, SessionKey, SharedSecret,
 };
 pub use store::{

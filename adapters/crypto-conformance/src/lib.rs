@@ -1,11 +1,14 @@
-//! # crypto-conformance — one suite, every backend
+//! # crypto-conformance — one suite, every backend; the fuzz targets' bodies
 //!
 //! Test support (not linked into the service): known-answer checks that every
 //! [`CryptoProvider`] must pass — the protocol vectors of PROTOCOL.md §3.5 (kept in the
 //! repository's `vectors/`), RFC 5869 HKDF-SHA256 and the GCM specification's AES-256
 //! test case — plus behavioural checks. `tests/backends.rs` runs the suite once per
-//! backend and adds the cross-backend matrix. Depends on `ports` only (and JSON/hex
-//! helpers for the vector file).
+//! backend and adds the cross-backend matrix. [`fuzz`] holds the bodies of the
+//! cargo-fuzz targets. A test-support crate: it may depend on every adapter, and
+//! nothing in the service depends on it.
+
+pub mod fuzz;
 
 use ports::crypto::IV_LEN;
 use ports::{CryptoProvider, P256PublicKey, SessionKey, SharedSecret};

@@ -3,7 +3,7 @@
 // The including crate defines `backend` as an alias of its library crate.
 
 use ports::crypto::{IV_LEN, TAG_LEN};
-use ports::{Aes256Gcm, CryptoError, HkdfSha256, SecureRandom, SessionKey};
+use ports::{AeadKey, Aes256Gcm, CryptoError, HkdfSha256, SecureRandom, SessionKey};
 
 use super::backend::{aead, hkdf, rand};
 
@@ -42,21 +42,19 @@ impl HkdfSha256 for Hkdf {
 #[derive(Debug)]
 pub(crate) struct Aead;
 
-fn less_safe_key(key: &SessionKey) -> Result<aead::LessSafeKey, CryptoError> {
-    aead::UnboundKey::new(&aead::AES_256_GCM, key.expose())
-        .map(aead::LessSafeKey::new)
-        .map_err(|_| CryptoError)
-}
+struct PreparedKey(aead::LessSafeKey);
 
 impl Aes256Gcm for Aead {
-    fn seal(
-        &self,
-        key: &SessionKey,
-        iv: &[u8; IV_LEN],
-        aad: &[u8],
-        in_out: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
-        less_safe_key(key)?
+    fn prepare(&self, key: &SessionKey) -> Result<Box<dyn AeadKey>, CryptoError> {
+        aead::UnboundKey::new(&aead::AES_256_GCM, key.expose())
+            .map(|k| Box::new(PreparedKey(aead::LessSafeKey::new(k))) as Box<dyn AeadKey>)
+            .map_err(|_| CryptoError)
+    }
+}
+
+impl AeadKey for PreparedKey {
+    fn seal(&self, iv: &[u8; IV_LEN], aad: &[u8], in_out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.0
             .seal_in_place_append_tag(
                 aead::Nonce::assume_unique_for_key(*iv),
                 aead::Aad::from(aad),
@@ -65,17 +63,11 @@ impl Aes256Gcm for Aead {
             .map_err(|_| CryptoError)
     }
 
-    fn open(
-        &self,
-        key: &SessionKey,
-        iv: &[u8; IV_LEN],
-        aad: &[u8],
-        in_out: &mut [u8],
-    ) -> Result<usize, CryptoError> {
+    fn open(&self, iv: &[u8; IV_LEN], aad: &[u8], in_out: &mut [u8]) -> Result<usize, CryptoError> {
         if in_out.len() < TAG_LEN {
             return Err(CryptoError);
         }
-        less_safe_key(key)?
+        self.0
             .open_in_place(
                 aead::Nonce::assume_unique_for_key(*iv),
                 aead::Aad::from(aad),

@@ -8,7 +8,7 @@ use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
 use ports::crypto::{IV_LEN, KEY_LEN, TAG_LEN};
 use ports::{
-    Aes256Gcm, CryptoError, CryptoProvider, EphemeralKeyPair, HkdfSha256, KeyAgreement,
+    AeadKey, Aes256Gcm, CryptoError, CryptoProvider, EphemeralKeyPair, HkdfSha256, KeyAgreement,
     P256PublicKey, SecureRandom, SessionKey, SharedSecret,
 };
 use zeroize::Zeroize;
@@ -93,40 +93,38 @@ impl HkdfSha256 for Hkdf {
 #[derive(Debug)]
 pub struct Aead;
 
-fn cipher(key: &SessionKey) -> Result<aes_gcm::Aes256Gcm, CryptoError> {
-    aes_gcm::Aes256Gcm::new_from_slice(key.expose()).map_err(|_| CryptoError)
-}
+struct PreparedKey(aes_gcm::Aes256Gcm);
 
 impl Aes256Gcm for Aead {
-    fn seal(
-        &self,
-        key: &SessionKey,
-        iv: &[u8; IV_LEN],
-        aad: &[u8],
-        in_out: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
+    fn prepare(&self, key: &SessionKey) -> Result<Box<dyn AeadKey>, CryptoError> {
+        aes_gcm::Aes256Gcm::new_from_slice(key.expose())
+            .map(|c| Box::new(PreparedKey(c)) as Box<dyn AeadKey>)
+            .map_err(|_| CryptoError)
+    }
+}
+
+impl AeadKey for PreparedKey {
+    fn seal(&self, iv: &[u8; IV_LEN], aad: &[u8], in_out: &mut Vec<u8>) -> Result<(), CryptoError> {
         let nonce = aes_gcm::Nonce::from(*iv);
-        let tag = cipher(key)?
+        let tag = self
+            .0
             .encrypt_inout_detached(&nonce, aad, in_out.as_mut_slice().into())
             .map_err(|_| CryptoError)?;
         in_out.extend_from_slice(tag.as_slice());
         Ok(())
     }
 
-    fn open(
-        &self,
-        key: &SessionKey,
-        iv: &[u8; IV_LEN],
-        aad: &[u8],
-        in_out: &mut [u8],
-    ) -> Result<usize, CryptoError> {
+    fn open(&self, iv: &[u8; IV_LEN], aad: &[u8], in_out: &mut [u8]) -> Result<usize, CryptoError> {
         let Some(len) = in_out.len().checked_sub(TAG_LEN) else {
             return Err(CryptoError);
         };
         let (data, tag) = in_out.split_at_mut(len);
         let tag = aes_gcm::Tag::try_from(&*tag).map_err(|_| CryptoError)?;
         let nonce = aes_gcm::Nonce::from(*iv);
-        match cipher(key)?.decrypt_inout_detached(&nonce, aad, data.into(), &tag) {
+        match self
+            .0
+            .decrypt_inout_detached(&nonce, aad, data.into(), &tag)
+        {
             Ok(()) => Ok(len),
             Err(_) => {
                 data.zeroize();

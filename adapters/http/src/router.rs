@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use domain::encoding::{base64_decode, base64_encode, iso_timestamp};
-use domain::purchase::PayloadError;
+use domain::purchase::{PayloadError, Purchase};
 use domain::service::{KeyRelease, PurchaseOutcome};
 use domain::{
     Family, InitBody, InitError, InitOutcome, InitRequest, PurchaseError, PurchaseRequest,
-    ReleaseError, RequestedTtl, SessionService,
+    ReleaseError, RequestedTtl, ResponseContext, SessionService,
 };
 use http_body_util::BodyExt;
 use hyper::body::Body as HttpBody;
@@ -363,9 +363,7 @@ where
             body: &mut body,
         };
         let service = &self.service;
-        let result = service
-            .purchase(req, |plain| purchase_response(service, plain))
-            .await;
+        let result = service.purchase(req, purchase_response).await;
         match result {
             Ok(out) => purchase_success(kid.unwrap_or_default(), out, started),
             Err(e) => purchase_failure(&e),
@@ -512,7 +510,12 @@ fn body_failure(family: Family, failure: BodyFailure) -> Response<Body> {
     }
 }
 
-fn parse_init_body(body: &[u8]) -> Result<InitBody, &'static str> {
+/// Parses an init body (JSON object with `clientPublicKey` in base64 and optional
+/// `ttlSec`); the error is a reason for the logs.
+///
+/// # Errors
+/// The reason the body is unusable.
+pub fn parse_init_body(body: &[u8]) -> Result<InitBody, &'static str> {
     if !is_json_object(body) {
         return Err("body is not a JSON object");
     }
@@ -610,22 +613,19 @@ fn v1_message(e: &InitError) -> &'static str {
     }
 }
 
-fn purchase_response<S, C, N, K>(
-    service: &SessionService<S, C, N, K>,
-    plain: &[u8],
-) -> Result<Vec<u8>, PayloadError>
-where
-    S: SessionStore,
-    C: SessionCache,
-    N: NonceStore,
-    K: Clock,
-{
+/// Parses a purchase plaintext, confirms it with the service and returns the response
+/// plaintext (JSON, §9 field order, `amount` echoed as sent).
+///
+/// # Errors
+/// [`PayloadError`] for anything but a valid purchase.
+pub fn purchase_response(plain: &[u8], context: &ResponseContext) -> Result<Vec<u8>, PayloadError> {
     if !is_json_object(plain) {
         return Err(PayloadError::Shape("plaintext is not a JSON object"));
     }
     let req: PurchaseJson<'_> = serde_json::from_slice(plain)
         .map_err(|_| PayloadError::Shape("plaintext is not purchase JSON"))?;
-    let receipt = service.confirm_purchase(&req.scheme_code, req.amount.get())?;
+    let receipt = Purchase::validate(&req.scheme_code, req.amount.get())?
+        .confirm(context.transaction_random, context.now_ms);
     let resp = PurchaseResponse {
         status: "SUCCESS",
         transaction_id: &receipt.transaction_id,

@@ -1,0 +1,261 @@
+//! The bodies of the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs` are one-line calls),
+//! kept here so the committed seed corpus is replayed by an ordinary `#[test]` on
+//! stable (`tests/fuzz_corpus.rs`). Each function panics only on a real bug.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use domain::headers::{ClientId, IdempotencyKey};
+use domain::p256::validate_public_key;
+use domain::{Aad, ServiceConfig, SessionService};
+use http_adapter::router::{Api, ApiConfig, Listener, parse_init_body};
+use http_adapter::{Dependency, HealthCheck, HealthReport};
+use http_body_util::{BodyExt, Full};
+use memory::{MemoryNonceStore, MemorySessionStore};
+use ports::crypto::IV_LEN;
+use ports::{CryptoProvider, NoCache, P256PublicKey, SessionKey, SystemClock};
+
+/// Every backend.
+pub const BACKENDS: [CryptoProvider; 3] = [
+    crypto_aws_lc_rs::PROVIDER,
+    crypto_ring::PROVIDER,
+    crypto_rustcrypto::PROVIDER,
+];
+
+/// The fixed session of the fuzz targets: the PROTOCOL.md §3.5 vector session.
+pub const SESSION_KEY: [u8; 32] = [
+    0x72, 0x1a, 0xd3, 0x9b, 0x29, 0xdf, 0x03, 0x0e, 0x73, 0xc2, 0xed, 0xf0, 0xaf, 0x0f, 0xf1, 0xb9,
+    0xda, 0x68, 0x5a, 0x7d, 0xc7, 0xcf, 0x7c, 0x80, 0x6d, 0x27, 0xa3, 0xcb, 0x29, 0xa1, 0x0a, 0xe3,
+];
+/// The vector's `X-Kid`.
+pub const KID: &str = "session:S-000102030405060708090a0b0c0d0e0f";
+
+/// Splits `[len a][len b] a b rest` (lengths one byte each).
+pub fn split3(data: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (&la, rest) = data.split_first()?;
+    let (&lb, rest) = rest.split_first()?;
+    let (a, rest) = rest.split_at_checked(usize::from(la))?;
+    let (b, rest) = rest.split_at_checked(usize::from(lb))?;
+    Some((a, b, rest))
+}
+
+/// Builds a `decrypt_envelope` input.
+pub fn encode3(a: &[u8], b: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut v = vec![
+        u8::try_from(a.len()).unwrap_or(255),
+        u8::try_from(b.len()).unwrap_or(255),
+    ];
+    v.extend_from_slice(a);
+    v.extend_from_slice(b);
+    v.extend_from_slice(rest);
+    v
+}
+
+/// A purchase body with arbitrary `X-Idempotency-Key` and `X-ClientId`, through header
+/// parsing, AAD building and opening under the fixed session, on every backend: the
+/// backends must agree, and whatever opens must re-seal (same IV) to exactly the body.
+pub fn decrypt_envelope(data: &[u8]) {
+    let Some((key, client, body)) = split3(data) else {
+        return;
+    };
+    let (Ok(key), Ok(client)) = (std::str::from_utf8(key), std::str::from_utf8(client)) else {
+        return;
+    };
+    let (Ok(key), Ok(client)) = (IdempotencyKey::parse(key), ClientId::parse(client)) else {
+        return;
+    };
+    let aad = Aad::new(key.timestamp_text(), key.nonce(), KID, client.as_str());
+    let session_key = SessionKey::from_bytes(SESSION_KEY);
+    let results: Vec<Option<Vec<u8>>> = BACKENDS
+        .iter()
+        .map(|p| {
+            let mut buf = body.to_vec();
+            domain::open_envelope(p.aead, &session_key, &aad, &mut buf)
+                .ok()
+                .map(|plain| plain.to_vec())
+        })
+        .collect();
+    assert!(
+        results.windows(2).all(|w| w[0] == w[1]),
+        "backends disagree on an envelope"
+    );
+    if let Some(plain) = &results[0] {
+        let iv: [u8; IV_LEN] = body[..IV_LEN].try_into().unwrap_or_default();
+        for p in BACKENDS {
+            let resealed = domain::envelope::seal_envelope_with_iv(
+                p.aead,
+                &session_key,
+                &iv,
+                &aad,
+                plain.clone(),
+            )
+            .unwrap_or_default();
+            assert_eq!(
+                resealed, body,
+                "{} opened something it did not seal",
+                p.name
+            );
+        }
+    }
+}
+
+fn grammar_accepts(s: &str) -> bool {
+    let Some((ts, nonce)) = s.split_once('.') else {
+        return false;
+    };
+    (1..=16).contains(&ts.len())
+        && ts.bytes().all(|c| c.is_ascii_digit())
+        && (16..=128).contains(&nonce.len())
+        && nonce
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+/// The `X-Idempotency-Key` grammar: accepts exactly the grammar, and what it accepts
+/// splits back into the same text.
+pub fn idempotency_key(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match IdempotencyKey::parse(text) {
+        Ok(k) => {
+            assert!(grammar_accepts(text), "accepted {text:?}");
+            assert_eq!(format!("{}.{}", k.timestamp_text(), k.nonce()), text);
+            assert_eq!(
+                k.timestamp_text().parse::<u64>().ok(),
+                Some(k.timestamp_ms())
+            );
+        }
+        Err(_) => assert!(!grammar_accepts(text), "refused {text:?}"),
+    }
+}
+
+/// The init body and public-key validation: a key the domain accepts is usable by every
+/// backend, and a 65-byte key it refuses is refused by every backend.
+pub fn init_request(data: &[u8]) {
+    let Ok(body) = parse_init_body(data) else {
+        return;
+    };
+    let _ = domain::TtlPolicy::DEFAULT.resolve(body.ttl);
+    let valid = validate_public_key(&body.client_public_key).is_ok();
+    let Ok(raw) = <[u8; 65]>::try_from(body.client_public_key.as_slice()) else {
+        assert!(!valid, "accepted a key that is not 65 bytes");
+        return;
+    };
+    for p in BACKENDS {
+        let ours = p.key_agreement.generate().expect("key generation");
+        assert_eq!(
+            ours.agree(&P256PublicKey(raw)).is_ok(),
+            valid,
+            "{} disagrees with the validation",
+            p.name
+        );
+    }
+}
+
+#[derive(Debug)]
+struct NoDependencies;
+
+impl HealthCheck for NoDependencies {
+    async fn report(&self) -> HealthReport {
+        HealthReport {
+            session_store: "memory",
+            postgres: Dependency::Disabled,
+            redis: Dependency::Disabled,
+        }
+    }
+}
+
+type FuzzApi = Api<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock, NoDependencies>;
+
+fn api() -> &'static (Arc<FuzzApi>, tokio::runtime::Runtime) {
+    static API: OnceLock<(Arc<FuzzApi>, tokio::runtime::Runtime)> = OnceLock::new();
+    API.get_or_init(|| {
+        let service = SessionService::new(
+            crypto_ring::PROVIDER,
+            MemorySessionStore::new(100_000),
+            NoCache,
+            MemoryNonceStore::new(100_000),
+            SystemClock,
+            ServiceConfig::default(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        (
+            Api::new(service, NoDependencies, ApiConfig::default()),
+            runtime,
+        )
+    })
+}
+
+const PATHS: [&str; 8] = [
+    "/session/init",
+    "/v1/session/init",
+    "/transaction/purchase",
+    "/health",
+    "/ready",
+    "/v1/session/S-000102030405060708090a0b0c0d0e0f",
+    "/",
+    "/v1/session/",
+];
+
+/// A whole request through the router on the memory stores: byte 0 picks method and
+/// listener, byte 1 the path, then `name: value` lines up to an empty line, then the
+/// body. Never panics; every answer has an expected status, and every error body on a
+/// route family is that family's JSON shape.
+pub fn http_request(data: &[u8]) {
+    let [sel, path, rest @ ..] = data else { return };
+    let method = ["GET", "POST", "OPTIONS", "PUT"][usize::from(sel & 3)];
+    let listener = if sel & 4 == 0 {
+        Listener::Public
+    } else {
+        Listener::Internal
+    };
+    let path = PATHS[usize::from(*path) % PATHS.len()];
+    let (head, body) = match rest.windows(2).position(|w| w == b"\n\n") {
+        Some(i) => (&rest[..i], &rest[i + 2..]),
+        None => (rest, &[][..]),
+    };
+    let mut req = hyper::Request::builder().method(method).uri(path);
+    for line in head.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(&line[..colon]),
+            hyper::header::HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) else {
+            continue;
+        };
+        req = req.header(name, value);
+    }
+    let Ok(req) = req.body(Full::new(Bytes::copy_from_slice(body))) else {
+        return;
+    };
+    let (api, runtime) = api();
+    let resp = runtime.block_on(api.handle(listener, req));
+    let status = resp.status().as_u16();
+    assert!(
+        [
+            200, 204, 400, 401, 403, 404, 405, 408, 409, 410, 413, 500, 503
+        ]
+        .contains(&status),
+        "unexpected status {status}"
+    );
+    if status >= 400 {
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(ct.as_deref(), Some("application/json"));
+        let bytes = runtime
+            .block_on(resp.into_body().collect())
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("error bodies are JSON");
+        assert!(v["error"].is_string(), "{v}");
+    }
+}

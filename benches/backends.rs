@@ -1,0 +1,259 @@
+//! Criterion benches: every operation is one group with the three backends side by
+//! side (`aws-lc-rs`, `ring`, `rustcrypto`), plus the server's whole init and purchase
+//! steps on the memory stores and the backend-independent parsers.
+//!
+//! `cargo bench` runs all; `cargo bench -- ecdh` filters; `scripts/bench-summary.py`
+//! turns criterion's saved estimates into the README table.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use domain::client::{ClientSession, Handshake};
+use domain::policy::RequestedTtl;
+use domain::{
+    Aad, Family, IdempotencyKey, InitBody, InitRequest, PurchaseRequest, ServiceConfig,
+    SessionService,
+};
+use memory::{MemoryNonceStore, MemorySessionStore};
+use ports::crypto::IV_LEN;
+use ports::{CryptoProvider, NoCache, SessionKey, SystemClock};
+
+const BACKENDS: [CryptoProvider; 3] = [
+    crypto_aws_lc_rs::PROVIDER,
+    crypto_ring::PROVIDER,
+    crypto_rustcrypto::PROVIDER,
+];
+
+fn keygen(c: &mut Criterion) {
+    let mut g = c.benchmark_group("p256-keygen");
+    for p in BACKENDS {
+        g.bench_function(p.name, |b| {
+            b.iter(|| black_box(p.key_agreement.generate().unwrap()))
+        });
+    }
+    g.finish();
+}
+
+fn ecdh(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ecdh");
+    for p in BACKENDS {
+        let peer = p.key_agreement.generate().unwrap().public_key();
+        g.bench_function(p.name, |b| {
+            b.iter_batched(
+                || p.key_agreement.generate().unwrap(),
+                |kp| black_box(kp.agree(&peer).unwrap()),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn hkdf(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hkdf-sha256-32");
+    let z = [0x5a; 32];
+    for p in BACKENDS {
+        g.bench_function(p.name, |b| {
+            b.iter(|| {
+                let mut out = [0u8; 32];
+                p.hkdf
+                    .derive(
+                        b"S-000102030405060708090a0b0c0d0e0f",
+                        &z,
+                        &[b"SESSION|A256GCM|", b"NODE_CLIENT"],
+                        &mut out,
+                    )
+                    .unwrap();
+                black_box(out)
+            })
+        });
+    }
+    g.finish();
+}
+
+fn aead(c: &mut Criterion) {
+    let key = SessionKey::from_bytes([7; 32]);
+    let iv = [9u8; IV_LEN];
+    let aad = b"1706700000000|123e4567-e89b-42d3-a456-426614174000|session:S-000102030405060708090a0b0c0d0e0f|NODE_CLIENT";
+    for (label, size) in [("64B", 64usize), ("1KiB", 1024), ("16KiB", 16 * 1024)] {
+        let mut seal = c.benchmark_group(format!("aes-256-gcm-seal/{label}"));
+        seal.throughput(Throughput::Bytes(size as u64));
+        for p in BACKENDS {
+            seal.bench_function(p.name, |b| {
+                b.iter_batched(
+                    || vec![0x42u8; size],
+                    |mut buf| {
+                        p.aead.seal(&key, &iv, aad, &mut buf).unwrap();
+                        black_box(buf)
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        seal.finish();
+        let mut open = c.benchmark_group(format!("aes-256-gcm-open/{label}"));
+        open.throughput(Throughput::Bytes(size as u64));
+        for p in BACKENDS {
+            let mut sealed = vec![0x42u8; size];
+            p.aead.seal(&key, &iv, aad, &mut sealed).unwrap();
+            open.bench_function(p.name, |b| {
+                b.iter_batched(
+                    || sealed.clone(),
+                    |mut buf| black_box(p.aead.open(&key, &iv, aad, &mut buf).unwrap()),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        open.finish();
+    }
+}
+
+type Service = SessionService<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock>;
+
+fn service(p: CryptoProvider) -> Service {
+    SessionService::new(
+        p,
+        MemorySessionStore::new(50_000_000),
+        NoCache,
+        MemoryNonceStore::new(50_000_000),
+        SystemClock,
+        ServiceConfig::default(),
+    )
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh, valid `X-Idempotency-Key` (unique nonce) without calling an RNG.
+fn fresh_key() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}.bench-nonce-{n:016}", http_adapter::client::now_ms())
+}
+
+fn server_init(c: &mut Criterion) {
+    let mut g = c.benchmark_group("server-init");
+    for p in BACKENDS {
+        let svc = service(p);
+        let client_key = p.key_agreement.generate().unwrap().public_key().0.to_vec();
+        g.bench_function(p.name, |b| {
+            b.iter_batched(
+                fresh_key,
+                |key| {
+                    let req = InitRequest {
+                        family: Family::Unversioned,
+                        idempotency_key: Some(&key),
+                        client_id: Some("BENCH"),
+                        authorization: None,
+                        body: Ok(InitBody {
+                            client_public_key: client_key.clone(),
+                            ttl: RequestedTtl::Absent,
+                        }),
+                    };
+                    black_box(futures_executor::block_on(svc.init(req)).unwrap())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn establish(svc: &Service, p: CryptoProvider) -> ClientSession {
+    let hs = Handshake::start(p).unwrap();
+    let key = fresh_key();
+    let out = futures_executor::block_on(svc.init(InitRequest {
+        family: Family::Unversioned,
+        idempotency_key: Some(&key),
+        client_id: Some("BENCH"),
+        authorization: None,
+        body: Ok(InitBody {
+            client_public_key: hs.public_key().0.to_vec(),
+            ttl: RequestedTtl::Absent,
+        }),
+    }))
+    .unwrap();
+    hs.finish(out.session_id.as_str(), &out.server_public_key.0, "BENCH")
+        .unwrap()
+}
+
+fn server_purchase(c: &mut Criterion) {
+    let mut g = c.benchmark_group("server-purchase");
+    let payload = br#"{"schemeCode":"AEF","amount":5000}"#;
+    for p in BACKENDS {
+        let svc = service(p);
+        let session = establish(&svc, p);
+        g.bench_function(p.name, |b| {
+            b.iter_batched(
+                || {
+                    session
+                        .seal_request(http_adapter::client::now_ms(), payload)
+                        .unwrap()
+                },
+                |mut sealed| {
+                    let req = PurchaseRequest {
+                        kid: Some(session.kid()),
+                        idempotency_key: Some(&sealed.idempotency_key),
+                        client_id: Some("BENCH"),
+                        body: &mut sealed.envelope,
+                    };
+                    let svc = &svc;
+                    let out = futures_executor::block_on(
+                        svc.purchase(req, http_adapter::router::purchase_response),
+                    );
+                    black_box(out.unwrap())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn parsers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    let key = "1706700000000.123e4567-e89b-42d3-a456-426614174000";
+    g.bench_function("idempotency-key", |b| {
+        b.iter(|| black_box(IdempotencyKey::parse(black_box(key)).unwrap()))
+    });
+    let vector = domain::encoding::base64_decode(
+        "AAECAwQFBgcICQoLhCHU4WXWU+VlrmmZA33Ogjwr9g/cROz4SvgQOZyNb650dsrDTBN6F3GkTMjPudnuueY=",
+    )
+    .unwrap();
+    g.bench_function("envelope", |b| {
+        // Everything a purchase does before AES: header grammars, kid and session id,
+        // AAD, envelope split and length checks.
+        b.iter(|| {
+            let key = IdempotencyKey::parse(black_box(key)).unwrap();
+            let client = domain::ClientId::parse(black_box("NODE_CLIENT")).unwrap();
+            let kid = black_box("session:S-000102030405060708090a0b0c0d0e0f");
+            let id =
+                domain::SessionId::parse(domain::headers::kid_session_part(kid).unwrap()).unwrap();
+            let aad = Aad::new(key.timestamp_text(), key.nonce(), kid, client.as_str());
+            let body = black_box(&vector[..]);
+            assert!(body.len() >= domain::envelope::MIN_ENVELOPE_LEN);
+            let (iv, rest) = body.split_at(IV_LEN);
+            black_box((id, aad, iv, rest))
+        })
+    });
+    g.bench_function("init-body", |b| {
+        let body = br#"{"clientPublicKey":"BAIX5hfwtkQ5KCePlpmeaaI6TywVK99tbN9m5bgCgtTtGUp968uXcS0t2jyoWqh2Wlb0X8dYWZZS8ol8ZTBuV5Q=","ttlSec":1800}"#;
+        b.iter(|| black_box(http_adapter::router::parse_init_body(black_box(body)).unwrap()))
+    });
+    g.bench_function("public-key-validation", |b| {
+        let pk = domain::encoding::base64_decode("BAIX5hfwtkQ5KCePlpmeaaI6TywVK99tbN9m5bgCgtTtGUp968uXcS0t2jyoWqh2Wlb0X8dYWZZS8ol8ZTBuV5Q=").unwrap();
+        b.iter(|| black_box(domain::p256::validate_public_key(black_box(&pk)).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    keygen,
+    ecdh,
+    hkdf,
+    aead,
+    server_init,
+    server_purchase,
+    parsers
+);
+criterion_main!(benches);
