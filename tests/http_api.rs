@@ -145,6 +145,10 @@ async fn init_rejections_are_generic_json_400s() {
     let pk = fresh_public_key(crypto);
     let mut off_curve = pk.clone();
     off_curve[64] ^= 1;
+    // SEC1 hybrid form: valid coordinates, prefix 0x06/0x07. aws-lc-rs would accept it
+    // in agreement; the protocol does not (found by the init_request fuzz target).
+    let mut hybrid = pk.clone();
+    hybrid[0] = 6 + (pk[64] & 1);
     let mut compressed = vec![2 + (pk[64] & 1)];
     compressed.extend_from_slice(&pk[1..33]);
     let good = init_body(&pk);
@@ -162,6 +166,7 @@ async fn init_rejections_are_generic_json_400s() {
         ("not base64", r#"{"clientPublicKey":"!!!!"}"#.into()),
         ("64 bytes", init_body(&pk[..64])),
         ("compressed point", init_body(&compressed)),
+        ("hybrid point (0x06/0x07)", init_body(&hybrid)),
         ("off-curve point", init_body(&off_curve)),
         (
             "all-zero point",
