@@ -116,7 +116,8 @@ fn service(p: CryptoProvider) -> Service {
         p,
         MemorySessionStore::new(50_000_000),
         NoCache,
-        MemoryNonceStore::new(50_000_000),
+        // Room for every nonce a run claims (reserved up front, so no rehash pauses).
+        MemoryNonceStore::new(4_000_000),
         SystemClock,
         ServiceConfig::default(),
     )

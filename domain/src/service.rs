@@ -1,6 +1,10 @@
 //! The server's use cases, generic over the ports (static dispatch for the stores,
 //! a `'static` provider for crypto so the backend can be chosen at run time).
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
+
 use ports::crypto::IV_LEN;
 use ports::{
     Clock, CryptoProvider, NonceClaim, NonceError, NonceStore, P256PublicKey, SessionCache,
@@ -251,6 +255,32 @@ enum Lookup {
     Expired(SessionRecord),
 }
 
+/// Polls two futures concurrently until both are done (`std` has no stable `join!`).
+async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    poll_fn(|cx| {
+        if ra.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            ra = Some(v);
+        }
+        if rb.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            rb = Some(v);
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                (ra, rb) = (x, y);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
 fn required<'a>(value: Option<&'a str>, name: &'static str) -> Result<&'a str, HeaderError> {
     value
         .filter(|v| !v.is_empty())
@@ -305,6 +335,10 @@ where
     /// The session store (for health probes).
     pub fn store(&self) -> &S {
         &self.store
+    }
+    /// The session cache.
+    pub fn cache(&self) -> &C {
+        &self.cache
     }
     /// The clock.
     pub fn clock(&self) -> &K {
@@ -411,9 +445,15 @@ where
             created_at_ms: now,
             expires_at_ms: now.saturating_add(ttl_sec.saturating_mul(1000)),
         };
-        self.store.insert(&record).await.map_err(InitError::Store)?;
-        // Best effort: a cache failure costs a store read later, nothing more.
-        let _ = self.cache.put(&record).await;
+        // The durable write and the (best-effort) cache write go out together; the
+        // answer waits for both, so the session is committed before the client learns
+        // its id. A cache failure only costs a store read later; if the store write
+        // fails, the cache entry is withdrawn.
+        let (stored, _) = join(self.store.insert(&record), self.cache.put(&record)).await;
+        if let Err(e) = stored {
+            let _ = self.cache.delete(&record.id).await;
+            return Err(InitError::Store(e));
+        }
         timings.record("db-store", t4, self.clock.monotonic_ns());
 
         Ok(InitOutcome {

@@ -642,3 +642,58 @@ fn wrapped_keys_unwrap_only_for_their_session_and_across_rotation() {
         Err(UnwrapError::UnknownKek(_))
     ));
 }
+
+/// A store that is down, and a cache that records what it holds.
+#[derive(Debug, Default)]
+struct DownStore;
+impl SessionStore for DownStore {
+    async fn insert(&self, _: &ports::SessionRecord) -> Result<(), ports::StoreError> {
+        Err(ports::StoreError::Unavailable("down".into()))
+    }
+    async fn get(&self, _: &str) -> Result<Option<ports::SessionRecord>, ports::StoreError> {
+        Err(ports::StoreError::Unavailable("down".into()))
+    }
+    async fn delete(&self, _: &str) -> Result<(), ports::StoreError> {
+        Err(ports::StoreError::Unavailable("down".into()))
+    }
+}
+
+#[derive(Debug, Default)]
+struct RecordingCache(std::sync::Mutex<Vec<String>>);
+impl ports::SessionCache for RecordingCache {
+    async fn put(&self, r: &ports::SessionRecord) -> Result<(), ports::StoreError> {
+        self.0.lock().unwrap().push(r.id.clone());
+        Ok(())
+    }
+    async fn get(&self, _: &str) -> Result<Option<ports::SessionRecord>, ports::StoreError> {
+        Ok(None)
+    }
+    async fn delete(&self, id: &str) -> Result<(), ports::StoreError> {
+        self.0.lock().unwrap().retain(|k| k != id);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_store_write_answers_store_error_and_leaves_no_cache_entry() {
+    let svc = SessionService::new(
+        CRYPTO,
+        DownStore,
+        RecordingCache::default(),
+        MemoryNonceStore::new(100),
+        FakeClock(AtomicU64::new(NOW)),
+        ServiceConfig::default(),
+    );
+    let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
+    let k = key(1);
+    let r = run(svc.init(init_req(
+        Family::Unversioned,
+        &k,
+        "C",
+        pk,
+        RequestedTtl::Absent,
+    )));
+    assert!(matches!(r, Err(InitError::Store(_))), "{r:?}");
+    // the cache write went out with the store write, and was withdrawn
+    assert!(svc.cache().0.lock().unwrap().is_empty());
+}

@@ -634,7 +634,10 @@ pub fn purchase_response(plain: &[u8], context: &ResponseContext) -> Result<Vec<
         timestamp: &receipt.timestamp,
         message: &receipt.message,
     };
-    serde_json::to_vec(&resp).map_err(|_| PayloadError::Shape("response serialisation"))
+    let mut out = Vec::with_capacity(256);
+    serde_json::to_writer(&mut out, &resp)
+        .map_err(|_| PayloadError::Shape("response serialisation"))?;
+    Ok(out)
 }
 
 fn purchase_success(kid: &str, out: PurchaseOutcome, started: Instant) -> Response<Body> {

@@ -90,17 +90,24 @@ impl MemoryNonceStore {
         ttl_sec: u64,
         now_ms: u64,
     ) -> Result<NonceClaim, NonceError> {
-        let mut s = lock(&self.state);
-        s.expire(now_ms);
-        if s.live.get(key).is_some_and(|&expiry| expiry > now_ms) {
-            return Ok(NonceClaim::Replay);
-        }
-        if s.live.len() >= self.capacity {
-            return Err(NonceError::Full);
-        }
+        use std::collections::hash_map::Entry;
         let expiry = now_ms.saturating_add(ttl_sec.saturating_mul(1000));
         let key: Arc<str> = Arc::from(key);
-        s.live.insert(Arc::clone(&key), expiry);
+        let mut s = lock(&self.state);
+        s.expire(now_ms);
+        let full = s.live.len() >= self.capacity;
+        // One hash per claim: look up and insert through the same entry.
+        match s.live.entry(Arc::clone(&key)) {
+            Entry::Occupied(e) if *e.get() > now_ms => return Ok(NonceClaim::Replay),
+            // Expired but not yet swept (only after a clock step back): reuse the slot.
+            Entry::Occupied(mut e) => {
+                e.insert(expiry);
+            }
+            Entry::Vacant(_) if full => return Err(NonceError::Full),
+            Entry::Vacant(v) => {
+                v.insert(expiry);
+            }
+        }
         s.order.push_back((expiry, key));
         Ok(NonceClaim::Fresh)
     }
