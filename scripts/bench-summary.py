@@ -53,3 +53,14 @@ if others:
     print("|---|---:|")
     for name, ns in others:
         print(f"| {name} | {fmt(ns)} |")
+
+# The speed targets of the server steps, for each backend with all inputs measured.
+print("\n| backend | init ÷ (keygen + ECDH + HKDF) | purchase − (seal + open at 64 B) |")
+print("|---|---:|---:|")
+for b in BACKENDS:
+    try:
+        init = rows["server-init"][b] / (rows["p256-keygen"][b] + rows["ecdh"][b] + rows["hkdf-sha256-32"][b])
+        over = rows["server-purchase"][b] - rows["aes-256-gcm-seal/64B"][b] - rows["aes-256-gcm-open/64B"][b]
+    except KeyError:
+        continue
+    print(f"| {b} | {init:.2}× | {fmt(over)} |")
