@@ -63,4 +63,4 @@ for b in BACKENDS:
         over = rows["server-purchase"][b] - rows["aes-256-gcm-seal/64B"][b] - rows["aes-256-gcm-open/64B"][b]
     except KeyError:
         continue
-    print(f"| {b} | {init:.2}× | {fmt(over)} |")
+    print(f"| {b} | {init:.2f}× | {fmt(over)} |")
