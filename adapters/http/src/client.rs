@@ -211,6 +211,28 @@ pub enum InitRoute {
     V1,
 }
 
+/// One POST, timed, with the server's `Server-Timing` kept; non-200 is an error.
+async fn exchange(
+    conn: &mut Connection,
+    path: &'static str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+    timings: &mut StepTimings,
+) -> Result<HttpResponse, FlowError> {
+    let t = Instant::now();
+    let resp = conn.send(Method::POST, path, headers, body).await?;
+    timings.http = t.elapsed();
+    timings.server_timing = resp.header("server-timing").map(str::to_owned);
+    if resp.status != StatusCode::OK {
+        return Err(FlowError::Status {
+            path,
+            status: resp.status,
+            body: String::from_utf8_lossy(&resp.body).into(),
+        });
+    }
+    Ok(resp)
+}
+
 /// Runs protocol flows over one connection.
 #[derive(Debug)]
 pub struct ProtocolClient {
@@ -277,17 +299,7 @@ impl ProtocolClient {
             ("x-idempotency-key", key.as_str()),
             ("x-clientid", &self.client_id),
         ];
-        let t = Instant::now();
-        let resp = self.conn.send(Method::POST, path, &headers, body).await?;
-        timings.http = t.elapsed();
-        timings.server_timing = resp.header("server-timing").map(str::to_owned);
-        if resp.status != StatusCode::OK {
-            return Err(FlowError::Status {
-                path,
-                status: resp.status,
-                body: String::from_utf8_lossy(&resp.body).into(),
-            });
-        }
+        let resp = exchange(&mut self.conn, path, &headers, body, &mut timings).await?;
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct InitAnswer {
@@ -324,20 +336,14 @@ impl ProtocolClient {
             ("x-clientid", session.client_id()),
         ];
         let path = "/transaction/purchase";
-        let t = Instant::now();
-        let resp = self
-            .conn
-            .send(Method::POST, path, &headers, sealed.envelope)
-            .await?;
-        timings.http = t.elapsed();
-        timings.server_timing = resp.header("server-timing").map(str::to_owned);
-        if resp.status != StatusCode::OK {
-            return Err(FlowError::Status {
-                path,
-                status: resp.status,
-                body: String::from_utf8_lossy(&resp.body).into(),
-            });
-        }
+        let resp = exchange(
+            &mut self.conn,
+            path,
+            &headers,
+            sealed.envelope,
+            &mut timings,
+        )
+        .await?;
         if resp.header("x-kid") != Some(session.kid()) {
             return Err(FlowError::Protocol(
                 "response X-Kid differs from ours".into(),
