@@ -1098,3 +1098,33 @@ async fn independent_webcrypto_client_interoperates_with_every_backend() {
         assert!(stdout.contains("\"status\":\"SUCCESS\""), "{stdout}");
     }
 }
+
+#[test]
+fn silent_and_idle_connections_are_closed_after_the_header_timeout() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+    let server = Server::start(&[("HEADER_READ_TIMEOUT_MS", "500")]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let wait_for_close = |mut s: TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return started.elapsed(),
+                Ok(_) => continue, // a response we asked for
+                Err(e) => panic!("connection still open after {:?}: {e}", started.elapsed()),
+            }
+        }
+    };
+    // a client that connects and never sends a byte (slowloris)
+    let silent = wait_for_close(TcpStream::connect(&addr).unwrap());
+    assert!(silent < Duration::from_secs(3), "{silent:?}");
+    // a keep-alive connection left idle after one request
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let idle_for = wait_for_close(idle);
+    assert!(idle_for < Duration::from_secs(3), "{idle_for:?}");
+}

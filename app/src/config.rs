@@ -103,7 +103,8 @@ pub struct ServeArgs {
     /// Time allowed to receive a request body (ms); slower → 408.
     #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 30_000)]
     pub body_timeout_ms: u64,
-    /// Time allowed to receive request headers (ms); slower → connection closed.
+    /// Time allowed to receive request headers (ms), also for the first byte of a new
+    /// connection and between keep-alive requests; slower → connection closed.
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
     /// Concurrent connections per listener; more wait in the kernel's accept queue.

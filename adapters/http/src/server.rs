@@ -88,16 +88,31 @@ pub async fn serve<S, C, N, K, H>(
         };
         let _ = stream.set_nodelay(true);
         let api = Arc::clone(&api);
-        let svc = service_fn(move |req| {
-            let api = Arc::clone(&api);
-            async move { Ok::<_, std::convert::Infallible>(api.handle(kind, req).await) }
-        });
-        let conn = graceful.watch(
-            builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned(),
-        );
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_byte_timeout = config.header_read_timeout;
         tokio::spawn(async move {
+            // hyper's header-read timer starts only once a request has begun; the
+            // protocol sniffing of the auto builder would wait for a silent client
+            // forever. Give the first byte the same deadline as the headers.
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => {
+                    debug!(%peer, "connection closed: no request within the header-read timeout");
+                    drop(permit);
+                    return;
+                }
+            }
+            let svc = service_fn(move |req| {
+                let api = Arc::clone(&api);
+                async move { Ok::<_, std::convert::Infallible>(api.handle(kind, req).await) }
+            });
+            let conn = watcher.watch(
+                builder
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned(),
+            );
             if let Err(e) = conn.await {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
