@@ -8,9 +8,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse_from(args_with_default_subcommand());
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
@@ -20,6 +18,26 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `RUST_LOG` (default `info`), with the libraries whose debug output could carry request
+/// data — SQL statements and parameters, HTTP/2 header frames, Redis commands — capped at
+/// `info` whatever `RUST_LOG` says: no level may put a session id or a key in the log.
+fn log_filter() -> EnvFilter {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in [
+        "tokio_postgres",
+        "postgres_protocol",
+        "h2",
+        "hyper",
+        "hyper_util",
+        "redis",
+    ] {
+        if let Ok(d) = format!("{target}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
 }
 
 fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, String> {

@@ -40,6 +40,16 @@ impl Server {
     }
 
     pub fn start_with(crypto: CryptoProvider, envs: &[(&str, &str)]) -> Self {
+        Self::spawn(crypto, envs, Stdio::null())
+    }
+
+    /// Starts a server whose log (stderr) goes to `log`.
+    pub fn start_logging_to(envs: &[(&str, &str)], log: &std::path::Path) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::spawn(default_backend(), envs, Stdio::from(file))
+    }
+
+    fn spawn(crypto: CryptoProvider, envs: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .env_clear()
@@ -47,7 +57,7 @@ impl Server {
             .env("CRYPTO_BACKEND", crypto.name)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         for (k, v) in envs {
             cmd.env(k, v);
         }
