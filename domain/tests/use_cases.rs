@@ -697,3 +697,41 @@ fn a_failed_store_write_answers_store_error_and_leaves_no_cache_entry() {
     // the cache write went out with the store write, and was withdrawn
     assert!(svc.cache().0.lock().unwrap().is_empty());
 }
+
+#[test]
+fn debug_output_redacts_keys_secrets_and_ids() {
+    use domain::keywrap::KeyWrapper;
+    let key_bytes = [0xa7u8; 32];
+    let hex_key: String = key_bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let svc = service();
+    let session = establish(&svc, "C", 1);
+    let id = session.kid()[8..].to_owned();
+    let record = svc.store().get_now(&id).unwrap();
+    let wrapper = KeyWrapper::new(CRYPTO, key_bytes, vec![key_bytes]).unwrap();
+    let outputs = [
+        format!("{:?}", ports::SessionKey::from_bytes(key_bytes)),
+        format!("{:?}", ports::SharedSecret::from_bytes(key_bytes)),
+        format!(
+            "{:?}",
+            ClientSession::from_key(CRYPTO, &id, "C", ports::SessionKey::from_bytes(key_bytes))
+        ),
+        format!("{wrapper:?}"),
+        format!("{record:?}"),
+        format!("{:?}", domain::SessionId::parse(&id).unwrap()),
+    ];
+    let record_key: String = record
+        .key
+        .expose()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    for out in &outputs {
+        assert!(
+            !out.contains(&hex_key) && !out.contains("167, 167"),
+            "key bytes in {out}"
+        );
+        assert!(!out.contains(&record_key), "session key in {out}");
+        assert!(!out.contains(&id), "whole session id in {out}");
+    }
+    assert!(outputs[0].contains("REDACTED") && outputs[1].contains("REDACTED"));
+}
