@@ -511,3 +511,41 @@ const MARKED_PAYLOAD: &[u8] = br#"{"schemeCode":"SECRET-SCHEME-7F3A","amount":42
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_on_one_instance_holds_on_every_instance_within_a_second() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let local = [("SESSION_LOCAL_CACHE_MS", "1000")]; // the default, on both
+    let (a, b) = (stateful(&pg, &redis, &local), stateful(&pg, &redis, &local));
+    let (session, _) = a.client("C").await.init(INIT, None).await.unwrap();
+    let mut on_b = b.client("C").await;
+    assert_eq!(
+        purchase_status(&mut on_b, &session).await,
+        200,
+        "B has it cached now"
+    );
+    a.client("C").await.revoke(&session).await.unwrap();
+    let revoked_at = Instant::now();
+    while purchase_status(&mut on_b, &session).await != 401 {
+        assert!(
+            revoked_at.elapsed() < Duration::from_millis(1100),
+            "B still serves the revoked session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(revoked_at.elapsed() <= Duration::from_millis(1100));
+    assert_eq!(
+        pg.psql(&format!(
+            "SELECT count(*) FROM sessions WHERE session_id = '{}'",
+            &session.kid()[8..]
+        ))
+        .trim(),
+        "0"
+    );
+    assert_eq!(
+        redis
+            .cli(&["EXISTS", &format!("sess:{}", &session.kid()[8..])])
+            .trim(),
+        "0"
+    );
+}

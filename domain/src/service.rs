@@ -249,6 +249,13 @@ pub enum ReleaseError {
     Store(StoreError),
 }
 
+struct Authenticated<'b> {
+    record: SessionRecord,
+    aead_key: Box<dyn ports::AeadKey>,
+    plaintext: &'b mut [u8],
+    now: u64,
+}
+
 enum Lookup {
     Found(SessionRecord),
     Missing,
@@ -530,18 +537,17 @@ where
         result
     }
 
-    async fn purchase_inner<F>(
+    /// Everything a purchase and a revocation share: header grammars, window, session
+    /// lookup and ownership, opening the envelope, and — once it has authenticated —
+    /// the nonce claim. The plaintext is returned in place, inside `body`.
+    async fn authenticate<'b>(
         &self,
         kid: Option<&str>,
         idempotency_key: Option<&str>,
         client_id: Option<&str>,
-        body: &mut [u8],
-        respond: F,
-    ) -> Result<PurchaseOutcome, PurchaseError>
-    where
-        F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
-    {
-        let mut timings = Timings::default();
+        body: &'b mut [u8],
+        timings: &mut Timings,
+    ) -> Result<Authenticated<'b>, PurchaseError> {
         let kid = required(kid, "X-Kid")?;
         let key_text = required(idempotency_key, "X-Idempotency-Key")?;
         let client_text = required(client_id, "X-ClientId")?;
@@ -584,6 +590,36 @@ where
                 Err(()) => PurchaseError::Replay,
             })?;
         timings.record("replay-protection", t3, self.clock.monotonic_ns());
+        Ok(Authenticated {
+            record,
+            aead_key,
+            plaintext,
+            now,
+        })
+    }
+
+    async fn purchase_inner<F>(
+        &self,
+        kid: Option<&str>,
+        idempotency_key: Option<&str>,
+        client_id: Option<&str>,
+        body: &mut [u8],
+        respond: F,
+    ) -> Result<PurchaseOutcome, PurchaseError>
+    where
+        F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
+    {
+        let mut timings = Timings::default();
+        let Authenticated {
+            record: _,
+            aead_key,
+            plaintext,
+            now,
+        } = self
+            .authenticate(kid, idempotency_key, client_id, body, &mut timings)
+            .await?;
+        // Present: `authenticate` checked them.
+        let (kid, client) = (kid.unwrap_or_default(), client_id.unwrap_or_default());
 
         // All the randomness of the answer in one call (transaction id, response nonce,
         // IV): the CSPRNG's per-call cost dominates these small draws.
@@ -604,7 +640,7 @@ where
         let t = self.clock.monotonic_ns();
         let response_nonce = uuid_v4(nonce_random.try_into().unwrap_or_default());
         let response_ts = now.to_string();
-        let response_aad = Aad::new(&response_ts, &response_nonce, kid, client.as_str());
+        let response_aad = Aad::new(&response_ts, &response_nonce, kid, client);
         let envelope = seal_envelope_with(
             &*aead_key,
             &iv.try_into().unwrap_or_default(),
@@ -619,6 +655,48 @@ where
             envelope,
             timings,
         })
+    }
+
+    /// `POST /session/revoke`: the same headers and envelope rules as a purchase (replay
+    /// protection included) — possession of the session key proves the right to end
+    /// the session. `check` validates the plaintext (a JSON object). The session is
+    /// deleted from the store and then from the cache; the call succeeds only when both
+    /// deletions did, so a revocation is never reported while a cached copy could still
+    /// serve the session. The request body is wiped before returning.
+    ///
+    /// # Errors
+    /// [`PurchaseError`] (a failed deletion is [`PurchaseError::Store`]).
+    pub async fn revoke<F>(
+        &self,
+        req: PurchaseRequest<'_>,
+        check: F,
+    ) -> Result<Timings, PurchaseError>
+    where
+        F: FnOnce(&[u8]) -> Result<(), PayloadError>,
+    {
+        let body = req.body;
+        let mut timings = Timings::default();
+        let result = async {
+            let authenticated = self
+                .authenticate(
+                    req.kid,
+                    req.idempotency_key,
+                    req.client_id,
+                    body,
+                    &mut timings,
+                )
+                .await?;
+            check(authenticated.plaintext)?;
+            let id = authenticated.record.id;
+            let t = self.clock.monotonic_ns();
+            self.store.delete(&id).await.map_err(PurchaseError::Store)?;
+            self.cache.delete(&id).await.map_err(PurchaseError::Store)?;
+            timings.record("db-delete", t, self.clock.monotonic_ns());
+            Ok(())
+        }
+        .await;
+        body.zeroize();
+        result.map(|()| timings)
     }
 
     /// `GET /v1/session/{id}` (internal listener only; PROTOCOL.md §5.6).

@@ -316,6 +316,33 @@ impl ProtocolClient {
         Ok((session, timings))
     }
 
+    /// `POST /session/revoke` with an empty JSON object: ends the session (204).
+    ///
+    /// # Errors
+    /// [`FlowError`] (a non-204 answer is [`FlowError::Status`]).
+    pub async fn revoke(&mut self, session: &ClientSession) -> Result<(), FlowError> {
+        let sealed = session.seal_request(now_ms(), b"{}")?;
+        let headers = [
+            ("content-type", "application/octet-stream"),
+            ("x-kid", session.kid()),
+            ("x-idempotency-key", sealed.idempotency_key.as_str()),
+            ("x-clientid", session.client_id()),
+        ];
+        let path = "/session/revoke";
+        let resp = self
+            .conn
+            .send(Method::POST, path, &headers, sealed.envelope)
+            .await?;
+        if resp.status != StatusCode::NO_CONTENT {
+            return Err(FlowError::Status {
+                path,
+                status: resp.status,
+                body: String::from_utf8_lossy(&resp.body).into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Steps 6–8: seal, send, check and open the answer.
     ///
     /// # Errors

@@ -103,6 +103,7 @@ fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
 enum Route {
     Init(Family),
     Purchase,
+    Revoke,
     ReleaseKey,
     Health,
     Ready,
@@ -114,6 +115,7 @@ fn route(listener: Listener, path: &str) -> Option<(Route, &'static [Method])> {
     Some(match (listener, path) {
         (Listener::Public, "/session/init") => (Route::Init(Family::Unversioned), POST),
         (Listener::Public, "/transaction/purchase") => (Route::Purchase, POST),
+        (Listener::Public, "/session/revoke") => (Route::Revoke, POST),
         (_, "/v1/session/init") => (Route::Init(Family::V1), POST),
         (Listener::Internal, p) if p.starts_with("/v1/session/") => (Route::ReleaseKey, GET),
         (_, "/health") => (Route::Health, GET),
@@ -270,13 +272,14 @@ where
                     Err(f) => body_failure(family, f),
                 }
             }
-            Route::Purchase => {
+            Route::Purchase | Route::Revoke => {
                 let (parts, body) = req.into_parts();
                 match self.read_body(&parts.headers, body).await {
-                    Ok(bytes) => {
+                    Ok(bytes) if matches!(route, Route::Purchase) => {
                         self.purchase(&parts.headers, Vec::from(bytes), started)
                             .await
                     }
+                    Ok(bytes) => self.revoke(&parts.headers, Vec::from(bytes), started).await,
                     Err(f) => body_failure(Family::Unversioned, f),
                 }
             }
@@ -366,7 +369,43 @@ where
         let result = service.purchase(req, purchase_response).await;
         match result {
             Ok(out) => purchase_success(kid.unwrap_or_default(), out, started),
-            Err(e) => purchase_failure(&e),
+            Err(e) => purchase_failure("POST /transaction/purchase", &e),
+        }
+    }
+
+    async fn revoke(
+        &self,
+        headers: &HeaderMap,
+        mut body: Vec<u8>,
+        started: Instant,
+    ) -> Response<Body> {
+        let req = PurchaseRequest {
+            kid: header(headers, &X_KID),
+            idempotency_key: header(headers, &X_IDEMPOTENCY_KEY),
+            client_id: header(headers, &X_CLIENT_ID),
+            body: &mut body,
+        };
+        let check = |plain: &[u8]| {
+            if is_json_object(plain)
+                && serde_json::from_slice::<serde::de::IgnoredAny>(plain).is_ok()
+            {
+                Ok(())
+            } else {
+                Err(PayloadError::Shape(
+                    "revocation plaintext is not a JSON object",
+                ))
+            }
+        };
+        match self.service.revoke(req, check).await {
+            Ok(timings) => {
+                info!(route = "POST /session/revoke", "session revoked");
+                let mut r = response(StatusCode::NO_CONTENT, JSON, Bytes::new());
+                r.headers_mut().remove(header::CONTENT_TYPE);
+                r.headers_mut()
+                    .insert(SERVER_TIMING, server_timing(timings.entries(), started));
+                r
+            }
+            Err(e) => purchase_failure("POST /session/revoke", &e),
         }
     }
 
@@ -654,7 +693,7 @@ fn purchase_success(kid: &str, out: PurchaseOutcome, started: Instant) -> Respon
     r
 }
 
-fn purchase_failure(e: &PurchaseError) -> Response<Body> {
+fn purchase_failure(route: &'static str, e: &PurchaseError) -> Response<Body> {
     let (status, code) = match e {
         e if e.is_session_state() => (StatusCode::UNAUTHORIZED, "SESSION_EXPIRED"),
         PurchaseError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
@@ -662,9 +701,9 @@ fn purchase_failure(e: &PurchaseError) -> Response<Body> {
         _ => (StatusCode::BAD_REQUEST, "CRYPTO_ERROR"),
     };
     if status.is_server_error() {
-        error!(route = "POST /transaction/purchase", status = status.as_u16(), reason = %e, "purchase failed");
+        error!(route, status = status.as_u16(), reason = %e, "request failed");
     } else {
-        info!(route = "POST /transaction/purchase", status = status.as_u16(), reason = %e, "rejected");
+        info!(route, status = status.as_u16(), reason = %e, "rejected");
     }
     code_error(status, code)
 }
