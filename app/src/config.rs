@@ -35,6 +35,23 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Print a fresh key-wrapping key (base64 of 32 random bytes) for SESSION_KEK.
     Keygen,
+    /// End every session of one client id (PostgreSQL, and Redis when set). Running
+    /// servers stop accepting them within SESSION_LOCAL_CACHE_MS.
+    Revoke(RevokeArgs),
+}
+
+/// `revoke` settings.
+#[derive(Debug, Clone, Args)]
+pub struct RevokeArgs {
+    /// The X-ClientId whose sessions end.
+    #[arg(long)]
+    pub client_id: String,
+    /// PostgreSQL URL (the sessions' source of truth).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Redis URL (the session cache), if the servers use one.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
 }
 
 /// `migrate` settings.
@@ -230,13 +247,16 @@ pub struct BenchArgs {
 /// `session-crypto --port 4000` serves.
 pub fn args_with_default_subcommand() -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    const SUBCOMMANDS: [&str; 7] = [
-        "serve", "client", "bench", "backends", "migrate", "keygen", "help",
-    ];
+    let command = <Cli as clap::CommandFactory>::command();
+    let subcommands: Vec<&str> = command
+        .get_subcommands()
+        .map(clap::Command::get_name)
+        .chain(["help"])
+        .collect();
     let named = args
         .iter()
         .skip(1)
-        .any(|a| a.to_str().is_some_and(|a| SUBCOMMANDS.contains(&a)));
+        .any(|a| a.to_str().is_some_and(|a| subcommands.contains(&a)));
     let asks_help = args
         .iter()
         .skip(1)

@@ -77,6 +77,7 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{}", domain::encoding::base64_encode(kek.as_ref()));
             Ok(())
         }
+        Command::Revoke(args) => runtime(None)?.block_on(serve::revoke(&args, crypto)),
         Command::Backends | Command::Migrate(_) => Ok(()),
     }
 }

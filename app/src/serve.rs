@@ -251,6 +251,61 @@ pub async fn migrate(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `session-crypto revoke --client-id ID`: deletes the client's sessions from
+/// PostgreSQL, then their Redis cache entries.
+///
+/// # Errors
+/// A message for the user.
+pub async fn revoke(
+    args: &crate::config::RevokeArgs,
+    crypto: CryptoProvider,
+) -> Result<(), String> {
+    let url = args.database_url.as_deref().ok_or(
+        "revoke needs DATABASE_URL: embedded (in-memory) sessions live inside the server process, \
+         end them by restarting it",
+    )?;
+    let config = PgConfig {
+        url: url.to_owned(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(60),
+        operation_timeout: Duration::from_secs(60),
+        max_insert_batch: 1,
+        insert_writers: 1,
+    };
+    // Deleting needs no key-wrapping key; a throwaway one satisfies the store's constructor.
+    let wrapper =
+        Arc::new(KeyWrapper::new(crypto, [0; 32], vec![]).map_err(|_| "crypto backend failure")?);
+    let pg = PgSessionStore::new(
+        postgres_adapter::pool(&config)?,
+        Arc::clone(&wrapper),
+        &config,
+    );
+    let ids = pg
+        .delete_client_sessions(&args.client_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(redis_url) = &args.redis_url {
+        let redis = Redis::new(&RedisConfig {
+            url: redis_url.clone(),
+            command_timeout: Duration::from_secs(5),
+            retry_interval: Duration::from_millis(100),
+        })?;
+        RedisSessionCache::new(redis, wrapper)
+            .delete_many(&ids)
+            .await
+            .map_err(|e| {
+                format!("sessions deleted from PostgreSQL, but not from the Redis cache: {e}")
+            })?;
+    }
+    println!(
+        "revoked {} session(s) of client id {:?}",
+        ids.len(),
+        args.client_id
+    );
+    Ok(())
+}
+
 /// Runs the server until SIGINT/SIGTERM.
 ///
 /// # Errors

@@ -242,6 +242,22 @@ impl PgSessionStore {
         (s.size, s.available, s.waiting)
     }
 
+    /// Deletes every session of `client_id`; returns their ids.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn delete_client_sessions(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
+        self.timed("revoke", async {
+            let mut conn = self.pool.get().await.map_err(unavailable)?;
+            diesel::delete(sessions::table.filter(sessions::client_id.eq(client_id)))
+                .returning(sessions::session_id)
+                .get_results::<String>(&mut conn)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
     /// Deletes up to `batch` rows that expired before now; returns how many.
     ///
     /// # Errors

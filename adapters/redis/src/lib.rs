@@ -182,6 +182,25 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+impl RedisSessionCache {
+    /// Removes the cache entries of these sessions (one `DEL`).
+    ///
+    /// # Errors
+    /// The Redis failure, as text.
+    pub async fn delete_many(&self, ids: &[String]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| sess_key(id)).collect();
+        self.redis
+            .run(
+                "DEL sess",
+                |mut c| async move { c.del::<_, ()>(keys).await },
+            )
+            .await
+    }
+}
+
 impl SessionCache for RedisSessionCache {
     async fn put(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let remaining_ms = record.expires_at_ms.saturating_sub(now_ms());
