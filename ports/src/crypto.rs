@@ -13,6 +13,13 @@ pub const IV_LEN: usize = 12;
 /// AES-GCM tag length (128 bits).
 pub const TAG_LEN: usize = 16;
 
+/// Compares two equal-length secrets without a data-dependent early exit.
+pub fn constant_time_eq(a: &[u8; KEY_LEN], b: &[u8; KEY_LEN]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // Keep the optimiser from turning the fold back into a short-circuiting compare.
+    std::hint::black_box(diff) == 0
+}
+
 /// One opaque error for every backend failure: no backend detail leaks upward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("cryptographic operation failed")]
@@ -56,6 +63,11 @@ macro_rules! secret_bytes {
             /// The secret bytes. Do not log or persist them unprotected.
             pub fn expose(&self) -> &[u8; KEY_LEN] {
                 &self.0
+            }
+
+            /// Equality in constant time (no early exit on the first differing byte).
+            pub fn ct_eq(&self, other: &Self) -> bool {
+                constant_time_eq(&self.0, &other.0)
             }
         }
 
@@ -210,5 +222,37 @@ impl fmt::Debug for CryptoProvider {
         f.debug_struct("CryptoProvider")
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_equality() {
+        let a = SessionKey::from_bytes([1; KEY_LEN]);
+        let mut other = [1; KEY_LEN];
+        assert!(a.ct_eq(&SessionKey::from_bytes(other)));
+        for i in [0, 17, KEY_LEN - 1] {
+            other = [1; KEY_LEN];
+            other[i] ^= 0x80;
+            assert!(!a.ct_eq(&SessionKey::from_bytes(other)), "byte {i}");
+        }
+        assert!(
+            SharedSecret::from_bytes([9; KEY_LEN]).ct_eq(&SharedSecret::from_bytes([9; KEY_LEN]))
+        );
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        assert_eq!(
+            format!("{:?}", SessionKey::from_bytes([0xab; KEY_LEN])),
+            "SessionKey([REDACTED])"
+        );
+        assert_eq!(
+            format!("{:?}", SharedSecret::from_bytes([0xab; KEY_LEN])),
+            "SharedSecret([REDACTED])"
+        );
     }
 }
