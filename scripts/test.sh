@@ -28,6 +28,9 @@ if ((${#need[@]})); then
     apt-get install -y -qq "${need[@]}"
 fi
 
+# The idle-connection test holds 2,000 sockets open in the test and in the server.
+ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --all-features --no-fail-fast "$@"
 else

@@ -1210,3 +1210,67 @@ async fn revocation_ends_a_session_and_needs_the_key() {
         .unwrap();
     assert_code(&r, 401, "SESSION_EXPIRED");
 }
+
+#[tokio::test]
+async fn two_thousand_idle_connections_do_not_starve_real_clients() {
+    let server = Server::start(&[]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut client = server.client("REAL").await;
+    for _ in 0..5 {
+        let (session, _) = client.init(INIT, None).await.unwrap();
+        client.purchase(&session, PAYLOAD).await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+}
+
+#[test]
+fn a_header_trickled_one_byte_at_a_time_is_cut_off() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+    let server = Server::start(&[("HEADER_READ_TIMEOUT_MS", "1000")]);
+    let mut s = TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+    let started = Instant::now();
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut closed = false;
+    for byte in request {
+        if s.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    if !closed {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap_or(0);
+        // either closed outright or answered with an error, but never served the request
+        assert!(
+            n == 0 || !buf[..n].starts_with(b"HTTP/1.1 200"),
+            "served after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "still reading after {:?}",
+        started.elapsed()
+    );
+}
