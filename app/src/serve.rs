@@ -227,6 +227,13 @@ fn shutdown_signal() -> impl Future<Output = ()> {
     }
 }
 
+/// The soft open-file limit, from `/proc/self/limits` (Linux), if readable.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// `session-crypto migrate`.
 ///
 /// # Errors
@@ -342,6 +349,18 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
     };
 
+    if let Some(limit) = open_file_limit() {
+        let needed =
+            (args.max_connections as u64) * if args.internal_port.is_some() { 2 } else { 1 } + 64;
+        if limit < needed {
+            tracing::warn!(
+                open_file_limit = limit,
+                max_connections = args.max_connections,
+                "the open-file limit is below MAX_CONNECTIONS: beyond it, new connections fail to be \
+                 accepted; raise `ulimit -n` (or LimitNOFILE) or lower MAX_CONNECTIONS"
+            );
+        }
+    }
     let public_addr = SocketAddr::new(args.host, args.port);
     let public = bind(public_addr)
         .await
