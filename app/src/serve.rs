@@ -234,12 +234,9 @@ fn open_file_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// `session-crypto migrate`.
-///
-/// # Errors
-/// A message for the user.
-pub async fn migrate(url: &str) -> Result<(), String> {
-    let config = PgConfig {
+/// One connection with generous timeouts, for the one-shot admin commands.
+fn admin_pg_config(url: &str) -> PgConfig {
+    PgConfig {
         url: url.to_owned(),
         pool_size: 1,
         connect_timeout: Duration::from_secs(5),
@@ -247,7 +244,15 @@ pub async fn migrate(url: &str) -> Result<(), String> {
         operation_timeout: Duration::from_secs(60),
         max_insert_batch: 1,
         insert_writers: 1,
-    };
+    }
+}
+
+/// `session-crypto migrate`.
+///
+/// # Errors
+/// A message for the user.
+pub async fn migrate(url: &str) -> Result<(), String> {
+    let config = admin_pg_config(url);
     let applied = postgres_adapter::run_migrations(&postgres_adapter::pool(&config)?).await?;
     if applied.is_empty() {
         println!("database is up to date");
@@ -271,15 +276,7 @@ pub async fn revoke(
         "revoke needs DATABASE_URL: embedded (in-memory) sessions live inside the server process, \
          end them by restarting it",
     )?;
-    let config = PgConfig {
-        url: url.to_owned(),
-        pool_size: 1,
-        connect_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(60),
-        operation_timeout: Duration::from_secs(60),
-        max_insert_batch: 1,
-        insert_writers: 1,
-    };
+    let config = admin_pg_config(url);
     // Deleting needs no key-wrapping key; a throwaway one satisfies the store's constructor.
     let wrapper =
         Arc::new(KeyWrapper::new(crypto, [0; 32], vec![]).map_err(|_| "crypto backend failure")?);
