@@ -211,19 +211,21 @@ pub enum InitRoute {
     V1,
 }
 
-/// One POST, timed, with the server's `Server-Timing` kept; non-200 is an error.
+/// One POST, timed, with the server's `Server-Timing` kept; any status but `expected`
+/// is an error.
 async fn exchange(
     conn: &mut Connection,
     path: &'static str,
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
+    expected: StatusCode,
     timings: &mut StepTimings,
 ) -> Result<HttpResponse, FlowError> {
     let t = Instant::now();
     let resp = conn.send(Method::POST, path, headers, body).await?;
     timings.http = t.elapsed();
     timings.server_timing = resp.header("server-timing").map(str::to_owned);
-    if resp.status != StatusCode::OK {
+    if resp.status != expected {
         return Err(FlowError::Status {
             path,
             status: resp.status,
@@ -299,7 +301,15 @@ impl ProtocolClient {
             ("x-idempotency-key", key.as_str()),
             ("x-clientid", &self.client_id),
         ];
-        let resp = exchange(&mut self.conn, path, &headers, body, &mut timings).await?;
+        let resp = exchange(
+            &mut self.conn,
+            path,
+            &headers,
+            body,
+            StatusCode::OK,
+            &mut timings,
+        )
+        .await?;
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct InitAnswer {
@@ -329,17 +339,16 @@ impl ProtocolClient {
             ("x-clientid", session.client_id()),
         ];
         let path = "/session/revoke";
-        let resp = self
-            .conn
-            .send(Method::POST, path, &headers, sealed.envelope)
-            .await?;
-        if resp.status != StatusCode::NO_CONTENT {
-            return Err(FlowError::Status {
-                path,
-                status: resp.status,
-                body: String::from_utf8_lossy(&resp.body).into(),
-            });
-        }
+        let mut timings = StepTimings::default();
+        exchange(
+            &mut self.conn,
+            path,
+            &headers,
+            sealed.envelope,
+            StatusCode::NO_CONTENT,
+            &mut timings,
+        )
+        .await?;
         Ok(())
     }
 
@@ -368,6 +377,7 @@ impl ProtocolClient {
             path,
             &headers,
             sealed.envelope,
+            StatusCode::OK,
             &mut timings,
         )
         .await?;
