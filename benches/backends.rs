@@ -12,10 +12,10 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use domain::client::{ClientSession, Handshake};
 use domain::policy::RequestedTtl;
 use domain::{
-    Aad, Family, IdempotencyKey, InitBody, InitRequest, PurchaseRequest, ServiceConfig,
-    SessionService,
+    Aad, AbuseLimits, Family, IdempotencyKey, InitBody, InitRequest, PurchaseRequest,
+    ServiceConfig, SessionService, Stores,
 };
-use memory::{MemoryNonceStore, MemorySessionStore};
+use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::crypto::IV_LEN;
 use ports::{CryptoProvider, NoCache, SessionKey, SystemClock};
 
@@ -109,17 +109,29 @@ fn aead(c: &mut Criterion) {
     }
 }
 
-type Service = SessionService<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock>;
+type Service =
+    SessionService<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock, MemoryQuotas>;
 
 fn service(p: CryptoProvider) -> Service {
     SessionService::new(
         p,
-        MemorySessionStore::new(50_000_000),
-        NoCache,
-        // Room for every nonce a run claims (reserved up front, so no rehash pauses).
-        MemoryNonceStore::new(4_000_000),
-        SystemClock,
-        ServiceConfig::default(),
+        Stores {
+            sessions: MemorySessionStore::new(50_000_000),
+            cache: NoCache,
+            // Room for every nonce a run claims (reserved up front, so no rehash pauses).
+            nonces: MemoryNonceStore::new(4_000_000),
+            clock: SystemClock,
+            // The shipped limits, with the session cap raised so that one client id
+            // can create the millions of sessions a run needs (still counted).
+            quotas: MemoryQuotas::new(50_000_000),
+        },
+        ServiceConfig {
+            limits: AbuseLimits {
+                max_sessions_per_client: u64::MAX,
+                ..AbuseLimits::DEFAULT
+            },
+            ..ServiceConfig::default()
+        },
     )
 }
 
@@ -145,6 +157,7 @@ fn server_init(c: &mut Criterion) {
                         idempotency_key: Some(&key),
                         client_id: Some("BENCH"),
                         authorization: None,
+                        remote_ip: None,
                         body: Ok(InitBody {
                             client_public_key: client_key.clone(),
                             ttl: RequestedTtl::Absent,
@@ -167,6 +180,7 @@ fn establish(svc: &Service, p: CryptoProvider) -> ClientSession {
         idempotency_key: Some(&key),
         client_id: Some("BENCH"),
         authorization: None,
+        remote_ip: None,
         body: Ok(InitBody {
             client_public_key: hs.public_key().0.to_vec(),
             ttl: RequestedTtl::Absent,

@@ -580,3 +580,73 @@ async fn operator_revokes_every_session_of_one_client() {
     assert_eq!(code, 1);
     assert!(err.contains("revoke needs DATABASE_URL"), "{err}");
 }
+
+async fn init_status(server: &Server, client_id: &str) -> (u16, String) {
+    match server.client(client_id).await.init(INIT, None).await {
+        Ok(_) => (200, String::new()),
+        Err(FlowError::Status { status, body, .. }) => (status.as_u16(), body),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abuse_limits_hold_across_instances_through_redis() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let limits = [
+        ("INIT_RATE_LIMIT_PER_CLIENT", "4"),
+        ("INIT_RATE_LIMIT_PER_CLIENT_BURST", "4"),
+        ("MAX_SESSIONS_PER_CLIENT", "2"),
+        ("MAX_ENCRYPTIONS_PER_SESSION", "4"),
+    ];
+    let (a, b) = (
+        stateful(&pg, &redis, &limits),
+        stateful(&pg, &redis, &limits),
+    );
+    let rate_limited = (429, r#"{"error":"RATE_LIMITED"}"#.to_owned());
+    let too_many = (429, r#"{"error":"TOO_MANY_SESSIONS"}"#.to_owned());
+
+    // One budget of 4 inits a minute for client R, whichever instance answers.
+    for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let mut r = server.client("R").await;
+        let (s, _) = r.init(INIT, None).await.unwrap();
+        r.revoke(&s)
+            .await
+            .unwrap_or_else(|e| panic!("init {i}: {e}"));
+    }
+    assert_eq!(init_status(&a, "R").await, rate_limited);
+    assert_eq!(init_status(&b, "R").await, rate_limited);
+    assert!(
+        redis
+            .cli(&["TTL", "rl:init:client:R"])
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+            > 0
+    );
+
+    // Two live sessions for client S in all.
+    let mut on_a = a.client("S").await;
+    let (first, _) = on_a.init(INIT, None).await.unwrap();
+    assert_eq!(init_status(&b, "S").await.0, 200);
+    assert_eq!(init_status(&b, "S").await, too_many);
+    // The operator's revocation also resets the count.
+    let (db, r) = (pg.url(), redis.url());
+    let (code, err) = run_to_exit(
+        &["revoke", "--client-id", "S"],
+        &[
+            ("DATABASE_URL", &db),
+            ("REDIS_URL", &r),
+            ("CRYPTO_BACKEND", default_backend().name),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(purchase_status(&mut on_a, &first).await, 401);
+    let (session, _) = on_a.init(INIT, None).await.unwrap();
+
+    // Four encryptions per key, counted across instances.
+    let mut on_b = b.client("S").await;
+    assert_eq!(purchase_status(&mut on_a, &session).await, 200);
+    assert_eq!(purchase_status(&mut on_b, &session).await, 200);
+    assert_eq!(purchase_status(&mut on_a, &session).await, 401);
+    assert_eq!(purchase_status(&mut on_b, &session).await, 401);
+}

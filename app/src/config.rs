@@ -138,6 +138,37 @@ pub struct ServeArgs {
     #[arg(long, env = "WORKER_THREADS")]
     pub worker_threads: Option<usize>,
 
+    /// Session inits per minute per X-ClientId (both init routes); 0 = off. Off by
+    /// default: the shipped clients share one hard-coded client id among all users.
+    #[arg(long, env = "INIT_RATE_LIMIT_PER_CLIENT", default_value_t = 0)]
+    pub init_rate_limit_per_client: u32,
+    /// Inits one client id may make at once before the per-minute rate applies.
+    #[arg(long, env = "INIT_RATE_LIMIT_PER_CLIENT_BURST", default_value_t = 60)]
+    pub init_rate_limit_per_client_burst: u32,
+    /// Session inits per minute per client address (IPv6: per /64); 0 = off.
+    #[arg(long, env = "INIT_RATE_LIMIT_PER_IP", default_value_t = 600)]
+    pub init_rate_limit_per_ip: u32,
+    /// Inits one address may make at once before the per-minute rate applies.
+    #[arg(long, env = "INIT_RATE_LIMIT_PER_IP_BURST", default_value_t = 100)]
+    pub init_rate_limit_per_ip_burst: u32,
+    /// Client addresses (comma-separated CIDR ranges) exempt from the per-IP limit.
+    #[arg(long, env = "RATE_LIMIT_EXEMPT", default_value = "127.0.0.0/8,::1")]
+    pub rate_limit_exempt: String,
+    /// Proxies (comma-separated CIDR ranges) whose X-Forwarded-For names the client
+    /// address for the per-IP limit. Empty: the TCP peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Live sessions one client id may hold; more inits → 429. 0 = no cap.
+    #[arg(long, env = "MAX_SESSIONS_PER_CLIENT", default_value_t = 100_000)]
+    pub max_sessions_per_client: u64,
+    /// AES-GCM encryptions (requests + responses) under one session key; beyond it the
+    /// session ends (401 SESSION_EXPIRED) and the client starts a new one. 0 = no cap.
+    #[arg(long, env = "MAX_ENCRYPTIONS_PER_SESSION", default_value_t = 1 << 24)]
+    pub max_encryptions_per_session: u64,
+    /// End a session unused for this long (s), on top of its absolute lifetime. 0 = off.
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT_SEC", default_value_t = 0)]
+    pub session_idle_timeout_sec: u64,
+
     /// PostgreSQL URL; when set, sessions live in PostgreSQL (migrations applied at
     /// start-up) instead of the embedded store.
     #[arg(long, env = "DATABASE_URL")]

@@ -5,18 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::keywrap::KeyWrapper;
-use domain::{ReplayPolicy, ServiceConfig, SessionService, TtlPolicy, V1TtlPolicy};
+use domain::limits::IpRange;
+use domain::{
+    AbuseLimits, ReplayPolicy, ServiceConfig, SessionService, Stores, TtlPolicy, V1TtlPolicy,
+};
 use http_adapter::server::bind;
 use http_adapter::{Api, ApiConfig, Cors, Listener, ServerConfig, serve};
-use memory::{MemoryNonceStore, MemorySessionStore};
-use ports::{CryptoProvider, SystemClock};
+use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
+use ports::{CryptoProvider, RateLimit, SystemClock};
 use postgres_adapter::{PgConfig, PgSessionStore};
-use redis_adapter::{Redis, RedisConfig, RedisNonceStore, RedisSessionCache};
+use redis_adapter::{Redis, RedisConfig, RedisNonceStore, RedisQuotas, RedisSessionCache};
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::ServeArgs;
-use crate::stores::{Cache, Nonces, Sessions, StoreHealth};
+use crate::stores::{Cache, Limits, Nonces, Sessions, StoreHealth};
 
 fn decode_kek(name: &str, text: &str) -> Result<[u8; 32], String> {
     let bytes = domain::encoding::base64_decode(text.trim()).ok_or_else(|| {
@@ -93,11 +96,13 @@ async fn migrate_with_retry(
     }
 }
 
+type AppStores = Stores<Sessions, Cache, Nonces, SystemClock, Limits>;
+
 /// Builds the stores the configuration asks for.
 async fn stores(
     args: &ServeArgs,
     crypto: CryptoProvider,
-) -> Result<(Sessions, Cache, Nonces, StoreHealth), String> {
+) -> Result<(AppStores, StoreHealth), String> {
     let wrapper = key_wrapper(args, crypto)?.map(Arc::new);
     let fallback = Arc::new(MemoryNonceStore::new(args.memory_nonce_max_size));
     let redis = match &args.redis_url {
@@ -112,12 +117,21 @@ async fn stores(
         Some(r) => Nonces::Redis(RedisNonceStore::new(r.clone(), fallback)),
         None => Nonces::Memory(fallback),
     };
+    let quotas = Arc::new(MemoryQuotas::default());
+    let quotas = match &redis {
+        Some(r) => Limits::Redis(RedisQuotas::new(r.clone(), quotas)),
+        None => Limits::Memory(quotas),
+    };
     let Some(url) = &args.database_url else {
         let sessions = Sessions::Memory(MemorySessionStore::new(args.memory_session_max_size));
         return Ok((
-            sessions,
-            Cache::None,
-            nonces,
+            Stores {
+                sessions,
+                cache: Cache::None,
+                nonces,
+                clock: SystemClock,
+                quotas,
+            },
             StoreHealth {
                 postgres: None,
                 redis,
@@ -149,9 +163,13 @@ async fn stores(
         None => Cache::None,
     };
     Ok((
-        Sessions::Postgres(pg.clone()),
-        cache,
-        nonces,
+        Stores {
+            sessions: Sessions::Postgres(pg.clone()),
+            cache,
+            nonces,
+            clock: SystemClock,
+            quotas,
+        },
         StoreHealth {
             postgres: Some(pg),
             redis,
@@ -182,10 +200,48 @@ pub fn service_config(args: &ServeArgs) -> Result<ServiceConfig, String> {
         authenticated_sec: args.session_ttl_authenticated_sec,
         trust_upstream_auth: args.trust_upstream_auth,
     };
+    let rate = |name: &str, per_minute: u32, burst: u32| {
+        if per_minute > 0 && burst == 0 {
+            return Err(format!("{name}_BURST must be ≥ 1 while {name} is on"));
+        }
+        Ok(RateLimit { per_minute, burst })
+    };
+    let limits = AbuseLimits {
+        init_per_client: rate(
+            "INIT_RATE_LIMIT_PER_CLIENT",
+            args.init_rate_limit_per_client,
+            args.init_rate_limit_per_client_burst,
+        )?,
+        init_per_ip: rate(
+            "INIT_RATE_LIMIT_PER_IP",
+            args.init_rate_limit_per_ip,
+            args.init_rate_limit_per_ip_burst,
+        )?,
+        max_sessions_per_client: args.max_sessions_per_client,
+        max_encryptions_per_session: args.max_encryptions_per_session,
+        idle_timeout_sec: args.session_idle_timeout_sec,
+    };
     Ok(ServiceConfig {
         replay,
         ttl,
         v1_ttl,
+        limits,
+    })
+}
+
+/// The HTTP settings, validated.
+///
+/// # Errors
+/// A message naming the offending setting.
+pub fn api_config(args: &ServeArgs) -> Result<ApiConfig, String> {
+    let ranges =
+        |name: &str, text: &str| IpRange::parse_list(text).map_err(|e| format!("{name}: {e}"));
+    Ok(ApiConfig {
+        body_limit: args.body_limit_bytes,
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
+        cors: cors(&args.cors_origins),
+        trusted_proxies: ranges("TRUSTED_PROXIES", &args.trusted_proxies)?,
+        rate_limit_exempt: ranges("RATE_LIMIT_EXEMPT", &args.rate_limit_exempt)?,
     })
 }
 
@@ -295,11 +351,19 @@ pub async fn revoke(
             command_timeout: Duration::from_secs(5),
             retry_interval: Duration::from_millis(100),
         })?;
-        RedisSessionCache::new(redis, wrapper)
+        RedisSessionCache::new(redis.clone(), wrapper)
             .delete_many(&ids)
             .await
             .map_err(|e| {
                 format!("sessions deleted from PostgreSQL, but not from the Redis cache: {e}")
+            })?;
+        RedisQuotas::new(redis, Arc::new(MemoryQuotas::new(1)))
+            .forget_client(&args.client_id)
+            .await
+            .map_err(|e| {
+                format!(
+                    "sessions deleted, but their count (MAX_SESSIONS_PER_CLIENT) was not reset: {e}"
+                )
             })?;
     }
     println!(
@@ -316,11 +380,12 @@ pub async fn revoke(
 /// Configuration or bind failures, as a message for the user.
 pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> {
     let config = service_config(&args)?;
+    let api_config = api_config(&args)?;
     crate::backend::self_test(crypto)?;
     if args.memory_nonce_max_size == 0 || args.memory_session_max_size == 0 {
         return Err("MEMORY_NONCE_MAX_SIZE and MEMORY_SESSION_MAX_SIZE must be > 0".into());
     }
-    let (sessions, cache, nonces, health) = stores(&args, crypto).await?;
+    let (stores, health) = stores(&args, crypto).await?;
     let (session_store, nonce_store) = (
         if args.database_url.is_some() {
             "postgres"
@@ -333,12 +398,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
             "memory"
         },
     );
-    let service = SessionService::new(crypto, sessions, cache, nonces, SystemClock, config);
-    let api_config = ApiConfig {
-        body_limit: args.body_limit_bytes,
-        body_timeout: Duration::from_millis(args.body_timeout_ms),
-        cors: cors(&args.cors_origins),
-    };
+    let service = SessionService::new(crypto, stores, config);
     let api = Api::new(service, health, api_config);
     let server_config = ServerConfig {
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_adapter::{Dependency, HealthCheck, HealthReport};
-use memory::{LocalSessionCache, MemoryNonceStore, MemorySessionStore};
+use memory::{LocalSessionCache, MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::{
-    NonceClaim, NonceError, NonceStore, SessionCache, SessionRecord, SessionStore, StoreError,
+    NonceClaim, NonceError, NonceStore, Quotas, RateDecision, RateLimit, SessionCache,
+    SessionRecord, SessionStore, StoreError, Usage,
 };
 use postgres_adapter::PgSessionStore;
-use redis_adapter::{Redis, RedisNonceStore, RedisSessionCache};
+use redis_adapter::{Redis, RedisNonceStore, RedisQuotas, RedisSessionCache};
 
 /// Where sessions live.
 #[derive(Debug)]
@@ -107,6 +108,68 @@ impl NonceStore for Nonces {
         match self {
             Self::Memory(s) => s.claim_now(key, ttl_sec, now_ms),
             Self::Redis(s) => s.claim(key, ttl_sec, now_ms).await,
+        }
+    }
+}
+
+/// Where the abuse-limit state lives.
+#[derive(Debug)]
+pub enum Limits {
+    /// Embedded (per process).
+    Memory(Arc<MemoryQuotas>),
+    /// Redis (shared), with the embedded state as fallback.
+    Redis(RedisQuotas),
+}
+
+impl Quotas for Limits {
+    async fn rate(
+        &self,
+        key: &str,
+        limit: RateLimit,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        match self {
+            Self::Memory(q) => q.rate_now(key, limit, now_ms),
+            Self::Redis(q) => q.rate(key, limit, now_ms).await,
+        }
+    }
+    async fn reserve_session(
+        &self,
+        client_id: &str,
+        session_id: &str,
+        expires_at_ms: u64,
+        cap: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(q) => {
+                q.reserve_session_now(client_id, session_id, expires_at_ms, cap, now_ms)
+            }
+            Self::Redis(q) => {
+                q.reserve_session(client_id, session_id, expires_at_ms, cap, now_ms)
+                    .await
+            }
+        }
+    }
+    async fn release_session(&self, client_id: &str, session_id: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(q) => {
+                q.release_session_now(client_id, session_id);
+                Ok(())
+            }
+            Self::Redis(q) => q.release_session(client_id, session_id).await,
+        }
+    }
+    async fn touch(
+        &self,
+        session: &SessionRecord,
+        uses: u64,
+        now_ms: u64,
+        idle_ms: u64,
+    ) -> Result<Usage, StoreError> {
+        match self {
+            Self::Memory(q) => q.touch_now(session, uses, now_ms, idle_ms),
+            Self::Redis(q) => q.touch(session, uses, now_ms, idle_ms).await,
         }
     }
 }

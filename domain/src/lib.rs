@@ -13,6 +13,7 @@ pub mod encoding;
 pub mod envelope;
 pub mod headers;
 pub mod keywrap;
+pub mod limits;
 pub mod p256;
 pub mod policy;
 pub mod purchase;
@@ -21,8 +22,9 @@ pub mod timing;
 
 pub use envelope::{Aad, EnvelopeError, derive_session_key, open_envelope, seal_envelope};
 pub use headers::{ClientId, HeaderError, IdempotencyKey, SessionId};
+pub use limits::AbuseLimits;
 pub use policy::{PolicyError, ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy};
 pub use service::{
     Family, InitBody, InitError, InitOutcome, InitRequest, PurchaseError, PurchaseOutcome,
-    PurchaseRequest, ReleaseError, ResponseContext, ServiceConfig, SessionService,
+    PurchaseRequest, ReleaseError, ResponseContext, ServiceConfig, SessionService, Stores,
 };

@@ -2,13 +2,14 @@
 //! a `'static` provider for crypto so the backend can be chosen at run time).
 
 use std::future::{Future, poll_fn};
+use std::net::IpAddr;
 use std::pin::pin;
 use std::task::Poll;
 
 use ports::crypto::IV_LEN;
 use ports::{
-    Clock, CryptoProvider, NonceClaim, NonceError, NonceStore, P256PublicKey, SessionCache,
-    SessionKind, SessionRecord, SessionStore, StoreError,
+    Clock, CryptoProvider, NonceClaim, NonceError, NonceStore, P256PublicKey, Quotas, RateDecision,
+    RateLimit, SessionCache, SessionKind, SessionRecord, SessionStore, StoreError,
 };
 use zeroize::Zeroize;
 
@@ -17,6 +18,7 @@ use crate::envelope::{
     Aad, EnvelopeError, derive_session_key, open_envelope_with, seal_envelope_with,
 };
 use crate::headers::{ClientId, HeaderError, IdempotencyKey, SessionId, kid_session_part};
+use crate::limits::{AbuseLimits, init_client_key, init_ip_key};
 use crate::p256::{PublicKeyError, validate_public_key};
 use crate::policy::{ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy, nonce_key};
 use crate::purchase::PayloadError;
@@ -52,6 +54,8 @@ pub struct ServiceConfig {
     pub ttl: TtlPolicy,
     /// `/v1` TTL rules.
     pub v1_ttl: V1TtlPolicy,
+    /// Rate limits, session cap, encryption cap, idle timeout.
+    pub limits: AbuseLimits,
 }
 
 impl Default for ServiceConfig {
@@ -60,6 +64,7 @@ impl Default for ServiceConfig {
             replay: ReplayPolicy::DEFAULT,
             ttl: TtlPolicy::DEFAULT,
             v1_ttl: V1TtlPolicy::DEFAULT,
+            limits: AbuseLimits::DEFAULT,
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct InitRequest<'a> {
     pub client_id: Option<&'a str>,
     /// `Authorization` (only its presence counts, and only when upstream auth is trusted).
     pub authorization: Option<&'a str>,
+    /// The client's address for the per-IP rate limit; `None` when it is exempt.
+    pub remote_ip: Option<IpAddr>,
     /// The body, or why it could not be read (reason for logs).
     pub body: Result<InitBody, &'static str>,
 }
@@ -133,6 +140,20 @@ pub enum InitError {
     /// Session store failure.
     #[error(transparent)]
     Store(StoreError),
+    /// Over the per-IP or per-client init rate limit.
+    #[error("{scope} init rate limit exceeded")]
+    RateLimited {
+        /// `"per-IP"` or `"per-client"`.
+        scope: &'static str,
+        /// When a retry can succeed.
+        retry_after_ms: u64,
+    },
+    /// The client id already holds the maximum number of live sessions.
+    #[error("client id holds the maximum number of live sessions")]
+    TooManySessions,
+    /// The limit state could not be read (fail closed).
+    #[error("limit state unavailable: {0}")]
+    Quota(StoreError),
 }
 
 /// `POST /transaction/purchase` as seen by the domain.
@@ -207,14 +228,27 @@ pub enum PurchaseError {
     /// Session store failure.
     #[error(transparent)]
     Store(StoreError),
+    /// Unused for longer than the idle timeout (ended as a side effect).
+    #[error("session idle for too long")]
+    SessionIdle,
+    /// The session key reached its encryption cap (ended as a side effect).
+    #[error("session key reached its encryption cap")]
+    KeyExhausted,
+    /// The per-session counters could not be read (fail closed).
+    #[error("limit state unavailable: {0}")]
+    Quota(StoreError),
 }
 
 impl PurchaseError {
-    /// Whether the wire answer is 401 `SESSION_EXPIRED`.
+    /// Whether the wire answer is 401 `SESSION_EXPIRED` (the client starts a new session).
     pub fn is_session_state(&self) -> bool {
         matches!(
             self,
-            Self::SessionMalformed | Self::SessionUnknown | Self::SessionExpired
+            Self::SessionMalformed
+                | Self::SessionUnknown
+                | Self::SessionExpired
+                | Self::SessionIdle
+                | Self::KeyExhausted
         )
     }
 }
@@ -296,37 +330,52 @@ fn required<'a>(value: Option<&'a str>, name: &'static str) -> Result<&'a str, H
 
 /// The session service: every server-side rule of the protocol.
 #[derive(Debug)]
-pub struct SessionService<S, C, N, K> {
+pub struct SessionService<S, C, N, K, Q> {
     crypto: CryptoProvider,
     store: S,
     cache: C,
     nonces: N,
     clock: K,
+    quotas: Q,
     config: ServiceConfig,
 }
 
-impl<S, C, N, K> SessionService<S, C, N, K>
+/// The stores a [`SessionService`] runs on.
+#[derive(Debug)]
+pub struct Stores<S, C, N, K, Q> {
+    /// Source of truth for sessions.
+    pub sessions: S,
+    /// Cache in front of it.
+    pub cache: C,
+    /// Single-use nonces.
+    pub nonces: N,
+    /// Time.
+    pub clock: K,
+    /// Abuse-limit state.
+    pub quotas: Q,
+}
+
+impl<S, C, N, K, Q> SessionService<S, C, N, K, Q>
 where
     S: SessionStore,
     C: SessionCache,
     N: NonceStore,
     K: Clock,
+    Q: Quotas,
 {
     /// Assembles the service.
     pub fn new(
         crypto: CryptoProvider,
-        store: S,
-        cache: C,
-        nonces: N,
-        clock: K,
+        stores: Stores<S, C, N, K, Q>,
         config: ServiceConfig,
     ) -> Self {
         Self {
             crypto,
-            store,
-            cache,
-            nonces,
-            clock,
+            store: stores.sessions,
+            cache: stores.cache,
+            nonces: stores.nonces,
+            clock: stores.clock,
+            quotas: stores.quotas,
             config,
         }
     }
@@ -350,6 +399,42 @@ where
     /// The clock.
     pub fn clock(&self) -> &K {
         &self.clock
+    }
+    /// The abuse-limit state.
+    pub fn quotas(&self) -> &Q {
+        &self.quotas
+    }
+
+    async fn check_rate(
+        &self,
+        scope: &'static str,
+        key: impl FnOnce() -> String,
+        limit: RateLimit,
+        now_ms: u64,
+    ) -> Result<(), InitError> {
+        if limit.is_off() {
+            return Ok(());
+        }
+        match self.quotas.rate(&key(), limit, now_ms).await {
+            Ok(RateDecision::Allowed) => Ok(()),
+            Ok(RateDecision::Limited { retry_after_ms }) => Err(InitError::RateLimited {
+                scope,
+                retry_after_ms,
+            }),
+            Err(e) => Err(InitError::Quota(e)),
+        }
+    }
+
+    /// Deletes a session everywhere: store, cache, its client's session count.
+    async fn end_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.store.delete(&record.id).await?;
+        self.cache.delete(&record.id).await?;
+        // The count entry lapses at the session's expiry if this fails.
+        let _ = self
+            .quotas
+            .release_session(&record.client_id, &record.id)
+            .await;
+        Ok(())
     }
 
     async fn claim_nonce(
@@ -378,11 +463,17 @@ where
     /// [`InitError`].
     pub async fn init(&self, req: InitRequest<'_>) -> Result<InitOutcome, InitError> {
         let mut timings = Timings::default();
+        let limits = self.config.limits;
+        let now = self.clock.now_ms();
+        // Before anything else: a flood of malformed requests counts too.
+        if let Some(ip) = req.remote_ip {
+            self.check_rate("per-IP", || init_ip_key(ip), limits.init_per_ip, now)
+                .await?;
+        }
         let key_text = required(req.idempotency_key, "X-Idempotency-Key")?;
         let client_text = required(req.client_id, "X-ClientId")?;
         let key = IdempotencyKey::parse(key_text)?;
         let client = ClientId::parse(client_text)?;
-        let now = self.clock.now_ms();
         if !self.config.replay.in_window(key.timestamp_ms(), now) {
             return Err(InitError::OutsideWindow);
         }
@@ -409,15 +500,82 @@ where
             }
         };
 
-        let t = self.clock.monotonic_ns();
-        self.claim_nonce(client.as_str(), key.nonce(), now)
-            .await
-            .map_err(|e| match e {
-                Ok(store) => InitError::NonceStore(store),
-                Err(()) => InitError::Replay,
-            })?;
-        timings.record("replay-protection", t, self.clock.monotonic_ns());
+        self.check_rate(
+            "per-client",
+            || init_client_key(client.as_str()),
+            limits.init_per_client,
+            now,
+        )
+        .await?;
 
+        let crypto = self.crypto;
+        let mut id_bytes = [0u8; 16];
+        crypto
+            .random
+            .fill(&mut id_bytes)
+            .map_err(|_| InitError::Crypto)?;
+        let session_id = SessionId::from_random(id_bytes);
+        let expires_at_ms = now.saturating_add(ttl_sec.saturating_mul(1000));
+        // The session count is reserved before the nonce is claimed, so a refusal
+        // consumes no nonce; every later failure gives the reservation back.
+        let cap = limits.max_sessions_per_client;
+        let reserved = cap > 0;
+        if reserved {
+            let fits = self
+                .quotas
+                .reserve_session(
+                    client.as_str(),
+                    session_id.as_str(),
+                    expires_at_ms,
+                    cap,
+                    now,
+                )
+                .await
+                .map_err(InitError::Quota)?;
+            if !fits {
+                return Err(InitError::TooManySessions);
+            }
+        }
+        let id_text = reserved.then(|| session_id.as_str().to_owned());
+        let result = async {
+            let t = self.clock.monotonic_ns();
+            self.claim_nonce(client.as_str(), key.nonce(), now)
+                .await
+                .map_err(|e| match e {
+                    Ok(store) => InitError::NonceStore(store),
+                    Err(()) => InitError::Replay,
+                })?;
+            timings.record("replay-protection", t, self.clock.monotonic_ns());
+            self.create_session(
+                req.family,
+                session_id,
+                &client,
+                &peer,
+                (ttl_sec, kind),
+                now,
+                timings,
+            )
+            .await
+        }
+        .await;
+        if let (Some(id), Err(_)) = (id_text, &result) {
+            let _ = self.quotas.release_session(client.as_str(), &id).await;
+        }
+        result
+    }
+
+    /// Key agreement, derivation and the durable write of an init that passed every check.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_session(
+        &self,
+        family: Family,
+        session_id: SessionId,
+        client: &ClientId<'_>,
+        peer: &P256PublicKey,
+        (ttl_sec, kind): (u64, SessionKind),
+        now: u64,
+        mut timings: Timings,
+    ) -> Result<InitOutcome, InitError> {
         let crypto = self.crypto;
         let t = self.clock.monotonic_ns();
         let key_pair = crypto
@@ -427,16 +585,10 @@ where
         let server_public_key = key_pair.public_key();
         let t2 = self.clock.monotonic_ns();
         timings.record("ecdh-keygen", t, t2);
-        let shared = key_pair.agree(&peer).map_err(|_| InitError::Crypto)?;
+        let shared = key_pair.agree(peer).map_err(|_| InitError::Crypto)?;
         let t3 = self.clock.monotonic_ns();
         timings.record("ecdh-compute", t2, t3);
 
-        let mut id_bytes = [0u8; 16];
-        crypto
-            .random
-            .fill(&mut id_bytes)
-            .map_err(|_| InitError::Crypto)?;
-        let session_id = SessionId::from_random(id_bytes);
         let session_key =
             derive_session_key(crypto.hkdf, &shared, session_id.as_str(), client.as_str())
                 .map_err(|_| InitError::Crypto)?;
@@ -466,7 +618,7 @@ where
         Ok(InitOutcome {
             session_id,
             server_public_key,
-            enc_alg: req.family.enc_alg(),
+            enc_alg: family.enc_alg(),
             expires_in_sec: ttl_sec,
             timings,
         })
@@ -546,6 +698,7 @@ where
         idempotency_key: Option<&str>,
         client_id: Option<&str>,
         body: &'b mut [u8],
+        encryptions: u64,
         timings: &mut Timings,
     ) -> Result<Authenticated<'b>, PurchaseError> {
         let kid = required(kid, "X-Kid")?;
@@ -590,12 +743,47 @@ where
                 Err(()) => PurchaseError::Replay,
             })?;
         timings.record("replay-protection", t3, self.clock.monotonic_ns());
+        self.count_use(&record, encryptions, now).await?;
         Ok(Authenticated {
             record,
             aead_key,
             plaintext,
             now,
         })
+    }
+
+    /// Counts this request's encryptions under the session key (the client's, and the
+    /// server's answer) and enforces the encryption cap and the idle timeout. Runs only
+    /// for authentic, fresh requests, so replays and forgeries count for nothing. A
+    /// session over either limit is ended, and the client has to start a new one.
+    async fn count_use(
+        &self,
+        record: &SessionRecord,
+        encryptions: u64,
+        now: u64,
+    ) -> Result<(), PurchaseError> {
+        let limits = self.config.limits;
+        if !limits.counts_uses() {
+            return Ok(());
+        }
+        let idle_ms = limits.idle_timeout_sec.saturating_mul(1000);
+        let usage = self
+            .quotas
+            .touch(record, encryptions, now, idle_ms)
+            .await
+            .map_err(PurchaseError::Quota)?;
+        let refusal = if idle_ms > 0 && now.saturating_sub(usage.last_used_ms) > idle_ms {
+            PurchaseError::SessionIdle
+        } else if limits.max_encryptions_per_session > 0
+            && usage.uses.saturating_add(encryptions) > limits.max_encryptions_per_session
+        {
+            PurchaseError::KeyExhausted
+        } else {
+            return Ok(());
+        };
+        // Refused either way; if the deletion fails the counters keep refusing it.
+        let _ = self.end_session(record).await;
+        Err(refusal)
     }
 
     async fn purchase_inner<F>(
@@ -616,7 +804,7 @@ where
             plaintext,
             now,
         } = self
-            .authenticate(kid, idempotency_key, client_id, body, &mut timings)
+            .authenticate(kid, idempotency_key, client_id, body, 2, &mut timings)
             .await?;
         // Present: `authenticate` checked them.
         let (kid, client) = (kid.unwrap_or_default(), client_id.unwrap_or_default());
@@ -683,14 +871,15 @@ where
                     req.idempotency_key,
                     req.client_id,
                     body,
+                    1,
                     &mut timings,
                 )
                 .await?;
             check(authenticated.plaintext)?;
-            let id = authenticated.record.id;
             let t = self.clock.monotonic_ns();
-            self.store.delete(&id).await.map_err(PurchaseError::Store)?;
-            self.cache.delete(&id).await.map_err(PurchaseError::Store)?;
+            self.end_session(&authenticated.record)
+                .await
+                .map_err(PurchaseError::Store)?;
             timings.record("db-delete", t, self.clock.monotonic_ns());
             Ok(())
         }

@@ -8,11 +8,11 @@ use domain::encoding::base64_decode;
 use domain::policy::RequestedTtl;
 use domain::purchase::PayloadError;
 use domain::{
-    Aad, Family, HeaderError, InitBody, InitError, InitRequest, PurchaseError, PurchaseRequest,
-    ReplayPolicy, ServiceConfig, SessionService, V1TtlPolicy,
+    Aad, AbuseLimits, Family, HeaderError, InitBody, InitError, InitRequest, PurchaseError,
+    PurchaseRequest, ReplayPolicy, ServiceConfig, SessionService, Stores, V1TtlPolicy,
 };
-use memory::{MemoryNonceStore, MemorySessionStore};
-use ports::{Clock, CryptoProvider, NoCache, SessionKind, SessionStore};
+use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
+use ports::{Clock, CryptoProvider, NoCache, RateLimit, SessionKind, SessionStore};
 use proptest::prelude::*;
 
 const NOW: u64 = 1_706_700_000_000;
@@ -29,15 +29,19 @@ impl Clock for FakeClock {
     }
 }
 
-type Service = SessionService<MemorySessionStore, NoCache, MemoryNonceStore, FakeClock>;
+type Service =
+    SessionService<MemorySessionStore, NoCache, MemoryNonceStore, FakeClock, MemoryQuotas>;
 
 fn service_with(config: ServiceConfig) -> Service {
     SessionService::new(
         CRYPTO,
-        MemorySessionStore::new(100),
-        NoCache,
-        MemoryNonceStore::new(100),
-        FakeClock(AtomicU64::new(NOW)),
+        Stores {
+            sessions: MemorySessionStore::new(100),
+            cache: NoCache,
+            nonces: MemoryNonceStore::new(100),
+            clock: FakeClock(AtomicU64::new(NOW)),
+            quotas: MemoryQuotas::default(),
+        },
         config,
     )
 }
@@ -66,6 +70,7 @@ fn init_req<'a>(
         idempotency_key: Some(idem),
         client_id: Some(client),
         authorization: None,
+        remote_ip: None,
         body: Ok(InitBody {
             client_public_key: pk,
             ttl,
@@ -497,10 +502,13 @@ fn release_key_rules() {
 fn nonce_store_full_fails_closed() {
     let svc = SessionService::new(
         CRYPTO,
-        MemorySessionStore::new(100),
-        NoCache,
-        MemoryNonceStore::new(1),
-        FakeClock(AtomicU64::new(NOW)),
+        Stores {
+            sessions: MemorySessionStore::new(100),
+            cache: NoCache,
+            nonces: MemoryNonceStore::new(1),
+            clock: FakeClock(AtomicU64::new(NOW)),
+            quotas: MemoryQuotas::default(),
+        },
         ServiceConfig::default(),
     );
     let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
@@ -678,10 +686,13 @@ impl ports::SessionCache for RecordingCache {
 fn a_failed_store_write_answers_store_error_and_leaves_no_cache_entry() {
     let svc = SessionService::new(
         CRYPTO,
-        DownStore,
-        RecordingCache::default(),
-        MemoryNonceStore::new(100),
-        FakeClock(AtomicU64::new(NOW)),
+        Stores {
+            sessions: DownStore,
+            cache: RecordingCache::default(),
+            nonces: MemoryNonceStore::new(100),
+            clock: FakeClock(AtomicU64::new(NOW)),
+            quotas: MemoryQuotas::default(),
+        },
         ServiceConfig::default(),
     );
     let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
@@ -734,4 +745,184 @@ fn debug_output_redacts_keys_secrets_and_ids() {
         assert!(!out.contains(&id), "whole session id in {out}");
     }
     assert!(outputs[0].contains("REDACTED") && outputs[1].contains("REDACTED"));
+}
+
+fn limited(limits: AbuseLimits) -> Service {
+    service_with(ServiceConfig {
+        limits,
+        ..ServiceConfig::default()
+    })
+}
+
+/// A purchase sealed at the service's current time, its answer left unopened.
+fn buy(svc: &Service, s: &ClientSession) -> Result<(), PurchaseError> {
+    let now = svc.clock().now_ms();
+    let req = s.seal_request(now, b"{}").unwrap();
+    let mut body = req.envelope;
+    run(svc.purchase(
+        PurchaseRequest {
+            kid: Some(s.kid()),
+            idempotency_key: Some(&req.idempotency_key),
+            client_id: Some(s.client_id()),
+            body: &mut body,
+        },
+        echo(svc),
+    ))
+    .map(|_| ())
+}
+
+/// An init from `ip` with nonce number `n`, stamped with the service's current time.
+fn init_from(svc: &Service, ip: &str, client: &str, n: u32) -> Result<(), InitError> {
+    let k = format!("{}.nonce-{n:0>16}", svc.clock().now_ms());
+    let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
+    let mut req = init_req(Family::Unversioned, &k, client, pk, RequestedTtl::Absent);
+    req.remote_ip = Some(ip.parse().unwrap());
+    run(svc.init(req)).map(|_| ())
+}
+
+#[test]
+fn init_rate_limits_answer_retry_after_and_consume_no_nonce() {
+    let per_minute_2 = RateLimit {
+        per_minute: 2,
+        burst: 2,
+    };
+    let svc = limited(AbuseLimits {
+        init_per_ip: per_minute_2,
+        ..AbuseLimits::OFF
+    });
+    init_from(&svc, "192.0.2.1", "A", 1).unwrap();
+    init_from(&svc, "192.0.2.1", "B", 2).unwrap();
+    assert_eq!(
+        init_from(&svc, "192.0.2.1", "C", 3),
+        Err(InitError::RateLimited {
+            scope: "per-IP",
+            retry_after_ms: 30_000
+        })
+    );
+    // Another address has its own budget; the refused request kept its nonce.
+    init_from(&svc, "192.0.2.2", "C", 3).unwrap();
+    // Even malformed requests count against the address.
+    svc.clock().0.store(NOW + 30_000, Ordering::SeqCst);
+    let mut bad = init_req(
+        Family::Unversioned,
+        "junk",
+        "A",
+        vec![],
+        RequestedTtl::Absent,
+    );
+    bad.remote_ip = Some("192.0.2.1".parse().unwrap());
+    assert!(matches!(run(svc.init(bad)), Err(InitError::Header(_))));
+    assert!(matches!(
+        init_from(&svc, "192.0.2.1", "A", 4),
+        Err(InitError::RateLimited { .. })
+    ));
+
+    let svc = limited(AbuseLimits {
+        init_per_client: per_minute_2,
+        ..AbuseLimits::OFF
+    });
+    init_from(&svc, "192.0.2.1", "A", 1).unwrap();
+    init_from(&svc, "192.0.2.2", "A", 2).unwrap();
+    assert_eq!(
+        init_from(&svc, "192.0.2.3", "A", 3),
+        Err(InitError::RateLimited {
+            scope: "per-client",
+            retry_after_ms: 30_000
+        })
+    );
+    init_from(&svc, "192.0.2.3", "B", 3).unwrap();
+    svc.clock().0.store(NOW + 30_000, Ordering::SeqCst);
+    init_from(&svc, "192.0.2.3", "A", 3).expect("same nonce, after Retry-After");
+}
+
+#[test]
+fn sessions_per_client_are_capped_and_a_revocation_frees_a_slot() {
+    let svc = limited(AbuseLimits {
+        max_sessions_per_client: 2,
+        ..AbuseLimits::OFF
+    });
+    let first = establish(&svc, "A", 1);
+    establish(&svc, "A", 2);
+    assert_eq!(
+        init_from(&svc, "192.0.2.1", "A", 3),
+        Err(InitError::TooManySessions)
+    );
+    init_from(&svc, "192.0.2.1", "B", 4).unwrap();
+    // A replayed init gives its reservation back.
+    assert_eq!(init_from(&svc, "192.0.2.1", "B", 4), Err(InitError::Replay));
+    assert_eq!(svc.quotas().sessions_of("B", NOW), 1);
+
+    let req = first.seal_request(NOW, b"{}").unwrap();
+    let mut body = req.envelope;
+    run(svc.revoke(
+        PurchaseRequest {
+            kid: Some(first.kid()),
+            idempotency_key: Some(&req.idempotency_key),
+            client_id: Some("A"),
+            body: &mut body,
+        },
+        |_| Ok(()),
+    ))
+    .unwrap();
+    // The refused request consumed no nonce: the same one now goes through.
+    init_from(&svc, "192.0.2.1", "A", 3).unwrap();
+    // Expired sessions stop counting.
+    svc.clock().0.store(NOW + 1800 * 1000 + 1, Ordering::SeqCst);
+    init_from(&svc, "192.0.2.1", "A", 5).unwrap();
+}
+
+#[test]
+fn a_session_key_is_refused_once_its_encryption_cap_is_reached() {
+    // Each purchase is two encryptions: the client's request and the answer.
+    let svc = limited(AbuseLimits {
+        max_encryptions_per_session: 5,
+        ..AbuseLimits::OFF
+    });
+    let s = establish(&svc, "A", 1);
+    buy(&svc, &s).unwrap();
+    buy(&svc, &s).unwrap();
+    assert_eq!(buy(&svc, &s), Err(PurchaseError::KeyExhausted));
+    // Ended: the client must start a new session.
+    assert_eq!(buy(&svc, &s), Err(PurchaseError::SessionUnknown));
+    assert!(svc.store().get_now(&s.kid()[8..]).is_none());
+    let fresh = establish(&svc, "A", 2);
+    buy(&svc, &fresh).unwrap();
+
+    // Forgeries and replays are not counted.
+    let svc = limited(AbuseLimits {
+        max_encryptions_per_session: 4,
+        ..AbuseLimits::OFF
+    });
+    let s = establish(&svc, "A", 1);
+    let req = s.seal_request(NOW, b"{}").unwrap();
+    let (mut once, mut again) = (req.envelope.clone(), req.envelope.clone());
+    purchase(&svc, &s, &req.idempotency_key, &mut once).unwrap();
+    assert_eq!(
+        purchase(&svc, &s, &req.idempotency_key, &mut again),
+        Err(PurchaseError::Replay)
+    );
+    buy(&svc, &s).expect("2 + 2 encryptions: at the cap, not over it");
+}
+
+#[test]
+fn an_idle_session_ends_but_a_busy_one_lives_to_its_ttl() {
+    let svc = limited(AbuseLimits {
+        idle_timeout_sec: 60,
+        ..AbuseLimits::OFF
+    });
+    let busy = establish(&svc, "A", 1);
+    let idle = establish(&svc, "A", 2);
+    let never_used = establish(&svc, "A", 3);
+    for step in 1..=3 {
+        svc.clock().0.store(NOW + step * 50_000, Ordering::SeqCst);
+        buy(&svc, &busy).unwrap();
+    }
+    svc.clock().0.store(NOW + 50_000, Ordering::SeqCst);
+    buy(&svc, &idle).unwrap();
+    svc.clock().0.store(NOW + 110_001, Ordering::SeqCst);
+    assert_eq!(buy(&svc, &idle), Err(PurchaseError::SessionIdle));
+    assert_eq!(buy(&svc, &idle), Err(PurchaseError::SessionUnknown));
+    // Idle since its creation.
+    assert_eq!(buy(&svc, &never_used), Err(PurchaseError::SessionIdle));
+    buy(&svc, &busy).unwrap();
 }

@@ -8,12 +8,14 @@
 //! I/O, on tokio, on crypto crates, diesel, redis or hyper.
 
 pub mod crypto;
+pub mod limits;
 pub mod store;
 
 pub use crypto::{
     AeadKey, Aes256Gcm, CryptoError, CryptoProvider, EphemeralKeyPair, HkdfSha256, KeyAgreement,
     P256PublicKey, SecureRandom, SessionKey, SharedSecret,
 };
+pub use limits::{Quotas, RateDecision, RateLimit, Usage};
 pub use store::{
     Clock, NoCache, NonceClaim, NonceError, NonceStore, SessionCache, SessionKind, SessionRecord,
     SessionStore, StoreError, SystemClock,

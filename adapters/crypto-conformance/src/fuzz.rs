@@ -7,11 +7,11 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use domain::headers::{ClientId, IdempotencyKey};
 use domain::p256::{PublicKeyError, validate_public_key};
-use domain::{Aad, ServiceConfig, SessionService};
+use domain::{Aad, ServiceConfig, SessionService, Stores};
 use http_adapter::router::{Api, ApiConfig, Listener, parse_init_body};
 use http_adapter::{Dependency, HealthCheck, HealthReport};
 use http_body_util::{BodyExt, Full};
-use memory::{MemoryNonceStore, MemorySessionStore};
+use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::crypto::IV_LEN;
 use ports::{CryptoProvider, NoCache, P256PublicKey, SessionKey, SystemClock};
 
@@ -175,17 +175,21 @@ impl HealthCheck for NoDependencies {
     }
 }
 
-type FuzzApi = Api<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock, NoDependencies>;
+type FuzzApi =
+    Api<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock, MemoryQuotas, NoDependencies>;
 
 fn api() -> &'static (Arc<FuzzApi>, tokio::runtime::Runtime) {
     static API: OnceLock<(Arc<FuzzApi>, tokio::runtime::Runtime)> = OnceLock::new();
     API.get_or_init(|| {
         let service = SessionService::new(
             crypto_ring::PROVIDER,
-            MemorySessionStore::new(100_000),
-            NoCache,
-            MemoryNonceStore::new(100_000),
-            SystemClock,
+            Stores {
+                sessions: MemorySessionStore::new(100_000),
+                cache: NoCache,
+                nonces: MemoryNonceStore::new(100_000),
+                clock: SystemClock,
+                quotas: MemoryQuotas::default(),
+            },
             ServiceConfig::default(),
         );
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -211,7 +215,8 @@ const PATHS: [&str; 8] = [
 ];
 
 /// A whole request through the router on the memory stores: byte 0 picks method and
-/// listener, byte 1 the path, then `name: value` lines up to an empty line, then the
+/// listener (and, with its high bits, one of 32 peer addresses, so the per-IP rate
+/// limit is reached too), byte 1 the path, then `name: value` lines up to an empty line, then the
 /// body. Never panics; every answer has an expected status, and every error body on a
 /// route family is that family's JSON shape.
 pub fn http_request(data: &[u8]) {
@@ -244,11 +249,12 @@ pub fn http_request(data: &[u8]) {
         return;
     };
     let (api, runtime) = api();
-    let resp = runtime.block_on(api.handle(listener, req));
+    let peer = std::net::IpAddr::from([198, 51, 100, sel >> 3]);
+    let resp = runtime.block_on(api.handle(listener, peer, req));
     let status = resp.status().as_u16();
     assert!(
         [
-            200, 204, 400, 401, 403, 404, 405, 408, 409, 410, 413, 500, 503
+            200, 204, 400, 401, 403, 404, 405, 408, 409, 410, 413, 429, 500, 503
         ]
         .contains(&status),
         "unexpected status {status}"

@@ -1,11 +1,13 @@
 //! Routing, request decoding and the mapping of domain results to responses.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use domain::encoding::{base64_decode, base64_encode, iso_timestamp};
+use domain::limits::{IpRange, rate_limited_ip};
 use domain::purchase::{PayloadError, Purchase};
 use domain::service::{KeyRelease, PurchaseOutcome};
 use domain::{
@@ -16,7 +18,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use ports::{Clock, NonceError, NonceStore, SessionCache, SessionStore};
+use ports::{Clock, NonceError, NonceStore, Quotas, SessionCache, SessionStore};
 use serde::Serialize;
 use tracing::{error, info};
 
@@ -66,6 +68,15 @@ pub struct ApiConfig {
     pub body_timeout: Duration,
     /// CORS on the public listener.
     pub cors: Cors,
+    /// Peers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpRange>,
+    /// Client addresses the per-IP rate limit does not apply to (`RATE_LIMIT_EXEMPT`).
+    pub rate_limit_exempt: Vec<IpRange>,
+}
+
+/// Loopback: exempt from the per-IP limit unless configured otherwise.
+pub fn loopback_ranges() -> Vec<IpRange> {
+    IpRange::parse_list("127.0.0.0/8,::1").unwrap_or_default()
 }
 
 impl Default for ApiConfig {
@@ -74,24 +85,28 @@ impl Default for ApiConfig {
             body_limit: 1024 * 1024,
             body_timeout: Duration::from_secs(30),
             cors: Cors::AnyOrigin,
+            trusted_proxies: Vec::new(),
+            rate_limit_exempt: loopback_ranges(),
         }
     }
 }
 
 /// The service behind the HTTP routes.
 #[derive(Debug)]
-pub struct Api<S, C, N, K, H> {
-    service: SessionService<S, C, N, K>,
+pub struct Api<S, C, N, K, Q, H> {
+    service: SessionService<S, C, N, K, Q>,
     health: H,
     config: ApiConfig,
 }
 
-const EXPOSED: HeaderValue = HeaderValue::from_static("Server-Timing, X-Kid, X-Idempotency-Key");
+const EXPOSED: HeaderValue =
+    HeaderValue::from_static("Server-Timing, X-Kid, X-Idempotency-Key, Retry-After");
 const ALLOWED_HEADERS: HeaderValue =
     HeaderValue::from_static("Content-Type, X-Idempotency-Key, X-ClientId, X-Kid, Authorization");
 const X_KID: HeaderName = HeaderName::from_static("x-kid");
 const X_IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("x-idempotency-key");
 const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-clientid");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
@@ -158,16 +173,17 @@ fn server_timing(steps: &[(&'static str, u64)], started: Instant) -> HeaderValue
     HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("total;dur=0.000"))
 }
 
-impl<S, C, N, K, H> Api<S, C, N, K, H>
+impl<S, C, N, K, Q, H> Api<S, C, N, K, Q, H>
 where
     S: SessionStore + 'static,
     C: SessionCache + 'static,
     N: NonceStore + 'static,
     K: Clock + 'static,
+    Q: Quotas + 'static,
     H: HealthCheck,
 {
     /// Wraps a service.
-    pub fn new(service: SessionService<S, C, N, K>, health: H, config: ApiConfig) -> Arc<Self> {
+    pub fn new(service: SessionService<S, C, N, K, Q>, health: H, config: ApiConfig) -> Arc<Self> {
         Arc::new(Self {
             service,
             health,
@@ -176,12 +192,18 @@ where
     }
 
     /// The service.
-    pub fn service(&self) -> &SessionService<S, C, N, K> {
+    pub fn service(&self) -> &SessionService<S, C, N, K, Q> {
         &self.service
     }
 
-    /// Answers one request. Never fails: every problem becomes a JSON response.
-    pub async fn handle<B>(&self, listener: Listener, req: Request<B>) -> Response<Body>
+    /// Answers one request from the TCP peer `peer`. Never fails: every problem becomes
+    /// a JSON response.
+    pub async fn handle<B>(
+        &self,
+        listener: Listener,
+        peer: IpAddr,
+        req: Request<B>,
+    ) -> Response<Body>
     where
         B: HttpBody<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -192,7 +214,7 @@ where
         let mut resp = if req.method() == Method::OPTIONS && listener == Listener::Public {
             self.preflight(&path, origin.as_ref())
         } else {
-            self.dispatch(listener, req, &path, started).await
+            self.dispatch(listener, peer, req, &path, started).await
         };
         if listener == Listener::Public
             && let Some(origin) = origin.filter(|o| self.config.cors.allows(o))
@@ -234,6 +256,7 @@ where
     async fn dispatch<B>(
         &self,
         listener: Listener,
+        peer: IpAddr,
         req: Request<B>,
         path: &str,
         started: Instant,
@@ -268,7 +291,10 @@ where
             Route::Init(family) => {
                 let (parts, body) = req.into_parts();
                 match self.read_body(&parts.headers, body).await {
-                    Ok(bytes) => self.init(family, &parts.headers, &bytes, started).await,
+                    Ok(bytes) => {
+                        self.init(family, peer, &parts.headers, &bytes, started)
+                            .await
+                    }
                     Err(f) => body_failure(family, f),
                 }
             }
@@ -335,15 +361,27 @@ where
     async fn init(
         &self,
         family: Family,
+        peer: IpAddr,
         headers: &HeaderMap,
         body: &[u8],
         started: Instant,
     ) -> Response<Body> {
+        let remote_ip = if self.service.config().limits.init_per_ip.is_off() {
+            None
+        } else {
+            rate_limited_ip(
+                peer,
+                header(headers, &X_FORWARDED_FOR),
+                &self.config.trusted_proxies,
+                &self.config.rate_limit_exempt,
+            )
+        };
         let req = InitRequest {
             family,
             idempotency_key: header(headers, &X_IDEMPOTENCY_KEY),
             client_id: header(headers, &X_CLIENT_ID),
             authorization: header(headers, &header::AUTHORIZATION),
+            remote_ip,
             body: parse_init_body(body),
         };
         match self.service.init(req).await {
@@ -612,7 +650,10 @@ fn init_failure(family: Family, e: &InitError) -> Response<Body> {
     };
     let status = match (family, e) {
         (_, InitError::Crypto) => StatusCode::INTERNAL_SERVER_ERROR,
-        (_, InitError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        (_, InitError::Store(_) | InitError::Quota(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        (_, InitError::RateLimited { .. } | InitError::TooManySessions) => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         (Family::V1, InitError::Replay) => StatusCode::CONFLICT,
         (Family::V1, InitError::NonceStore(_)) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
@@ -622,17 +663,27 @@ fn init_failure(family: Family, e: &InitError) -> Response<Body> {
     } else {
         info!(route, status = status.as_u16(), reason = %e, "rejected");
     }
-    match family {
+    let mut r = match family {
         Family::V1 => identity_error(status, v1_message(e)),
         Family::Unversioned => code_error(
             status,
-            match status {
-                StatusCode::SERVICE_UNAVAILABLE => "SERVICE_UNAVAILABLE",
-                StatusCode::INTERNAL_SERVER_ERROR => "INTERNAL_ERROR",
+            match (status, e) {
+                (StatusCode::SERVICE_UNAVAILABLE, _) => "SERVICE_UNAVAILABLE",
+                (StatusCode::INTERNAL_SERVER_ERROR, _) => "INTERNAL_ERROR",
+                (_, InitError::TooManySessions) => "TOO_MANY_SESSIONS",
+                (StatusCode::TOO_MANY_REQUESTS, _) => "RATE_LIMITED",
                 _ => "CRYPTO_ERROR",
             },
         ),
+    };
+    if let InitError::RateLimited { retry_after_ms, .. } = e {
+        // Whole seconds, rounded up, so a retry at that time is not refused again.
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_ms.div_ceil(1000)),
+        );
     }
+    r
 }
 
 /// Short reasons for `/v1` bodies. Like the identity service, they name the failed
@@ -649,6 +700,9 @@ fn v1_message(e: &InitError) -> &'static str {
         InitError::NonceStore(NonceError::Unavailable(_)) => "replay protection unavailable",
         InitError::Crypto => "internal error",
         InitError::Store(_) => "session store unavailable",
+        InitError::RateLimited { .. } => "too many requests, retry later",
+        InitError::TooManySessions => "too many live sessions for this client id",
+        InitError::Quota(_) => "rate limiting unavailable",
     }
 }
 
@@ -696,7 +750,9 @@ fn purchase_success(kid: &str, out: PurchaseOutcome, started: Instant) -> Respon
 fn purchase_failure(route: &'static str, e: &PurchaseError) -> Response<Body> {
     let (status, code) = match e {
         e if e.is_session_state() => (StatusCode::UNAUTHORIZED, "SESSION_EXPIRED"),
-        PurchaseError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+        PurchaseError::Store(_) | PurchaseError::Quota(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+        }
         PurchaseError::Crypto => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
         _ => (StatusCode::BAD_REQUEST, "CRYPTO_ERROR"),
     };

@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use ports::{Clock, NonceStore, SessionCache, SessionStore};
+use ports::{Clock, NonceStore, Quotas, SessionCache, SessionStore};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
@@ -42,10 +42,10 @@ impl Default for ServerConfig {
 
 /// Serves `api` on `listener` until `shutdown` completes, then stops accepting and
 /// waits (up to the configured deadline) for in-flight requests.
-pub async fn serve<S, C, N, K, H>(
+pub async fn serve<S, C, N, K, Q, H>(
     listener: TcpListener,
     kind: Listener,
-    api: Arc<Api<S, C, N, K, H>>,
+    api: Arc<Api<S, C, N, K, Q, H>>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -53,6 +53,7 @@ pub async fn serve<S, C, N, K, H>(
     C: SessionCache + 'static,
     N: NonceStore + 'static,
     K: Clock + 'static,
+    Q: Quotas + 'static,
     H: HealthCheck,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -106,7 +107,7 @@ pub async fn serve<S, C, N, K, H>(
             }
             let svc = service_fn(move |req| {
                 let api = Arc::clone(&api);
-                async move { Ok::<_, std::convert::Infallible>(api.handle(kind, req).await) }
+                async move { Ok::<_, std::convert::Infallible>(api.handle(kind, peer.ip(), req).await) }
             });
             let conn = watcher.watch(
                 builder

@@ -15,6 +15,10 @@ use ports::{
     NonceClaim, NonceError, NonceStore, SessionCache, SessionRecord, SessionStore, StoreError,
 };
 
+mod quotas;
+
+pub use quotas::{DEFAULT_QUOTA_CAPACITY, MemoryQuotas};
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave these maps logically broken
     // (every mutation is a single insert/remove), so keep serving.

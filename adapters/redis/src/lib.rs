@@ -13,6 +13,8 @@
 //!
 //! May depend on: `ports`, `domain`, `memory` (the fallback), redis-rs. Not on other adapters.
 
+mod quotas;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,6 +29,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
+
+pub use quotas::RedisQuotas;
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -119,7 +123,7 @@ impl Redis {
             Ordering::Relaxed,
         );
         if !self.down.swap(true, Ordering::Relaxed) {
-            warn!(command = what, error = %e, "redis unreachable; using the in-memory fallback for nonces");
+            warn!(command = what, error = %e, "redis unreachable; using the in-memory fallback for nonces and limits");
         }
         format!("redis {what}: {e}")
     }

@@ -1,0 +1,200 @@
+//! [`RedisQuotas`]: abuse-limit state shared by every instance through Redis, each
+//! operation one Lua script (atomic on the server), with the in-memory state as the
+//! fallback while Redis is unreachable.
+//!
+//! Keys: `rl:<scope>` (GCRA arrival time, µs, expires when idle), `cs:<clientId>`
+//! (sorted set of live session ids scored by expiry), `use:<sessionId>` (hash: `n`
+//! encryptions, `t` last use), each with a TTL so nothing outlives its purpose.
+
+use std::sync::{Arc, LazyLock};
+
+use memory::MemoryQuotas;
+use ports::{Quotas, RateDecision, RateLimit, SessionRecord, StoreError, Usage};
+use redis::Script;
+
+use crate::Redis;
+
+static RATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local now = tonumber(ARGV[1])
+local new = math.max(tat, now) + tonumber(ARGV[2])
+local ahead = new - now
+local tolerance = tonumber(ARGV[3])
+if ahead > tolerance then
+  return string.format('%.0f', ahead - tolerance)
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil(ahead / 1000) + 1)
+return '0'
+",
+    )
+});
+
+static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2]) + 1))
+return 1
+",
+    )
+});
+
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = redis.call('HMGET', KEYS[1], 'n', 't')
+local n = tonumber(v[1] or '0')
+local t = tonumber(v[2] or ARGV[4])
+local now = tonumber(ARGV[2])
+local idle = tonumber(ARGV[3])
+local last = t
+if idle == 0 or now - t <= idle then
+  last = math.max(t, now)
+end
+redis.call('HSET', KEYS[1], 'n', string.format('%.0f', n + tonumber(ARGV[1])), 't', string.format('%.0f', last))
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(ARGV[5]) + 1))
+return {string.format('%.0f', n), string.format('%.0f', t)}
+",
+    )
+});
+
+fn parse(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("unexpected script answer {text:?}"))
+}
+
+/// Abuse-limit state in Redis, falling back to `fallback` while Redis is down. The
+/// fallback is per process, so during an outage every instance counts on its own.
+#[derive(Debug, Clone)]
+pub struct RedisQuotas {
+    redis: Redis,
+    fallback: Arc<MemoryQuotas>,
+}
+
+impl RedisQuotas {
+    /// Quotas on `redis`.
+    pub fn new(redis: Redis, fallback: Arc<MemoryQuotas>) -> Self {
+        Self { redis, fallback }
+    }
+
+    /// Forgets the session count of one client (after `session-crypto revoke`).
+    ///
+    /// # Errors
+    /// The Redis failure, as text.
+    pub async fn forget_client(&self, client_id: &str) -> Result<(), String> {
+        let key = format!("cs:{client_id}");
+        self.redis
+            .run("DEL cs", |mut c| async move {
+                redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await
+            })
+            .await
+    }
+}
+
+impl Quotas for RedisQuotas {
+    async fn rate(
+        &self,
+        key: &str,
+        limit: RateLimit,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        let k = format!("rl:{key}");
+        let answer = self
+            .redis
+            .run("EVALSHA rate", |mut c| async move {
+                let mut call = RATE.key(k);
+                call.arg(now_ms.saturating_mul(1000))
+                    .arg(limit.emission_interval_us())
+                    .arg(limit.tolerance_us());
+                call.invoke_async::<String>(&mut c).await
+            })
+            .await;
+        match answer {
+            Err(_) => self.fallback.rate_now(key, limit, now_ms),
+            Ok(text) => match parse(&text).map_err(StoreError::Unavailable)? {
+                0 => Ok(RateDecision::Allowed),
+                wait_us => Ok(RateDecision::Limited {
+                    retry_after_ms: wait_us.div_ceil(1000).max(1),
+                }),
+            },
+        }
+    }
+
+    async fn reserve_session(
+        &self,
+        client_id: &str,
+        session_id: &str,
+        expires_at_ms: u64,
+        cap: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let (k, id) = (format!("cs:{client_id}"), session_id.to_owned());
+        let answer = self
+            .redis
+            .run("EVALSHA reserve", |mut c| async move {
+                let mut call = RESERVE.key(k);
+                call.arg(now_ms).arg(cap).arg(expires_at_ms).arg(id);
+                call.invoke_async::<i64>(&mut c).await
+            })
+            .await;
+        match answer {
+            Ok(n) => Ok(n == 1),
+            Err(_) => {
+                self.fallback
+                    .reserve_session_now(client_id, session_id, expires_at_ms, cap, now_ms)
+            }
+        }
+    }
+
+    async fn release_session(&self, client_id: &str, session_id: &str) -> Result<(), StoreError> {
+        self.fallback.release_session_now(client_id, session_id);
+        let (k, id) = (format!("cs:{client_id}"), session_id.to_owned());
+        self.redis
+            .run("ZREM cs", |mut c| async move {
+                redis::cmd("ZREM")
+                    .arg(k)
+                    .arg(id)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+            .map_err(StoreError::Unavailable)
+    }
+
+    async fn touch(
+        &self,
+        session: &SessionRecord,
+        uses: u64,
+        now_ms: u64,
+        idle_ms: u64,
+    ) -> Result<Usage, StoreError> {
+        let k = format!("use:{}", session.id);
+        let (created, expires) = (session.created_at_ms, session.expires_at_ms);
+        let answer = self
+            .redis
+            .run("EVALSHA touch", |mut c| async move {
+                let mut call = TOUCH.key(k);
+                call.arg(uses)
+                    .arg(now_ms)
+                    .arg(idle_ms)
+                    .arg(created)
+                    .arg(expires);
+                call.invoke_async::<(String, String)>(&mut c).await
+            })
+            .await;
+        match answer {
+            Err(_) => self.fallback.touch_now(session, uses, now_ms, idle_ms),
+            Ok((n, t)) => Ok(Usage {
+                uses: parse(&n).map_err(StoreError::Unavailable)?,
+                last_used_ms: parse(&t).map_err(StoreError::Unavailable)?,
+            }),
+        }
+    }
+}
