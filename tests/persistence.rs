@@ -649,4 +649,24 @@ async fn abuse_limits_hold_across_instances_through_redis() {
     assert_eq!(purchase_status(&mut on_b, &session).await, 200);
     assert_eq!(purchase_status(&mut on_a, &session).await, 401);
     assert_eq!(purchase_status(&mut on_b, &session).await, 401);
+    assert!(redis.cli(&["KEYS", "enc:*"]).contains("enc:S-"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_idle_timeout_sees_uses_on_every_instance() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let idle = [("SESSION_IDLE_TIMEOUT_SEC", "1")];
+    let (a, b) = (stateful(&pg, &redis, &idle), stateful(&pg, &redis, &idle));
+    let mut on_a = a.client("C").await;
+    let mut on_b = b.client("C").await;
+    let (session, _) = on_a.init(INIT, None).await.unwrap();
+    // Used on A, then on B 0.6 s later and again 0.6 s after that: 1.2 s after its
+    // creation, but never idle for a second, because B sees A's use.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(purchase_status(&mut on_a, &session).await, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(purchase_status(&mut on_b, &session).await, 200);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(purchase_status(&mut on_a, &session).await, 401);
+    assert_eq!(purchase_status(&mut on_b, &session).await, 401);
 }

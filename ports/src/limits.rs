@@ -74,6 +74,7 @@ pub struct Usage {
     /// Encryptions counted under the session key so far.
     pub uses: u64,
     /// Last accepted use (epoch ms); the session's creation before its first use.
+    /// Only meaningful when the call asked for an idle limit.
     pub last_used_ms: u64,
 }
 

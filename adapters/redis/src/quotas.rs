@@ -3,8 +3,13 @@
 //! fallback while Redis is unreachable.
 //!
 //! Keys: `rl:<scope>` (GCRA arrival time, µs, expires when idle), `cs:<clientId>`
-//! (sorted set of live session ids scored by expiry), `use:<sessionId>` (hash: `n`
-//! encryptions, `t` last use), each with a TTL so nothing outlives its purpose.
+//! (sorted set of live session ids scored by expiry), `enc:<sessionId>` (encryption
+//! count) or, with an idle timeout, `use:<sessionId>` (hash: `n` encryptions, `t` last
+//! use); each with a TTL so nothing outlives its purpose.
+//!
+//! Without an idle timeout a purchase costs one `INCRBY` (the cheapest thing Redis
+//! does; the expiry is set once, by the first use) rather than a script: the counter
+//! runs on every purchase, and on a busy server Redis CPU is part of the budget.
 
 use std::sync::{Arc, LazyLock};
 
@@ -98,6 +103,45 @@ impl RedisQuotas {
     }
 }
 
+impl RedisQuotas {
+    /// [`Quotas::touch`] without an idle timeout: only the encryption count.
+    async fn count(
+        &self,
+        session: &SessionRecord,
+        uses: u64,
+        now_ms: u64,
+    ) -> Result<Usage, StoreError> {
+        let k = format!("enc:{}", session.id);
+        let expires = session.expires_at_ms.saturating_add(1);
+        let answer = self
+            .redis
+            .run("INCRBY enc", |mut c| async move {
+                let total: u64 = redis::cmd("INCRBY")
+                    .arg(&k)
+                    .arg(uses)
+                    .query_async(&mut c)
+                    .await?;
+                if total == uses {
+                    redis::cmd("PEXPIREAT")
+                        .arg(&k)
+                        .arg(expires)
+                        .query_async::<()>(&mut c)
+                        .await?;
+                }
+                Ok(total)
+            })
+            .await;
+        match answer {
+            Err(_) => self.fallback.touch_now(session, uses, now_ms, 0),
+            Ok(total) => Ok(Usage {
+                uses: total.saturating_sub(uses),
+                // Not tracked without an idle timeout.
+                last_used_ms: now_ms,
+            }),
+        }
+    }
+}
+
 impl Quotas for RedisQuotas {
     async fn rate(
         &self,
@@ -175,6 +219,9 @@ impl Quotas for RedisQuotas {
         now_ms: u64,
         idle_ms: u64,
     ) -> Result<Usage, StoreError> {
+        if idle_ms == 0 {
+            return self.count(session, uses, now_ms).await;
+        }
         let k = format!("use:{}", session.id);
         let (created, expires) = (session.created_at_ms, session.expires_at_ms);
         let answer = self
