@@ -47,6 +47,16 @@ impl AbuseLimits {
         idle_timeout_sec: 0,
     };
 
+    /// Without an idle timeout, one use in this many is recorded, with this weight
+    /// (a power of two up to 64; 1 = every use): the cap is then enforced on an
+    /// unbiased estimate whose standard deviation at `n` uses is √(n × rate) — about 0.2 %
+    /// of the default 2^24 cap — while 63 of 64 purchases skip the counter. Caps below
+    /// 2^18 are counted exactly.
+    pub fn encryption_sample_rate(&self) -> u64 {
+        let rate = (self.max_encryptions_per_session >> 18).clamp(1, 64);
+        1 << rate.ilog2()
+    }
+
     /// Whether purchases need the per-session counters at all.
     pub fn counts_uses(&self) -> bool {
         self.max_encryptions_per_session > 0 || self.idle_timeout_sec > 0
@@ -182,6 +192,23 @@ pub fn rate_limited_ip(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_caps_are_sampled_small_ones_counted_exactly() {
+        let rate = |cap| {
+            AbuseLimits {
+                max_encryptions_per_session: cap,
+                ..AbuseLimits::DEFAULT
+            }
+            .encryption_sample_rate()
+        };
+        assert_eq!(AbuseLimits::DEFAULT.encryption_sample_rate(), 64);
+        assert_eq!(rate(4), 1);
+        assert_eq!(rate((1 << 18) - 1), 1);
+        assert_eq!(rate(3 << 18), 2);
+        assert_eq!(rate(u64::MAX), 64);
+        assert_eq!(rate(0), 1);
+    }
 
     #[test]
     fn ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4() {

@@ -698,7 +698,6 @@ where
         idempotency_key: Option<&str>,
         client_id: Option<&str>,
         body: &'b mut [u8],
-        encryptions: u64,
         timings: &mut Timings,
     ) -> Result<Authenticated<'b>, PurchaseError> {
         let kid = required(kid, "X-Kid")?;
@@ -743,7 +742,6 @@ where
                 Err(()) => PurchaseError::Replay,
             })?;
         timings.record("replay-protection", t3, self.clock.monotonic_ns());
-        self.count_use(&record, encryptions, now).await?;
         Ok(Authenticated {
             record,
             aead_key,
@@ -756,22 +754,36 @@ where
     /// server's answer) and enforces the encryption cap and the idle timeout. Runs only
     /// for authentic, fresh requests, so replays and forgeries count for nothing. A
     /// session over either limit is ended, and the client has to start a new one.
+    ///
+    /// Without an idle timeout, large caps are counted by sampling (see
+    /// [`AbuseLimits::encryption_sample_rate`]): `sample` (a uniformly random byte)
+    /// picks the uses that are recorded, each with the weight of the ones skipped.
     async fn count_use(
         &self,
         record: &SessionRecord,
         encryptions: u64,
         now: u64,
+        sample: u8,
     ) -> Result<(), PurchaseError> {
         let limits = self.config.limits;
         if !limits.counts_uses() {
             return Ok(());
         }
         let idle_ms = limits.idle_timeout_sec.saturating_mul(1000);
+        let mut weight = encryptions;
+        if idle_ms == 0 {
+            let rate = limits.encryption_sample_rate();
+            if u64::from(sample) % rate != 0 {
+                return Ok(());
+            }
+            weight *= rate;
+        }
         let usage = self
             .quotas
-            .touch(record, encryptions, now, idle_ms)
+            .touch(record, weight, now, idle_ms)
             .await
             .map_err(PurchaseError::Quota)?;
+        let encryptions = weight;
         let refusal = if idle_ms > 0 && now.saturating_sub(usage.last_used_ms) > idle_ms {
             PurchaseError::SessionIdle
         } else if limits.max_encryptions_per_session > 0
@@ -799,25 +811,28 @@ where
     {
         let mut timings = Timings::default();
         let Authenticated {
-            record: _,
+            record,
             aead_key,
             plaintext,
             now,
         } = self
-            .authenticate(kid, idempotency_key, client_id, body, 2, &mut timings)
+            .authenticate(kid, idempotency_key, client_id, body, &mut timings)
             .await?;
         // Present: `authenticate` checked them.
         let (kid, client) = (kid.unwrap_or_default(), client_id.unwrap_or_default());
 
-        // All the randomness of the answer in one call (transaction id, response nonce,
-        // IV): the CSPRNG's per-call cost dominates these small draws.
-        // None of it is secret (it all goes on the wire).
-        let mut random = [0u8; 8 + 16 + IV_LEN];
+        // All the randomness of the answer in one call (use sampling, transaction id,
+        // response nonce, IV): the CSPRNG's per-call cost dominates these small draws.
+        // None of it is secret (all but the sample goes on the wire).
+        let mut random = [0u8; 1 + 8 + 16 + IV_LEN];
         self.crypto
             .random
             .fill(&mut random)
             .map_err(|_| PurchaseError::Crypto)?;
-        let (transaction_random, rest) = random.split_at(8);
+        let (sample, rest) = random.split_at(1);
+        // The request's encryption and the answer's.
+        self.count_use(&record, 2, now, sample[0]).await?;
+        let (transaction_random, rest) = rest.split_at(8);
         let (nonce_random, iv) = rest.split_at(16);
         let context = ResponseContext {
             transaction_random: transaction_random.try_into().unwrap_or_default(),
@@ -871,7 +886,6 @@ where
                     req.idempotency_key,
                     req.client_id,
                     body,
-                    1,
                     &mut timings,
                 )
                 .await?;

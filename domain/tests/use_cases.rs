@@ -38,7 +38,7 @@ fn service_with(config: ServiceConfig) -> Service {
         Stores {
             sessions: MemorySessionStore::new(100),
             cache: NoCache,
-            nonces: MemoryNonceStore::new(100),
+            nonces: MemoryNonceStore::new(10_000),
             clock: FakeClock(AtomicU64::new(NOW)),
             quotas: MemoryQuotas::default(),
         },
@@ -925,4 +925,27 @@ fn an_idle_session_ends_but_a_busy_one_lives_to_its_ttl() {
     // Idle since its creation.
     assert_eq!(buy(&svc, &never_used), Err(PurchaseError::SessionIdle));
     buy(&svc, &busy).unwrap();
+}
+
+#[test]
+fn large_encryption_caps_are_counted_by_unbiased_sampling() {
+    // The default cap samples one purchase in 64, recorded with weight 2 × 64.
+    let svc = limited(AbuseLimits {
+        max_encryptions_per_session: 1 << 24,
+        ..AbuseLimits::OFF
+    });
+    let s = establish(&svc, "A", 1);
+    let purchases = 4000;
+    for _ in 0..purchases {
+        buy(&svc, &s).unwrap();
+    }
+    let record = svc.store().get_now(&s.kid()[8..]).unwrap();
+    let counted = svc.quotas().touch_now(&record, 0, NOW, 0).unwrap().uses;
+    assert_eq!(counted % 128, 0, "whole samples only");
+    // 62.5 samples expected (σ ≈ 7.8): anything in 30..=100 is within about 4σ.
+    let samples = counted / 128;
+    assert!(
+        (30..=100).contains(&samples),
+        "{samples} samples for {purchases} purchases"
+    );
 }
