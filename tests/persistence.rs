@@ -593,8 +593,8 @@ async fn init_status(server: &Server, client_id: &str) -> (u16, String) {
 async fn abuse_limits_hold_across_instances_through_redis() {
     let (pg, redis) = (PgServer::start(), RedisServer::start());
     let limits = [
-        ("INIT_RATE_LIMIT_PER_CLIENT", "4"),
-        ("INIT_RATE_LIMIT_PER_CLIENT_BURST", "4"),
+        ("INIT_RATE_LIMIT_PER_CLIENT", "5"),
+        ("INIT_RATE_LIMIT_PER_CLIENT_BURST", "5"),
         ("MAX_SESSIONS_PER_CLIENT", "2"),
         ("MAX_ENCRYPTIONS_PER_SESSION", "4"),
     ];
@@ -605,8 +605,8 @@ async fn abuse_limits_hold_across_instances_through_redis() {
     let rate_limited = (429, r#"{"error":"RATE_LIMITED"}"#.to_owned());
     let too_many = (429, r#"{"error":"TOO_MANY_SESSIONS"}"#.to_owned());
 
-    // One budget of 4 inits a minute for client R, whichever instance answers.
-    for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+    // One budget of 5 inits a minute for client R, whichever instance answers.
+    for (i, server) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
         let mut r = server.client("R").await;
         let (s, _) = r.init(INIT, None).await.unwrap();
         r.revoke(&s)
@@ -624,11 +624,18 @@ async fn abuse_limits_hold_across_instances_through_redis() {
             > 0
     );
 
-    // Two live sessions for client S in all.
+    // Two live sessions for client S in all. Instances share their counts through
+    // Redis every 100 ms.
+    let shared = Duration::from_millis(300);
     let mut on_a = a.client("S").await;
     let (first, _) = on_a.init(INIT, None).await.unwrap();
+    tokio::time::sleep(shared).await;
     assert_eq!(init_status(&b, "S").await.0, 200);
+    tokio::time::sleep(shared).await;
     assert_eq!(init_status(&b, "S").await, too_many);
+    // A re-reads the total of a client near its cap every half second.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(init_status(&a, "S").await, too_many);
     // The operator's revocation also resets the count.
     let (db, r) = (pg.url(), redis.url());
     let (code, err) = run_to_exit(
@@ -641,6 +648,7 @@ async fn abuse_limits_hold_across_instances_through_redis() {
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(purchase_status(&mut on_a, &first).await, 401);
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let (session, _) = on_a.init(INIT, None).await.unwrap();
 
     // Four encryptions per key, counted across instances.

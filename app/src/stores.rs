@@ -151,13 +151,21 @@ impl Quotas for Limits {
             }
         }
     }
-    async fn release_session(&self, client_id: &str, session_id: &str) -> Result<(), StoreError> {
+    async fn release_session(
+        &self,
+        client_id: &str,
+        session_id: &str,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
         match self {
             Self::Memory(q) => {
-                q.release_session_now(client_id, session_id);
+                q.release_session_now(client_id, session_id, expires_at_ms);
                 Ok(())
             }
-            Self::Redis(q) => q.release_session(client_id, session_id).await,
+            Self::Redis(q) => {
+                q.release_session(client_id, session_id, expires_at_ms)
+                    .await
+            }
         }
     }
     async fn touch(

@@ -432,7 +432,7 @@ where
         // The count entry lapses at the session's expiry if this fails.
         let _ = self
             .quotas
-            .release_session(&record.client_id, &record.id)
+            .release_session(&record.client_id, &record.id, record.expires_at_ms)
             .await;
         Ok(())
     }
@@ -559,7 +559,10 @@ where
         }
         .await;
         if let (Some(id), Err(_)) = (id_text, &result) {
-            let _ = self.quotas.release_session(client.as_str(), &id).await;
+            let _ = self
+                .quotas
+                .release_session(client.as_str(), &id, expires_at_ms)
+                .await;
         }
         result
     }

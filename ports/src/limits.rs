@@ -106,7 +106,8 @@ pub trait Quotas: Send + Sync {
         now_ms: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Withdraws a session from its client's count (revoked, or its creation failed).
+    /// Withdraws a session (reserved with this expiry) from its client's count: it
+    /// was revoked, or its creation failed.
     ///
     /// # Errors
     /// [`StoreError`]; the entry then lapses at the session's expiry.
@@ -114,6 +115,7 @@ pub trait Quotas: Send + Sync {
         &self,
         client_id: &str,
         session_id: &str,
+        expires_at_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Adds `uses` encryptions to the counter of `session` and, unless the session has

@@ -132,13 +132,13 @@ impl MemoryQuotas {
     }
 
     /// Synchronous [`Quotas::release_session`].
-    pub fn release_session_now(&self, client_id: &str, session_id: &str) {
+    pub fn release_session_now(&self, client_id: &str, session_id: &str, expires_at_ms: u64) {
         let mut guard = lock(&self.state);
         let s = &mut *guard;
         if let Some(client) = s.clients.get_mut(client_id) {
-            let before = client.live.len();
-            client.live.retain(|(_, id)| id != session_id);
-            s.reserved -= before - client.live.len();
+            if client.live.remove(&(expires_at_ms, session_id.to_owned())) {
+                s.reserved -= 1;
+            }
             if client.live.is_empty() {
                 s.clients.remove(client_id);
             }
@@ -216,8 +216,9 @@ impl Quotas for MemoryQuotas {
         &self,
         client_id: &str,
         session_id: &str,
+        expires_at_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.release_session_now(client_id, session_id);
+        self.release_session_now(client_id, session_id, expires_at_ms);
         ready(Ok(()))
     }
 
@@ -282,7 +283,7 @@ mod tests {
             Ok(false)
         );
         assert_eq!(q.reserve_session_now("c", "S-3", 5_000, 2, 1_001), Ok(true));
-        q.release_session_now("c", "S-2");
+        q.release_session_now("c", "S-2", 5_000);
         assert_eq!(q.sessions_of("c", 1_001), 1);
         assert_eq!(q.reserve_session_now("c", "S-5", 5_000, 2, 1_001), Ok(true));
     }

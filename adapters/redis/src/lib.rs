@@ -14,6 +14,7 @@
 //! May depend on: `ports`, `domain`, `memory` (the fallback), redis-rs. Not on other adapters.
 
 mod quotas;
+mod session_counts;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,9 +1,10 @@
-//! [`RedisQuotas`]: abuse-limit state shared by every instance through Redis, each
-//! operation one Lua script (atomic on the server), with the in-memory state as the
+//! [`RedisQuotas`]: abuse-limit state shared by every instance through Redis — rate
+//! limits and use counters as Lua scripts or single commands (atomic on the server),
+//! session counts batched (see `session_counts`) — with the in-memory state as the
 //! fallback while Redis is unreachable.
 //!
 //! Keys: `rl:<scope>` (GCRA arrival time, µs, expires when idle), `cs:<clientId>`
-//! (sorted set of live session ids scored by expiry), `enc:<sessionId>` (encryption
+//! (hash: sessions per expiry minute, see `session_counts`), `enc:<sessionId>` (encryption
 //! count) or, with an idle timeout, `use:<sessionId>` (hash: `n` encryptions, `t` last
 //! use); each with a TTL so nothing outlives its purpose.
 //!
@@ -18,6 +19,7 @@ use ports::{Quotas, RateDecision, RateLimit, SessionRecord, StoreError, Usage};
 use redis::Script;
 
 use crate::Redis;
+use crate::session_counts::SessionCounts;
 
 static RATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -32,21 +34,6 @@ if ahead > tolerance then
 end
 redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil(ahead / 1000) + 1)
 return '0'
-",
-    )
-});
-
-static RESERVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2]) + 1))
-return 1
 ",
     )
 });
@@ -81,12 +68,17 @@ fn parse(text: &str) -> Result<u64, String> {
 pub struct RedisQuotas {
     redis: Redis,
     fallback: Arc<MemoryQuotas>,
+    counts: Arc<SessionCounts>,
 }
 
 impl RedisQuotas {
     /// Quotas on `redis`.
     pub fn new(redis: Redis, fallback: Arc<MemoryQuotas>) -> Self {
-        Self { redis, fallback }
+        Self {
+            redis,
+            fallback,
+            counts: Arc::default(),
+        }
     }
 
     /// Forgets the session count of one client (after `session-crypto revoke`).
@@ -179,17 +171,11 @@ impl Quotas for RedisQuotas {
         cap: u64,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let (k, id) = (format!("cs:{client_id}"), session_id.to_owned());
-        let answer = self
-            .redis
-            .run("EVALSHA reserve", |mut c| async move {
-                let mut call = RESERVE.key(k);
-                call.arg(now_ms).arg(cap).arg(expires_at_ms).arg(id);
-                call.invoke_async::<i64>(&mut c).await
-            })
-            .await;
-        match answer {
-            Ok(n) => Ok(n == 1),
+        match self
+            .counts
+            .reserve(&self.redis, client_id, expires_at_ms, cap)
+        {
+            Ok(admitted) => Ok(admitted),
             Err(_) => {
                 self.fallback
                     .reserve_session_now(client_id, session_id, expires_at_ms, cap, now_ms)
@@ -197,19 +183,16 @@ impl Quotas for RedisQuotas {
         }
     }
 
-    async fn release_session(&self, client_id: &str, session_id: &str) -> Result<(), StoreError> {
-        self.fallback.release_session_now(client_id, session_id);
-        let (k, id) = (format!("cs:{client_id}"), session_id.to_owned());
-        self.redis
-            .run("ZREM cs", |mut c| async move {
-                redis::cmd("ZREM")
-                    .arg(k)
-                    .arg(id)
-                    .query_async::<()>(&mut c)
-                    .await
-            })
-            .await
-            .map_err(StoreError::Unavailable)
+    async fn release_session(
+        &self,
+        client_id: &str,
+        session_id: &str,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.fallback
+            .release_session_now(client_id, session_id, expires_at_ms);
+        self.counts.release(client_id, expires_at_ms);
+        Ok(())
     }
 
     async fn touch(
