@@ -1072,6 +1072,45 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(status.success(), "{status:?}");
 }
 
+#[test]
+fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let server = Server::start(&[("SHUTDOWN_TIMEOUT_MS", "5000")]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let crypto = server.crypto;
+    let body = init_body(&fresh_public_key(crypto));
+    let head = format!(
+        "POST /session/init HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         x-idempotency-key: {}\r\nx-clientid: C\r\ncontent-length: {}\r\n\r\n",
+        idem(crypto),
+        body.len()
+    );
+    // A request in flight: headers and half of the body sent.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal_term();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "no new connections after SIGTERM"
+    );
+    // The rest of the body, half a second after SIGTERM: answered in full.
+    stream.write_all(rest).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("\"sessionId\":\"S-"), "{answer}");
+    let status = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+}
+
 #[tokio::test]
 async fn independent_webcrypto_client_interoperates_with_every_backend() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/client.mjs");
