@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use domain::client::ClientSession;
-use http_adapter::client::{FlowError, InitRoute};
+use http_adapter::client::{Connection, Endpoint, FlowError, InitRoute};
 use hyper::Method;
 use support::*;
 
@@ -885,11 +885,9 @@ async fn key_release_only_on_the_internal_listener() {
         404,
     );
 
-    let mut conn = http_adapter::client::Connection::open(
-        &http_adapter::client::Endpoint::parse(&internal).unwrap(),
-    )
-    .await
-    .unwrap();
+    let mut conn = Connection::open(&Endpoint::parse(&internal).unwrap())
+        .await
+        .unwrap();
     let resp = conn
         .send(Method::GET, &path, &[("x-clientid", "OWNER")], "")
         .await
@@ -1453,4 +1451,44 @@ async fn a_session_ends_at_its_encryption_cap_and_after_idling() {
     // 1.6 s without a use.
     assert_401(client.purchase(&idle, PAYLOAD).await);
     assert!(client.purchase(&busy, PAYLOAD).await.is_ok());
+}
+
+#[tokio::test]
+async fn openapi_and_the_browser_demo_are_served() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect().await;
+    let r = conn
+        .send(Method::GET, "/openapi.json", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let spec = json(&r);
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(spec["paths"]["/transaction/purchase"]["post"].is_object());
+    let page = conn.send(Method::GET, "/", &[], "").await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    assert!(html.contains(r#"<script src="/demo.js"></script>"#));
+    let script = conn.send(Method::GET, "/demo.js", &[], "").await.unwrap();
+    assert_eq!(script.status, 200);
+    assert!(String::from_utf8_lossy(&script.body).contains("crypto.subtle"));
+    // Not on the internal listener.
+    let server = Server::start(&[("INTERNAL_PORT", "0")]);
+    let internal = server.internal_url.clone().unwrap();
+    let mut conn = Connection::open(&Endpoint::parse(&internal).unwrap())
+        .await
+        .unwrap();
+    let r = conn.send(Method::GET, "/", &[], "").await.unwrap();
+    assert_eq!(r.status, 404);
 }

@@ -115,6 +115,7 @@ fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"))
 }
 
+#[derive(Clone, Copy)]
 enum Route {
     Init(Family),
     Purchase,
@@ -122,21 +123,85 @@ enum Route {
     ReleaseKey,
     Health,
     Ready,
+    OpenApi,
+    Page,
+    PageScript,
 }
 
-fn route(listener: Listener, path: &str) -> Option<(Route, &'static [Method])> {
-    const POST: &[Method] = &[Method::POST];
-    const GET: &[Method] = &[Method::GET];
-    Some(match (listener, path) {
-        (Listener::Public, "/session/init") => (Route::Init(Family::Unversioned), POST),
-        (Listener::Public, "/transaction/purchase") => (Route::Purchase, POST),
-        (Listener::Public, "/session/revoke") => (Route::Revoke, POST),
-        (_, "/v1/session/init") => (Route::Init(Family::V1), POST),
-        (Listener::Internal, p) if p.starts_with("/v1/session/") => (Route::ReleaseKey, GET),
-        (_, "/health") => (Route::Health, GET),
-        (_, "/ready") => (Route::Ready, GET),
-        _ => return None,
-    })
+/// Which listeners serve a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The public listener only.
+    Public,
+    /// The internal listener only.
+    Internal,
+    /// Both.
+    Both,
+}
+
+impl Scope {
+    fn serves(self, listener: Listener) -> bool {
+        match self {
+            Self::Both => true,
+            Self::Public => listener == Listener::Public,
+            Self::Internal => listener == Listener::Internal,
+        }
+    }
+}
+
+/// Every route: scope, method, path (`{id}` matches the rest of the path), handler.
+/// Exact paths come before templates.
+const ROUTES: &[(Scope, &str, &str, Route)] = &[
+    (
+        Scope::Public,
+        "POST",
+        "/session/init",
+        Route::Init(Family::Unversioned),
+    ),
+    (
+        Scope::Public,
+        "POST",
+        "/transaction/purchase",
+        Route::Purchase,
+    ),
+    (Scope::Public, "POST", "/session/revoke", Route::Revoke),
+    (
+        Scope::Both,
+        "POST",
+        "/v1/session/init",
+        Route::Init(Family::V1),
+    ),
+    (Scope::Both, "GET", "/health", Route::Health),
+    (Scope::Both, "GET", "/ready", Route::Ready),
+    (Scope::Public, "GET", "/openapi.json", Route::OpenApi),
+    (Scope::Public, "GET", "/", Route::Page),
+    (Scope::Public, "GET", "/demo.js", Route::PageScript),
+    (
+        Scope::Internal,
+        "GET",
+        "/v1/session/{id}",
+        Route::ReleaseKey,
+    ),
+];
+
+/// The routes served: `(scope, method, path template)`.
+pub fn routes() -> impl Iterator<Item = (Scope, &'static str, &'static str)> {
+    ROUTES
+        .iter()
+        .map(|(scope, method, path, _)| (*scope, *method, *path))
+}
+
+fn route(listener: Listener, path: &str) -> Option<(Route, &'static str)> {
+    ROUTES
+        .iter()
+        .find(|(scope, _, template, _)| {
+            scope.serves(listener)
+                && match template.strip_suffix("{id}") {
+                    Some(prefix) => path.starts_with(prefix),
+                    None => *template == path,
+                }
+        })
+        .map(|(_, method, _, route)| (*route, *method))
 }
 
 fn family_of(path: &str) -> Family {
@@ -228,14 +293,14 @@ where
     }
 
     fn preflight(&self, path: &str, origin: Option<&HeaderValue>) -> Response<Body> {
-        let Some((_, methods)) = route(Listener::Public, path) else {
+        let Some((_, method)) = route(Listener::Public, path) else {
             return not_found(path);
         };
         let mut r = response(StatusCode::NO_CONTENT, JSON, Bytes::new());
         r.headers_mut().remove(header::CONTENT_TYPE);
         if origin.is_some_and(|o| self.config.cors.allows(o)) {
             let h = r.headers_mut();
-            let allow = if methods[0] == Method::GET {
+            let allow = if method == "GET" {
                 "GET, OPTIONS"
             } else {
                 "POST, OPTIONS"
@@ -265,26 +330,25 @@ where
         B: HttpBody<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some((route, methods)) = route(listener, path) else {
+        let Some((route, method)) = route(listener, path) else {
             return not_found(path);
         };
-        if !methods.contains(req.method()) {
+        if req.method().as_str() != method {
             let mut r = match family_of(path) {
                 Family::V1 => identity_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
                 Family::Unversioned => {
                     code_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")
                 }
             };
-            let allow = if methods[0] == Method::GET {
-                "GET"
-            } else {
-                "POST"
-            };
+            let allow = if method == "GET" { "GET" } else { "POST" };
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
             return r;
         }
         match route {
+            Route::OpenApi => response(StatusCode::OK, JSON, OPENAPI),
+            Route::Page => static_asset(PAGE, "text/html; charset=utf-8"),
+            Route::PageScript => static_asset(PAGE_SCRIPT, "text/javascript; charset=utf-8"),
             Route::Health => self.health().await,
             Route::Ready => self.ready().await,
             Route::ReleaseKey => self.release_key(&req, path).await,
@@ -555,6 +619,34 @@ where
     }
 }
 
+/// The OpenAPI 3.1 description of every route (`GET /openapi.json`).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+const PAGE: &str = include_str!("../static/index.html");
+const PAGE_SCRIPT: &str = include_str!("../static/demo.js");
+
+/// A page or script of the browser demo: same-origin only, no inline code.
+fn static_asset(body: &'static str, content_type: &'static str) -> Response<Body> {
+    let mut r = response(
+        StatusCode::OK,
+        HeaderValue::from_static(content_type),
+        Bytes::from_static(body.as_bytes()),
+    );
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' \
+             'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
 fn not_found(path: &str) -> Response<Body> {
     match family_of(path) {
         Family::V1 => identity_error(StatusCode::NOT_FOUND, "no such route"),
@@ -762,4 +854,69 @@ fn purchase_failure(route: &'static str, e: &PurchaseError) -> Response<Body> {
         info!(route, status = status.as_u16(), reason = %e, "rejected");
     }
     code_error(status, code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_describes_every_route_the_router_serves_and_no_other() {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        assert_eq!(spec["openapi"], "3.1.0");
+        let paths = spec["paths"].as_object().expect("paths");
+        for (scope, method, path) in routes() {
+            let op = &paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} is served but not described"))
+                [method.to_ascii_lowercase()];
+            assert!(
+                op.is_object(),
+                "{method} {path} is served but not described"
+            );
+            let listener = op["x-listener"].as_str().unwrap_or("public");
+            let expected = match scope {
+                Scope::Public => "public",
+                Scope::Internal => "internal",
+                Scope::Both => "both",
+            };
+            assert_eq!(listener, expected, "{method} {path}: x-listener");
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path} has no responses"
+            );
+        }
+        for (path, item) in paths {
+            for method in item.as_object().unwrap().keys() {
+                assert!(
+                    routes().any(|(_, m, p)| p == path && m.eq_ignore_ascii_case(method)),
+                    "{method} {path} is described but not served"
+                );
+            }
+        }
+        // Every $ref resolves.
+        let text = OPENAPI;
+        for r in text.split("\"$ref\": \"#/").skip(1) {
+            let pointer = format!("/{}", &r[..r.find('"').unwrap()]);
+            assert!(spec.pointer(&pointer).is_some(), "dangling $ref {pointer}");
+        }
+    }
+
+    #[test]
+    fn routes_resolve_per_listener() {
+        assert!(route(Listener::Public, "/v1/session/S-00").is_none());
+        assert!(matches!(
+            route(Listener::Internal, "/v1/session/S-00"),
+            Some((Route::ReleaseKey, "GET"))
+        ));
+        assert!(matches!(
+            route(Listener::Internal, "/v1/session/init"),
+            Some((Route::Init(Family::V1), "POST"))
+        ));
+        assert!(route(Listener::Internal, "/session/init").is_none());
+        assert!(matches!(
+            route(Listener::Public, "/"),
+            Some((Route::Page, "GET"))
+        ));
+    }
 }
