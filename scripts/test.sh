@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the tests need when it is missing
-# (Node.js, PostgreSQL, Redis — with apt-get, as root), then runs every test of the
-# workspace with every crypto backend compiled in.
+# (Node.js and npm, Chromium, PostgreSQL, Redis — with apt-get, as root; playwright-core
+# with npm), then runs every test of the workspace with every crypto backend compiled in.
 #
 #   scripts/test.sh [extra cargo-nextest arguments]
 set -euo pipefail
@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)   # the independent WebCrypto client (tests/interop)
+command -v npm >/dev/null 2>&1 || need+=(npm)         # playwright-core for the browser test
+# The browser demo is driven in a real headless Chromium (tests/browser).
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || need+=(chromium)
 # Real PostgreSQL and Redis: the tests start their own throwaway servers from these
 # binaries (temp dir, free loopback ports); nothing needs to be running.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
@@ -26,6 +29,11 @@ if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${need[@]}"
+fi
+
+# playwright-core (the version pinned in tests/browser/package-lock.json) drives Chromium.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
 
 # The idle-connection test holds 2,000 sockets open in the test and in the server.

@@ -94,7 +94,8 @@ function show(rows) {
   const body = $('timings');
   body.replaceChildren(...rows.map(([step, where, ms]) => {
     const tr = document.createElement('tr');
-    for (const [text, cls] of [[step, ''], [where, ''], [ms.toFixed(3), 'num']]) {
+    const sub = where.startsWith('server') ? 'sub' : '';
+    for (const [text, cls] of [[step.trim(), sub], [where, ''], [ms.toFixed(3), 'num']]) {
       const td = document.createElement('td');
       td.textContent = text;
       if (cls) td.className = cls;
