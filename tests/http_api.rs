@@ -1571,3 +1571,95 @@ async fn browser_demo_runs_in_headless_chromium() {
     let png = std::fs::read(&shot).expect("screenshot saved");
     assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
 }
+
+/// The value of the sample `name{labels}` in Prometheus text, if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_on_the_admin_listener_count_requests_rejections_and_sessions() {
+    let server = Server::start(&[("ADMIN_PORT", "0")]);
+    let (mut client, session) = established(&server, "C").await;
+    client.purchase(&session, PAYLOAD).await.unwrap();
+    // A replay, a forged envelope and an unknown route.
+    let sealed = session.seal_request(now(), PAYLOAD).unwrap();
+    let headers = purchase_headers(session.kid(), &sealed.idempotency_key, "C");
+    let conn = client.connection();
+    for _ in 0..2 {
+        conn.send(
+            Method::POST,
+            "/transaction/purchase",
+            &headers,
+            sealed.envelope.clone(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut forged = session.seal_request(now(), PAYLOAD).unwrap();
+    *forged.envelope.last_mut().unwrap() ^= 1;
+    let headers = purchase_headers(session.kid(), &forged.idempotency_key, "C");
+    conn.send(
+        Method::POST,
+        "/transaction/purchase",
+        &headers,
+        forged.envelope,
+    )
+    .await
+    .unwrap();
+    conn.send(Method::GET, "/no/such/route", &[], "")
+        .await
+        .unwrap();
+    // Metrics are not on the public listener.
+    let r = conn.send(Method::GET, "/metrics", &[], "").await.unwrap();
+    assert_eq!(r.status, 404);
+
+    let text = server.metrics().await;
+    let count =
+        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+    assert_eq!(
+        count(r#"http_requests_total{listener="public",route="/session/init",status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        count(
+            r#"http_requests_total{listener="public",route="/transaction/purchase",status="200"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        count(
+            r#"http_requests_total{listener="public",route="/transaction/purchase",status="400"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        count(r#"http_requests_total{listener="public",route="unmatched",status="404"}"#),
+        2.0
+    );
+    assert_eq!(
+        count(r#"session_crypto_rejections_total{route="/transaction/purchase",reason="replay"}"#),
+        1.0
+    );
+    assert_eq!(
+        count(
+            r#"session_crypto_rejections_total{route="/transaction/purchase",reason="decrypt_failed"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(r#"session_crypto_sessions_created_total{family="unversioned"}"#),
+        1.0
+    );
+    assert_eq!(count("session_crypto_nonce_fallback_active"), 0.0);
+    // Latency histograms with buckets, per route and status.
+    assert_eq!(
+        count(
+            r#"http_request_duration_seconds_count{listener="public",route="/session/init",status="200"}"#
+        ),
+        1.0
+    );
+    assert!(text.contains(r#"http_request_duration_seconds_bucket{listener="public",route="/session/init",status="200",le="0.005"}"#), "{text}");
+    assert!(text.contains("# HELP session_crypto_rejections_total"));
+}

@@ -106,10 +106,30 @@ async fn sessions_survive_a_server_restart_and_a_redis_flushall() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_outage_keeps_purchases_going_and_replays_refused() {
     let (pg, mut redis) = (PgServer::start(), RedisServer::start());
-    let server = stateful(&pg, &redis, &[("REDIS_RETRY_INTERVAL_MS", "200")]);
+    let server = stateful(
+        &pg,
+        &redis,
+        &[("REDIS_RETRY_INTERVAL_MS", "200"), ("ADMIN_PORT", "0")],
+    );
     let mut client = server.client("C").await;
     let (session, _) = client.init(INIT, None).await.unwrap();
     assert_eq!(purchase_status(&mut client, &session).await, 200);
+    let gauges = |text: &str| {
+        [
+            r#"session_crypto_dependency_up{dependency="postgres"} "#,
+            r#"session_crypto_dependency_up{dependency="redis"} "#,
+            "session_crypto_nonce_fallback_active ",
+        ]
+        .map(|series| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series))
+                .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+                .to_owned()
+        })
+    };
+    let before = server.metrics().await;
+    assert_eq!(gauges(&before), ["1", "1", "0"]);
+    assert!(before.contains(r#"session_crypto_pg_pool_connections{state="open"}"#));
 
     redis.kill();
     let during = session.seal_request(now(), PAYLOAD).unwrap();
@@ -123,6 +143,7 @@ async fn redis_outage_keeps_purchases_going_and_replays_refused() {
         400,
         "replay during the outage"
     );
+    assert_eq!(gauges(&server.metrics().await), ["1", "0", "1"]);
     let h = json(
         &client
             .connection()

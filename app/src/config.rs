@@ -79,6 +79,14 @@ pub struct ServeArgs {
     #[arg(long, env = "INTERNAL_HOST", default_value = "127.0.0.1")]
     pub internal_host: IpAddr,
 
+    /// Port of the admin listener serving GET /metrics (Prometheus). Off unless set;
+    /// metrics are only collected when it is on.
+    #[arg(long, env = "ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+    /// Address of the admin listener.
+    #[arg(long, env = "ADMIN_HOST", default_value = "127.0.0.1")]
+    pub admin_host: IpAddr,
+
     /// Accepted clock difference of X-Idempotency-Key timestamps (ms, ≥ 1000).
     #[arg(long, env = "TIMESTAMP_WINDOW_MS", default_value_t = 300_000)]
     pub timestamp_window_ms: u64,

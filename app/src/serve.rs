@@ -10,7 +10,7 @@ use domain::{
     AbuseLimits, ReplayPolicy, ServiceConfig, SessionService, Stores, TtlPolicy, V1TtlPolicy,
 };
 use http_adapter::server::bind;
-use http_adapter::{Api, ApiConfig, Cors, Listener, ServerConfig, serve};
+use http_adapter::{Api, ApiConfig, Cors, Listener, ServerConfig, serve, serve_admin};
 use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::{CryptoProvider, RateLimit, SystemClock};
 use postgres_adapter::{PgConfig, PgSessionStore};
@@ -258,6 +258,70 @@ fn cors(spec: &str) -> Cors {
     }
 }
 
+/// Latency buckets of `http_request_duration_seconds` (seconds).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Installs the Prometheus recorder (only when the admin listener is on, so metrics
+/// cost nothing otherwise) and describes the metrics.
+fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("http_request_duration_seconds".into()),
+            &LATENCY_BUCKETS,
+        )
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("metrics: {e}"))?;
+    metrics::describe_counter!(
+        "http_requests_total",
+        "Requests answered, by listener, route template and status."
+    );
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from request head to response, by listener, route template and status."
+    );
+    metrics::describe_counter!(
+        "session_crypto_rejections_total",
+        "Refused requests by route and reason (replay, outside_window, bad_public_key, decrypt_failed, unknown_session, rate_limited, …)."
+    );
+    metrics::describe_counter!(
+        "session_crypto_sessions_created_total",
+        "Sessions created, by route family."
+    );
+    metrics::describe_counter!(
+        "session_crypto_sessions_revoked_total",
+        "Sessions ended with POST /session/revoke."
+    );
+    metrics::describe_gauge!(
+        "session_crypto_dependency_up",
+        "1 when PostgreSQL / Redis answered the last probe, else 0."
+    );
+    metrics::describe_gauge!(
+        "session_crypto_nonce_fallback_active",
+        "1 while Redis is unreachable and nonces go to the in-memory fallback."
+    );
+    metrics::describe_gauge!(
+        "session_crypto_pg_pool_connections",
+        "PostgreSQL pool connections (open, idle)."
+    );
+    metrics::describe_gauge!(
+        "session_crypto_pg_pool_waiting",
+        "Requests waiting for a PostgreSQL connection."
+    );
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
 /// Registers the SIGINT/SIGTERM handlers now (before the listeners are announced, so
 /// a signal sent right after start-up is never missed) and resolves on the first one.
 fn shutdown_signal() -> impl Future<Output = ()> {
@@ -385,7 +449,9 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     if args.memory_nonce_max_size == 0 || args.memory_session_max_size == 0 {
         return Err("MEMORY_NONCE_MAX_SIZE and MEMORY_SESSION_MAX_SIZE must be > 0".into());
     }
+    let metrics = args.admin_port.map(|_| install_metrics()).transpose()?;
     let (stores, health) = stores(&args, crypto).await?;
+    let admin_health = health.clone();
     let (session_store, nonce_store) = (
         if args.database_url.is_some() {
             "postgres"
@@ -422,6 +488,17 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     let public = bind(public_addr)
         .await
         .map_err(|e| format!("cannot listen on {public_addr} (HOST/PORT): {e}"))?;
+    let admin = match args.admin_port {
+        Some(port) => {
+            let addr = SocketAddr::new(args.admin_host, port);
+            Some(
+                bind(addr)
+                    .await
+                    .map_err(|e| format!("cannot listen on {addr} (ADMIN_HOST/ADMIN_PORT): {e}"))?,
+            )
+        }
+        None => None,
+    };
     let internal = match args.internal_port {
         Some(port) => {
             let addr = SocketAddr::new(args.internal_host, port);
@@ -447,6 +524,23 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut tasks = Vec::new();
+    if let (Some(listener), Some(handle)) = (admin, metrics) {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("listening on http://{addr} (admin: GET /metrics)");
+        let render = move || {
+            let (health, handle) = (admin_health.clone(), handle.clone());
+            async move {
+                health.export_gauges().await;
+                handle.render()
+            }
+        };
+        tasks.push(tokio::spawn(serve_admin(
+            listener,
+            render,
+            Duration::from_millis(args.header_read_timeout_ms),
+            stopped(stop_rx.clone()),
+        )));
+    }
     if let Some(listener) = internal {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         println!(

@@ -193,6 +193,29 @@ pub struct StoreHealth {
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+impl StoreHealth {
+    /// Sets the dependency gauges of `/metrics` from a fresh probe.
+    pub async fn export_gauges(&self) {
+        let report = self.report().await;
+        for (name, dependency) in [("postgres", report.postgres), ("redis", report.redis)] {
+            if dependency != Dependency::Disabled {
+                metrics::gauge!("session_crypto_dependency_up", "dependency" => name)
+                    .set(f64::from(u8::from(dependency == Dependency::Up)));
+            }
+        }
+        let fallback = self.redis.as_ref().is_some_and(Redis::is_down);
+        metrics::gauge!("session_crypto_nonce_fallback_active").set(f64::from(u8::from(fallback)));
+        if let Some(pg) = &self.postgres {
+            let (size, available, waiting) = pg.pool_status();
+            metrics::gauge!("session_crypto_pg_pool_connections", "state" => "open")
+                .set(size as f64);
+            metrics::gauge!("session_crypto_pg_pool_connections", "state" => "idle")
+                .set(available as f64);
+            metrics::gauge!("session_crypto_pg_pool_waiting").set(waiting as f64);
+        }
+    }
+}
+
 impl HealthCheck for StoreHealth {
     async fn report(&self) -> HealthReport {
         let pg = async {

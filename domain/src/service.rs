@@ -156,6 +156,26 @@ pub enum InitError {
     Quota(StoreError),
 }
 
+impl InitError {
+    /// A short, stable label of the failure class, for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Header(_) => "bad_header",
+            Self::OutsideWindow => "outside_window",
+            Self::Body(_) | Self::Ttl => "bad_body",
+            Self::PublicKey(_) => "bad_public_key",
+            Self::Replay => "replay",
+            Self::NonceStore(NonceError::Full) => "nonce_store_full",
+            Self::NonceStore(NonceError::Unavailable(_)) => "nonce_store_unavailable",
+            Self::Crypto => "crypto_failure",
+            Self::Store(_) => "store_unavailable",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::TooManySessions => "too_many_sessions",
+            Self::Quota(_) => "limits_unavailable",
+        }
+    }
+}
+
 /// `POST /transaction/purchase` as seen by the domain.
 #[derive(Debug)]
 pub struct PurchaseRequest<'a> {
@@ -240,6 +260,28 @@ pub enum PurchaseError {
 }
 
 impl PurchaseError {
+    /// A short, stable label of the failure class, for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Header(_) => "bad_header",
+            Self::OutsideWindow => "outside_window",
+            Self::SessionMalformed | Self::SessionUnknown => "unknown_session",
+            Self::SessionExpired => "expired_session",
+            Self::ClientMismatch => "client_mismatch",
+            Self::Envelope(EnvelopeError::TooShort) => "bad_envelope",
+            Self::Envelope(EnvelopeError::Authentication) => "decrypt_failed",
+            Self::Replay => "replay",
+            Self::NonceStore(NonceError::Full) => "nonce_store_full",
+            Self::NonceStore(NonceError::Unavailable(_)) => "nonce_store_unavailable",
+            Self::Payload(_) => "bad_payload",
+            Self::Crypto => "crypto_failure",
+            Self::Store(_) => "store_unavailable",
+            Self::SessionIdle => "idle_session",
+            Self::KeyExhausted => "key_exhausted",
+            Self::Quota(_) => "limits_unavailable",
+        }
+    }
+
     /// Whether the wire answer is 401 `SESSION_EXPIRED` (the client starts a new session).
     pub fn is_session_state(&self) -> bool {
         matches!(

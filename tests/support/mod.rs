@@ -22,6 +22,7 @@ pub struct Server {
     child: Child,
     pub url: String,
     pub internal_url: Option<String>,
+    pub admin_url: Option<String>,
     pub crypto: CryptoProvider,
 }
 
@@ -64,7 +65,7 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn session-crypto");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let (mut url, mut internal_url) = (None, None);
+        let (mut url, mut internal_url, mut admin_url) = (None, None, None);
         while url.is_none() {
             let line = lines
                 .next()
@@ -76,6 +77,8 @@ impl Server {
                 .map(str::to_owned);
             if line.contains("(internal") {
                 internal_url = addr;
+            } else if line.contains("(admin") {
+                admin_url = addr;
             } else if line.contains("(public") {
                 url = addr;
             }
@@ -86,6 +89,7 @@ impl Server {
             child,
             url: url.unwrap_or_default(),
             internal_url,
+            admin_url,
             crypto,
         }
     }
@@ -100,6 +104,21 @@ impl Server {
         ProtocolClient::connect(&self.url, self.crypto, client_id)
             .await
             .unwrap()
+    }
+
+    /// `GET /metrics` on the admin listener, as text.
+    pub async fn metrics(&self) -> String {
+        let admin = self.admin_url.as_deref().expect("started with ADMIN_PORT");
+        let mut conn = Connection::open(&Endpoint::parse(admin).unwrap())
+            .await
+            .unwrap();
+        let r = conn.send(Method::GET, "/metrics", &[], "").await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        String::from_utf8(r.body.to_vec()).unwrap()
     }
 
     pub fn pid(&self) -> u32 {

@@ -8,12 +8,14 @@
 //! May depend on: `ports`, `domain`, hyper and friends, serde_json. Must not depend on
 //! any other adapter.
 
+pub mod admin;
 pub mod client;
 pub mod health;
 pub mod router;
 pub mod server;
 mod wire;
 
+pub use admin::serve_admin;
 pub use health::{Dependency, HealthCheck, HealthReport};
 pub use router::{Api, ApiConfig, Cors, Listener};
 pub use server::{ServerConfig, serve};

@@ -191,7 +191,8 @@ pub fn routes() -> impl Iterator<Item = (Scope, &'static str, &'static str)> {
         .map(|(scope, method, path, _)| (*scope, *method, *path))
 }
 
-fn route(listener: Listener, path: &str) -> Option<(Route, &'static str)> {
+/// The route, its method and its path template.
+fn route(listener: Listener, path: &str) -> Option<(Route, &'static str, &'static str)> {
     ROUTES
         .iter()
         .find(|(scope, _, template, _)| {
@@ -201,7 +202,7 @@ fn route(listener: Listener, path: &str) -> Option<(Route, &'static str)> {
                     None => *template == path,
                 }
         })
-        .map(|(_, method, _, route)| (*route, *method))
+        .map(|(_, method, template, route)| (*route, *method, *template))
 }
 
 fn family_of(path: &str) -> Family {
@@ -289,11 +290,12 @@ where
             h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
             h.append(header::VARY, HeaderValue::from_static("Origin"));
         }
+        record_request(listener, &path, resp.status(), started);
         resp
     }
 
     fn preflight(&self, path: &str, origin: Option<&HeaderValue>) -> Response<Body> {
-        let Some((_, method)) = route(Listener::Public, path) else {
+        let Some((_, method, _)) = route(Listener::Public, path) else {
             return not_found(path);
         };
         let mut r = response(StatusCode::NO_CONTENT, JSON, Bytes::new());
@@ -330,7 +332,7 @@ where
         B: HttpBody<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some((route, method)) = route(listener, path) else {
+        let Some((route, method, template)) = route(listener, path) else {
             return not_found(path);
         };
         if req.method().as_str() != method {
@@ -359,7 +361,7 @@ where
                         self.init(family, peer, &parts.headers, &bytes, started)
                             .await
                     }
-                    Err(f) => body_failure(family, f),
+                    Err(f) => body_failure(family, template, f),
                 }
             }
             Route::Purchase | Route::Revoke => {
@@ -370,7 +372,7 @@ where
                             .await
                     }
                     Ok(bytes) => self.revoke(&parts.headers, Vec::from(bytes), started).await,
-                    Err(f) => body_failure(Family::Unversioned, f),
+                    Err(f) => body_failure(Family::Unversioned, template, f),
                 }
             }
         }
@@ -471,7 +473,7 @@ where
         let result = service.purchase(req, purchase_response).await;
         match result {
             Ok(out) => purchase_success(kid.unwrap_or_default(), out, started),
-            Err(e) => purchase_failure("POST /transaction/purchase", &e),
+            Err(e) => purchase_failure("/transaction/purchase", &e),
         }
     }
 
@@ -500,14 +502,15 @@ where
         };
         match self.service.revoke(req, check).await {
             Ok(timings) => {
-                info!(route = "POST /session/revoke", "session revoked");
+                info!(route = "/session/revoke", "session revoked");
+                metrics::counter!("session_crypto_sessions_revoked_total").increment(1);
                 let mut r = response(StatusCode::NO_CONTENT, JSON, Bytes::new());
                 r.headers_mut().remove(header::CONTENT_TYPE);
                 r.headers_mut()
                     .insert(SERVER_TIMING, server_timing(timings.entries(), started));
                 r
             }
-            Err(e) => purchase_failure("POST /session/revoke", &e),
+            Err(e) => purchase_failure("/session/revoke", &e),
         }
     }
 
@@ -548,6 +551,16 @@ where
                     ReleaseError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 info!(route = "GET /v1/session/{id}", status = status.as_u16(), reason = %e, "rejected");
+                record_rejection(
+                    "/v1/session/{id}",
+                    match e {
+                        ReleaseError::MissingClientId | ReleaseError::MalformedId => "bad_header",
+                        ReleaseError::NotFound => "unknown_session",
+                        ReleaseError::Forbidden => "client_mismatch",
+                        ReleaseError::Expired => "expired_session",
+                        ReleaseError::Store(_) => "store_unavailable",
+                    },
+                );
                 identity_error(status, &e.to_string())
             }
         }
@@ -647,6 +660,28 @@ fn static_asset(body: &'static str, content_type: &'static str) -> Response<Body
     r
 }
 
+/// `http_requests_total` and `http_request_duration_seconds` per listener, route
+/// template (`unmatched` for unknown paths, so that scanners cannot create label values
+/// at will) and status. No-ops unless the server installed a metrics recorder.
+fn record_request(listener: Listener, path: &str, status: StatusCode, started: Instant) {
+    let route = route(listener, path).map_or("unmatched", |(_, _, template)| template);
+    let listener = match listener {
+        Listener::Public => "public",
+        Listener::Internal => "internal",
+    };
+    let status = status.as_str().to_owned();
+    metrics::counter!("http_requests_total", "listener" => listener, "route" => route, "status" => status.clone())
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "listener" => listener, "route" => route, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// `session_crypto_rejections_total{route, reason}`.
+fn record_rejection(route: &'static str, reason: &'static str) {
+    metrics::counter!("session_crypto_rejections_total", "route" => route, "reason" => reason)
+        .increment(1);
+}
+
 fn not_found(path: &str) -> Response<Body> {
     match family_of(path) {
         Family::V1 => identity_error(StatusCode::NOT_FOUND, "no such route"),
@@ -654,7 +689,7 @@ fn not_found(path: &str) -> Response<Body> {
     }
 }
 
-fn body_failure(family: Family, failure: BodyFailure) -> Response<Body> {
+fn body_failure(family: Family, route: &'static str, failure: BodyFailure) -> Response<Body> {
     let (status, code, message) = match failure {
         BodyFailure::TooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -673,6 +708,14 @@ fn body_failure(family: Family, failure: BodyFailure) -> Response<Body> {
         ),
     };
     info!(status = status.as_u16(), reason = message, "rejected");
+    record_rejection(
+        route,
+        match failure {
+            BodyFailure::TooLarge => "body_too_large",
+            BodyFailure::Timeout => "body_timeout",
+            BodyFailure::Broken => "body_unreadable",
+        },
+    );
     match family {
         Family::V1 => identity_error(status, message),
         Family::Unversioned => code_error(status, code),
@@ -715,6 +758,11 @@ pub fn parse_init_body(body: &[u8]) -> Result<InitBody, &'static str> {
 }
 
 fn init_success(family: Family, out: &InitOutcome, started: Instant) -> Response<Body> {
+    metrics::counter!("session_crypto_sessions_created_total", "family" => match family {
+        Family::Unversioned => "unversioned",
+        Family::V1 => "v1",
+    })
+    .increment(1);
     let key = base64_encode(&out.server_public_key.0);
     let mut r = json(
         StatusCode::OK,
@@ -737,8 +785,8 @@ fn init_success(family: Family, out: &InitOutcome, started: Instant) -> Response
 
 fn init_failure(family: Family, e: &InitError) -> Response<Body> {
     let route = match family {
-        Family::Unversioned => "POST /session/init",
-        Family::V1 => "POST /v1/session/init",
+        Family::Unversioned => "/session/init",
+        Family::V1 => "/v1/session/init",
     };
     let status = match (family, e) {
         (_, InitError::Crypto) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -755,6 +803,7 @@ fn init_failure(family: Family, e: &InitError) -> Response<Body> {
     } else {
         info!(route, status = status.as_u16(), reason = %e, "rejected");
     }
+    record_rejection(route, e.reason());
     let mut r = match family {
         Family::V1 => identity_error(status, v1_message(e)),
         Family::Unversioned => code_error(
@@ -853,6 +902,7 @@ fn purchase_failure(route: &'static str, e: &PurchaseError) -> Response<Body> {
     } else {
         info!(route, status = status.as_u16(), reason = %e, "rejected");
     }
+    record_rejection(route, e.reason());
     code_error(status, code)
 }
 
@@ -907,16 +957,16 @@ mod tests {
         assert!(route(Listener::Public, "/v1/session/S-00").is_none());
         assert!(matches!(
             route(Listener::Internal, "/v1/session/S-00"),
-            Some((Route::ReleaseKey, "GET"))
+            Some((Route::ReleaseKey, "GET", "/v1/session/{id}"))
         ));
         assert!(matches!(
             route(Listener::Internal, "/v1/session/init"),
-            Some((Route::Init(Family::V1), "POST"))
+            Some((Route::Init(Family::V1), "POST", _))
         ));
         assert!(route(Listener::Internal, "/session/init").is_none());
         assert!(matches!(
             route(Listener::Public, "/"),
-            Some((Route::Page, "GET"))
+            Some((Route::Page, "GET", "/"))
         ));
     }
 }
