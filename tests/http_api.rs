@@ -1663,3 +1663,47 @@ async fn metrics_on_the_admin_listener_count_requests_rejections_and_sessions() 
     assert!(text.contains(r#"http_request_duration_seconds_bucket{listener="public",route="/session/init",status="200",le="0.005"}"#), "{text}");
     assert!(text.contains("# HELP session_crypto_rejections_total"));
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_span_and_its_id() {
+    let dir = std::env::temp_dir().join(format!("sc-json-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("server.log");
+    let server = Server::start_logging_to(&[("LOG_FORMAT", "json"), ("RUST_LOG", "info")], &log);
+    let mut conn = server.connect().await;
+    let key = idem(server.crypto);
+    let mut headers = init_headers(&key, "C");
+    headers.push(("x-request-id", "req-42.a_b"));
+    let r = post_init(&mut conn, "/session/init", &headers, "{}").await;
+    assert_code(&r, 400, "CRYPTO_ERROR");
+    assert_eq!(r.header("x-request-id"), Some("req-42.a_b"));
+    // Without one (or with one unsafe to log), the server makes one up.
+    for headers in [&[][..], &[("x-request-id", "has space")][..]] {
+        let r = conn
+            .send(Method::GET, "/health", headers, "")
+            .await
+            .unwrap();
+        let made = r.header("x-request-id").unwrap().to_owned();
+        assert!(
+            made.len() == 16 && made.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{made}"
+        );
+    }
+    drop(server);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let rejected = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "rejected")
+        .unwrap_or_else(|| panic!("no rejection logged:\n{text}"));
+    assert_eq!(rejected["level"], "INFO");
+    assert_eq!(rejected["span"]["name"], "request");
+    assert_eq!(rejected["span"]["id"], "req-42.a_b");
+    assert_eq!(rejected["span"]["route"], "/session/init");
+    assert_eq!(rejected["span"]["method"], "POST");
+    let _ = std::fs::remove_dir_all(&dir);
+}

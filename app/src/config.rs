@@ -15,9 +15,23 @@ pub struct Cli {
     #[arg(long, env = "CRYPTO_BACKEND", global = true)]
     pub backend: Option<String>,
 
+    /// Log format on stderr: `text` (human-readable) or `json` (one JSON object per line,
+    /// with the request span's fields). Filter with RUST_LOG.
+    #[arg(long, env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.

@@ -1,16 +1,23 @@
 //! `session-crypto`: config → backend → subcommand.
 
 use clap::Parser;
-use session_crypto::config::{Cli, Command, args_with_default_subcommand};
+use session_crypto::config::{Cli, Command, LogFormat, args_with_default_subcommand};
 use session_crypto::{backend, bench, client_cmd, serve};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse_from(args_with_default_subcommand());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(log_filter())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {

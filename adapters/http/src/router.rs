@@ -100,7 +100,8 @@ pub struct Api<S, C, N, K, Q, H> {
 }
 
 const EXPOSED: HeaderValue =
-    HeaderValue::from_static("Server-Timing, X-Kid, X-Idempotency-Key, Retry-After");
+    HeaderValue::from_static("Server-Timing, X-Kid, X-Idempotency-Key, Retry-After, X-Request-Id");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const ALLOWED_HEADERS: HeaderValue =
     HeaderValue::from_static("Content-Type, X-Idempotency-Key, X-ClientId, X-Kid, Authorization");
 const X_KID: HeaderName = HeaderName::from_static("x-kid");
@@ -262,9 +263,37 @@ where
         &self.service
     }
 
-    /// Answers one request from the TCP peer `peer`. Never fails: every problem becomes
-    /// a JSON response.
+    /// Answers one request from the TCP peer `peer`, inside a `request` span carrying
+    /// a request id (the client's `X-Request-Id` when it is 1–64 of `[A-Za-z0-9._-]`,
+    /// else a fresh one), which is echoed in the response. Never fails: every problem
+    /// becomes a JSON response.
     pub async fn handle<B>(
+        &self,
+        listener: Listener,
+        peer: IpAddr,
+        req: Request<B>,
+    ) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        use tracing::Instrument as _;
+        let id = request_id(req.headers());
+        // The route template, never the raw path (which may hold a session id).
+        let template = route(listener, req.uri().path()).map_or("unmatched", |(_, _, t)| t);
+        let span =
+            tracing::info_span!("request", id = %id, method = %req.method(), route = template);
+        let mut resp = self
+            .handle_inner(listener, peer, req)
+            .instrument(span)
+            .await;
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(X_REQUEST_ID, v);
+        }
+        resp
+    }
+
+    async fn handle_inner<B>(
         &self,
         listener: Listener,
         peer: IpAddr,
@@ -658,6 +687,34 @@ fn static_asset(body: &'static str, content_type: &'static str) -> Response<Body
         HeaderValue::from_static("no-referrer"),
     );
     r
+}
+
+/// The client's `X-Request-Id` if it is safe to log and echo, else a fresh id: 16 hex
+/// digits from a per-process start value and a counter (unique, not secret).
+fn request_id(headers: &HeaderMap) -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    if let Some(id) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
+        && (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return id.to_owned();
+    }
+    static START: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = *START.get_or_init(|| {
+        // Any varying value will do: ids only need to differ between restarts.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    });
+    format!(
+        "{:016x}",
+        start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+    )
 }
 
 /// `http_requests_total` and `http_request_duration_seconds` per listener, route
