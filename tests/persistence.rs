@@ -365,20 +365,6 @@ fn migrations_apply_to_an_empty_database_and_are_idempotent() {
     assert!(indexes.contains("idx_sessions_expires_at"), "{indexes}");
 }
 
-fn run_to_exit_with_stdout(args: &[&str], envs: &[(&str, &str)]) -> ((i32, String), String) {
-    let out = std::process::Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .envs(envs.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (
-        (out.status.code().unwrap_or(-1), stdout),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_rows_are_removed_by_the_cleanup_job() {
     let (pg, redis) = (PgServer::start(), RedisServer::start());

@@ -20,6 +20,11 @@ pub struct Cli {
     #[arg(long, env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// TOML file of settings (keys: the environment-variable names, e.g. `port`,
+    /// `database_url`); environment variables and flags override it.
+    #[arg(long, env = "SESSION_CRYPTO_CONFIG", global = true)]
+    pub config: Option<std::path::PathBuf>,
+
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Command,
@@ -39,6 +44,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the server (the default when no subcommand is given).
     Serve(Box<ServeArgs>),
+    /// Validate the server configuration (file, environment, flags) and print the
+    /// effective settings with their sources, secrets redacted; exit 1 if invalid.
+    CheckConfig(Box<ServeArgs>),
     /// One init + one purchase against a server, with a timing table.
     Client(ClientArgs),
     /// Load generator: N init + purchase flows at a given concurrency.

@@ -1,12 +1,14 @@
 //! # session-crypto (app) — the composition root
 //!
-//! Configuration (flags and environment), crypto backend choice, wiring of adapters
-//! into the service, and the `session-crypto` binary's subcommands: `serve`, `client`,
-//! `bench`, `backends`. May depend on everything; nothing depends on it.
+//! Configuration (defaults, TOML file, environment, flags), crypto backend choice,
+//! wiring of adapters into the service, and the `session-crypto` binary's subcommands:
+//! `serve`, `check-config`, `client`, `bench`, `backends`, `migrate`, `keygen`,
+//! `revoke`. May depend on everything; nothing depends on it.
 
 pub mod backend;
 pub mod bench;
 pub mod client_cmd;
 pub mod config;
+pub mod layered;
 pub mod serve;
 pub mod stores;

@@ -1,12 +1,19 @@
 //! `session-crypto`: config → backend → subcommand.
 
-use clap::Parser;
-use session_crypto::config::{Cli, Command, LogFormat, args_with_default_subcommand};
+use session_crypto::config::{Command, LogFormat};
+use session_crypto::layered::{self, Parsed};
 use session_crypto::{backend, bench, client_cmd, serve};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse_from(args_with_default_subcommand());
+    let parsed = match layered::parse() {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("session-crypto: {message}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let cli = &parsed.cli;
     let logs = tracing_subscriber::fmt()
         .with_env_filter(log_filter())
         .with_writer(std::io::stderr);
@@ -18,7 +25,7 @@ fn main() -> std::process::ExitCode {
             .with_span_list(false)
             .init(),
     }
-    match run(cli) {
+    match run(&parsed) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("session-crypto: {message}");
@@ -57,8 +64,9 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    match cli.command {
+fn run(parsed: &Parsed) -> Result<(), String> {
+    let cli = &parsed.cli;
+    match &cli.command {
         Command::Backends => {
             for p in backend::compiled() {
                 println!("{}", p.name);
@@ -71,10 +79,20 @@ fn run(cli: Cli) -> Result<(), String> {
         _ => {}
     }
     let crypto = backend::select(cli.backend.as_deref())?;
-    match cli.command {
-        Command::Serve(args) => runtime(args.worker_threads)?.block_on(serve::run(*args, crypto)),
-        Command::Client(args) => runtime(Some(1))?.block_on(client_cmd::run(args, crypto)),
-        Command::Bench(args) => runtime(args.worker_threads)?.block_on(bench::run(args, crypto)),
+    match &cli.command {
+        Command::Serve(args) => {
+            runtime(args.worker_threads)?.block_on(serve::run((**args).clone(), crypto))
+        }
+        Command::CheckConfig(args) => {
+            print!("{}", layered::describe(parsed, "check-config"));
+            serve::validate(args, crypto)?;
+            println!("# configuration is valid (crypto backend {})", crypto.name);
+            Ok(())
+        }
+        Command::Client(args) => runtime(Some(1))?.block_on(client_cmd::run(args.clone(), crypto)),
+        Command::Bench(args) => {
+            runtime(args.worker_threads)?.block_on(bench::run(args.clone(), crypto))
+        }
         Command::Keygen => {
             let mut kek = zeroize::Zeroizing::new([0u8; 32]);
             crypto
@@ -84,7 +102,7 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{}", domain::encoding::base64_encode(kek.as_ref()));
             Ok(())
         }
-        Command::Revoke(args) => runtime(None)?.block_on(serve::revoke(&args, crypto)),
+        Command::Revoke(args) => runtime(None)?.block_on(serve::revoke(args, crypto)),
         Command::Backends | Command::Migrate(_) => Ok(()),
     }
 }

@@ -138,11 +138,7 @@ async fn stores(
             },
         ));
     };
-    let wrapper = wrapper.ok_or(
-        "DATABASE_URL is set but no key-wrapping key is configured: session keys are stored only \
-         wrapped. Set SESSION_KEK to base64 of 32 random bytes (e.g. SESSION_KEK=$(session-crypto \
-         keygen)) or SESSION_KEK_FILE to a file holding it.",
-    )?;
+    let wrapper = wrapper.ok_or(NO_KEK)?;
     let config = pg_config(args, url);
     let pool = postgres_adapter::pool(&config)?;
     let applied =
@@ -438,17 +434,38 @@ pub async fn revoke(
     Ok(())
 }
 
+/// Every check `serve` makes before it touches the network: policies, HTTP settings,
+/// key-wrapping keys, store sizes, and that a database comes with a KEK.
+///
+/// # Errors
+/// A message naming the offending setting.
+pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<(), String> {
+    service_config(args)?;
+    api_config(args)?;
+    if args.memory_nonce_max_size == 0 || args.memory_session_max_size == 0 {
+        return Err("MEMORY_NONCE_MAX_SIZE and MEMORY_SESSION_MAX_SIZE must be > 0".into());
+    }
+    let kek = key_wrapper(args, crypto)?;
+    if args.database_url.is_some() && kek.is_none() {
+        return Err(NO_KEK.into());
+    }
+    Ok(())
+}
+
+const NO_KEK: &str = "DATABASE_URL is set but no key-wrapping key is configured: session keys are \
+                      stored only wrapped. Set SESSION_KEK to base64 of 32 random bytes (e.g. \
+                      SESSION_KEK=$(session-crypto keygen)) or SESSION_KEK_FILE to a file \
+                      holding it.";
+
 /// Runs the server until SIGINT/SIGTERM.
 ///
 /// # Errors
 /// Configuration or bind failures, as a message for the user.
 pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> {
+    validate(&args, crypto)?;
     let config = service_config(&args)?;
     let api_config = api_config(&args)?;
     crate::backend::self_test(crypto)?;
-    if args.memory_nonce_max_size == 0 || args.memory_session_max_size == 0 {
-        return Err("MEMORY_NONCE_MAX_SIZE and MEMORY_SESSION_MAX_SIZE must be > 0".into());
-    }
     let metrics = args.admin_port.map(|_| install_metrics()).transpose()?;
     let (stores, health) = stores(&args, crypto).await?;
     let admin_health = health.clone();

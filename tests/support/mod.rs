@@ -175,6 +175,22 @@ pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
     )
 }
 
+/// Runs the binary to completion: ((exit code, stdout), stderr).
+pub fn run_to_exit_with_stdout(args: &[&str], envs: &[(&str, &str)]) -> ((i32, String), String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        (out.status.code().unwrap_or(-1), stdout),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn json(resp: &HttpResponse) -> serde_json::Value {
     serde_json::from_slice(&resp.body).unwrap_or_else(|e| {
         panic!(
