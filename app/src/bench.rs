@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http_adapter::client::{InitRoute, ProtocolClient};
+use http_adapter::client::{Endpoint, InitRoute, ProtocolClient};
 use ports::CryptoProvider;
 
 use crate::config::BenchArgs;
@@ -31,12 +31,13 @@ struct Progress {
 
 async fn worker(
     args: Arc<BenchArgs>,
+    endpoint: Arc<Endpoint>,
     crypto: CryptoProvider,
     progress: Arc<Progress>,
     total: usize,
 ) -> WorkerResult {
     let mut r = WorkerResult::default();
-    let mut client = match ProtocolClient::connect(&args.url, crypto, &args.client_id).await {
+    let mut client = match ProtocolClient::connect_to(&endpoint, crypto, &args.client_id).await {
         Ok(c) => c,
         Err(e) => {
             r.errors = 1;
@@ -68,7 +69,7 @@ async fn worker(
             progress.errors.fetch_add(1, Ordering::Relaxed);
             r.first_error.get_or_insert_with(|| e.to_string());
             // A transport error leaves the connection unusable: reconnect.
-            if let Ok(c) = ProtocolClient::connect(&args.url, crypto, &args.client_id).await {
+            if let Ok(c) = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id).await {
                 client = c;
             }
         }
@@ -149,6 +150,7 @@ fn cpu_time(pid: &str) -> Option<Duration> {
 
 async fn run_phase(
     args: &Arc<BenchArgs>,
+    endpoint: &Arc<Endpoint>,
     crypto: CryptoProvider,
     total: usize,
     show: bool,
@@ -159,6 +161,7 @@ async fn run_phase(
         .map(|_| {
             tokio::spawn(worker(
                 Arc::clone(args),
+                Arc::clone(endpoint),
                 crypto,
                 Arc::clone(&progress),
                 total,
@@ -204,13 +207,18 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), String> 
     if args.iterations == 0 || args.concurrency == 0 {
         return Err("--iterations and --concurrency must be > 0".into());
     }
+    let endpoint = Arc::new(crate::client_cmd::endpoint(
+        &args.url,
+        args.ca_file.as_deref(),
+        crypto,
+    )?);
     let args = Arc::new(args);
     println!(
         "Benchmark: {} flows (init + purchase) at concurrency {} against {} (client crypto {}, warm-up {})",
         args.iterations, args.concurrency, args.url, crypto.name, args.warmup
     );
     if args.warmup > 0 {
-        let (warm, _) = run_phase(&args, crypto, args.warmup, false).await;
+        let (warm, _) = run_phase(&args, &endpoint, crypto, args.warmup, false).await;
         if let Some(e) = warm.iter().find_map(|w| w.first_error.clone()) {
             return Err(format!("warm-up failed: {e}"));
         }
@@ -220,6 +228,7 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), String> 
     let client_cpu_before = cpu_time("self");
     let (results, elapsed) = run_phase(
         &args,
+        &endpoint,
         crypto,
         args.iterations,
         std::io::stderr().is_terminal(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use http_adapter::client::{InitRoute, ProtocolClient, StepTimings};
+use http_adapter::client::{Endpoint, InitRoute, ProtocolClient, StepTimings};
 use ports::CryptoProvider;
 
 use crate::config::ClientArgs;
@@ -31,12 +31,35 @@ fn print_step(title: &str, t: &StepTimings, crypto_before_http: usize) {
     }
 }
 
+/// The server endpoint for `url`; for `https`, with a TLS client that trusts
+/// `ca_file` (or the system's CA bundle) and uses the rustls provider matching the
+/// crypto backend.
+///
+/// # Errors
+/// A bad URL, or TLS settings that cannot be built.
+pub fn endpoint(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    crypto: CryptoProvider,
+) -> Result<Endpoint, String> {
+    let endpoint = Endpoint::parse(url).map_err(|e| e.to_string())?;
+    if !endpoint.is_https() {
+        if ca_file.is_some() {
+            return Err("--ca-file only applies to https:// URLs".into());
+        }
+        return Ok(endpoint);
+    }
+    let (provider, _) = http_adapter::tls::provider(crypto.name)?;
+    Ok(endpoint.with_tls(http_adapter::tls::client_config(provider, ca_file)?))
+}
+
 /// Runs the flow and prints what happened.
 ///
 /// # Errors
 /// A message for the user.
 pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), String> {
-    let mut client = ProtocolClient::connect(&args.url, crypto, &args.client_id)
+    let endpoint = endpoint(&args.url, args.ca_file.as_deref(), crypto)?;
+    let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
         .await
         .map_err(|e| e.to_string())?;
     let route = if args.v1 {

@@ -101,6 +101,17 @@ pub struct ServeArgs {
     #[arg(long, env = "INTERNAL_HOST", default_value = "127.0.0.1")]
     pub internal_host: IpAddr,
 
+    /// PEM certificate chain: with TLS_KEY_FILE, the public and internal listeners speak
+    /// HTTPS (TLS 1.2/1.3 with rustls; HTTP/2 by ALPN).
+    #[arg(long, env = "TLS_CERT_FILE")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE")]
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// Close a connection whose TLS handshake takes longer than this (ms).
+    #[arg(long, env = "TLS_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub tls_handshake_timeout_ms: u64,
+
     /// Port of the admin listener serving GET /metrics (Prometheus). Off unless set;
     /// metrics are only collected when it is on.
     #[arg(long, env = "ADMIN_PORT")]
@@ -267,6 +278,9 @@ pub struct ClientArgs {
     /// X-ClientId to send.
     #[arg(long, default_value = "RUST_CLIENT")]
     pub client_id: String,
+    /// For https:// URLs: PEM file of the CA(s) to trust (default: the system's bundle).
+    #[arg(long, env = "CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Create the session with POST /v1/session/init instead of /session/init.
     #[arg(long)]
     pub v1: bool,
@@ -296,6 +310,9 @@ pub struct BenchArgs {
     /// X-ClientId to send.
     #[arg(long, default_value = "RUST_BENCH_CLIENT")]
     pub client_id: String,
+    /// For https:// URLs: PEM file of the CA(s) to trust (default: the system's bundle).
+    #[arg(long, env = "CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// PID of a server on this machine: report its CPU time per flow (from /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,

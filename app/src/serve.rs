@@ -449,7 +449,30 @@ pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     if args.database_url.is_some() && kek.is_none() {
         return Err(NO_KEK.into());
     }
+    tls_config(args, crypto)?;
     Ok(())
+}
+
+/// The TLS server settings from TLS_CERT_FILE and TLS_KEY_FILE, with the name of the
+/// rustls provider used; `None` without them.
+///
+/// # Errors
+/// Only one of the two set, unreadable files, or no provider in this build.
+pub fn tls_config(
+    args: &ServeArgs,
+    crypto: CryptoProvider,
+) -> Result<Option<(Arc<rustls::ServerConfig>, &'static str)>, String> {
+    match (&args.tls_cert_file, &args.tls_key_file) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => {
+            let (provider, name) = http_adapter::tls::provider(crypto.name)?;
+            Ok(Some((
+                http_adapter::tls::server_config(provider, cert, key)?,
+                name,
+            )))
+        }
+        _ => Err("set both TLS_CERT_FILE and TLS_KEY_FILE (or neither)".into()),
+    }
 }
 
 const NO_KEK: &str = "DATABASE_URL is set but no key-wrapping key is configured: session keys are \
@@ -465,6 +488,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     validate(&args, crypto)?;
     let config = service_config(&args)?;
     let api_config = api_config(&args)?;
+    let tls = tls_config(&args, crypto)?;
     crate::backend::self_test(crypto)?;
     let metrics = args.admin_port.map(|_| install_metrics()).transpose()?;
     let (stores, health) = stores(&args, crypto).await?;
@@ -483,10 +507,14 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     );
     let service = SessionService::new(crypto, stores, config);
     let api = Api::new(service, health, api_config);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let tls_provider = tls.as_ref().map_or("none", |(_, name)| *name);
     let server_config = ServerConfig {
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
         max_connections: args.max_connections,
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        tls: tls.map(|(config, _)| config),
+        tls_handshake_timeout: Duration::from_millis(args.tls_handshake_timeout_ms),
     };
 
     if let Some(limit) = open_file_limit() {
@@ -533,6 +561,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
         nonce_store,
         window_ms = config.replay.window_ms(),
         nonce_ttl_sec = config.replay.nonce_ttl_sec(),
+        tls_provider,
         "session-crypto starting"
     );
     let signal = shutdown_signal();
@@ -561,7 +590,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     if let Some(listener) = internal {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         println!(
-            "listening on http://{addr} (internal: /v1 routes incl. key release; private network only)"
+            "listening on {scheme}://{addr} (internal: /v1 routes incl. key release; private network only)"
         );
         tasks.push(tokio::spawn(serve(
             listener,
@@ -573,7 +602,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     }
     let addr = public.local_addr().map_err(|e| e.to_string())?;
     println!(
-        "listening on http://{addr} (public, crypto backend {})",
+        "listening on {scheme}://{addr} (public, crypto backend {}, TLS provider {tls_provider})",
         crypto.name
     );
     info!(%addr, "public listener ready");

@@ -23,6 +23,8 @@ pub struct Server {
     pub url: String,
     pub internal_url: Option<String>,
     pub admin_url: Option<String>,
+    /// The public listener's start-up line.
+    pub banner: String,
     pub crypto: CryptoProvider,
 }
 
@@ -66,6 +68,7 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let (mut url, mut internal_url, mut admin_url) = (None, None, None);
+        let mut banner = String::new();
         while url.is_none() {
             let line = lines
                 .next()
@@ -81,6 +84,7 @@ impl Server {
                 admin_url = addr;
             } else if line.contains("(public") {
                 url = addr;
+                banner = line.clone();
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -90,6 +94,7 @@ impl Server {
             url: url.unwrap_or_default(),
             internal_url,
             admin_url,
+            banner,
             crypto,
         }
     }
@@ -272,3 +277,50 @@ pub async fn post_init(
 
 pub const INIT: InitRoute = InitRoute::Unversioned;
 pub const PAYLOAD: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
+
+/// A throwaway PKI in a temp dir: a CA and a server certificate for `localhost` and
+/// `127.0.0.1` signed by it. Removed on drop.
+pub struct TestPki {
+    pub dir: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl TestPki {
+    pub fn new(name: &str) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let dir = std::env::temp_dir().join(format!("sc-pki-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "session-crypto test CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let pki = Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            dir,
+        };
+        std::fs::write(&pki.ca, ca.pem()).unwrap();
+        std::fs::write(&pki.cert, leaf.pem()).unwrap();
+        std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+        pki
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

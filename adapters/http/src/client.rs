@@ -2,6 +2,7 @@
 //! [`ProtocolClient`] that runs init and purchase flows with the domain's client code.
 //! Used by `session-crypto client`, `session-crypto bench` and the end-to-end tests.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -46,24 +47,29 @@ impl From<ClientError> for FlowError {
     }
 }
 
-/// `http://host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `http://host:port` or `https://host:port`.
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     host: String,
     port: u16,
+    https: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Endpoint {
-    /// Parses `http://host[:port][/]` (port defaults to 80).
+    /// Parses `http://host[:port][/]` or `https://host[:port][/]` (port defaults to 80
+    /// or 443). An `https` endpoint needs [`Endpoint::with_tls`] before connecting.
     ///
     /// # Errors
     /// [`FlowError::Url`].
     pub fn parse(url: &str) -> Result<Self, FlowError> {
         let bad = || FlowError::Url(url.to_owned());
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(bad)?
-            .trim_end_matches('/');
+        let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(bad()),
+        };
+        let rest = rest.trim_end_matches('/');
         if rest.is_empty() || rest.contains('/') {
             return Err(bad());
         }
@@ -71,7 +77,7 @@ impl Endpoint {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
                 (h, p.parse().map_err(|_| bad())?)
             }
-            _ => (rest, 80),
+            _ => (rest, if https { 443 } else { 80 }),
         };
         Ok(Self {
             host: host
@@ -79,7 +85,21 @@ impl Endpoint {
                 .trim_end_matches(']')
                 .to_owned(),
             port,
+            https,
+            tls: None,
         })
+    }
+
+    /// The TLS client settings for an `https` endpoint (ignored for `http`).
+    #[must_use]
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Whether the URL was `https`.
+    pub fn is_https(&self) -> bool {
+        self.https
     }
 
     fn authority(&self) -> String {
@@ -129,12 +149,31 @@ impl Connection {
             .await
             .map_err(|e| t(&e))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| t(&e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let sender = if endpoint.https {
+            let config = endpoint.tls.clone().ok_or_else(|| {
+                FlowError::Url(format!(
+                    "https://{}: no TLS client settings (--ca-file)",
+                    endpoint.authority()
+                ))
+            })?;
+            let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone())
+                .map_err(|e| t(&e))?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map_err(|e| t(&format!("TLS: {e}")))?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| t(&e))?;
+            tokio::spawn(conn);
+            sender
+        } else {
+            let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| t(&e))?;
+            tokio::spawn(conn);
+            sender
+        };
         let host = HeaderValue::from_str(&endpoint.authority()).map_err(|e| t(&e))?;
         Ok(Self { sender, host })
     }
@@ -254,7 +293,19 @@ impl ProtocolClient {
         crypto: CryptoProvider,
         client_id: &str,
     ) -> Result<Self, FlowError> {
-        let conn = Connection::open(&Endpoint::parse(url)?).await?;
+        Self::connect_to(&Endpoint::parse(url)?, crypto, client_id).await
+    }
+
+    /// Connects to an endpoint (use this for `https` with [`Endpoint::with_tls`]).
+    ///
+    /// # Errors
+    /// [`FlowError::Url`] or [`FlowError::Transport`].
+    pub async fn connect_to(
+        endpoint: &Endpoint,
+        crypto: CryptoProvider,
+        client_id: &str,
+    ) -> Result<Self, FlowError> {
+        let conn = Connection::open(endpoint).await?;
         Ok(Self {
             conn,
             crypto,

@@ -13,6 +13,7 @@ pub mod client;
 pub mod health;
 pub mod router;
 pub mod server;
+pub mod tls;
 mod wire;
 
 pub use admin::serve_admin;

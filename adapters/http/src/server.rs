@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// TLS, when configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Close a connection whose TLS handshake takes longer than this.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +40,8 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             shutdown_timeout: Duration::from_secs(10),
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -64,6 +70,7 @@ pub async fn serve<S, C, N, K, Q, H>(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
 
@@ -92,6 +99,7 @@ pub async fn serve<S, C, N, K, Q, H>(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let first_byte_timeout = config.header_read_timeout;
+        let (tls, handshake_timeout) = (tls.clone(), config.tls_handshake_timeout);
         tokio::spawn(async move {
             // hyper's header-read timer starts only once a request has begun; the
             // protocol sniffing of the auto builder would wait for a silent client
@@ -109,12 +117,39 @@ pub async fn serve<S, C, N, K, Q, H>(
                 let api = Arc::clone(&api);
                 async move { Ok::<_, std::convert::Infallible>(api.handle(kind, peer.ip(), req).await) }
             });
-            let conn = watcher.watch(
-                builder
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .into_owned(),
-            );
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection(TokioIo::new(stream), svc)
+                                        .into_owned(),
+                                )
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            debug!(%peer, "connection closed: TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

@@ -1,0 +1,97 @@
+//! TLS with rustls: the crypto provider that matches the selected backend, the server
+//! configuration from PEM files, and the client configuration from a CA file.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+/// The rustls provider for a crypto backend, and its name: aws-lc-rs and ring use
+/// their own; RustCrypto uses aws-lc-rs when it is compiled in, else ring
+/// (rustls-rustcrypto is experimental, so it is not used).
+///
+/// # Errors
+/// A message when this build has no rustls provider for the backend.
+pub fn provider(backend: &str) -> Result<(Arc<CryptoProvider>, &'static str), String> {
+    let _ = backend;
+    #[cfg(feature = "tls-aws-lc-rs")]
+    if backend != "ring" {
+        return Ok((
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            "aws-lc-rs",
+        ));
+    }
+    #[cfg(feature = "tls-ring")]
+    if backend != "aws-lc-rs" {
+        return Ok((Arc::new(rustls::crypto::ring::default_provider()), "ring"));
+    }
+    Err(format!(
+        "TLS needs a rustls crypto provider (aws-lc-rs or ring) and this build has none for \
+         the {backend} backend: build with --features backend-ring or backend-aws-lc-rs, or \
+         terminate TLS in front of the service"
+    ))
+}
+
+/// A server configuration (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`) from a PEM
+/// certificate chain and a PEM private key.
+///
+/// # Errors
+/// A message naming the file or setting at fault.
+pub fn server_config(
+    provider: Arc<CryptoProvider>,
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<Arc<ServerConfig>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("TLS_CERT_FILE {}: {e}", cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "TLS_CERT_FILE {}: no PEM certificate in it",
+            cert_file.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("TLS_KEY_FILE {}: {e}", key_file.display()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS_CERT_FILE / TLS_KEY_FILE do not form a usable pair: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The system's CA bundle, used when no CA file is given.
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A client configuration trusting the certificates in `ca_file` (PEM), or the
+/// system's CA bundle without one.
+///
+/// # Errors
+/// A message naming the file at fault.
+pub fn client_config(
+    provider: Arc<CryptoProvider>,
+    ca_file: Option<&Path>,
+) -> Result<Arc<ClientConfig>, String> {
+    let path = ca_file.unwrap_or(Path::new(SYSTEM_ROOTS));
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| format!("CA file {}: {e} (use --ca-file)", path.display()))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("CA file {}: no usable certificate", path.display()));
+    }
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
