@@ -685,3 +685,66 @@ async fn the_idle_timeout_sees_uses_on_every_instance() {
     assert_eq!(purchase_status(&mut on_a, &session).await, 401);
     assert_eq!(purchase_status(&mut on_b, &session).await, 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grouped_inserts_store_every_session_and_refuse_duplicates() {
+    use std::sync::Arc;
+
+    use domain::keywrap::KeyWrapper;
+    use ports::{SessionKey, SessionKind, SessionRecord, SessionStore, StoreError};
+    use postgres_adapter::{PgConfig, PgSessionStore};
+
+    let pg = PgServer::start();
+    let config = PgConfig {
+        url: pg.url(),
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        operation_timeout: Duration::from_secs(5),
+        max_insert_batch: 64,
+        insert_writers: 1,
+    };
+    let pool = postgres_adapter::pool(&config).unwrap();
+    postgres_adapter::run_migrations(&pool).await.unwrap();
+    let wrapper = Arc::new(KeyWrapper::new(default_backend(), [9; 32], vec![]).unwrap());
+    let store = PgSessionStore::new(pool, wrapper, &config);
+    let t0 = now();
+    let record = move |n: u8| SessionRecord {
+        id: format!("S-{:032x}", u128::from(n) + 1),
+        key: SessionKey::from_bytes([n; 32]),
+        kind: if n.is_multiple_of(2) {
+            SessionKind::Anonymous
+        } else {
+            SessionKind::Authenticated
+        },
+        client_id: format!("client-{}", n % 3),
+        created_at_ms: t0,
+        expires_at_ms: t0 + 60_000 + u64::from(n),
+    };
+    // 200 concurrent inserts through one writer: they go out in groups.
+    let inserts: Vec<_> = (0..200u8)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert(&record(n)).await })
+        })
+        .collect();
+    for insert in inserts {
+        insert.await.unwrap().unwrap();
+    }
+    for n in [0u8, 1, 77, 199] {
+        let got = store.get(&record(n).id).await.unwrap().expect("stored");
+        let want = record(n);
+        assert_eq!(got.key.expose(), want.key.expose());
+        assert_eq!(
+            (got.kind, &got.client_id, got.expires_at_ms),
+            (want.kind, &want.client_id, want.expires_at_ms)
+        );
+    }
+    assert_eq!(pg.psql("SELECT count(*) FROM sessions").trim(), "200");
+    // The same id again, alone or next to a new one: refused, and the new one stored.
+    let (again, new) = (record(5), record(250));
+    let (dup, fresh) = tokio::join!(store.insert(&again), store.insert(&new));
+    assert_eq!(dup, Err(StoreError::Duplicate));
+    assert_eq!(fresh, Ok(()));
+    assert_eq!(pg.psql("SELECT count(*) FROM sessions").trim(), "201");
+}

@@ -1,8 +1,8 @@
 //! # postgres-adapter — PostgreSQL, the source of truth for sessions
 //!
 //! A [`SessionStore`] on diesel-async over a deadpool pool. Session keys are stored only
-//! wrapped ([`domain::keywrap`]). Concurrent inserts are grouped into one multi-row
-//! statement — one commit — while earlier batches are in flight (group commit: every
+//! wrapped ([`domain::keywrap`]). Concurrent inserts are grouped into one statement —
+//! one commit — while earlier batches are in flight (group commit: every
 //! session is durable before its init is answered, but commits are shared). Expired
 //! rows are removed lazily on lookup (by the domain) and in batches by
 //! [`PgSessionStore::spawn_cleanup`]. Migrations from the repository's `migrations/`
@@ -47,8 +47,8 @@ diesel::table! {
     }
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = sessions)]
+/// A session row on its way into the table (see [`InsertBatch`]).
+#[derive(Debug)]
 struct NewSession {
     session_id: String,
     wrapped_key: Vec<u8>,
@@ -383,16 +383,83 @@ async fn batch_writer(
     }
 }
 
+/// The grouped insert: one statement for any number of rows. The columns go as
+/// arrays and `unnest` turns them back into rows:
+///
+/// ```sql
+/// INSERT INTO sessions (session_id, wrapped_key, kek_id, session_type, client_id,
+///                       created_at, expires_at)
+/// SELECT * FROM unnest($1::varchar[], $2::bytea[], $3::varchar[], $4::varchar[],
+///                      $5::varchar[], $6::timestamptz[], $7::timestamptz[])
+/// ON CONFLICT DO NOTHING RETURNING session_id
+/// ```
+///
+/// Its text never changes, so each connection prepares it once (a query type of its
+/// own, because diesel never caches `sql_query`); a multi-row `VALUES` list was a new
+/// statement to parse and plan for every batch, with seven parameters per row.
+struct InsertBatch {
+    ids: Vec<String>,
+    wrapped_keys: Vec<Vec<u8>>,
+    kek_ids: Vec<String>,
+    kinds: Vec<&'static str>,
+    client_ids: Vec<String>,
+    created: Vec<OffsetDateTime>,
+    expires: Vec<OffsetDateTime>,
+}
+
+impl diesel::query_builder::QueryId for InsertBatch {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for InsertBatch {
+    type SqlType = diesel::sql_types::Varchar;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertBatch {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Bytea, Timestamptz, Varchar};
+        out.push_sql(
+            "INSERT INTO sessions (session_id, wrapped_key, kek_id, session_type, client_id, \
+             created_at, expires_at) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<Varchar>, _>(&self.ids)?;
+        out.push_sql("::varchar[], ");
+        out.push_bind_param::<Array<Bytea>, _>(&self.wrapped_keys)?;
+        out.push_sql("::bytea[], ");
+        out.push_bind_param::<Array<Varchar>, _>(&self.kek_ids)?;
+        out.push_sql("::varchar[], ");
+        out.push_bind_param::<Array<Varchar>, _>(&self.kinds)?;
+        out.push_sql("::varchar[], ");
+        out.push_bind_param::<Array<Varchar>, _>(&self.client_ids)?;
+        out.push_sql("::varchar[], ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.created)?;
+        out.push_sql("::timestamptz[], ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.expires)?;
+        out.push_sql("::timestamptz[]) ON CONFLICT DO NOTHING RETURNING session_id");
+        Ok(())
+    }
+}
+
 async fn insert_batch(pool: &Pool, jobs: Vec<InsertJob>, timeout: Duration) {
     let (rows, replies): (Vec<NewSession>, Vec<_>) =
         jobs.into_iter().map(|j| (j.row, j.done)).unzip();
     let ids: Vec<String> = rows.iter().map(|r| r.session_id.clone()).collect();
+    let batch = InsertBatch {
+        ids: ids.clone(),
+        wrapped_keys: rows.iter().map(|r| r.wrapped_key.clone()).collect(),
+        kek_ids: rows.iter().map(|r| r.kek_id.clone()).collect(),
+        kinds: rows.iter().map(|r| r.session_type).collect(),
+        client_ids: rows.iter().map(|r| r.client_id.clone()).collect(),
+        created: rows.iter().map(|r| r.created_at).collect(),
+        expires: rows.iter().map(|r| r.expires_at).collect(),
+    };
     let result = tokio::time::timeout(timeout, async {
         let mut conn = pool.get().await.map_err(unavailable)?;
-        diesel::insert_into(sessions::table)
-            .values(&rows)
-            .on_conflict_do_nothing()
-            .returning(sessions::session_id)
+        batch
             .get_results::<String>(&mut conn)
             .await
             .map_err(unavailable)
