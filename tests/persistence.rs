@@ -481,6 +481,10 @@ async fn trace_logs_hold_no_secrets_plaintexts_or_whole_session_ids() {
     drop(server);
 
     let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains('\u{1b}'),
+        "a log written to a file has no terminal colour codes"
+    );
     let _ = std::fs::remove_file(&log);
     assert!(
         text.contains("session-crypto starting"),

@@ -14,8 +14,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     let cli = &parsed.cli;
+    // Colours only on a terminal: log files and collectors get plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(log_filter())
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.init(),
