@@ -193,7 +193,9 @@ pub struct ServeArgs {
     #[arg(long, env = "INIT_RATE_LIMIT_PER_IP_BURST", default_value_t = 100)]
     pub init_rate_limit_per_ip_burst: u32,
     /// Client addresses (comma-separated CIDR ranges) exempt from the per-IP limit.
-    #[arg(long, env = "RATE_LIMIT_EXEMPT", default_value = "127.0.0.0/8,::1")]
+    /// Default: loopback and private ranges, so that a proxy in front is never limited
+    /// as one client (set TRUSTED_PROXIES to limit the clients behind it).
+    #[arg(long, env = "RATE_LIMIT_EXEMPT", default_value = http_adapter::router::DEFAULT_RATE_LIMIT_EXEMPT)]
     pub rate_limit_exempt: String,
     /// Proxies (comma-separated CIDR ranges) whose X-Forwarded-For names the client
     /// address for the per-IP limit. Empty: the TCP peer is the client.

@@ -74,9 +74,14 @@ pub struct ApiConfig {
     pub rate_limit_exempt: Vec<IpRange>,
 }
 
-/// Loopback: exempt from the per-IP limit unless configured otherwise.
-pub fn loopback_ranges() -> Vec<IpRange> {
-    IpRange::parse_list("127.0.0.0/8,::1").unwrap_or_default()
+/// Addresses exempt from the per-IP limit unless configured otherwise: loopback and
+/// private ranges (a proxy in front, or a client on the same network).
+pub const DEFAULT_RATE_LIMIT_EXEMPT: &str =
+    "127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
+
+/// [`DEFAULT_RATE_LIMIT_EXEMPT`], parsed.
+pub fn default_exempt_ranges() -> Vec<IpRange> {
+    IpRange::parse_list(DEFAULT_RATE_LIMIT_EXEMPT).unwrap_or_default()
 }
 
 impl Default for ApiConfig {
@@ -86,7 +91,7 @@ impl Default for ApiConfig {
             body_timeout: Duration::from_secs(30),
             cors: Cors::AnyOrigin,
             trusted_proxies: Vec::new(),
-            rate_limit_exempt: loopback_ranges(),
+            rate_limit_exempt: default_exempt_ranges(),
         }
     }
 }
@@ -1006,6 +1011,28 @@ mod tests {
         for r in text.split("\"$ref\": \"#/").skip(1) {
             let pointer = format!("/{}", &r[..r.find('"').unwrap()]);
             assert!(spec.pointer(&pointer).is_some(), "dangling $ref {pointer}");
+        }
+    }
+
+    #[test]
+    fn loopback_and_private_addresses_are_exempt_by_default_public_ones_are_not() {
+        let exempt = default_exempt_ranges();
+        let is_exempt = |ip: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            exempt.iter().any(|r| r.contains(ip))
+        };
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "10.1.2.3",
+            "172.31.255.1",
+            "192.168.0.9",
+            "fd12::7",
+        ] {
+            assert!(is_exempt(ip), "{ip}");
+        }
+        for ip in ["8.8.8.8", "172.32.0.1", "2001:db8::1", "100.64.0.1"] {
+            assert!(!is_exempt(ip), "{ip}");
         }
     }
 
