@@ -1361,13 +1361,10 @@ async fn init_rate_limits_answer_429_with_retry_after_in_both_families() {
     ]);
     let mut a = server.client("A").await;
     a.init(INIT, None).await.unwrap();
-    match a.init(INIT, None).await {
-        Err(FlowError::Status { status, body, .. }) => {
-            assert_eq!(status, 429);
-            assert_eq!(body, r#"{"error":"RATE_LIMITED"}"#);
-        }
-        other => panic!("expected 429, got {other:?}"),
-    }
+    assert_eq!(
+        refusal(a.init(INIT, None).await),
+        (429, r#"{"error":"RATE_LIMITED"}"#.to_owned())
+    );
     let mut b = server.client("B").await;
     let (session, _) = b.init(INIT, None).await.unwrap();
     assert!(b.purchase(&session, PAYLOAD).await.is_ok());
@@ -1410,21 +1407,13 @@ async fn sessions_per_client_are_capped_until_one_is_revoked() {
     let mut client = server.client("CAPPED").await;
     let (first, _) = client.init(INIT, None).await.unwrap();
     client.init(InitRoute::V1, None).await.unwrap();
-    match client.init(INIT, None).await {
-        Err(FlowError::Status { status, body, .. }) => {
-            assert_eq!(status, 429);
-            assert_eq!(body, r#"{"error":"TOO_MANY_SESSIONS"}"#);
-        }
-        other => panic!("expected 429, got {other:?}"),
-    }
-    match client.init(InitRoute::V1, None).await {
-        Err(FlowError::Status { status, body, .. }) => {
-            assert_eq!(status, 429);
-            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(json["error"], "Too Many Requests");
-        }
-        other => panic!("expected 429, got {other:?}"),
-    }
+    assert_eq!(
+        refusal(client.init(INIT, None).await),
+        (429, r#"{"error":"TOO_MANY_SESSIONS"}"#.to_owned())
+    );
+    let (status, body) = refusal(client.init(InitRoute::V1, None).await);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, &json["error"]), (429, &"Too Many Requests".into()));
     server.client("OTHER").await.init(INIT, None).await.unwrap();
     client.revoke(&first).await.unwrap();
     client.init(INIT, None).await.unwrap();

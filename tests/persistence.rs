@@ -595,8 +595,7 @@ async fn operator_revokes_every_session_of_one_client() {
 async fn init_status(server: &Server, client_id: &str) -> (u16, String) {
     match server.client(client_id).await.init(INIT, None).await {
         Ok(_) => (200, String::new()),
-        Err(FlowError::Status { status, body, .. }) => (status.as_u16(), body),
-        Err(e) => panic!("{e}"),
+        refused => refusal(refused),
     }
 }
 

@@ -275,6 +275,19 @@ pub async fn post_init(
     conn.send(Method::POST, path, headers, body).await.unwrap()
 }
 
+/// The status and body of a flow step the server refused; panics when it succeeded
+/// or failed without an answer.
+pub fn refusal<T: std::fmt::Debug>(
+    result: Result<T, http_adapter::client::FlowError>,
+) -> (u16, String) {
+    match result {
+        Err(http_adapter::client::FlowError::Status { status, body, .. }) => {
+            (status.as_u16(), body)
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 pub const INIT: InitRoute = InitRoute::Unversioned;
 pub const PAYLOAD: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
 

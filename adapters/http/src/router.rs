@@ -283,15 +283,18 @@ where
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         use tracing::Instrument as _;
+        let started = Instant::now();
         let id = request_id(req.headers());
         // The route template, never the raw path (which may hold a session id).
-        let template = route(listener, req.uri().path()).map_or("unmatched", |(_, _, t)| t);
+        let found = route(listener, req.uri().path());
+        let template = found.map_or("unmatched", |(_, _, t)| t);
         let span =
             tracing::info_span!("request", id = %id, method = %req.method(), route = template);
         let mut resp = self
-            .handle_inner(listener, peer, req)
+            .handle_inner(listener, peer, found, req, started)
             .instrument(span)
             .await;
+        record_request(listener, template, resp.status(), started);
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert(X_REQUEST_ID, v);
         }
@@ -302,19 +305,20 @@ where
         &self,
         listener: Listener,
         peer: IpAddr,
+        found: Option<(Route, &'static str, &'static str)>,
         req: Request<B>,
+        started: Instant,
     ) -> Response<Body>
     where
         B: HttpBody<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let started = Instant::now();
         let origin = req.headers().get(header::ORIGIN).cloned();
         let path = req.uri().path().to_owned();
         let mut resp = if req.method() == Method::OPTIONS && listener == Listener::Public {
             self.preflight(&path, origin.as_ref())
         } else {
-            self.dispatch(listener, peer, req, &path, started).await
+            self.dispatch(peer, found, req, &path, started).await
         };
         if listener == Listener::Public
             && let Some(origin) = origin.filter(|o| self.config.cors.allows(o))
@@ -324,7 +328,6 @@ where
             h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
             h.append(header::VARY, HeaderValue::from_static("Origin"));
         }
-        record_request(listener, &path, resp.status(), started);
         resp
     }
 
@@ -356,8 +359,8 @@ where
 
     async fn dispatch<B>(
         &self,
-        listener: Listener,
         peer: IpAddr,
+        found: Option<(Route, &'static str, &'static str)>,
         req: Request<B>,
         path: &str,
         started: Instant,
@@ -366,7 +369,7 @@ where
         B: HttpBody<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some((route, method, template)) = route(listener, path) else {
+        let Some((route, method, template)) = found else {
             return not_found(path);
         };
         if req.method().as_str() != method {
@@ -725,8 +728,7 @@ fn request_id(headers: &HeaderMap) -> String {
 /// `http_requests_total` and `http_request_duration_seconds` per listener, route
 /// template (`unmatched` for unknown paths, so that scanners cannot create label values
 /// at will) and status. No-ops unless the server installed a metrics recorder.
-fn record_request(listener: Listener, path: &str, status: StatusCode, started: Instant) {
-    let route = route(listener, path).map_or("unmatched", |(_, _, template)| template);
+fn record_request(listener: Listener, route: &'static str, status: StatusCode, started: Instant) {
     let listener = match listener {
         Listener::Public => "public",
         Listener::Internal => "internal",

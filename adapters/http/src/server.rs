@@ -19,6 +19,10 @@ use tracing::{debug, info, warn};
 use crate::health::HealthCheck;
 use crate::router::{Api, Listener};
 
+/// A connection's byte stream: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// Connection-level settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -117,38 +121,26 @@ pub async fn serve<S, C, N, K, Q, H>(
                 let api = Arc::clone(&api);
                 async move { Ok::<_, std::convert::Infallible>(api.handle(kind, peer.ip(), req).await) }
             });
-            let served = match tls {
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .into_owned(),
-                        )
-                        .await
-                }
+            // Plain or TLS, the connection is served the same way.
+            let io: Box<dyn Io> = match tls {
+                None => Box::new(stream),
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            watcher
-                                .watch(
-                                    builder
-                                        .serve_connection(TokioIo::new(stream), svc)
-                                        .into_owned(),
-                                )
-                                .await
-                        }
+                        Ok(Ok(stream)) => Box::new(stream),
                         Ok(Err(e)) => {
                             debug!(%peer, error = %e, "TLS handshake failed");
-                            Ok(())
+                            return;
                         }
                         Err(_) => {
                             debug!(%peer, "connection closed: TLS handshake timed out");
-                            Ok(())
+                            return;
                         }
                     }
                 }
             };
+            let served = watcher
+                .watch(builder.serve_connection(TokioIo::new(io), svc).into_owned())
+                .await;
             if let Err(e) = served {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
