@@ -307,6 +307,7 @@ fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, St
         "session_crypto_pg_pool_waiting",
         "Requests waiting for a PostgreSQL connection."
     );
+    http_adapter::router::enable_metrics();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));

@@ -540,7 +540,9 @@ where
         match self.service.revoke(req, check).await {
             Ok(timings) => {
                 info!(route = "/session/revoke", "session revoked");
-                metrics::counter!("session_crypto_sessions_revoked_total").increment(1);
+                if metrics_on() {
+                    metrics::counter!("session_crypto_sessions_revoked_total").increment(1);
+                }
                 let mut r = response(StatusCode::NO_CONTENT, JSON, Bytes::new());
                 r.headers_mut().remove(header::CONTENT_TYPE);
                 r.headers_mut()
@@ -725,10 +727,26 @@ fn request_id(headers: &HeaderMap) -> String {
     )
 }
 
+/// Whether the server collects metrics (a recorder is installed): otherwise the
+/// per-request label building is skipped altogether.
+static METRICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns metric recording on; call after installing a `metrics` recorder.
+pub fn enable_metrics() {
+    METRICS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn metrics_on() -> bool {
+    METRICS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// `http_requests_total` and `http_request_duration_seconds` per listener, route
 /// template (`unmatched` for unknown paths, so that scanners cannot create label values
 /// at will) and status. No-ops unless the server installed a metrics recorder.
 fn record_request(listener: Listener, route: &'static str, status: StatusCode, started: Instant) {
+    if !metrics_on() {
+        return;
+    }
     let listener = match listener {
         Listener::Public => "public",
         Listener::Internal => "internal",
@@ -742,6 +760,9 @@ fn record_request(listener: Listener, route: &'static str, status: StatusCode, s
 
 /// `session_crypto_rejections_total{route, reason}`.
 fn record_rejection(route: &'static str, reason: &'static str) {
+    if !metrics_on() {
+        return;
+    }
     metrics::counter!("session_crypto_rejections_total", "route" => route, "reason" => reason)
         .increment(1);
 }
@@ -822,11 +843,13 @@ pub fn parse_init_body(body: &[u8]) -> Result<InitBody, &'static str> {
 }
 
 fn init_success(family: Family, out: &InitOutcome, started: Instant) -> Response<Body> {
-    metrics::counter!("session_crypto_sessions_created_total", "family" => match family {
-        Family::Unversioned => "unversioned",
-        Family::V1 => "v1",
-    })
-    .increment(1);
+    if metrics_on() {
+        metrics::counter!("session_crypto_sessions_created_total", "family" => match family {
+            Family::Unversioned => "unversioned",
+            Family::V1 => "v1",
+        })
+        .increment(1);
+    }
     let key = base64_encode(&out.server_public_key.0);
     let mut r = json(
         StatusCode::OK,
