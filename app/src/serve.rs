@@ -101,9 +101,9 @@ type AppStores = Stores<Sessions, Cache, Nonces, SystemClock, Limits>;
 /// Builds the stores the configuration asks for.
 async fn stores(
     args: &ServeArgs,
-    crypto: CryptoProvider,
+    wrapper: Option<KeyWrapper>,
 ) -> Result<(AppStores, StoreHealth), String> {
-    let wrapper = key_wrapper(args, crypto)?.map(Arc::new);
+    let wrapper = wrapper.map(Arc::new);
     let fallback = Arc::new(MemoryNonceStore::new(args.memory_nonce_max_size));
     let redis = match &args.redis_url {
         Some(url) => Some(Redis::new(&RedisConfig {
@@ -440,18 +440,36 @@ pub async fn revoke(
 ///
 /// # Errors
 /// A message naming the offending setting.
-pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<(), String> {
-    service_config(args)?;
-    api_config(args)?;
+pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<Checked, String> {
+    let service = service_config(args)?;
+    let api = api_config(args)?;
     if args.memory_nonce_max_size == 0 || args.memory_session_max_size == 0 {
         return Err("MEMORY_NONCE_MAX_SIZE and MEMORY_SESSION_MAX_SIZE must be > 0".into());
     }
-    let kek = key_wrapper(args, crypto)?;
-    if args.database_url.is_some() && kek.is_none() {
+    let wrapper = key_wrapper(args, crypto)?;
+    if args.database_url.is_some() && wrapper.is_none() {
         return Err(NO_KEK.into());
     }
-    tls_config(args, crypto)?;
-    Ok(())
+    let tls = tls_config(args, crypto)?;
+    Ok(Checked {
+        service,
+        api,
+        wrapper,
+        tls,
+    })
+}
+
+/// What [`validate`] built from the arguments, so `serve` builds it once.
+#[derive(Debug)]
+pub struct Checked {
+    /// Service policies.
+    pub service: ServiceConfig,
+    /// HTTP settings.
+    pub api: ApiConfig,
+    /// Key-wrapping keys, when configured.
+    pub wrapper: Option<KeyWrapper>,
+    /// TLS settings and the rustls provider's name, when configured.
+    pub tls: Option<(Arc<rustls::ServerConfig>, &'static str)>,
 }
 
 /// The TLS server settings from TLS_CERT_FILE and TLS_KEY_FILE, with the name of the
@@ -486,13 +504,15 @@ const NO_KEK: &str = "DATABASE_URL is set but no key-wrapping key is configured:
 /// # Errors
 /// Configuration or bind failures, as a message for the user.
 pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> {
-    validate(&args, crypto)?;
-    let config = service_config(&args)?;
-    let api_config = api_config(&args)?;
-    let tls = tls_config(&args, crypto)?;
+    let Checked {
+        service: config,
+        api: api_config,
+        wrapper,
+        tls,
+    } = validate(&args, crypto)?;
     crate::backend::self_test(crypto)?;
     let metrics = args.admin_port.map(|_| install_metrics()).transpose()?;
-    let (stores, health) = stores(&args, crypto).await?;
+    let (stores, health) = stores(&args, wrapper).await?;
     let admin_health = health.clone();
     let (session_store, nonce_store) = (
         if args.database_url.is_some() {

@@ -828,11 +828,10 @@ where
             .touch(record, weight, now, idle_ms)
             .await
             .map_err(PurchaseError::Quota)?;
-        let encryptions = weight;
         let refusal = if idle_ms > 0 && now.saturating_sub(usage.last_used_ms) > idle_ms {
             PurchaseError::SessionIdle
         } else if limits.max_encryptions_per_session > 0
-            && usage.uses.saturating_add(encryptions) > limits.max_encryptions_per_session
+            && usage.uses.saturating_add(weight) > limits.max_encryptions_per_session
         {
             PurchaseError::KeyExhausted
         } else {

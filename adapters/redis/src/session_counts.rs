@@ -117,12 +117,6 @@ async fn sync(redis: &Redis, batch: &[Sync], now_ms: u64) -> Result<Vec<(i64, Ve
         .collect())
 }
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The per-instance view of the shared counts.
 #[derive(Debug, Default)]
 pub(crate) struct SessionCounts {
@@ -200,7 +194,7 @@ async fn flush_loop(table: Weak<Table>, redis: Redis) {
         if batch.is_empty() {
             continue;
         }
-        let result = sync(&redis, &batch, wall_ms()).await;
+        let result = sync(&redis, &batch, crate::now_ms()).await;
         let mut t = lock(&table);
         match result {
             Ok(totals) => {
