@@ -1849,6 +1849,20 @@ fn https_serves_every_backend_to_the_client_and_the_load_generator() {
     );
     assert_eq!(code, 0, "{err}\n{out}");
     assert!(out.contains("Flows: 60 ok, 0 errors"), "{out}");
+    // The server's own step timings, averaged per endpoint.
+    let steps: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Server-Timing (mean ms): "))
+        .collect();
+    assert_eq!(steps.len(), 2, "{out}");
+    assert!(
+        steps[0].contains("ecdh-compute ") && steps[0].contains("total "),
+        "{out}"
+    );
+    assert!(
+        steps[1].contains("aes-gcm-decrypt ") && steps[1].contains("total "),
+        "{out}"
+    );
     // A client that does not trust the CA refuses the server.
     let ((code, _), err) = run_to_exit_with_stdout(&["client", "--url", &server.url], &env);
     assert_eq!(code, 1);

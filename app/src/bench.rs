@@ -17,6 +17,8 @@ struct WorkerResult {
     init_us: Vec<u32>,
     purchase_us: Vec<u32>,
     flow_us: Vec<u32>,
+    init_steps: ServerSteps,
+    purchase_steps: ServerSteps,
     errors: usize,
     first_error: Option<String>,
 }
@@ -49,11 +51,14 @@ async fn worker(
     while progress.next.fetch_add(1, Ordering::Relaxed) < total {
         let t0 = Instant::now();
         let outcome = match client.init(InitRoute::Unversioned, Some(1800)).await {
-            Ok((session, _)) => {
+            Ok((session, init_timings)) => {
                 let t1 = Instant::now();
                 match client.purchase(&session, PAYLOAD).await {
-                    Ok(_) => {
+                    Ok((_, purchase_timings)) => {
                         let t2 = Instant::now();
+                        r.init_steps.add(init_timings.server_timing.as_deref());
+                        r.purchase_steps
+                            .add(purchase_timings.server_timing.as_deref());
                         r.init_us.push(micros(t1 - t0));
                         r.purchase_us.push(micros(t2 - t1));
                         r.flow_us.push(micros(t2 - t0));
@@ -76,6 +81,60 @@ async fn worker(
         progress.done.fetch_add(1, Ordering::Relaxed);
     }
     r
+}
+
+/// Sums of the server's `Server-Timing` steps (`name;dur=<ms>`), in first-seen order.
+#[derive(Debug, Default)]
+struct ServerSteps {
+    steps: Vec<(String, f64)>,
+    responses: usize,
+}
+
+impl ServerSteps {
+    fn add(&mut self, header: Option<&str>) {
+        let Some(header) = header else { return };
+        self.responses += 1;
+        for entry in header.split(',') {
+            let mut parts = entry.trim().split(';');
+            let name = parts.next().unwrap_or_default();
+            let dur = parts
+                .find_map(|p| p.trim().strip_prefix("dur="))
+                .and_then(|d| d.parse::<f64>().ok());
+            let Some(dur) = dur.filter(|_| !name.is_empty()) else {
+                continue;
+            };
+            self.add_step(name, dur);
+        }
+    }
+
+    fn add_step(&mut self, name: &str, dur: f64) {
+        match self.steps.iter_mut().find(|(n, _)| n == name) {
+            Some((_, sum)) => *sum += dur,
+            None => self.steps.push((name.to_owned(), dur)),
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.responses += other.responses;
+        for (name, sum) in other.steps {
+            self.add_step(&name, sum);
+        }
+    }
+
+    /// `  Server-Timing (mean ms): step 0.012, …, total 1.234`, or nothing when the
+    /// server sent no `Server-Timing`.
+    fn line(&self) -> Option<String> {
+        if self.responses == 0 || self.steps.is_empty() {
+            return None;
+        }
+        let n = self.responses as f64;
+        let parts: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(name, sum)| format!("{name} {:.3}", sum / n))
+            .collect();
+        Some(format!("  Server-Timing (mean ms): {}", parts.join(", ")))
+    }
 }
 
 fn micros(d: Duration) -> u32 {
@@ -244,12 +303,15 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), String> 
         .map(|(a, b)| a.saturating_sub(b));
 
     let (mut init, mut purchase, mut flow) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut init_steps, mut purchase_steps) = (ServerSteps::default(), ServerSteps::default());
     let mut errors = 0;
     let mut first_error = None;
     for r in results {
         init.extend(r.init_us);
         purchase.extend(r.purchase_us);
         flow.extend(r.flow_us);
+        init_steps.merge(r.init_steps);
+        purchase_steps.merge(r.purchase_steps);
         errors += r.errors;
         first_error = first_error.or(r.first_error);
     }
@@ -257,7 +319,13 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), String> 
     let secs = elapsed.as_secs_f64();
     println!();
     print_summary("/session/init:", summarize(&mut init));
+    if let Some(line) = init_steps.line() {
+        println!("{line}");
+    }
     print_summary("/transaction/purchase:", summarize(&mut purchase));
+    if let Some(line) = purchase_steps.line() {
+        println!("{line}");
+    }
     println!("Combined");
     println!("  Flows: {ok} ok, {errors} errors, in {secs:.3} s");
     println!("  Throughput: {:.1} req/s (actual)", 2.0 * ok as f64 / secs);
@@ -311,5 +379,24 @@ mod tests {
         assert_eq!(summarize(&mut []), None);
         let mut one = vec![2500];
         assert_eq!(summarize(&mut one).unwrap().p99, 2.5);
+    }
+
+    #[test]
+    fn server_timing_means_per_step() {
+        let mut a = ServerSteps::default();
+        a.add(Some(
+            "validate-pubkey;dur=0.010, db-store;dur=2.000, total;dur=3.000",
+        ));
+        a.add(None);
+        let mut b = ServerSteps::default();
+        b.add(Some(
+            "validate-pubkey;dur=0.030, bogus, x;desc=y, total;dur=5.000",
+        ));
+        a.merge(b);
+        assert_eq!(
+            a.line().unwrap(),
+            "  Server-Timing (mean ms): validate-pubkey 0.020, db-store 1.000, total 4.000"
+        );
+        assert_eq!(ServerSteps::default().line(), None);
     }
 }
