@@ -244,7 +244,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PG_INSERT_BATCH_MAX", default_value_t = 256)]
     pub pg_insert_batch_max: usize,
     /// Grouped INSERTs in flight at once (fewer = bigger groups, less database CPU).
-    #[arg(long, env = "PG_INSERT_WRITERS", default_value_t = 2)]
+    #[arg(long, env = "PG_INSERT_WRITERS", default_value_t = 1)]
     pub pg_insert_writers: usize,
     /// How long start-up waits for PostgreSQL to accept the migrations (ms).
     #[arg(long, env = "PG_STARTUP_TIMEOUT_MS", default_value_t = 30_000)]
