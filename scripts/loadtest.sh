@@ -2,7 +2,8 @@
 # End-to-end load test: for each crypto backend and store mode, start a fresh release
 # server, run `session-crypto bench` at each concurrency, and print one Markdown table:
 # flows/s, p50/p99 per endpoint, and CPU per flow of the server (and, with stores, of
-# PostgreSQL and Redis). The "stores" mode starts throwaway PostgreSQL and Redis
+# PostgreSQL and Redis), of the load generator, and of the whole machine (all busy
+# time in /proc/stat, including kernel network processing no process is charged for). The "stores" mode starts throwaway PostgreSQL and Redis
 # servers (temp dir, free ports) from the installed binaries.
 #
 #   scripts/loadtest.sh [ITERATIONS=20000] [CONCURRENCIES="1 10 50"] \
@@ -33,6 +34,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ticks() { # user+system clock ticks (1/100 s) of the given pids
     local t=0; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"
 }
+busy() { # busy clock ticks of the whole machine (all CPUs): everything but idle and iowait
+    awk '/^cpu / {print $2+$3+$4+$7+$8+$9; exit}' /proc/stat
+}
 pg_pids() { [ -n "$PG_STARTED" ] && { head -1 "$work/pg/postmaster.pid"; pgrep -P "$(head -1 "$work/pg/postmaster.pid")"; } || true; }
 
 start_stores() {
@@ -49,8 +53,8 @@ start_stores() {
     until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
 }
 
-printf '| backend | mode | concurrency | flows/s | init p50 / p99 (ms) | purchase p50 / p99 (ms) | server CPU µs/flow | PostgreSQL µs/flow | Redis µs/flow | errors |\n'
-printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| backend | mode | concurrency | flows/s | init p50 / p99 (ms) | purchase p50 / p99 (ms) | server CPU µs/flow | PostgreSQL µs/flow | Redis µs/flow | load generator µs/flow | machine µs/flow | errors |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for mode in $MODES; do
     env=(RUST_LOG=warn "MEMORY_NONCE_MAX_SIZE=$((ITERATIONS * 2 + 100000))")
     if [ "$mode" = stores ]; then
@@ -60,29 +64,42 @@ for mode in $MODES; do
     fi
     for backend in $BACKENDS; do
         for c in $CONCURRENCIES; do
+            if [ "$mode" = stores ]; then
+                # Every run starts from empty stores, as a fresh server does in memory
+                # mode (and stays under the per-client session cap, which is on).
+                psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d session_crypto -qc \
+                    "TRUNCATE sessions" 2>/dev/null || true
+                redis-cli -p "$REDIS_PORT" flushall >/dev/null
+            fi
             env "${env[@]}" CRYPTO_BACKEND="$backend" PORT="$PORT" "$BIN" serve >"$work/server.log" 2>&1 &
             SERVER=$!
             for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
             n=$ITERATIONS
             [ "$c" -eq 1 ] && n=$((ITERATIONS / 4))   # sequential runs are slow; fewer flows suffice
-            pg0=$(ticks $(pg_pids)); r0=$(ticks $REDIS_PID)
+            pg0=$(ticks $(pg_pids)); r0=$(ticks $REDIS_PID); m0=$(busy)
             CRYPTO_BACKEND=$backend "$BIN" bench --url "http://127.0.0.1:$PORT" -n "$n" -c "$c" --warmup 200 \
                 --server-pid "$SERVER" >"$work/bench.txt" 2>&1 || true
-            pg1=$(ticks $(pg_pids)); r1=$(ticks $REDIS_PID)
+            pg1=$(ticks $(pg_pids)); r1=$(ticks $REDIS_PID); m1=$(busy)
             kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
             pgcpu=-; rcpu=-
             if [ "$mode" = stores ]; then
-                pgcpu=$(( (pg1 - pg0) * 10000 / n )); rcpu=$(( (r1 - r0) * 10000 / n ))
+                # Sampled around the whole bench, warm-up flows included.
+                pgcpu=$(( (pg1 - pg0) * 10000 / (n + 200) )); rcpu=$(( (r1 - r0) * 10000 / (n + 200) ))
             fi
-            awk -v b="$backend" -v m="$mode" -v c="$c" -v pg="$pgcpu" -v r="$rcpu" '
+            # Machine time also spans the warm-up (counted) and the load generator's start-up.
+            mcpu=$(( (m1 - m0) * 10000 / (n + 200) ))
+            awk -v b="$backend" -v m="$mode" -v c="$c" -v pg="$pgcpu" -v r="$rcpu" -v mc="$mcpu" '
                 /^\/session\/init:/ {sec="i"} /^\/transaction\/purchase:/ {sec="p"} /^Combined/ {sec="c"}
                 /P50:/ { if (sec=="i") ip50=$2; if (sec=="p") pp50=$2 }
                 /P99:/ { if (sec=="i") ip99=$2; if (sec=="p") pp99=$2 }
                 /Flow rate:/ {rate=$3}
                 /Errors:/ {err=$2}
                 /Server CPU:/ {cpu=$3}
-                END { printf "| %s | %s | %s | %.0f | %s / %s | %s / %s | %s | %s | %s | %s |\n", b, m, c, rate, ip50, ip99, pp50, pp99, cpu, pg, r, err }
+                /Client CPU:/ {lg=$3}
+                END { printf "| %s | %s | %s | %.0f | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s |\n", b, m, c, rate, ip50, ip99, pp50, pp99, cpu, pg, r, lg, mc, err }
             ' "$work/bench.txt"
+            # A run with errors says why (on stderr, below the table rows).
+            grep -m1 "First error" "$work/bench.txt" >&2 || true
         done
     done
 done
