@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http_adapter::client::{Endpoint, InitRoute, ProtocolClient};
+use http_adapter::client::{Endpoint, InitRoute, ProtocolClient, StepTimings};
 use ports::CryptoProvider;
 
 use crate::config::BenchArgs;
@@ -56,9 +56,8 @@ async fn worker(
                 match client.purchase(&session, PAYLOAD).await {
                     Ok((_, purchase_timings)) => {
                         let t2 = Instant::now();
-                        r.init_steps.add(init_timings.server_timing.as_deref());
-                        r.purchase_steps
-                            .add(purchase_timings.server_timing.as_deref());
+                        r.init_steps.add(&init_timings);
+                        r.purchase_steps.add(&purchase_timings);
                         r.init_us.push(micros(t1 - t0));
                         r.purchase_us.push(micros(t2 - t1));
                         r.flow_us.push(micros(t2 - t0));
@@ -91,19 +90,15 @@ struct ServerSteps {
 }
 
 impl ServerSteps {
-    fn add(&mut self, header: Option<&str>) {
-        let Some(header) = header else { return };
+    fn add(&mut self, timings: &StepTimings) {
+        if timings.server_timing.is_none() {
+            return;
+        }
         self.responses += 1;
-        for entry in header.split(',') {
-            let mut parts = entry.trim().split(';');
-            let name = parts.next().unwrap_or_default();
-            let dur = parts
-                .find_map(|p| p.trim().strip_prefix("dur="))
-                .and_then(|d| d.parse::<f64>().ok());
-            let Some(dur) = dur.filter(|_| !name.is_empty()) else {
-                continue;
-            };
-            self.add_step(name, dur);
+        for (name, dur) in timings.server_steps() {
+            if let Ok(dur) = dur.parse::<f64>() {
+                self.add_step(name, dur);
+            }
         }
     }
 
@@ -383,15 +378,19 @@ mod tests {
 
     #[test]
     fn server_timing_means_per_step() {
+        let header = |h: Option<&str>| StepTimings {
+            server_timing: h.map(str::to_owned),
+            ..StepTimings::default()
+        };
         let mut a = ServerSteps::default();
-        a.add(Some(
+        a.add(&header(Some(
             "validate-pubkey;dur=0.010, db-store;dur=2.000, total;dur=3.000",
-        ));
-        a.add(None);
+        )));
+        a.add(&header(None));
         let mut b = ServerSteps::default();
-        b.add(Some(
+        b.add(&header(Some(
             "validate-pubkey;dur=0.030, bogus, x;desc=y, total;dur=5.000",
-        ));
+        )));
         a.merge(b);
         assert_eq!(
             a.line().unwrap(),

@@ -22,12 +22,8 @@ fn print_step(title: &str, t: &StepTimings, crypto_before_http: usize) {
     if t.crypto.len() <= crypto_before_http {
         println!("  http    {:<28}{}", "round trip", ms(t.http));
     }
-    if let Some(st) = &t.server_timing {
-        for entry in st.split(", ") {
-            if let Some((name, dur)) = entry.split_once(";dur=") {
-                println!("  server  {name:<28}{:>9} ms", dur);
-            }
-        }
+    for (name, dur) in t.server_steps() {
+        println!("  server  {name:<28}{:>9} ms", dur);
     }
 }
 

@@ -241,6 +241,24 @@ pub struct StepTimings {
     pub server_timing: Option<String>,
 }
 
+impl StepTimings {
+    /// The server's steps from its `Server-Timing` header, in order: each metric's name
+    /// and its `dur` (milliseconds, as the server wrote it). Metrics without a `dur`
+    /// are left out.
+    pub fn server_steps(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.server_timing
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|metric| {
+                let mut params = metric.trim().split(';');
+                let name = params.next().filter(|n| !n.is_empty())?;
+                let dur = params.find_map(|p| p.trim().strip_prefix("dur="))?;
+                Some((name, dur))
+            })
+    }
+}
+
 /// The route an init goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InitRoute {
