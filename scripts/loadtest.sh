@@ -3,8 +3,9 @@
 # server, run `session-crypto bench` at each concurrency, and print one Markdown table:
 # flows/s, p50/p99 per endpoint, and CPU per flow of the server (and, with stores, of
 # PostgreSQL and Redis), of the load generator, and of the whole machine (all busy
-# time in /proc/stat, including kernel network processing no process is charged for). The "stores" mode starts throwaway PostgreSQL and Redis
-# servers (temp dir, free ports) from the installed binaries.
+# time in /proc/stat, including kernel network processing no process is charged for).
+# The "stores" mode starts throwaway PostgreSQL and Redis servers (temp dir, free
+# ports) from the installed binaries.
 #
 #   scripts/loadtest.sh [ITERATIONS=20000] [CONCURRENCIES="1 10 50"] \
 #                       [BACKENDS="aws-lc-rs ring rustcrypto"] [MODES="memory stores"]
@@ -15,6 +16,7 @@ CONCURRENCIES=${2:-"1 10 50"}
 BACKENDS=${3:-"aws-lc-rs ring rustcrypto"}
 MODES=${4:-"memory stores"}
 PORT=${LOADTEST_PORT:-3917}
+WARMUP=200   # flows before the measured ones, on every run
 
 cargo build --release --all-features -q
 BIN=target/release/session-crypto
@@ -34,8 +36,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ticks() { # user+system clock ticks (1/100 s) of the given pids
     local t=0; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"
 }
-busy() { # busy clock ticks of the whole machine (all CPUs): everything but idle and iowait
-    awk '/^cpu / {print $2+$3+$4+$7+$8+$9; exit}' /proc/stat
+busy() { # busy clock ticks of the whole machine (all CPUs): user, nice, system, irq, softirq
+    # (not idle, iowait, or steal: time the hypervisor gave to other guests)
+    awk '/^cpu / {print $2+$3+$4+$7+$8; exit}' /proc/stat
 }
 pg_pids() { [ -n "$PG_STARTED" ] && { head -1 "$work/pg/postmaster.pid"; pgrep -P "$(head -1 "$work/pg/postmaster.pid")"; } || true; }
 
@@ -77,17 +80,17 @@ for mode in $MODES; do
             n=$ITERATIONS
             [ "$c" -eq 1 ] && n=$((ITERATIONS / 4))   # sequential runs are slow; fewer flows suffice
             pg0=$(ticks $(pg_pids)); r0=$(ticks $REDIS_PID); m0=$(busy)
-            CRYPTO_BACKEND=$backend "$BIN" bench --url "http://127.0.0.1:$PORT" -n "$n" -c "$c" --warmup 200 \
+            CRYPTO_BACKEND=$backend "$BIN" bench --url "http://127.0.0.1:$PORT" -n "$n" -c "$c" --warmup "$WARMUP" \
                 --server-pid "$SERVER" >"$work/bench.txt" 2>&1 || true
             pg1=$(ticks $(pg_pids)); r1=$(ticks $REDIS_PID); m1=$(busy)
             kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
             pgcpu=-; rcpu=-
             if [ "$mode" = stores ]; then
                 # Sampled around the whole bench, warm-up flows included.
-                pgcpu=$(( (pg1 - pg0) * 10000 / (n + 200) )); rcpu=$(( (r1 - r0) * 10000 / (n + 200) ))
+                pgcpu=$(( (pg1 - pg0) * 10000 / (n + WARMUP) )); rcpu=$(( (r1 - r0) * 10000 / (n + WARMUP) ))
             fi
             # Machine time also spans the warm-up (counted) and the load generator's start-up.
-            mcpu=$(( (m1 - m0) * 10000 / (n + 200) ))
+            mcpu=$(( (m1 - m0) * 10000 / (n + WARMUP) ))
             awk -v b="$backend" -v m="$mode" -v c="$c" -v pg="$pgcpu" -v r="$rcpu" -v mc="$mcpu" '
                 /^\/session\/init:/ {sec="i"} /^\/transaction\/purchase:/ {sec="p"} /^Combined/ {sec="c"}
                 /P50:/ { if (sec=="i") ip50=$2; if (sec=="p") pp50=$2 }
