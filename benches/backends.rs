@@ -12,12 +12,12 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use domain::client::{ClientSession, Handshake};
 use domain::policy::RequestedTtl;
 use domain::{
-    Aad, AbuseLimits, Family, IdempotencyKey, InitBody, InitRequest, PurchaseRequest,
-    ServiceConfig, SessionService, Stores,
+    Aad, AbuseLimits, ExchangeRequest, Family, IdempotencyKey, InitBody, InitRequest,
+    ServiceConfig, SessionService,
 };
 use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::crypto::IV_LEN;
-use ports::{CryptoProvider, NoCache, SessionKey, SystemClock};
+use ports::{CryptoProvider, NoCache, SessionKey, Stores, SystemClock};
 
 const BACKENDS: [CryptoProvider; 3] = [
     crypto_aws_lc_rs::PROVIDER,
@@ -109,8 +109,9 @@ fn aead(c: &mut Criterion) {
     }
 }
 
-type Service =
-    SessionService<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock, MemoryQuotas>;
+type Service = SessionService<
+    Stores<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock, MemoryQuotas>,
+>;
 
 fn service(p: CryptoProvider) -> Service {
     SessionService::new(
@@ -205,7 +206,7 @@ fn server_purchase(c: &mut Criterion) {
                         .unwrap()
                 },
                 |mut sealed| {
-                    let req = PurchaseRequest {
+                    let req = ExchangeRequest {
                         kid: Some(session.kid()),
                         idempotency_key: Some(&sealed.idempotency_key),
                         client_id: Some("BENCH"),
@@ -213,7 +214,7 @@ fn server_purchase(c: &mut Criterion) {
                     };
                     let svc = &svc;
                     let out = futures_executor::block_on(
-                        svc.purchase(req, http_adapter::router::purchase_response),
+                        svc.exchange(req, http_adapter::routes::purchase::purchase_response),
                     );
                     black_box(out.unwrap())
                 },
@@ -252,7 +253,7 @@ fn parsers(c: &mut Criterion) {
     });
     g.bench_function("init-body", |b| {
         let body = br#"{"clientPublicKey":"BAIX5hfwtkQ5KCePlpmeaaI6TywVK99tbN9m5bgCgtTtGUp968uXcS0t2jyoWqh2Wlb0X8dYWZZS8ol8ZTBuV5Q=","ttlSec":1800}"#;
-        b.iter(|| black_box(http_adapter::router::parse_init_body(black_box(body)).unwrap()))
+        b.iter(|| black_box(http_adapter::routes::init::parse_init_body(black_box(body)).unwrap()))
     });
     g.bench_function("public-key-validation", |b| {
         let pk = domain::encoding::base64_decode("BAIX5hfwtkQ5KCePlpmeaaI6TywVK99tbN9m5bgCgtTtGUp968uXcS0t2jyoWqh2Wlb0X8dYWZZS8ol8ZTBuV5Q=").unwrap();

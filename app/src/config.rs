@@ -195,7 +195,7 @@ pub struct ServeArgs {
     /// Client addresses (comma-separated CIDR ranges) exempt from the per-IP limit.
     /// Default: loopback and private ranges, so that a proxy in front is never limited
     /// as one client (set TRUSTED_PROXIES to limit the clients behind it).
-    #[arg(long, env = "RATE_LIMIT_EXEMPT", default_value = http_adapter::router::DEFAULT_RATE_LIMIT_EXEMPT)]
+    #[arg(long, env = "RATE_LIMIT_EXEMPT", default_value = http_adapter::DEFAULT_RATE_LIMIT_EXEMPT)]
     pub rate_limit_exempt: String,
     /// Proxies (comma-separated CIDR ranges) whose X-Forwarded-For names the client
     /// address for the per-IP limit. Empty: the TCP peer is the client.

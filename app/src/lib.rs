@@ -5,10 +5,12 @@
 //! `serve`, `check-config`, `client`, `bench`, `backends`, `migrate`, `keygen`,
 //! `revoke`. May depend on everything; nothing depends on it.
 
+pub mod admin_cmd;
 pub mod backend;
 pub mod bench;
 pub mod client_cmd;
 pub mod config;
 pub mod layered;
 pub mod serve;
+pub mod settings;
 pub mod stores;

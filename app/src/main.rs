@@ -2,7 +2,7 @@
 
 use session_crypto::config::{Command, LogFormat};
 use session_crypto::layered::{self, Parsed};
-use session_crypto::{backend, bench, client_cmd, serve};
+use session_crypto::{admin_cmd, backend, bench, client_cmd, serve, settings};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -76,7 +76,7 @@ fn run(parsed: &Parsed) -> Result<(), String> {
             return Ok(());
         }
         Command::Migrate(args) => {
-            return runtime(None)?.block_on(serve::migrate(&args.database_url));
+            return runtime(None)?.block_on(admin_cmd::migrate(&args.database_url));
         }
         _ => {}
     }
@@ -87,7 +87,7 @@ fn run(parsed: &Parsed) -> Result<(), String> {
         }
         Command::CheckConfig(args) => {
             print!("{}", layered::describe(parsed, "check-config"));
-            serve::validate(args, crypto)?;
+            settings::validate(args, crypto)?;
             println!("# configuration is valid (crypto backend {})", crypto.name);
             Ok(())
         }
@@ -104,7 +104,7 @@ fn run(parsed: &Parsed) -> Result<(), String> {
             println!("{}", domain::encoding::base64_encode(kek.as_ref()));
             Ok(())
         }
-        Command::Revoke(args) => runtime(None)?.block_on(serve::revoke(args, crypto)),
+        Command::Revoke(args) => runtime(None)?.block_on(admin_cmd::revoke(args, crypto)),
         Command::Backends | Command::Migrate(_) => Ok(()),
     }
 }

@@ -8,11 +8,11 @@ use domain::encoding::base64_decode;
 use domain::policy::RequestedTtl;
 use domain::purchase::PayloadError;
 use domain::{
-    Aad, AbuseLimits, Family, HeaderError, InitBody, InitError, InitRequest, PurchaseError,
-    PurchaseRequest, ReplayPolicy, ServiceConfig, SessionService, Stores, V1TtlPolicy,
+    Aad, AbuseLimits, ExchangeError, ExchangeRequest, Family, HeaderError, InitBody, InitError,
+    InitRequest, ReplayPolicy, ServiceConfig, SessionService, V1TtlPolicy,
 };
 use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
-use ports::{Clock, CryptoProvider, NoCache, RateLimit, SessionKind, SessionStore};
+use ports::{Clock, CryptoProvider, NoCache, Quotas, RateLimit, SessionKind, SessionStore, Stores};
 use proptest::prelude::*;
 
 const NOW: u64 = 1_706_700_000_000;
@@ -30,7 +30,7 @@ impl Clock for FakeClock {
 }
 
 type Service =
-    SessionService<MemorySessionStore, NoCache, MemoryNonceStore, FakeClock, MemoryQuotas>;
+    SessionService<Stores<MemorySessionStore, NoCache, MemoryNonceStore, FakeClock, MemoryQuotas>>;
 
 fn service_with(config: ServiceConfig) -> Service {
     SessionService::new(
@@ -108,9 +108,9 @@ fn purchase(
     s: &ClientSession,
     idem: &str,
     body: &mut [u8],
-) -> Result<Vec<u8>, PurchaseError> {
-    let out = run(svc.purchase(
-        PurchaseRequest {
+) -> Result<Vec<u8>, ExchangeError> {
+    let out = run(svc.exchange(
+        ExchangeRequest {
             kid: Some(s.kid()),
             idempotency_key: Some(idem),
             client_id: Some(s.client_id()),
@@ -144,7 +144,7 @@ fn init_then_purchase_round_trip() {
     let mut body = req.envelope.clone();
     assert_eq!(
         purchase(&svc, &s, &req.idempotency_key, &mut body),
-        Err(PurchaseError::Replay)
+        Err(ExchangeError::Replay)
     );
 }
 
@@ -339,7 +339,7 @@ fn ttl_rules_per_family() {
         req.authorization = auth;
         let out = run(svc.init(req)).unwrap();
         assert_eq!((out.expires_in_sec, out.enc_alg), (want, alg), "case {i}");
-        let rec = run(svc.store().get(out.session_id.as_str()))
+        let rec = run(svc.ports().sessions.get(out.session_id.as_str()))
             .unwrap()
             .unwrap();
         assert_eq!(rec.expires_at_ms, NOW + want * 1000);
@@ -368,14 +368,14 @@ fn purchase_session_states() {
     let mut body = req.envelope;
     assert_eq!(
         purchase(&svc, &other, &req.idempotency_key, &mut body),
-        Err(PurchaseError::ClientMismatch)
+        Err(ExchangeError::ClientMismatch)
     );
     // malformed and unknown ids
     for (sid, want) in [
-        ("S-XYZ", PurchaseError::SessionMalformed),
+        ("S-XYZ", ExchangeError::SessionMalformed),
         (
             "S-00000000000000000000000000000000",
-            PurchaseError::SessionUnknown,
+            ExchangeError::SessionUnknown,
         ),
     ] {
         let ghost = ClientSession::from_key(CRYPTO, sid, "OWNER", s.key().clone());
@@ -388,12 +388,12 @@ fn purchase_session_states() {
     }
     // expiry: usable at expiresAt, gone one ms later, and deleted
     let expires = NOW + 1800 * 1000;
-    svc.clock().0.store(expires, Ordering::SeqCst);
+    svc.ports().clock.0.store(expires, Ordering::SeqCst);
     let req = s.seal_request(expires, b"{}").unwrap();
     let mut body = req.envelope;
     assert!(
-        run(svc.purchase(
-            PurchaseRequest {
+        run(svc.exchange(
+            ExchangeRequest {
                 kid: Some(s.kid()),
                 idempotency_key: Some(&req.idempotency_key),
                 client_id: Some("OWNER"),
@@ -403,11 +403,11 @@ fn purchase_session_states() {
         ))
         .is_ok()
     );
-    svc.clock().0.store(expires + 1, Ordering::SeqCst);
+    svc.ports().clock.0.store(expires + 1, Ordering::SeqCst);
     let req = s.seal_request(expires + 1, b"{}").unwrap();
     let mut body = req.envelope;
-    let r = run(svc.purchase(
-        PurchaseRequest {
+    let r = run(svc.exchange(
+        ExchangeRequest {
             kid: Some(s.kid()),
             idempotency_key: Some(&req.idempotency_key),
             client_id: Some("OWNER"),
@@ -415,8 +415,12 @@ fn purchase_session_states() {
         },
         echo(&svc),
     ));
-    assert_eq!(r.unwrap_err(), PurchaseError::SessionExpired);
-    assert!(svc.store().get_now(&s.kid()[8..]).is_none());
+    assert_eq!(r.unwrap_err(), ExchangeError::SessionExpired);
+    assert!(
+        run(svc.ports().sessions.get(&s.kid()[8..]))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -428,12 +432,12 @@ fn failed_decryption_does_not_burn_the_nonce() {
     *tampered.last_mut().unwrap() ^= 1;
     assert!(matches!(
         purchase(&svc, &s, &req.idempotency_key, &mut tampered),
-        Err(PurchaseError::Envelope(_))
+        Err(ExchangeError::Envelope(_))
     ));
     let mut short = vec![0u8; 27];
     assert!(matches!(
         purchase(&svc, &s, &req.idempotency_key, &mut short),
-        Err(PurchaseError::Envelope(_))
+        Err(ExchangeError::Envelope(_))
     ));
     let mut body = req.envelope;
     assert!(purchase(&svc, &s, &req.idempotency_key, &mut body).is_ok());
@@ -445,8 +449,8 @@ fn payload_rejection_is_reported() {
     let s = establish(&svc, "C", 1);
     let req = s.seal_request(NOW, b"{}").unwrap();
     let mut body = req.envelope;
-    let r = run(svc.purchase(
-        PurchaseRequest {
+    let r = run(svc.exchange(
+        ExchangeRequest {
             kid: Some(s.kid()),
             idempotency_key: Some(&req.idempotency_key),
             client_id: Some("C"),
@@ -454,7 +458,7 @@ fn payload_rejection_is_reported() {
         },
         |_, _| Err(PayloadError::Amount),
     ));
-    assert_eq!(r.unwrap_err(), PurchaseError::Payload(PayloadError::Amount));
+    assert_eq!(r.unwrap_err(), ExchangeError::Payload(PayloadError::Amount));
 }
 
 #[test]
@@ -487,7 +491,10 @@ fn release_key_rules() {
             .expose(),
         s.key().expose()
     );
-    svc.clock().0.store(NOW + 1800 * 1000 + 1, Ordering::SeqCst);
+    svc.ports()
+        .clock
+        .0
+        .store(NOW + 1800 * 1000 + 1, Ordering::SeqCst);
     assert_eq!(
         run(svc.release_key(id, Some("X"))).unwrap_err(),
         ReleaseError::Forbidden
@@ -706,7 +713,7 @@ fn a_failed_store_write_answers_store_error_and_leaves_no_cache_entry() {
     )));
     assert!(matches!(r, Err(InitError::Store(_))), "{r:?}");
     // the cache write went out with the store write, and was withdrawn
-    assert!(svc.cache().0.lock().unwrap().is_empty());
+    assert!(svc.ports().cache.0.lock().unwrap().is_empty());
 }
 
 #[test]
@@ -717,7 +724,7 @@ fn debug_output_redacts_keys_secrets_and_ids() {
     let svc = service();
     let session = establish(&svc, "C", 1);
     let id = session.kid()[8..].to_owned();
-    let record = svc.store().get_now(&id).unwrap();
+    let record = run(svc.ports().sessions.get(&id)).unwrap().unwrap();
     let wrapper = KeyWrapper::new(CRYPTO, key_bytes, vec![key_bytes]).unwrap();
     let outputs = [
         format!("{:?}", ports::SessionKey::from_bytes(key_bytes)),
@@ -755,12 +762,12 @@ fn limited(limits: AbuseLimits) -> Service {
 }
 
 /// A purchase sealed at the service's current time, its answer left unopened.
-fn buy(svc: &Service, s: &ClientSession) -> Result<(), PurchaseError> {
-    let now = svc.clock().now_ms();
+fn buy(svc: &Service, s: &ClientSession) -> Result<(), ExchangeError> {
+    let now = svc.ports().clock.now_ms();
     let req = s.seal_request(now, b"{}").unwrap();
     let mut body = req.envelope;
-    run(svc.purchase(
-        PurchaseRequest {
+    run(svc.exchange(
+        ExchangeRequest {
             kid: Some(s.kid()),
             idempotency_key: Some(&req.idempotency_key),
             client_id: Some(s.client_id()),
@@ -773,7 +780,7 @@ fn buy(svc: &Service, s: &ClientSession) -> Result<(), PurchaseError> {
 
 /// An init from `ip` with nonce number `n`, stamped with the service's current time.
 fn init_from(svc: &Service, ip: &str, client: &str, n: u32) -> Result<(), InitError> {
-    let k = format!("{}.nonce-{n:0>16}", svc.clock().now_ms());
+    let k = format!("{}.nonce-{n:0>16}", svc.ports().clock.now_ms());
     let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
     let mut req = init_req(Family::Unversioned, &k, client, pk, RequestedTtl::Absent);
     req.remote_ip = Some(ip.parse().unwrap());
@@ -802,7 +809,7 @@ fn init_rate_limits_answer_retry_after_and_consume_no_nonce() {
     // Another address has its own budget; the refused request kept its nonce.
     init_from(&svc, "192.0.2.2", "C", 3).unwrap();
     // Even malformed requests count against the address.
-    svc.clock().0.store(NOW + 30_000, Ordering::SeqCst);
+    svc.ports().clock.0.store(NOW + 30_000, Ordering::SeqCst);
     let mut bad = init_req(
         Family::Unversioned,
         "junk",
@@ -831,7 +838,7 @@ fn init_rate_limits_answer_retry_after_and_consume_no_nonce() {
         })
     );
     init_from(&svc, "192.0.2.3", "B", 3).unwrap();
-    svc.clock().0.store(NOW + 30_000, Ordering::SeqCst);
+    svc.ports().clock.0.store(NOW + 30_000, Ordering::SeqCst);
     init_from(&svc, "192.0.2.3", "A", 3).expect("same nonce, after Retry-After");
 }
 
@@ -850,12 +857,12 @@ fn sessions_per_client_are_capped_and_a_revocation_frees_a_slot() {
     init_from(&svc, "192.0.2.1", "B", 4).unwrap();
     // A replayed init gives its reservation back.
     assert_eq!(init_from(&svc, "192.0.2.1", "B", 4), Err(InitError::Replay));
-    assert_eq!(svc.quotas().sessions_of("B", NOW), 1);
+    assert_eq!(svc.ports().quotas.sessions_of("B", NOW), 1);
 
     let req = first.seal_request(NOW, b"{}").unwrap();
     let mut body = req.envelope;
     run(svc.revoke(
-        PurchaseRequest {
+        ExchangeRequest {
             kid: Some(first.kid()),
             idempotency_key: Some(&req.idempotency_key),
             client_id: Some("A"),
@@ -867,7 +874,10 @@ fn sessions_per_client_are_capped_and_a_revocation_frees_a_slot() {
     // The refused request consumed no nonce: the same one now goes through.
     init_from(&svc, "192.0.2.1", "A", 3).unwrap();
     // Expired sessions stop counting.
-    svc.clock().0.store(NOW + 1800 * 1000 + 1, Ordering::SeqCst);
+    svc.ports()
+        .clock
+        .0
+        .store(NOW + 1800 * 1000 + 1, Ordering::SeqCst);
     init_from(&svc, "192.0.2.1", "A", 5).unwrap();
 }
 
@@ -881,10 +891,14 @@ fn a_session_key_is_refused_once_its_encryption_cap_is_reached() {
     let s = establish(&svc, "A", 1);
     buy(&svc, &s).unwrap();
     buy(&svc, &s).unwrap();
-    assert_eq!(buy(&svc, &s), Err(PurchaseError::KeyExhausted));
+    assert_eq!(buy(&svc, &s), Err(ExchangeError::KeyExhausted));
     // Ended: the client must start a new session.
-    assert_eq!(buy(&svc, &s), Err(PurchaseError::SessionUnknown));
-    assert!(svc.store().get_now(&s.kid()[8..]).is_none());
+    assert_eq!(buy(&svc, &s), Err(ExchangeError::SessionUnknown));
+    assert!(
+        run(svc.ports().sessions.get(&s.kid()[8..]))
+            .unwrap()
+            .is_none()
+    );
     let fresh = establish(&svc, "A", 2);
     buy(&svc, &fresh).unwrap();
 
@@ -899,7 +913,7 @@ fn a_session_key_is_refused_once_its_encryption_cap_is_reached() {
     purchase(&svc, &s, &req.idempotency_key, &mut once).unwrap();
     assert_eq!(
         purchase(&svc, &s, &req.idempotency_key, &mut again),
-        Err(PurchaseError::Replay)
+        Err(ExchangeError::Replay)
     );
     buy(&svc, &s).expect("2 + 2 encryptions: at the cap, not over it");
 }
@@ -914,16 +928,19 @@ fn an_idle_session_ends_but_a_busy_one_lives_to_its_ttl() {
     let idle = establish(&svc, "A", 2);
     let never_used = establish(&svc, "A", 3);
     for step in 1..=3 {
-        svc.clock().0.store(NOW + step * 50_000, Ordering::SeqCst);
+        svc.ports()
+            .clock
+            .0
+            .store(NOW + step * 50_000, Ordering::SeqCst);
         buy(&svc, &busy).unwrap();
     }
-    svc.clock().0.store(NOW + 50_000, Ordering::SeqCst);
+    svc.ports().clock.0.store(NOW + 50_000, Ordering::SeqCst);
     buy(&svc, &idle).unwrap();
-    svc.clock().0.store(NOW + 110_001, Ordering::SeqCst);
-    assert_eq!(buy(&svc, &idle), Err(PurchaseError::SessionIdle));
-    assert_eq!(buy(&svc, &idle), Err(PurchaseError::SessionUnknown));
+    svc.ports().clock.0.store(NOW + 110_001, Ordering::SeqCst);
+    assert_eq!(buy(&svc, &idle), Err(ExchangeError::SessionIdle));
+    assert_eq!(buy(&svc, &idle), Err(ExchangeError::SessionUnknown));
     // Idle since its creation.
-    assert_eq!(buy(&svc, &never_used), Err(PurchaseError::SessionIdle));
+    assert_eq!(buy(&svc, &never_used), Err(ExchangeError::SessionIdle));
     buy(&svc, &busy).unwrap();
 }
 
@@ -939,8 +956,12 @@ fn large_encryption_caps_are_counted_by_unbiased_sampling() {
     for _ in 0..purchases {
         buy(&svc, &s).unwrap();
     }
-    let record = svc.store().get_now(&s.kid()[8..]).unwrap();
-    let counted = svc.quotas().touch_now(&record, 0, NOW, 0).unwrap().uses;
+    let record = run(svc.ports().sessions.get(&s.kid()[8..]))
+        .unwrap()
+        .unwrap();
+    let counted = run(svc.ports().quotas.touch(&record, 0, NOW, 0))
+        .unwrap()
+        .uses;
     assert_eq!(counted % 128, 0, "whole samples only");
     // 62.5 samples expected (σ ≈ 7.8): anything in 30..=100 is within about 4σ.
     let samples = counted / 128;

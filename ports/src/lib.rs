@@ -7,10 +7,12 @@
 //! May depend on: std, `zeroize`, `thiserror`. Must not depend on anything that does
 //! I/O, on tokio, on crypto crates, diesel, redis or hyper.
 
+pub mod bundle;
 pub mod crypto;
 pub mod limits;
 pub mod store;
 
+pub use bundle::{Ports, Stores};
 pub use crypto::{
     AeadKey, Aes256Gcm, CryptoError, CryptoProvider, EphemeralKeyPair, HkdfSha256, KeyAgreement,
     P256PublicKey, SecureRandom, SessionKey, SharedSecret,

@@ -141,6 +141,28 @@ impl SessionCache for NoCache {
     }
 }
 
+/// An absent cache caches nothing: `None` behaves as [`NoCache`], `Some` as the cache.
+impl<C: SessionCache> SessionCache for Option<C> {
+    async fn put(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        match self {
+            Some(c) => c.put(record).await,
+            None => Ok(()),
+        }
+    }
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        match self {
+            Some(c) => c.get(id).await,
+            None => Ok(None),
+        }
+    }
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Some(c) => c.delete(id).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Result of an atomic nonce claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceClaim {

@@ -7,13 +7,14 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use domain::headers::{ClientId, IdempotencyKey};
 use domain::p256::{PublicKeyError, validate_public_key};
-use domain::{Aad, ServiceConfig, SessionService, Stores};
-use http_adapter::router::{Api, ApiConfig, Listener, parse_init_body};
+use domain::{Aad, ServiceConfig, SessionService};
+use http_adapter::routes::init::parse_init_body;
+use http_adapter::{Api, ApiConfig, Listener};
 use http_adapter::{Dependency, HealthCheck, HealthReport};
 use http_body_util::{BodyExt, Full};
 use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::crypto::IV_LEN;
-use ports::{CryptoProvider, NoCache, P256PublicKey, SessionKey, SystemClock};
+use ports::{CryptoProvider, NoCache, P256PublicKey, SessionKey, Stores, SystemClock};
 
 /// Every backend.
 pub const BACKENDS: [CryptoProvider; 3] = [
@@ -175,8 +176,10 @@ impl HealthCheck for NoDependencies {
     }
 }
 
-type FuzzApi =
-    Api<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock, MemoryQuotas, NoDependencies>;
+type FuzzApi = Api<
+    Stores<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock, MemoryQuotas>,
+    NoDependencies,
+>;
 
 fn api() -> &'static (Arc<FuzzApi>, tokio::runtime::Runtime) {
     static API: OnceLock<(Arc<FuzzApi>, tokio::runtime::Runtime)> = OnceLock::new();

@@ -10,13 +10,20 @@
 
 pub mod admin;
 pub mod client;
+pub mod config;
 pub mod health;
+pub mod metrics;
+mod pipeline;
 pub mod router;
+pub mod routes;
 pub mod server;
 pub mod tls;
 mod wire;
 
 pub use admin::serve_admin;
+pub use config::{ApiConfig, DEFAULT_RATE_LIMIT_EXEMPT};
 pub use health::{Dependency, HealthCheck, HealthReport};
-pub use router::{Api, ApiConfig, Cors, Listener};
+pub use pipeline::cors::Cors;
+pub use router::Api;
 pub use server::{ServerConfig, serve};
+pub use wire::Listener;

@@ -11,13 +11,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use ports::{Clock, NonceStore, Quotas, SessionCache, SessionStore};
+use ports::Ports;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::health::HealthCheck;
-use crate::router::{Api, Listener};
+use crate::router::Api;
+use crate::wire::Listener;
 
 /// A connection's byte stream: TCP, or TLS over TCP.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -52,20 +53,13 @@ impl Default for ServerConfig {
 
 /// Serves `api` on `listener` until `shutdown` completes, then stops accepting and
 /// waits (up to the configured deadline) for in-flight requests.
-pub async fn serve<S, C, N, K, Q, H>(
+pub async fn serve<P: Ports, H: HealthCheck>(
     listener: TcpListener,
     kind: Listener,
-    api: Arc<Api<S, C, N, K, Q, H>>,
+    api: Arc<Api<P, H>>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
-) where
-    S: SessionStore + 'static,
-    C: SessionCache + 'static,
-    N: NonceStore + 'static,
-    K: Clock + 'static,
-    Q: Quotas + 'static,
-    H: HealthCheck,
-{
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

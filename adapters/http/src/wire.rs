@@ -1,10 +1,60 @@
-//! JSON shapes on the wire and error responses of both route families.
+//! What the router, the pipeline and every route share: the listener kind, header
+//! access, the route family of a path, response builders and the error bodies of both
+//! route families.
 
 use bytes::Bytes;
+use domain::Family;
 use http_body_util::Full;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
+
+/// Which listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The public API: unversioned routes, `POST /v1/session/init`, health, CORS.
+    Public,
+    /// The private-network listener: the `/v1` family including the raw key release
+    /// `GET /v1/session/{id}`, and health. Never expose it publicly.
+    Internal,
+}
+
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_KID: HeaderName = HeaderName::from_static("x-kid");
+pub(crate) const X_IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("x-idempotency-key");
+pub(crate) const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-clientid");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// A header's text. A value that is not visible ASCII cannot satisfy any header
+/// grammar of the protocol; it reads as malformed text the domain will refuse.
+pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"))
+}
+
+/// The route family a path belongs to (decides the error shape).
+pub(crate) fn family_of(path: &str) -> Family {
+    if path.starts_with("/v1/") {
+        Family::V1
+    } else {
+        Family::Unversioned
+    }
+}
+
+/// 404 in the family's shape.
+pub(crate) fn not_found(path: &str) -> Response<Body> {
+    match family_of(path) {
+        Family::V1 => identity_error(StatusCode::NOT_FOUND, "no such route"),
+        Family::Unversioned => code_error(StatusCode::NOT_FOUND, "NOT_FOUND"),
+    }
+}
+
+/// An empty answer (no content type).
+pub(crate) fn no_content() -> Response<Body> {
+    let mut r = response(StatusCode::NO_CONTENT, JSON, Bytes::new());
+    r.headers_mut().remove(CONTENT_TYPE);
+    r
+}
 
 pub(crate) type Body = Full<Bytes>;
 
@@ -57,49 +107,6 @@ pub(crate) fn identity_error(status: StatusCode, message: &str) -> Response<Body
             message,
         },
     )
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct InitResponse<'a> {
-    pub(crate) session_id: &'a str,
-    pub(crate) server_public_key: &'a str,
-    pub(crate) enc_alg: &'a str,
-    pub(crate) expires_in_sec: u64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct PurchaseResponse<'a> {
-    pub(crate) status: &'a str,
-    pub(crate) transaction_id: &'a str,
-    pub(crate) scheme_code: &'a str,
-    pub(crate) amount: &'a serde_json::value::RawValue,
-    pub(crate) timestamp: &'a str,
-    pub(crate) message: &'a str,
-}
-
-#[derive(serde::Deserialize)]
-pub(crate) struct InitJson<'a> {
-    #[serde(rename = "clientPublicKey", default)]
-    pub(crate) client_public_key: Option<std::borrow::Cow<'a, str>>,
-    /// `Some` whenever the field is present, `null` included (which is then refused).
-    #[serde(rename = "ttlSec", default, borrow, deserialize_with = "present")]
-    pub(crate) ttl_sec: Option<&'a serde_json::value::RawValue>,
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<&'de serde_json::value::RawValue>, D::Error> {
-    <&serde_json::value::RawValue as serde::Deserialize>::deserialize(d).map(Some)
-}
-
-#[derive(serde::Deserialize)]
-pub(crate) struct PurchaseJson<'a> {
-    #[serde(rename = "schemeCode", borrow)]
-    pub(crate) scheme_code: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    pub(crate) amount: &'a serde_json::value::RawValue,
 }
 
 /// Whether the first non-whitespace byte opens an object (serde would otherwise

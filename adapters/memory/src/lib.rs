@@ -84,16 +84,11 @@ impl MemoryNonceStore {
         self.len(now_ms) == 0
     }
 
-    /// Synchronous claim (the async port just wraps it).
+    /// The body of [`NonceStore::claim`] (the port method wraps it in a ready future).
     ///
     /// # Errors
     /// [`NonceError::Full`].
-    pub fn claim_now(
-        &self,
-        key: &str,
-        ttl_sec: u64,
-        now_ms: u64,
-    ) -> Result<NonceClaim, NonceError> {
+    fn claim_sync(&self, key: &str, ttl_sec: u64, now_ms: u64) -> Result<NonceClaim, NonceError> {
         use std::collections::hash_map::Entry;
         let expiry = now_ms.saturating_add(ttl_sec.saturating_mul(1000));
         let key: Arc<str> = Arc::from(key);
@@ -135,7 +130,7 @@ impl NonceStore for MemoryNonceStore {
         ttl_sec: u64,
         now_ms: u64,
     ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send {
-        ready(self.claim_now(key, ttl_sec, now_ms))
+        ready(self.claim_sync(key, ttl_sec, now_ms))
     }
 }
 
@@ -180,7 +175,7 @@ impl MemorySessionStore {
     ///
     /// # Errors
     /// [`StoreError::Duplicate`] or [`StoreError::Full`].
-    pub fn insert_now(&self, record: &SessionRecord) -> Result<(), StoreError> {
+    fn insert_sync(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
         if s.sessions.contains_key(&record.id) {
             return Err(StoreError::Duplicate);
@@ -200,7 +195,7 @@ impl MemorySessionStore {
     }
 
     /// Synchronous lookup.
-    pub fn get_now(&self, id: &str) -> Option<SessionRecord> {
+    fn get_sync(&self, id: &str) -> Option<SessionRecord> {
         self.state
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -210,7 +205,7 @@ impl MemorySessionStore {
     }
 
     /// Synchronous delete.
-    pub fn delete_now(&self, id: &str) {
+    fn delete_sync(&self, id: &str) {
         self.state
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -230,16 +225,16 @@ impl SessionStore for MemorySessionStore {
         &self,
         record: &SessionRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        ready(self.insert_now(record))
+        ready(self.insert_sync(record))
     }
     fn get(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send {
-        ready(Ok(self.get_now(id)))
+        ready(Ok(self.get_sync(id)))
     }
     fn delete(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.delete_now(id);
+        self.delete_sync(id);
         ready(Ok(()))
     }
 }
@@ -330,11 +325,11 @@ mod tests {
     #[test]
     fn nonce_claims_are_single_use_until_expiry() {
         let s = MemoryNonceStore::new(10);
-        assert_eq!(s.claim_now("k", 600, 1_000), Ok(NonceClaim::Fresh));
-        assert_eq!(s.claim_now("k", 600, 2_000), Ok(NonceClaim::Replay));
-        assert_eq!(s.claim_now("k", 600, 600_999), Ok(NonceClaim::Replay));
+        assert_eq!(s.claim_sync("k", 600, 1_000), Ok(NonceClaim::Fresh));
+        assert_eq!(s.claim_sync("k", 600, 2_000), Ok(NonceClaim::Replay));
+        assert_eq!(s.claim_sync("k", 600, 600_999), Ok(NonceClaim::Replay));
         // expired exactly at first use + TTL
-        assert_eq!(s.claim_now("k", 600, 601_000), Ok(NonceClaim::Fresh));
+        assert_eq!(s.claim_sync("k", 600, 601_000), Ok(NonceClaim::Fresh));
         assert_eq!(s.len(601_000), 1);
     }
 
@@ -342,13 +337,13 @@ mod tests {
     fn full_store_fails_closed_and_recovers_after_expiry() {
         let s = MemoryNonceStore::new(3);
         for k in ["a", "b", "c"] {
-            assert_eq!(s.claim_now(k, 10, 0), Ok(NonceClaim::Fresh));
+            assert_eq!(s.claim_sync(k, 10, 0), Ok(NonceClaim::Fresh));
         }
-        assert_eq!(s.claim_now("d", 10, 5_000), Err(NonceError::Full));
+        assert_eq!(s.claim_sync("d", 10, 5_000), Err(NonceError::Full));
         // a full store still recognises replays
-        assert_eq!(s.claim_now("a", 10, 5_000), Ok(NonceClaim::Replay));
+        assert_eq!(s.claim_sync("a", 10, 5_000), Ok(NonceClaim::Replay));
         // expired entries are swept before refusing
-        assert_eq!(s.claim_now("d", 10, 10_000), Ok(NonceClaim::Fresh));
+        assert_eq!(s.claim_sync("d", 10, 10_000), Ok(NonceClaim::Fresh));
         assert_eq!(s.len(10_000), 1);
     }
 
@@ -358,7 +353,7 @@ mod tests {
         let handles: Vec<_> = (0..16)
             .map(|_| {
                 let s = Arc::clone(&s);
-                std::thread::spawn(move || s.claim_now("same", 600, 0))
+                std::thread::spawn(move || s.claim_sync("same", 600, 0))
             })
             .collect();
         let fresh = handles
@@ -396,25 +391,25 @@ mod tests {
     #[test]
     fn sessions_insert_get_delete_and_refuse_duplicates() {
         let s = MemorySessionStore::new(10);
-        s.insert_now(&record("S-1", 0, 100)).unwrap();
+        s.insert_sync(&record("S-1", 0, 100)).unwrap();
         assert_eq!(
-            s.insert_now(&record("S-1", 0, 100)),
+            s.insert_sync(&record("S-1", 0, 100)),
             Err(StoreError::Duplicate)
         );
-        assert_eq!(s.get_now("S-1").unwrap().key.expose(), &[7; 32]);
-        s.delete_now("S-1");
-        assert!(s.get_now("S-1").is_none());
+        assert_eq!(s.get_sync("S-1").unwrap().key.expose(), &[7; 32]);
+        s.delete_sync("S-1");
+        assert!(s.get_sync("S-1").is_none());
     }
 
     #[test]
     fn full_session_store_sweeps_expired_then_refuses() {
         let s = MemorySessionStore::new(2);
-        s.insert_now(&record("S-1", 0, 100)).unwrap();
-        s.insert_now(&record("S-2", 0, 10_000)).unwrap();
-        s.insert_now(&record("S-3", 5_000, 20_000)).unwrap(); // S-1 swept
-        assert!(s.get_now("S-1").is_none());
+        s.insert_sync(&record("S-1", 0, 100)).unwrap();
+        s.insert_sync(&record("S-2", 0, 10_000)).unwrap();
+        s.insert_sync(&record("S-3", 5_000, 20_000)).unwrap(); // S-1 swept
+        assert!(s.get_sync("S-1").is_none());
         assert_eq!(
-            s.insert_now(&record("S-4", 5_500, 20_000)),
+            s.insert_sync(&record("S-4", 5_500, 20_000)),
             Err(StoreError::Full)
         );
     }

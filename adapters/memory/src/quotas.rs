@@ -64,11 +64,11 @@ impl MemoryQuotas {
         }
     }
 
-    /// Synchronous [`Quotas::rate`].
+    /// The body of [`Quotas::rate`] (the port method wraps it in a ready future).
     ///
     /// # Errors
     /// [`StoreError::Full`].
-    pub fn rate_now(
+    fn rate_sync(
         &self,
         key: &str,
         limit: RateLimit,
@@ -95,11 +95,11 @@ impl MemoryQuotas {
         }
     }
 
-    /// Synchronous [`Quotas::reserve_session`].
+    /// The body of [`Quotas::reserve_session`] (the port method wraps it in a ready future).
     ///
     /// # Errors
     /// [`StoreError::Full`].
-    pub fn reserve_session_now(
+    fn reserve_session_sync(
         &self,
         client_id: &str,
         session_id: &str,
@@ -131,8 +131,8 @@ impl MemoryQuotas {
         Ok(true)
     }
 
-    /// Synchronous [`Quotas::release_session`].
-    pub fn release_session_now(&self, client_id: &str, session_id: &str, expires_at_ms: u64) {
+    /// The body of [`Quotas::release_session`] (the port method wraps it in a ready future).
+    fn release_session_sync(&self, client_id: &str, session_id: &str, expires_at_ms: u64) {
         let mut guard = lock(&self.state);
         let s = &mut *guard;
         if let Some(client) = s.clients.get_mut(client_id) {
@@ -145,11 +145,11 @@ impl MemoryQuotas {
         }
     }
 
-    /// Synchronous [`Quotas::touch`].
+    /// The body of [`Quotas::touch`] (the port method wraps it in a ready future).
     ///
     /// # Errors
     /// [`StoreError::Full`].
-    pub fn touch_now(
+    fn touch_sync(
         &self,
         session: &SessionRecord,
         uses: u64,
@@ -198,7 +198,7 @@ impl Quotas for MemoryQuotas {
         limit: RateLimit,
         now_ms: u64,
     ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send {
-        ready(self.rate_now(key, limit, now_ms))
+        ready(self.rate_sync(key, limit, now_ms))
     }
 
     fn reserve_session(
@@ -209,7 +209,7 @@ impl Quotas for MemoryQuotas {
         cap: u64,
         now_ms: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        ready(self.reserve_session_now(client_id, session_id, expires_at_ms, cap, now_ms))
+        ready(self.reserve_session_sync(client_id, session_id, expires_at_ms, cap, now_ms))
     }
 
     fn release_session(
@@ -218,7 +218,7 @@ impl Quotas for MemoryQuotas {
         session_id: &str,
         expires_at_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.release_session_now(client_id, session_id, expires_at_ms);
+        self.release_session_sync(client_id, session_id, expires_at_ms);
         ready(Ok(()))
     }
 
@@ -229,7 +229,7 @@ impl Quotas for MemoryQuotas {
         now_ms: u64,
         idle_ms: u64,
     ) -> impl Future<Output = Result<Usage, StoreError>> + Send {
-        ready(self.touch_now(session, uses, now_ms, idle_ms))
+        ready(self.touch_sync(session, uses, now_ms, idle_ms))
     }
 }
 
@@ -245,59 +245,65 @@ mod tests {
     #[test]
     fn rate_limits_are_per_key_and_report_the_wait() {
         let q = MemoryQuotas::new(10);
-        assert_eq!(q.rate_now("ip:a", LIMIT, 0), Ok(RateDecision::Allowed));
-        assert_eq!(q.rate_now("ip:a", LIMIT, 0), Ok(RateDecision::Allowed));
+        assert_eq!(q.rate_sync("ip:a", LIMIT, 0), Ok(RateDecision::Allowed));
+        assert_eq!(q.rate_sync("ip:a", LIMIT, 0), Ok(RateDecision::Allowed));
         assert_eq!(
-            q.rate_now("ip:a", LIMIT, 0),
+            q.rate_sync("ip:a", LIMIT, 0),
             Ok(RateDecision::Limited {
                 retry_after_ms: 1000
             })
         );
         // A refused request is not counted: after the wait, one more goes through.
-        assert_eq!(q.rate_now("ip:a", LIMIT, 1000), Ok(RateDecision::Allowed));
-        assert_eq!(q.rate_now("ip:b", LIMIT, 0), Ok(RateDecision::Allowed));
+        assert_eq!(q.rate_sync("ip:a", LIMIT, 1000), Ok(RateDecision::Allowed));
+        assert_eq!(q.rate_sync("ip:b", LIMIT, 0), Ok(RateDecision::Allowed));
     }
 
     #[test]
     fn a_full_rate_table_sweeps_idle_keys_and_otherwise_fails_closed() {
         let q = MemoryQuotas::new(2);
-        q.rate_now("a", LIMIT, 0).unwrap();
-        q.rate_now("b", LIMIT, 0).unwrap();
-        assert_eq!(q.rate_now("c", LIMIT, 0), Err(StoreError::Full));
+        q.rate_sync("a", LIMIT, 0).unwrap();
+        q.rate_sync("b", LIMIT, 0).unwrap();
+        assert_eq!(q.rate_sync("c", LIMIT, 0), Err(StoreError::Full));
         // Known keys are still decided.
-        assert_eq!(q.rate_now("a", LIMIT, 0), Ok(RateDecision::Allowed));
+        assert_eq!(q.rate_sync("a", LIMIT, 0), Ok(RateDecision::Allowed));
         // Once "b" is idle again (its arrival time has passed), its slot is reused.
-        assert_eq!(q.rate_now("c", LIMIT, 1_500), Ok(RateDecision::Allowed));
+        assert_eq!(q.rate_sync("c", LIMIT, 1_500), Ok(RateDecision::Allowed));
     }
 
     #[test]
     fn sessions_per_client_are_capped_until_some_expire_or_are_released() {
         let q = MemoryQuotas::new(100);
-        assert_eq!(q.reserve_session_now("c", "S-1", 1_000, 2, 0), Ok(true));
-        assert_eq!(q.reserve_session_now("c", "S-2", 5_000, 2, 0), Ok(true));
-        assert_eq!(q.reserve_session_now("c", "S-3", 5_000, 2, 0), Ok(false));
-        assert_eq!(q.reserve_session_now("d", "S-4", 5_000, 2, 0), Ok(true));
+        assert_eq!(q.reserve_session_sync("c", "S-1", 1_000, 2, 0), Ok(true));
+        assert_eq!(q.reserve_session_sync("c", "S-2", 5_000, 2, 0), Ok(true));
+        assert_eq!(q.reserve_session_sync("c", "S-3", 5_000, 2, 0), Ok(false));
+        assert_eq!(q.reserve_session_sync("d", "S-4", 5_000, 2, 0), Ok(true));
         // S-1 expires at 1000 (usable through 1000 inclusive).
         assert_eq!(
-            q.reserve_session_now("c", "S-3", 5_000, 2, 1_000),
+            q.reserve_session_sync("c", "S-3", 5_000, 2, 1_000),
             Ok(false)
         );
-        assert_eq!(q.reserve_session_now("c", "S-3", 5_000, 2, 1_001), Ok(true));
-        q.release_session_now("c", "S-2", 5_000);
+        assert_eq!(
+            q.reserve_session_sync("c", "S-3", 5_000, 2, 1_001),
+            Ok(true)
+        );
+        q.release_session_sync("c", "S-2", 5_000);
         assert_eq!(q.sessions_of("c", 1_001), 1);
-        assert_eq!(q.reserve_session_now("c", "S-5", 5_000, 2, 1_001), Ok(true));
+        assert_eq!(
+            q.reserve_session_sync("c", "S-5", 5_000, 2, 1_001),
+            Ok(true)
+        );
     }
 
     #[test]
     fn a_full_session_table_fails_closed() {
         let q = MemoryQuotas::new(2);
-        q.reserve_session_now("a", "S-1", 10, 5, 0).unwrap();
-        q.reserve_session_now("b", "S-2", 100, 5, 0).unwrap();
+        q.reserve_session_sync("a", "S-1", 10, 5, 0).unwrap();
+        q.reserve_session_sync("b", "S-2", 100, 5, 0).unwrap();
         assert_eq!(
-            q.reserve_session_now("c", "S-3", 100, 5, 5),
+            q.reserve_session_sync("c", "S-3", 100, 5, 5),
             Err(StoreError::Full)
         );
-        assert_eq!(q.reserve_session_now("c", "S-3", 100, 5, 11), Ok(true));
+        assert_eq!(q.reserve_session_sync("c", "S-3", 100, 5, 11), Ok(true));
     }
 
     #[test]
@@ -313,13 +319,13 @@ mod tests {
         };
         let usage = |uses, last_used_ms| Usage { uses, last_used_ms };
         // Before the first use, the last use is the creation.
-        assert_eq!(q.touch_now(&session, 2, 1_000, 500,), Ok(usage(0, 900)));
-        assert_eq!(q.touch_now(&session, 2, 1_400, 500), Ok(usage(2, 1_000)));
+        assert_eq!(q.touch_sync(&session, 2, 1_000, 500,), Ok(usage(0, 900)));
+        assert_eq!(q.touch_sync(&session, 2, 1_400, 500), Ok(usage(2, 1_000)));
         // 600 ms of silence > 500: reported with the old time, and it stays idle.
-        assert_eq!(q.touch_now(&session, 2, 2_000, 500), Ok(usage(4, 1_400)));
-        assert_eq!(q.touch_now(&session, 2, 2_001, 500), Ok(usage(6, 1_400)));
+        assert_eq!(q.touch_sync(&session, 2, 2_000, 500), Ok(usage(4, 1_400)));
+        assert_eq!(q.touch_sync(&session, 2, 2_001, 500), Ok(usage(6, 1_400)));
         // Without an idle limit, every use is recorded.
-        assert_eq!(q.touch_now(&session, 1, 2_002, 0), Ok(usage(8, 1_400)));
-        assert_eq!(q.touch_now(&session, 1, 2_003, 0), Ok(usage(9, 2_002)));
+        assert_eq!(q.touch_sync(&session, 1, 2_002, 0), Ok(usage(8, 1_400)));
+        assert_eq!(q.touch_sync(&session, 1, 2_003, 0), Ok(usage(9, 2_002)));
     }
 }

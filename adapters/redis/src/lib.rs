@@ -3,15 +3,14 @@
 //! * [`RedisSessionCache`]: `sess:<id>` → JSON with the *wrapped* key, TTL = remaining
 //!   lifetime. Best effort: failures are misses.
 //! * [`RedisNonceStore`]: `SET nonce:<clientId>:<nonce> 1 NX EX <ttl>`. While Redis is
-//!   unreachable it falls back to a bounded in-memory store (fail closed when full),
-//!   and after Redis returns it keeps honouring the nonces claimed during the outage
-//!   until they expire. The fallback is per process (sticky routing assumed).
+//!   unreachable a claim fails with [`NonceError::Unavailable`]; the fallback to the
+//!   in-memory store is a policy of the composition root (`app`), not of this adapter.
 //!
 //! One lazily connected `ConnectionManager` (reconnects on its own; the service starts
 //! while Redis is down) behind a small circuit breaker, so an outage costs one timeout
 //! per second rather than one per request.
 //!
-//! May depend on: `ports`, `domain`, `memory` (the fallback), redis-rs. Not on other adapters.
+//! May depend on: `ports`, `domain`, redis-rs. Not on other adapters.
 
 mod quotas;
 mod session_counts;
@@ -22,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use domain::encoding::{base64_decode, base64_encode};
 use domain::keywrap::KeyWrapper;
-use memory::MemoryNonceStore;
 use ports::{
     NonceClaim, NonceError, NonceStore, SessionCache, SessionKind, SessionRecord, StoreError,
 };
@@ -278,31 +276,21 @@ impl SessionCache for RedisSessionCache {
     }
 }
 
-/// Nonces in Redis with a fail-closed in-memory fallback.
+/// Nonces in Redis. Fails with [`NonceError::Unavailable`] while Redis cannot be reached.
 #[derive(Debug, Clone)]
 pub struct RedisNonceStore {
     redis: Redis,
-    fallback: Arc<MemoryNonceStore>,
 }
 
 impl RedisNonceStore {
-    /// `fallback` holds nonces while Redis is unreachable.
-    pub fn new(redis: Redis, fallback: Arc<MemoryNonceStore>) -> Self {
-        Self { redis, fallback }
-    }
-
-    /// Whether claims currently go to the in-memory fallback.
-    pub fn fallback_active(&self) -> bool {
-        self.redis.is_down()
+    /// Nonces on `redis`.
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
     }
 }
 
 impl NonceStore for RedisNonceStore {
-    async fn claim(&self, key: &str, ttl_sec: u64, now_ms: u64) -> Result<NonceClaim, NonceError> {
-        // Claimed during an outage and still live: a replay, whatever Redis says now.
-        if self.fallback.contains(key, now_ms) {
-            return Ok(NonceClaim::Replay);
-        }
+    async fn claim(&self, key: &str, ttl_sec: u64, _now_ms: u64) -> Result<NonceClaim, NonceError> {
         let k = key.to_owned();
         let set = self
             .redis
@@ -320,7 +308,7 @@ impl NonceStore for RedisNonceStore {
         match set {
             Ok(Some(_)) => Ok(NonceClaim::Fresh),
             Ok(None) => Ok(NonceClaim::Replay),
-            Err(_) => self.fallback.claim_now(key, ttl_sec, now_ms),
+            Err(e) => Err(NonceError::Unavailable(e)),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! [`RedisQuotas`]: abuse-limit state shared by every instance through Redis — rate
 //! limits and use counters as Lua scripts or single commands (atomic on the server),
-//! session counts batched (see `session_counts`) — with the in-memory state as the
-//! fallback while Redis is unreachable.
+//! session counts batched (see `session_counts`). While Redis is unreachable every
+//! call fails with [`StoreError::Unavailable`]; falling back to in-memory state is a
+//! policy of the composition root.
 //!
 //! Keys: `rl:<scope>` (GCRA arrival time, µs, expires when idle), `cs:<clientId>`
 //! (hash: sessions per expiry minute, see `session_counts`), `enc:<sessionId>` (encryption
@@ -14,7 +15,6 @@
 
 use std::sync::{Arc, LazyLock};
 
-use memory::MemoryQuotas;
 use ports::{Quotas, RateDecision, RateLimit, SessionRecord, StoreError, Usage};
 use redis::Script;
 
@@ -62,21 +62,18 @@ fn parse(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("unexpected script answer {text:?}"))
 }
 
-/// Abuse-limit state in Redis, falling back to `fallback` while Redis is down. The
-/// fallback is per process, so during an outage every instance counts on its own.
+/// Abuse-limit state in Redis, shared by every instance.
 #[derive(Debug, Clone)]
 pub struct RedisQuotas {
     redis: Redis,
-    fallback: Arc<MemoryQuotas>,
     counts: Arc<SessionCounts>,
 }
 
 impl RedisQuotas {
     /// Quotas on `redis`.
-    pub fn new(redis: Redis, fallback: Arc<MemoryQuotas>) -> Self {
+    pub fn new(redis: Redis) -> Self {
         Self {
             redis,
-            fallback,
             counts: Arc::default(),
         }
     }
@@ -124,7 +121,7 @@ impl RedisQuotas {
             })
             .await;
         match answer {
-            Err(_) => self.fallback.touch_now(session, uses, now_ms, 0),
+            Err(e) => Err(StoreError::Unavailable(e)),
             Ok(total) => Ok(Usage {
                 uses: total.saturating_sub(uses),
                 // Not tracked without an idle timeout.
@@ -153,7 +150,7 @@ impl Quotas for RedisQuotas {
             })
             .await;
         match answer {
-            Err(_) => self.fallback.rate_now(key, limit, now_ms),
+            Err(e) => Err(StoreError::Unavailable(e)),
             Ok(text) => match parse(&text).map_err(StoreError::Unavailable)? {
                 0 => Ok(RateDecision::Allowed),
                 wait_us => Ok(RateDecision::Limited {
@@ -171,16 +168,10 @@ impl Quotas for RedisQuotas {
         cap: u64,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        match self
-            .counts
+        let _ = (session_id, now_ms);
+        self.counts
             .reserve(&self.redis, client_id, expires_at_ms, cap)
-        {
-            Ok(admitted) => Ok(admitted),
-            Err(_) => {
-                self.fallback
-                    .reserve_session_now(client_id, session_id, expires_at_ms, cap, now_ms)
-            }
-        }
+            .map_err(StoreError::Unavailable)
     }
 
     async fn release_session(
@@ -189,8 +180,7 @@ impl Quotas for RedisQuotas {
         session_id: &str,
         expires_at_ms: u64,
     ) -> Result<(), StoreError> {
-        self.fallback
-            .release_session_now(client_id, session_id, expires_at_ms);
+        let _ = session_id;
         self.counts.release(client_id, expires_at_ms);
         Ok(())
     }
@@ -220,7 +210,7 @@ impl Quotas for RedisQuotas {
             })
             .await;
         match answer {
-            Err(_) => self.fallback.touch_now(session, uses, now_ms, idle_ms),
+            Err(e) => Err(StoreError::Unavailable(e)),
             Ok((n, t)) => Ok(Usage {
                 uses: parse(&n).map_err(StoreError::Unavailable)?,
                 last_used_ms: parse(&t).map_err(StoreError::Unavailable)?,

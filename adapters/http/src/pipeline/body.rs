@@ -1,0 +1,110 @@
+//! Reading request bodies within a size limit and a deadline.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use domain::Family;
+use http_body_util::BodyExt;
+use hyper::body::Body as HttpBody;
+use hyper::header::{self, HeaderMap};
+use hyper::{Response, StatusCode};
+use tracing::info;
+
+use crate::metrics;
+use crate::wire::{Body, code_error, identity_error};
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyFailure {
+    TooLarge,
+    Timeout,
+    Broken,
+}
+
+/// Reads the whole body, at most `limit` bytes, within `timeout`.
+///
+/// An oversized body is still read and discarded — up to 8 × the limit, within the
+/// same deadline — before the 413 goes out ("lingering close"): a server that closes
+/// on unread data makes the kernel reset the connection, and the client would see a
+/// write error instead of the 413. Larger bodies are refused without reading them.
+pub(crate) async fn read_body<B>(
+    limit: usize,
+    timeout: Duration,
+    headers: &HeaderMap,
+    body: B,
+) -> Result<Bytes, BodyFailure>
+where
+    B: HttpBody<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let drain_limit = limit.saturating_mul(8);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > drain_limit as u64) {
+        return Err(BodyFailure::TooLarge);
+    }
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut buf = bytes::BytesMut::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(Into::into)?.into_data() else {
+                continue; // trailers
+            };
+            seen = seen.saturating_add(data.len());
+            if seen > drain_limit {
+                return Ok(None);
+            }
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((seen <= limit).then(|| buf.freeze()))
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(BodyFailure::Timeout),
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => Err(BodyFailure::TooLarge),
+        Ok(Err(_)) => Err(BodyFailure::Broken),
+    }
+}
+
+/// The family's answer to a body that could not be read.
+pub(crate) fn body_failure(
+    family: Family,
+    route: &'static str,
+    failure: BodyFailure,
+) -> Response<Body> {
+    let (status, code, message) = match failure {
+        BodyFailure::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "request body too large",
+        ),
+        BodyFailure::Timeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            "request body not received in time",
+        ),
+        BodyFailure::Broken => (
+            StatusCode::BAD_REQUEST,
+            "CRYPTO_ERROR",
+            "request body could not be read",
+        ),
+    };
+    info!(status = status.as_u16(), reason = message, "rejected");
+    metrics::rejection(
+        route,
+        match failure {
+            BodyFailure::TooLarge => "body_too_large",
+            BodyFailure::Timeout => "body_timeout",
+            BodyFailure::Broken => "body_unreadable",
+        },
+    );
+    match family {
+        Family::V1 => identity_error(status, message),
+        Family::Unversioned => code_error(status, code),
+    }
+}

@@ -1,0 +1,75 @@
+//! CORS on the public listener (PROTOCOL.md §5.4): preflight answers and the headers
+//! added to every answer for an allowed origin.
+
+use hyper::Response;
+use hyper::header::{self, HeaderValue};
+
+use crate::wire::{Body, no_content, not_found};
+
+/// CORS policy of the public listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// Any origin (reflected, with `Vary: Origin`).
+    AnyOrigin,
+    /// Only these exact origins.
+    Origins(Vec<String>),
+    /// No CORS headers at all.
+    Disabled,
+}
+
+const EXPOSED: HeaderValue =
+    HeaderValue::from_static("Server-Timing, X-Kid, X-Idempotency-Key, Retry-After, X-Request-Id");
+const ALLOWED_HEADERS: HeaderValue =
+    HeaderValue::from_static("Content-Type, X-Idempotency-Key, X-ClientId, X-Kid, Authorization");
+
+impl Cors {
+    pub(crate) fn allows(&self, origin: &HeaderValue) -> bool {
+        match self {
+            Self::AnyOrigin => true,
+            Self::Origins(list) => origin.to_str().is_ok_and(|o| list.iter().any(|a| a == o)),
+            Self::Disabled => false,
+        }
+    }
+
+    /// The answer to `OPTIONS` on `path`, whose route accepts `method` (`None`: no
+    /// such route).
+    pub(crate) fn preflight(
+        &self,
+        path: &str,
+        method: Option<&'static str>,
+        origin: Option<&HeaderValue>,
+    ) -> Response<Body> {
+        let Some(method) = method else {
+            return not_found(path);
+        };
+        let mut r = no_content();
+        if origin.is_some_and(|o| self.allows(o)) {
+            let h = r.headers_mut();
+            let allow = if method == "GET" {
+                "GET, OPTIONS"
+            } else {
+                "POST, OPTIONS"
+            };
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(allow),
+            );
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS);
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+        }
+        r
+    }
+
+    /// Adds the CORS answer headers when `origin` is allowed.
+    pub(crate) fn apply(&self, resp: &mut Response<Body>, origin: Option<HeaderValue>) {
+        if let Some(origin) = origin.filter(|o| self.allows(o)) {
+            let h = resp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+}

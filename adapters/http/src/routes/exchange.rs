@@ -1,0 +1,63 @@
+//! What every encrypted route shares on the wire: the domain request from the
+//! headers, the sealed answer, and the mapping of [`ExchangeError`] to statuses.
+
+use std::time::Instant;
+
+use domain::{ExchangeError, ExchangeOutcome, ExchangeRequest};
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Response, StatusCode};
+use tracing::{error, info};
+
+use crate::metrics;
+use crate::pipeline::timing::server_timing;
+use crate::wire::{
+    Body, OCTETS, SERVER_TIMING, X_CLIENT_ID, X_IDEMPOTENCY_KEY, X_KID, code_error, header,
+    response,
+};
+
+/// The domain's view of an encrypted request: its three headers and the envelope.
+pub(crate) fn request<'a>(headers: &'a HeaderMap, body: &'a mut [u8]) -> ExchangeRequest<'a> {
+    ExchangeRequest {
+        kid: header(headers, &X_KID),
+        idempotency_key: header(headers, &X_IDEMPOTENCY_KEY),
+        client_id: header(headers, &X_CLIENT_ID),
+        body,
+    }
+}
+
+/// 200 with the sealed answer, the request's `X-Kid` and the response's idempotency key.
+pub(crate) fn sealed(kid: &str, out: ExchangeOutcome, started: Instant) -> Response<Body> {
+    let mut r = response(StatusCode::OK, OCTETS, out.envelope);
+    let h = r.headers_mut();
+    if let (Ok(kid), Ok(key)) = (
+        HeaderValue::from_str(kid),
+        HeaderValue::from_str(&out.idempotency_key),
+    ) {
+        h.insert(X_KID, kid);
+        h.insert(X_IDEMPOTENCY_KEY, key);
+    }
+    h.insert(SERVER_TIMING, server_timing(out.timings.entries(), started));
+    r
+}
+
+/// The unversioned family's answer to a failed exchange on `route`: 401
+/// `SESSION_EXPIRED` when the client must start a new session, 503 when a store could
+/// not decide, 500 for a backend failure, and one generic 400 `CRYPTO_ERROR` for
+/// everything else (no oracle on which check failed).
+pub(crate) fn failure(route: &'static str, e: &ExchangeError) -> Response<Body> {
+    let (status, code) = match e {
+        e if e.is_session_state() => (StatusCode::UNAUTHORIZED, "SESSION_EXPIRED"),
+        ExchangeError::Store(_) | ExchangeError::Quota(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+        }
+        ExchangeError::Crypto => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        _ => (StatusCode::BAD_REQUEST, "CRYPTO_ERROR"),
+    };
+    if status.is_server_error() {
+        error!(route, status = status.as_u16(), reason = %e, "request failed");
+    } else {
+        info!(route, status = status.as_u16(), reason = %e, "rejected");
+    }
+    metrics::rejection(route, e.reason());
+    code_error(status, code)
+}

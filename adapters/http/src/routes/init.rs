@@ -1,0 +1,248 @@
+//! `POST /session/init` and `POST /v1/session/init`: create a session.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use domain::encoding::{base64_decode, base64_encode};
+use domain::limits::rate_limited_ip;
+use domain::{Family, InitBody, InitError, InitOutcome, InitRequest, RequestedTtl, SessionService};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Response, StatusCode};
+use ports::{NonceError, Ports};
+use serde::{Deserialize, Serialize};
+use tracing::{error, info};
+
+use crate::config::ApiConfig;
+use crate::metrics;
+use crate::pipeline::timing::server_timing;
+use crate::wire::{
+    Body, SERVER_TIMING, X_CLIENT_ID, X_FORWARDED_FOR, X_IDEMPOTENCY_KEY, X_KID, code_error,
+    header, identity_error, is_json_object, json,
+};
+
+#[derive(Deserialize)]
+struct InitJson<'a> {
+    #[serde(rename = "clientPublicKey", default)]
+    client_public_key: Option<std::borrow::Cow<'a, str>>,
+    /// `Some` whenever the field is present, `null` included (which is then refused).
+    #[serde(rename = "ttlSec", default, borrow, deserialize_with = "present")]
+    ttl_sec: Option<&'a serde_json::value::RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<&'de serde_json::value::RawValue>, D::Error> {
+    <&serde_json::value::RawValue as Deserialize>::deserialize(d).map(Some)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InitResponse<'a> {
+    session_id: &'a str,
+    server_public_key: &'a str,
+    enc_alg: &'a str,
+    expires_in_sec: u64,
+}
+
+/// Parses an init body (JSON object with `clientPublicKey` in base64 and optional
+/// `ttlSec`); the error is a reason for the logs.
+///
+/// # Errors
+/// The reason the body is unusable.
+pub fn parse_init_body(body: &[u8]) -> Result<InitBody, &'static str> {
+    if !is_json_object(body) {
+        return Err("body is not a JSON object");
+    }
+    let parsed: InitJson<'_> =
+        serde_json::from_slice(body).map_err(|_| "body is not valid init JSON")?;
+    let key_text = parsed.client_public_key.unwrap_or_default();
+    let client_public_key = if key_text.is_empty() {
+        Vec::new()
+    } else {
+        base64_decode(&key_text).ok_or("clientPublicKey is not base64")?
+    };
+    let ttl = match parsed.ttl_sec {
+        None => RequestedTtl::Absent,
+        Some(raw) => {
+            let text = raw.get();
+            match text.bytes().next() {
+                Some(b'-' | b'0'..=b'9') => text
+                    .parse()
+                    .map_or(RequestedTtl::NotANumber, RequestedTtl::Number),
+                _ => RequestedTtl::NotANumber,
+            }
+        }
+    };
+    Ok(InitBody {
+        client_public_key,
+        ttl,
+    })
+}
+
+/// Decodes an init, runs it, and answers in the family's shape.
+pub(crate) async fn handle<P: Ports>(
+    service: &SessionService<P>,
+    config: &ApiConfig,
+    family: Family,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+    started: Instant,
+) -> Response<Body> {
+    let remote_ip = if service.config().limits.init_per_ip.is_off() {
+        None
+    } else {
+        rate_limited_ip(
+            peer,
+            header(headers, &X_FORWARDED_FOR),
+            &config.trusted_proxies,
+            &config.rate_limit_exempt,
+        )
+    };
+    let req = InitRequest {
+        family,
+        idempotency_key: header(headers, &X_IDEMPOTENCY_KEY),
+        client_id: header(headers, &X_CLIENT_ID),
+        authorization: header(headers, &header::AUTHORIZATION),
+        remote_ip,
+        body: parse_init_body(body),
+    };
+    match service.init(req).await {
+        Ok(out) => success(family, &out, started),
+        Err(e) => failure(family, &e),
+    }
+}
+
+fn success(family: Family, out: &InitOutcome, started: Instant) -> Response<Body> {
+    metrics::session_created(family);
+    let key = base64_encode(&out.server_public_key.0);
+    let mut r = json(
+        StatusCode::OK,
+        &InitResponse {
+            session_id: out.session_id.as_str(),
+            server_public_key: &key,
+            enc_alg: out.enc_alg,
+            expires_in_sec: out.expires_in_sec,
+        },
+    );
+    let h = r.headers_mut();
+    if family == Family::V1
+        && let Ok(v) = HeaderValue::from_str(out.session_id.as_str())
+    {
+        h.insert(X_KID, v);
+    }
+    h.insert(SERVER_TIMING, server_timing(out.timings.entries(), started));
+    r
+}
+
+fn failure(family: Family, e: &InitError) -> Response<Body> {
+    let route = match family {
+        Family::Unversioned => "/session/init",
+        Family::V1 => "/v1/session/init",
+    };
+    let status = match (family, e) {
+        (_, InitError::Crypto) => StatusCode::INTERNAL_SERVER_ERROR,
+        (_, InitError::Store(_) | InitError::Quota(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        (_, InitError::RateLimited { .. } | InitError::TooManySessions) => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        (Family::V1, InitError::Replay) => StatusCode::CONFLICT,
+        (Family::V1, InitError::NonceStore(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    if status.is_server_error() {
+        error!(route, status = status.as_u16(), reason = %e, "init failed");
+    } else {
+        info!(route, status = status.as_u16(), reason = %e, "rejected");
+    }
+    metrics::rejection(route, e.reason());
+    let mut r = match family {
+        Family::V1 => identity_error(status, v1_message(e)),
+        Family::Unversioned => code_error(
+            status,
+            match (status, e) {
+                (StatusCode::SERVICE_UNAVAILABLE, _) => "SERVICE_UNAVAILABLE",
+                (StatusCode::INTERNAL_SERVER_ERROR, _) => "INTERNAL_ERROR",
+                (_, InitError::TooManySessions) => "TOO_MANY_SESSIONS",
+                (StatusCode::TOO_MANY_REQUESTS, _) => "RATE_LIMITED",
+                _ => "CRYPTO_ERROR",
+            },
+        ),
+    };
+    if let InitError::RateLimited { retry_after_ms, .. } = e {
+        // Whole seconds, rounded up, so a retry at that time is not refused again.
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_ms.div_ceil(1000)),
+        );
+    }
+    r
+}
+
+/// Short reasons for `/v1` bodies. Like the identity service, they name the failed
+/// check class but never which cryptographic step failed.
+fn v1_message(e: &InitError) -> &'static str {
+    match e {
+        InitError::Header(_) => "missing or malformed header",
+        InitError::OutsideWindow => "timestamp outside the allowed window",
+        InitError::Body(_) => "invalid request body",
+        InitError::PublicKey(_) => "invalid clientPublicKey",
+        InitError::Ttl => "invalid ttlSec",
+        InitError::Replay => "replayed request",
+        InitError::NonceStore(NonceError::Full) => "replay protection at capacity",
+        InitError::NonceStore(NonceError::Unavailable(_)) => "replay protection unavailable",
+        InitError::Crypto => "internal error",
+        InitError::Store(_) => "session store unavailable",
+        InitError::RateLimited { .. } => "too many requests, retry later",
+        InitError::TooManySessions => "too many live sessions for this client id",
+        InitError::Quota(_) => "rate limiting unavailable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::test_support::{App, body_json};
+
+    #[tokio::test]
+    async fn a_valid_init_answers_the_session_and_the_server_key() {
+        let app = App::new();
+        let (status, resp) = app.init(Family::Unversioned, "1").await;
+        assert_eq!(status, StatusCode::OK);
+        let v = body_json(resp).await;
+        assert!(v["sessionId"].as_str().unwrap().starts_with("S-"));
+        assert_eq!(v["encAlg"], "A256GCM");
+        assert_eq!(
+            base64_decode(v["serverPublicKey"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            65
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replayed_init_is_refused_in_each_familys_shape() {
+        let app = App::new();
+        assert_eq!(app.init(Family::Unversioned, "7").await.0, StatusCode::OK);
+        let (status, resp) = app.init(Family::Unversioned, "7").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body_json(resp).await["error"], "CRYPTO_ERROR");
+        assert_eq!(app.init(Family::V1, "8").await.0, StatusCode::OK);
+        let (status, resp) = app.init(Family::V1, "8").await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body_json(resp).await["message"], "replayed request");
+    }
+
+    #[test]
+    fn init_bodies_parse_or_say_why_not() {
+        assert_eq!(parse_init_body(b"[]"), Err("body is not a JSON object"));
+        assert_eq!(
+            parse_init_body(br#"{"clientPublicKey":"!!"}"#),
+            Err("clientPublicKey is not base64")
+        );
+        let ok = parse_init_body(br#"{"clientPublicKey":"AAAA","ttlSec":60}"#).unwrap();
+        assert_eq!(ok.ttl, RequestedTtl::Number(60.0));
+        let null = parse_init_body(br#"{"clientPublicKey":"AAAA","ttlSec":null}"#).unwrap();
+        assert_eq!(null.ttl, RequestedTtl::NotANumber);
+    }
+}

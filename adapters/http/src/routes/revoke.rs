@@ -1,0 +1,69 @@
+//! `POST /session/revoke`: the client ends its own session.
+
+use std::time::Instant;
+
+use domain::SessionService;
+use domain::purchase::PayloadError;
+use hyper::Response;
+use hyper::header::HeaderMap;
+use ports::Ports;
+use tracing::info;
+
+use super::exchange;
+use crate::metrics;
+use crate::pipeline::timing::server_timing;
+use crate::wire::{Body, SERVER_TIMING, is_json_object, no_content};
+
+/// The plaintext of a revocation must be a JSON object.
+fn check(plain: &[u8]) -> Result<(), PayloadError> {
+    if is_json_object(plain) && serde_json::from_slice::<serde::de::IgnoredAny>(plain).is_ok() {
+        Ok(())
+    } else {
+        Err(PayloadError::Shape(
+            "revocation plaintext is not a JSON object",
+        ))
+    }
+}
+
+/// Runs one revocation: 204 once the session is gone from the store and the cache.
+pub(crate) async fn handle<P: Ports>(
+    service: &SessionService<P>,
+    headers: &HeaderMap,
+    mut body: Vec<u8>,
+    started: Instant,
+) -> Response<Body> {
+    let req = exchange::request(headers, &mut body);
+    match service.revoke(req, check).await {
+        Ok(timings) => {
+            info!(route = "/session/revoke", "session revoked");
+            metrics::session_revoked();
+            let mut r = no_content();
+            r.headers_mut()
+                .insert(SERVER_TIMING, server_timing(timings.entries(), started));
+            r
+        }
+        Err(e) => exchange::failure("/session/revoke", &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper::StatusCode;
+
+    use crate::routes::test_support::{App, body_json};
+
+    #[tokio::test]
+    async fn a_revoked_session_can_no_longer_be_used() {
+        let app = App::new();
+        let session = app.session("1").await;
+        let revoke = app.seal(&session, b"{}");
+        assert_eq!(
+            app.post("/session/revoke", &revoke).await.0,
+            StatusCode::NO_CONTENT
+        );
+        let buy = app.seal(&session, br#"{"schemeCode":"AEF","amount":1}"#);
+        let (status, resp) = app.post("/transaction/purchase", &buy).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body_json(resp).await["error"], "SESSION_EXPIRED");
+    }
+}

@@ -1,0 +1,93 @@
+//! The one-shot admin commands: `session-crypto migrate` and `session-crypto revoke`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::keywrap::KeyWrapper;
+use ports::CryptoProvider;
+use postgres_adapter::{PgConfig, PgSessionStore};
+use redis_adapter::{Redis, RedisConfig, RedisQuotas, RedisSessionCache};
+
+/// One connection with generous timeouts, for the one-shot admin commands.
+fn admin_pg_config(url: &str) -> PgConfig {
+    PgConfig {
+        url: url.to_owned(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(60),
+        operation_timeout: Duration::from_secs(60),
+        max_insert_batch: 1,
+        insert_writers: 1,
+    }
+}
+
+/// `session-crypto migrate`.
+///
+/// # Errors
+/// A message for the user.
+pub async fn migrate(url: &str) -> Result<(), String> {
+    let config = admin_pg_config(url);
+    let applied = postgres_adapter::run_migrations(&postgres_adapter::pool(&config)?).await?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    }
+    for v in applied {
+        println!("applied migration {v}");
+    }
+    Ok(())
+}
+
+/// `session-crypto revoke --client-id ID`: deletes the client's sessions from
+/// PostgreSQL, then their Redis cache entries.
+///
+/// # Errors
+/// A message for the user.
+pub async fn revoke(
+    args: &crate::config::RevokeArgs,
+    crypto: CryptoProvider,
+) -> Result<(), String> {
+    let url = args.database_url.as_deref().ok_or(
+        "revoke needs DATABASE_URL: embedded (in-memory) sessions live inside the server process, \
+         end them by restarting it",
+    )?;
+    let config = admin_pg_config(url);
+    // Deleting needs no key-wrapping key; a throwaway one satisfies the store's constructor.
+    let wrapper =
+        Arc::new(KeyWrapper::new(crypto, [0; 32], vec![]).map_err(|_| "crypto backend failure")?);
+    let pg = PgSessionStore::new(
+        postgres_adapter::pool(&config)?,
+        Arc::clone(&wrapper),
+        &config,
+    );
+    let ids = pg
+        .delete_client_sessions(&args.client_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(redis_url) = &args.redis_url {
+        let redis = Redis::new(&RedisConfig {
+            url: redis_url.clone(),
+            command_timeout: Duration::from_secs(5),
+            retry_interval: Duration::from_millis(100),
+        })?;
+        RedisSessionCache::new(redis.clone(), wrapper)
+            .delete_many(&ids)
+            .await
+            .map_err(|e| {
+                format!("sessions deleted from PostgreSQL, but not from the Redis cache: {e}")
+            })?;
+        RedisQuotas::new(redis)
+            .forget_client(&args.client_id)
+            .await
+            .map_err(|e| {
+                format!(
+                    "sessions deleted, but their count (MAX_SESSIONS_PER_CLIENT) was not reset: {e}"
+                )
+            })?;
+    }
+    println!(
+        "revoked {} session(s) of client id {:?}",
+        ids.len(),
+        args.client_id
+    );
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! What `/health`, `/ready` and the dependency gauges report about the stores.
+
+use std::time::Duration;
+
+use http_adapter::{Dependency, HealthCheck, HealthReport, metrics};
+use postgres_adapter::PgSessionStore;
+use redis_adapter::Redis;
+
+/// Probes for `/health` and `/ready`.
+#[derive(Debug, Clone)]
+pub struct StoreHealth {
+    /// PostgreSQL, when configured.
+    pub postgres: Option<PgSessionStore>,
+    /// Redis, when configured.
+    pub redis: Option<Redis>,
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl StoreHealth {
+    /// Sets the dependency gauges of `/metrics` from a fresh probe.
+    pub async fn export_gauges(&self) {
+        let report = self.report().await;
+        for (name, dependency) in [("postgres", report.postgres), ("redis", report.redis)] {
+            if dependency != Dependency::Disabled {
+                metrics::dependency_up(name, dependency == Dependency::Up);
+            }
+        }
+        metrics::nonce_fallback_active(self.redis.as_ref().is_some_and(Redis::is_down));
+        if let Some(pg) = &self.postgres {
+            let (size, available, waiting) = pg.pool_status();
+            metrics::pg_pool(size, available, waiting);
+        }
+    }
+}
+
+impl HealthCheck for StoreHealth {
+    async fn report(&self) -> HealthReport {
+        let pg = async {
+            match &self.postgres {
+                None => Dependency::Disabled,
+                Some(pg) => match tokio::time::timeout(PROBE_TIMEOUT, pg.ping()).await {
+                    Ok(Ok(())) => Dependency::Up,
+                    _ => Dependency::Down,
+                },
+            }
+        };
+        let redis = async {
+            match &self.redis {
+                None => Dependency::Disabled,
+                Some(r) => match tokio::time::timeout(PROBE_TIMEOUT, r.ping()).await {
+                    Ok(Ok(())) => Dependency::Up,
+                    _ => Dependency::Down,
+                },
+            }
+        };
+        let (postgres, redis) = tokio::join!(pg, redis);
+        HealthReport {
+            session_store: if self.postgres.is_some() {
+                "postgres"
+            } else {
+                "memory"
+            },
+            postgres,
+            redis,
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The stores, chosen at start-up: embedded memory, or PostgreSQL and/or Redis, put
+//! together by the policy combinators of [`policy`] into one concrete [`AppPorts`].
+
+mod health;
+pub mod policy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::keywrap::KeyWrapper;
+use memory::{LocalSessionCache, MemoryNonceStore, MemoryQuotas, MemorySessionStore};
+use ports::{Stores, SystemClock};
+use postgres_adapter::{PgConfig, PgSessionStore};
+use redis_adapter::{Redis, RedisConfig, RedisNonceStore, RedisQuotas, RedisSessionCache};
+use tracing::info;
+
+pub use health::StoreHealth;
+use policy::{Either, Failover, Tiered};
+
+use crate::config::ServeArgs;
+use crate::settings::NO_KEK;
+
+/// Where sessions live: embedded, or PostgreSQL.
+pub type AppSessions = Either<MemorySessionStore, PgSessionStore>;
+/// The cache in front of PostgreSQL: Redis `sess:<id>`, behind an optional short-lived
+/// in-process level; none without Redis or without PostgreSQL.
+pub type AppCache = Option<Tiered<Option<LocalSessionCache>, RedisSessionCache>>;
+/// Where nonces are claimed: embedded, or Redis with the embedded store as the
+/// fail-closed fallback.
+pub type AppNonces = Either<MemoryNonceStore, Failover<RedisNonceStore, MemoryNonceStore>>;
+/// Where the abuse-limit state lives: embedded, or Redis (shared) with the embedded
+/// state as the fallback.
+pub type AppQuotas = Either<MemoryQuotas, Failover<RedisQuotas, MemoryQuotas>>;
+/// The one concrete ports type of the server.
+pub type AppPorts = Stores<AppSessions, AppCache, AppNonces, SystemClock, AppQuotas>;
+
+fn pg_config(args: &ServeArgs, url: &str) -> PgConfig {
+    PgConfig {
+        url: url.to_owned(),
+        pool_size: args.pg_pool_max,
+        connect_timeout: Duration::from_millis(args.pg_connection_timeout_ms),
+        statement_timeout: Duration::from_millis(args.pg_statement_timeout_ms),
+        operation_timeout: Duration::from_millis(args.pg_statement_timeout_ms),
+        max_insert_batch: args.pg_insert_batch_max,
+        insert_writers: args.pg_insert_writers,
+    }
+}
+
+/// Applies the migrations, retrying while PostgreSQL is not reachable yet.
+async fn migrate_with_retry(
+    pool: &postgres_adapter::Pool,
+    deadline: Duration,
+) -> Result<Vec<String>, String> {
+    let started = std::time::Instant::now();
+    loop {
+        match postgres_adapter::run_migrations(pool).await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() < deadline => {
+                tracing::warn!(error = %e, "PostgreSQL not ready; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{e} (gave up after {} ms; PG_STARTUP_TIMEOUT_MS)",
+                    deadline.as_millis()
+                ));
+            }
+        }
+    }
+}
+
+/// Builds the stores the configuration asks for.
+///
+/// # Errors
+/// A message naming the setting at fault, or PostgreSQL unreachable past
+/// `PG_STARTUP_TIMEOUT_MS`.
+pub async fn build(
+    args: &ServeArgs,
+    wrapper: Option<KeyWrapper>,
+) -> Result<(AppPorts, StoreHealth), String> {
+    let wrapper = wrapper.map(Arc::new);
+    let local_nonces = MemoryNonceStore::new(args.memory_nonce_max_size);
+    let local_quotas = MemoryQuotas::default();
+    let redis = match &args.redis_url {
+        Some(url) => Some(Redis::new(&RedisConfig {
+            url: url.clone(),
+            command_timeout: Duration::from_millis(args.redis_command_timeout_ms),
+            retry_interval: Duration::from_millis(args.redis_retry_interval_ms),
+        })?),
+        None => None,
+    };
+    let (nonces, quotas) = match &redis {
+        Some(r) => (
+            Either::Right(Failover {
+                primary: RedisNonceStore::new(r.clone()),
+                fallback: local_nonces,
+            }),
+            Either::Right(Failover {
+                primary: RedisQuotas::new(r.clone()),
+                fallback: local_quotas,
+            }),
+        ),
+        None => (Either::Left(local_nonces), Either::Left(local_quotas)),
+    };
+    let Some(url) = &args.database_url else {
+        let sessions = Either::Left(MemorySessionStore::new(args.memory_session_max_size));
+        return Ok((
+            Stores {
+                sessions,
+                cache: None,
+                nonces,
+                clock: SystemClock,
+                quotas,
+            },
+            StoreHealth {
+                postgres: None,
+                redis,
+            },
+        ));
+    };
+    let wrapper = wrapper.ok_or(NO_KEK)?;
+    let config = pg_config(args, url);
+    let pool = postgres_adapter::pool(&config)?;
+    let applied =
+        migrate_with_retry(&pool, Duration::from_millis(args.pg_startup_timeout_ms)).await?;
+    info!(applied = ?applied, kek_id = wrapper.current_id(), "PostgreSQL ready");
+    let pg = PgSessionStore::new(pool, Arc::clone(&wrapper), &config);
+    pg.spawn_cleanup(
+        Duration::from_millis(args.session_cleanup_interval_ms.max(1000)),
+        args.session_cleanup_batch_size.max(1),
+        Duration::from_millis(args.session_cleanup_batch_delay_ms),
+    );
+    let cache = redis.as_ref().map(|r| Tiered {
+        near: (args.session_local_cache_ms > 0)
+            .then(|| LocalSessionCache::new(args.session_local_cache_ms, 100_000)),
+        far: RedisSessionCache::new(r.clone(), wrapper),
+    });
+    Ok((
+        Stores {
+            sessions: Either::Right(pg.clone()),
+            cache,
+            nonces,
+            clock: SystemClock,
+            quotas,
+        },
+        StoreHealth {
+            postgres: Some(pg),
+            redis,
+        },
+    ))
+}

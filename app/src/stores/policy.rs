@@ -1,0 +1,357 @@
+//! Store policies as small generic combinators over the ports: a run-time choice
+//! between two adapters ([`Either`]), a two-level cache ([`Tiered`]) and a primary
+//! store with a local fallback ([`Failover`]). They know nothing of Redis, PostgreSQL
+//! or memory; [`super::build`] picks the adapters.
+
+use memory::MemoryNonceStore;
+use ports::{
+    NonceClaim, NonceError, NonceStore, Quotas, RateDecision, RateLimit, SessionCache,
+    SessionRecord, SessionStore, StoreError, Usage,
+};
+
+/// One of two adapters, chosen at start-up (the service needs one concrete type).
+#[derive(Debug)]
+pub enum Either<L, R> {
+    /// The first choice.
+    Left(L),
+    /// The second choice.
+    Right(R),
+}
+
+/// Forwards a port method to whichever side is present.
+macro_rules! either {
+    ($self:ident, $side:ident => $call:expr) => {
+        match $self {
+            Either::Left($side) => $call.await,
+            Either::Right($side) => $call.await,
+        }
+    };
+}
+
+impl<L: SessionStore, R: SessionStore> SessionStore for Either<L, R> {
+    async fn insert(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        either!(self, s => s.insert(record))
+    }
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        either!(self, s => s.get(id))
+    }
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        either!(self, s => s.delete(id))
+    }
+}
+
+impl<L: NonceStore, R: NonceStore> NonceStore for Either<L, R> {
+    async fn claim(&self, key: &str, ttl_sec: u64, now_ms: u64) -> Result<NonceClaim, NonceError> {
+        either!(self, s => s.claim(key, ttl_sec, now_ms))
+    }
+}
+
+impl<L: Quotas, R: Quotas> Quotas for Either<L, R> {
+    async fn rate(
+        &self,
+        key: &str,
+        limit: RateLimit,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        either!(self, q => q.rate(key, limit, now_ms))
+    }
+    async fn reserve_session(
+        &self,
+        client_id: &str,
+        session_id: &str,
+        expires_at_ms: u64,
+        cap: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        either!(self, q => q.reserve_session(client_id, session_id, expires_at_ms, cap, now_ms))
+    }
+    async fn release_session(
+        &self,
+        client_id: &str,
+        session_id: &str,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        either!(self, q => q.release_session(client_id, session_id, expires_at_ms))
+    }
+    async fn touch(
+        &self,
+        session: &SessionRecord,
+        uses: u64,
+        now_ms: u64,
+        idle_ms: u64,
+    ) -> Result<Usage, StoreError> {
+        either!(self, q => q.touch(session, uses, now_ms, idle_ms))
+    }
+}
+
+/// A near cache (in-process, short-lived entries) in front of a far one (shared):
+/// reads try near first and fill it from far; writes and deletions go to both, near
+/// first.
+#[derive(Debug)]
+pub struct Tiered<Near, Far> {
+    /// The in-process level.
+    pub near: Near,
+    /// The shared level.
+    pub far: Far,
+}
+
+impl<Near: SessionCache, Far: SessionCache> SessionCache for Tiered<Near, Far> {
+    async fn put(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.near.put(record).await?;
+        self.far.put(record).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        if let Ok(Some(hit)) = self.near.get(id).await {
+            return Ok(Some(hit));
+        }
+        let found = self.far.get(id).await?;
+        if let Some(record) = &found {
+            self.near.put(record).await?;
+        }
+        Ok(found)
+    }
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.near.delete(id).await?;
+        self.far.delete(id).await
+    }
+}
+
+/// A nonce store that can say whether it holds a live key without claiming it.
+pub trait Remembers {
+    /// Whether `key` is held and unexpired at `now_ms`.
+    fn remembers(&self, key: &str, now_ms: u64) -> bool;
+}
+
+impl Remembers for MemoryNonceStore {
+    fn remembers(&self, key: &str, now_ms: u64) -> bool {
+        self.contains(key, now_ms)
+    }
+}
+
+/// A shared primary store with a per-process fallback used while the primary cannot
+/// decide.
+///
+/// For nonces: a nonce claimed in the fallback during an outage stays claimed after
+/// the primary returns (it is checked first), for as long as the fallback holds it.
+/// The fallback fails closed when full. For quotas: every decision the primary cannot
+/// make is made by the fallback, so during an outage each instance counts on its own.
+#[derive(Debug)]
+pub struct Failover<Primary, Fallback> {
+    /// The shared store.
+    pub primary: Primary,
+    /// The per-process store.
+    pub fallback: Fallback,
+}
+
+impl<P: NonceStore, F: NonceStore + Remembers> NonceStore for Failover<P, F> {
+    async fn claim(&self, key: &str, ttl_sec: u64, now_ms: u64) -> Result<NonceClaim, NonceError> {
+        // Claimed during an outage and still live: a replay, whatever the primary says.
+        if self.fallback.remembers(key, now_ms) {
+            return Ok(NonceClaim::Replay);
+        }
+        match self.primary.claim(key, ttl_sec, now_ms).await {
+            Err(NonceError::Unavailable(_)) => self.fallback.claim(key, ttl_sec, now_ms).await,
+            decided => decided,
+        }
+    }
+}
+
+impl<P: Quotas, F: Quotas> Quotas for Failover<P, F> {
+    async fn rate(
+        &self,
+        key: &str,
+        limit: RateLimit,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        match self.primary.rate(key, limit, now_ms).await {
+            Err(_) => self.fallback.rate(key, limit, now_ms).await,
+            decided => decided,
+        }
+    }
+    async fn reserve_session(
+        &self,
+        client_id: &str,
+        session_id: &str,
+        expires_at_ms: u64,
+        cap: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        match self
+            .primary
+            .reserve_session(client_id, session_id, expires_at_ms, cap, now_ms)
+            .await
+        {
+            Err(_) => {
+                self.fallback
+                    .reserve_session(client_id, session_id, expires_at_ms, cap, now_ms)
+                    .await
+            }
+            decided => decided,
+        }
+    }
+    async fn release_session(
+        &self,
+        client_id: &str,
+        session_id: &str,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        // Either side may hold the reservation; withdraw it from both.
+        let _ = self
+            .fallback
+            .release_session(client_id, session_id, expires_at_ms)
+            .await;
+        self.primary
+            .release_session(client_id, session_id, expires_at_ms)
+            .await
+    }
+    async fn touch(
+        &self,
+        session: &SessionRecord,
+        uses: u64,
+        now_ms: u64,
+        idle_ms: u64,
+    ) -> Result<Usage, StoreError> {
+        match self.primary.touch(session, uses, now_ms, idle_ms).await {
+            Err(_) => self.fallback.touch(session, uses, now_ms, idle_ms).await,
+            decided => decided,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use memory::{LocalSessionCache, MemoryQuotas};
+    use ports::{SessionKey, SessionKind};
+
+    use super::*;
+
+    /// A primary that can be switched off, as Redis is in an outage.
+    #[derive(Debug, Default)]
+    struct Switchable {
+        down: AtomicBool,
+        nonces: MemoryNonceStore,
+        quotas: MemoryQuotas,
+    }
+
+    impl Switchable {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(StoreError::Unavailable("down".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl NonceStore for Switchable {
+        async fn claim(&self, key: &str, ttl: u64, now: u64) -> Result<NonceClaim, NonceError> {
+            self.check()
+                .map_err(|e| NonceError::Unavailable(e.to_string()))?;
+            self.nonces.claim(key, ttl, now).await
+        }
+    }
+
+    impl Quotas for Switchable {
+        async fn rate(&self, k: &str, l: RateLimit, now: u64) -> Result<RateDecision, StoreError> {
+            self.check()?;
+            self.quotas.rate(k, l, now).await
+        }
+        async fn reserve_session(
+            &self,
+            c: &str,
+            s: &str,
+            e: u64,
+            cap: u64,
+            now: u64,
+        ) -> Result<bool, StoreError> {
+            self.check()?;
+            self.quotas.reserve_session(c, s, e, cap, now).await
+        }
+        async fn release_session(&self, c: &str, s: &str, e: u64) -> Result<(), StoreError> {
+            self.quotas.release_session(c, s, e).await
+        }
+        async fn touch(
+            &self,
+            r: &SessionRecord,
+            u: u64,
+            now: u64,
+            idle: u64,
+        ) -> Result<Usage, StoreError> {
+            self.check()?;
+            self.quotas.touch(r, u, now, idle).await
+        }
+    }
+
+    fn run<F: Future>(f: F) -> F::Output {
+        futures_executor::block_on(f)
+    }
+
+    fn record(id: &str) -> SessionRecord {
+        SessionRecord {
+            id: id.into(),
+            key: SessionKey::from_bytes([1; 32]),
+            kind: SessionKind::Anonymous,
+            client_id: "c".into(),
+            created_at_ms: 0,
+            expires_at_ms: u64::MAX / 2,
+        }
+    }
+
+    #[test]
+    fn a_nonce_claimed_during_an_outage_stays_claimed_after_it() {
+        let store = Failover {
+            primary: Switchable::default(),
+            fallback: MemoryNonceStore::new(10),
+        };
+        store.primary.down.store(true, Ordering::SeqCst);
+        assert_eq!(run(store.claim("k", 600, 0)), Ok(NonceClaim::Fresh));
+        assert_eq!(run(store.claim("k", 600, 1)), Ok(NonceClaim::Replay));
+        store.primary.down.store(false, Ordering::SeqCst);
+        // The primary has never seen "k", but the fallback remembers it.
+        assert_eq!(run(store.claim("k", 600, 2)), Ok(NonceClaim::Replay));
+        assert_eq!(run(store.claim("j", 600, 2)), Ok(NonceClaim::Fresh));
+        assert_eq!(run(store.claim("j", 600, 3)), Ok(NonceClaim::Replay));
+    }
+
+    #[test]
+    fn a_full_fallback_fails_closed() {
+        let store = Failover {
+            primary: Switchable::default(),
+            fallback: MemoryNonceStore::new(1),
+        };
+        store.primary.down.store(true, Ordering::SeqCst);
+        assert_eq!(run(store.claim("a", 600, 0)), Ok(NonceClaim::Fresh));
+        assert_eq!(run(store.claim("b", 600, 0)), Err(NonceError::Full));
+    }
+
+    #[test]
+    fn quota_decisions_fall_back_while_the_primary_is_down() {
+        let q = Failover {
+            primary: Switchable::default(),
+            fallback: MemoryQuotas::default(),
+        };
+        q.primary.down.store(true, Ordering::SeqCst);
+        assert_eq!(run(q.reserve_session("c", "S-1", 10_000, 1, 0)), Ok(true));
+        assert_eq!(run(q.reserve_session("c", "S-2", 10_000, 1, 0)), Ok(false));
+        // Released from the side that held it.
+        run(q.release_session("c", "S-1", 10_000)).unwrap();
+        assert_eq!(run(q.reserve_session("c", "S-2", 10_000, 1, 0)), Ok(true));
+    }
+
+    #[test]
+    fn the_tiered_cache_fills_near_from_far_and_deletes_from_both() {
+        let cache = Tiered {
+            near: LocalSessionCache::new(60_000, 10),
+            far: LocalSessionCache::new(60_000, 10),
+        };
+        run(cache.far.put(&record("S-1"))).unwrap();
+        assert!(run(cache.near.get("S-1")).unwrap().is_none());
+        assert!(run(cache.get("S-1")).unwrap().is_some());
+        assert!(run(cache.near.get("S-1")).unwrap().is_some(), "filled");
+        run(cache.delete("S-1")).unwrap();
+        assert!(run(cache.near.get("S-1")).unwrap().is_none());
+        assert!(run(cache.far.get("S-1")).unwrap().is_none());
+    }
+}

@@ -1,0 +1,372 @@
+//! The authenticated exchange every encrypted route is built on: check the headers and
+//! the window, find the live session, open the request envelope, claim the nonce, hand
+//! the plaintext to the route's handler, count the use, and seal the handler's answer.
+//! `/transaction/purchase` is one exchange whose handler is the purchase rules.
+
+use ports::crypto::IV_LEN;
+use ports::{
+    Clock, NonceError, Ports, Quotas, SessionCache, SessionRecord, SessionStore, StoreError,
+};
+use zeroize::Zeroize;
+
+use super::{Lookup, SessionService, required};
+use crate::encoding::uuid_v4;
+use crate::envelope::{Aad, EnvelopeError, open_envelope_with, seal_envelope_with};
+use crate::headers::{ClientId, HeaderError, IdempotencyKey, SessionId, kid_session_part};
+use crate::purchase::PayloadError;
+use crate::timing::Timings;
+
+/// An encrypted request as seen by the domain.
+#[derive(Debug)]
+pub struct ExchangeRequest<'a> {
+    /// `X-Kid`.
+    pub kid: Option<&'a str>,
+    /// `X-Idempotency-Key`.
+    pub idempotency_key: Option<&'a str>,
+    /// `X-ClientId`.
+    pub client_id: Option<&'a str>,
+    /// The envelope; decrypted in place and wiped before returning.
+    pub body: &'a mut [u8],
+}
+
+/// What a route's handler gets besides the plaintext.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseContext {
+    /// Random bytes for the handler's own use (the purchase's transaction id).
+    pub transaction_random: [u8; 8],
+    /// Server time of the request, epoch ms.
+    pub now_ms: u64,
+}
+
+/// A sealed answer.
+#[derive(Debug)]
+pub struct ExchangeOutcome {
+    /// Response `X-Idempotency-Key`: `<server ms>.<uuid v4>`.
+    pub idempotency_key: String,
+    /// Response body.
+    pub envelope: Vec<u8>,
+    /// Step durations for `Server-Timing`.
+    pub timings: Timings,
+}
+
+/// Why an authenticated exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// Missing or malformed header.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// Timestamp outside the window.
+    #[error("timestamp outside the replay window")]
+    OutsideWindow,
+    /// The id after `session:` is not `S-` + 32 hex (checked before any lookup).
+    #[error("malformed session id")]
+    SessionMalformed,
+    /// No such session.
+    #[error("unknown session")]
+    SessionUnknown,
+    /// Session past its expiry (deleted as a side effect).
+    #[error("expired session")]
+    SessionExpired,
+    /// `X-ClientId` is not the session's owner.
+    #[error("client id does not own the session")]
+    ClientMismatch,
+    /// Envelope too short or failed authentication.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// Nonce already used by this client.
+    #[error("replayed nonce")]
+    Replay,
+    /// Nonce store could not decide (fail closed).
+    #[error(transparent)]
+    NonceStore(NonceError),
+    /// The plaintext does not fit the route.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// Backend failure.
+    #[error("crypto backend failure")]
+    Crypto,
+    /// Session store failure.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Unused for longer than the idle timeout (ended as a side effect).
+    #[error("session idle for too long")]
+    SessionIdle,
+    /// The session key reached its encryption cap (ended as a side effect).
+    #[error("session key reached its encryption cap")]
+    KeyExhausted,
+    /// The per-session counters could not be read (fail closed).
+    #[error("limit state unavailable: {0}")]
+    Quota(StoreError),
+}
+
+impl ExchangeError {
+    /// A short, stable label of the failure class, for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Header(_) => "bad_header",
+            Self::OutsideWindow => "outside_window",
+            Self::SessionMalformed | Self::SessionUnknown => "unknown_session",
+            Self::SessionExpired => "expired_session",
+            Self::ClientMismatch => "client_mismatch",
+            Self::Envelope(EnvelopeError::TooShort) => "bad_envelope",
+            Self::Envelope(EnvelopeError::Authentication) => "decrypt_failed",
+            Self::Replay => "replay",
+            Self::NonceStore(NonceError::Full) => "nonce_store_full",
+            Self::NonceStore(NonceError::Unavailable(_)) => "nonce_store_unavailable",
+            Self::Payload(_) => "bad_payload",
+            Self::Crypto => "crypto_failure",
+            Self::Store(_) => "store_unavailable",
+            Self::SessionIdle => "idle_session",
+            Self::KeyExhausted => "key_exhausted",
+            Self::Quota(_) => "limits_unavailable",
+        }
+    }
+
+    /// Whether the session is gone or unusable, so the client must start a new one
+    /// (the wire's `SESSION_EXPIRED`).
+    pub fn is_session_state(&self) -> bool {
+        matches!(
+            self,
+            Self::SessionMalformed
+                | Self::SessionUnknown
+                | Self::SessionExpired
+                | Self::SessionIdle
+                | Self::KeyExhausted
+        )
+    }
+}
+
+impl From<super::ClaimError> for ExchangeError {
+    fn from(e: super::ClaimError) -> Self {
+        match e {
+            super::ClaimError::Replay => Self::Replay,
+            super::ClaimError::Store(e) => Self::NonceStore(e),
+        }
+    }
+}
+
+/// A request that passed every check: its session, the prepared key and the plaintext
+/// (in place, inside the request body).
+pub(crate) struct Authenticated<'b> {
+    pub(crate) record: SessionRecord,
+    aead_key: Box<dyn ports::AeadKey>,
+    pub(crate) plaintext: &'b mut [u8],
+    now: u64,
+}
+
+impl<P: Ports> SessionService<P> {
+    async fn load_live_session(
+        &self,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<SessionRecord, ExchangeError> {
+        match self
+            .lookup(id, now_ms)
+            .await
+            .map_err(ExchangeError::Store)?
+        {
+            Lookup::Found(record) => Ok(record),
+            Lookup::Missing => Err(ExchangeError::SessionUnknown),
+            Lookup::Expired(_) => {
+                // Lazy deletion (PROTOCOL.md §7.6); failures only delay it.
+                let _ = self.ports.sessions().delete(id).await;
+                let _ = self.ports.cache().delete(id).await;
+                Err(ExchangeError::SessionExpired)
+            }
+        }
+    }
+
+    /// Decrypts a request, hands the plaintext to `handle` (which checks it and builds
+    /// the answer's plaintext), and seals the answer (PROTOCOL.md §5.2).
+    ///
+    /// The nonce is claimed only once the envelope has authenticated, so nobody without
+    /// the session key can burn a client's nonces, and two concurrent copies of one
+    /// request cannot both pass. The request body is wiped before returning.
+    ///
+    /// # Errors
+    /// [`ExchangeError`].
+    pub async fn exchange<F>(
+        &self,
+        req: ExchangeRequest<'_>,
+        handle: F,
+    ) -> Result<ExchangeOutcome, ExchangeError>
+    where
+        F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
+    {
+        let (kid, idempotency_key, client_id) = (req.kid, req.idempotency_key, req.client_id);
+        let body = req.body;
+        let result = self
+            .exchange_inner(kid, idempotency_key, client_id, body, handle)
+            .await;
+        body.zeroize();
+        result
+    }
+
+    /// Everything the encrypted routes share: header grammars, window, session lookup
+    /// and ownership, opening the envelope, and — once it has authenticated — the nonce
+    /// claim. The plaintext is returned in place, inside `body`.
+    pub(crate) async fn authenticate<'b>(
+        &self,
+        kid: Option<&str>,
+        idempotency_key: Option<&str>,
+        client_id: Option<&str>,
+        body: &'b mut [u8],
+        timings: &mut Timings,
+    ) -> Result<Authenticated<'b>, ExchangeError> {
+        let clock = self.ports.clock();
+        let kid = required(kid, "X-Kid")?;
+        let key_text = required(idempotency_key, "X-Idempotency-Key")?;
+        let client_text = required(client_id, "X-ClientId")?;
+        let key = IdempotencyKey::parse(key_text)?;
+        let client = ClientId::parse(client_text)?;
+        let session_part = kid_session_part(kid)?;
+        let now = clock.now_ms();
+        if !self.config.replay.in_window(key.timestamp_ms(), now) {
+            return Err(ExchangeError::OutsideWindow);
+        }
+        let session_id = SessionId::parse(session_part).ok_or(ExchangeError::SessionMalformed)?;
+
+        // Step boundaries are shared: each clock reading ends one step and starts the next.
+        let t0 = clock.monotonic_ns();
+        let record = self.load_live_session(session_id.as_str(), now).await?;
+        let t1 = clock.monotonic_ns();
+        timings.record("db-get", t0, t1);
+        if record.client_id != client.as_str() {
+            // Same generic answer as a decryption failure: no existence oracle (§14 V14).
+            return Err(ExchangeError::ClientMismatch);
+        }
+
+        let aad = Aad::new(key.timestamp_text(), key.nonce(), kid, client.as_str());
+        let t2 = clock.monotonic_ns();
+        timings.record("aad-build", t1, t2);
+        // One key schedule for both directions.
+        let aead_key = self
+            .crypto
+            .aead
+            .prepare(&record.key)
+            .map_err(|_| ExchangeError::Crypto)?;
+        let plaintext = open_envelope_with(&*aead_key, &aad, body)?;
+        let t3 = clock.monotonic_ns();
+        timings.record("aes-gcm-decrypt", t2, t3);
+
+        self.claim_nonce(client.as_str(), key.nonce(), now).await?;
+        timings.record("replay-protection", t3, clock.monotonic_ns());
+        Ok(Authenticated {
+            record,
+            aead_key,
+            plaintext,
+            now,
+        })
+    }
+
+    /// Counts this request's encryptions under the session key (the client's, and the
+    /// server's answer) and enforces the encryption cap and the idle timeout. Runs only
+    /// for authentic, fresh requests, so replays and forgeries count for nothing. A
+    /// session over either limit is ended, and the client has to start a new one.
+    ///
+    /// Without an idle timeout, large caps are counted by sampling (see
+    /// [`crate::AbuseLimits::encryption_sample_rate`]): `sample` (a uniformly random
+    /// byte) picks the uses that are recorded, each with the weight of the ones skipped.
+    async fn count_use(
+        &self,
+        record: &SessionRecord,
+        encryptions: u64,
+        now: u64,
+        sample: u8,
+    ) -> Result<(), ExchangeError> {
+        let limits = self.config.limits;
+        if !limits.counts_uses() {
+            return Ok(());
+        }
+        let idle_ms = limits.idle_timeout_sec.saturating_mul(1000);
+        let mut weight = encryptions;
+        if idle_ms == 0 {
+            let rate = limits.encryption_sample_rate();
+            if u64::from(sample) % rate != 0 {
+                return Ok(());
+            }
+            weight *= rate;
+        }
+        let usage = self
+            .ports
+            .quotas()
+            .touch(record, weight, now, idle_ms)
+            .await
+            .map_err(ExchangeError::Quota)?;
+        let refusal = if idle_ms > 0 && now.saturating_sub(usage.last_used_ms) > idle_ms {
+            ExchangeError::SessionIdle
+        } else if limits.max_encryptions_per_session > 0
+            && usage.uses.saturating_add(weight) > limits.max_encryptions_per_session
+        {
+            ExchangeError::KeyExhausted
+        } else {
+            return Ok(());
+        };
+        // Refused either way; if the deletion fails the counters keep refusing it.
+        let _ = self.end_session(record).await;
+        Err(refusal)
+    }
+
+    async fn exchange_inner<F>(
+        &self,
+        kid: Option<&str>,
+        idempotency_key: Option<&str>,
+        client_id: Option<&str>,
+        body: &mut [u8],
+        handle: F,
+    ) -> Result<ExchangeOutcome, ExchangeError>
+    where
+        F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
+    {
+        let clock = self.ports.clock();
+        let mut timings = Timings::default();
+        let Authenticated {
+            record,
+            aead_key,
+            plaintext,
+            now,
+        } = self
+            .authenticate(kid, idempotency_key, client_id, body, &mut timings)
+            .await?;
+        // Present: `authenticate` checked them.
+        let (kid, client) = (kid.unwrap_or_default(), client_id.unwrap_or_default());
+
+        // All the randomness of the answer in one call (use sampling, transaction id,
+        // response nonce, IV): the CSPRNG's per-call cost dominates these small draws.
+        // None of it is secret (all but the sample goes on the wire).
+        let mut random = [0u8; 1 + 8 + 16 + IV_LEN];
+        self.crypto
+            .random
+            .fill(&mut random)
+            .map_err(|_| ExchangeError::Crypto)?;
+        let (sample, rest) = random.split_at(1);
+        // The request's encryption and the answer's.
+        self.count_use(&record, 2, now, sample[0]).await?;
+        let (transaction_random, rest) = rest.split_at(8);
+        let (nonce_random, iv) = rest.split_at(16);
+        let context = ResponseContext {
+            transaction_random: transaction_random.try_into().unwrap_or_default(),
+            now_ms: now,
+        };
+        let response_plaintext = handle(plaintext, &context)?;
+
+        let t = clock.monotonic_ns();
+        let response_nonce = uuid_v4(nonce_random.try_into().unwrap_or_default());
+        let response_ts = now.to_string();
+        let response_aad = Aad::new(&response_ts, &response_nonce, kid, client);
+        let envelope = seal_envelope_with(
+            &*aead_key,
+            &iv.try_into().unwrap_or_default(),
+            &response_aad,
+            response_plaintext,
+        )
+        .map_err(|_| ExchangeError::Crypto)?;
+        let response_key = format!("{response_ts}.{response_nonce}");
+        timings.record("aes-gcm-encrypt", t, clock.monotonic_ns());
+        Ok(ExchangeOutcome {
+            idempotency_key: response_key,
+            envelope,
+            timings,
+        })
+    }
+}

@@ -1,0 +1,334 @@
+//! Creating a session: `POST /session/init` and `POST /v1/session/init`.
+
+use std::net::IpAddr;
+
+use ports::{
+    Clock, NonceError, P256PublicKey, Ports, Quotas, RateDecision, RateLimit, SessionCache,
+    SessionKind, SessionRecord, SessionStore, StoreError,
+};
+
+use super::{ClaimError, Family, SessionService, required};
+use crate::envelope::derive_session_key;
+use crate::headers::{ClientId, HeaderError, IdempotencyKey, SessionId};
+use crate::limits::{init_client_key, init_ip_key};
+use crate::p256::{PublicKeyError, validate_public_key};
+use crate::policy::RequestedTtl;
+use crate::timing::Timings;
+
+/// The parsed init body. `client_public_key` is already base64-decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitBody {
+    /// Decoded `clientPublicKey`.
+    pub client_public_key: Vec<u8>,
+    /// `ttlSec` (ignored on `/v1`).
+    pub ttl: RequestedTtl,
+}
+
+/// An init request as seen by the domain.
+#[derive(Debug)]
+pub struct InitRequest<'a> {
+    /// Route family.
+    pub family: Family,
+    /// `X-Idempotency-Key`.
+    pub idempotency_key: Option<&'a str>,
+    /// `X-ClientId`.
+    pub client_id: Option<&'a str>,
+    /// `Authorization` (only its presence counts, and only when upstream auth is trusted).
+    pub authorization: Option<&'a str>,
+    /// The client's address for the per-IP rate limit; `None` when it is exempt.
+    pub remote_ip: Option<IpAddr>,
+    /// The body, or why it could not be read (reason for logs).
+    pub body: Result<InitBody, &'static str>,
+}
+
+/// A successful init.
+#[derive(Debug)]
+pub struct InitOutcome {
+    /// New session id.
+    pub session_id: SessionId,
+    /// The server's ephemeral public key.
+    pub server_public_key: P256PublicKey,
+    /// `A256GCM` or `aes-256-gcm`.
+    pub enc_alg: &'static str,
+    /// Effective TTL.
+    pub expires_in_sec: u64,
+    /// Step durations for `Server-Timing`.
+    pub timings: Timings,
+}
+
+/// Why an init failed. The driving adapter maps each to the family's answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InitError {
+    /// Missing or malformed header.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// Timestamp outside the window.
+    #[error("timestamp outside the replay window")]
+    OutsideWindow,
+    /// Body unreadable (not JSON, wrong shape, missing key, bad base64).
+    #[error("bad init body: {0}")]
+    Body(&'static str),
+    /// Public key refused.
+    #[error(transparent)]
+    PublicKey(#[from] PublicKeyError),
+    /// `ttlSec` present but not an integer ≥ 0.
+    #[error("ttlSec is not an integer >= 0")]
+    Ttl,
+    /// Nonce already used by this client.
+    #[error("replayed nonce")]
+    Replay,
+    /// Nonce store could not decide (fail closed).
+    #[error(transparent)]
+    NonceStore(NonceError),
+    /// Backend failure.
+    #[error("crypto backend failure")]
+    Crypto,
+    /// Session store failure.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Over the per-IP or per-client init rate limit.
+    #[error("{scope} init rate limit exceeded")]
+    RateLimited {
+        /// `"per-IP"` or `"per-client"`.
+        scope: &'static str,
+        /// When a retry can succeed.
+        retry_after_ms: u64,
+    },
+    /// The client id already holds the maximum number of live sessions.
+    #[error("client id holds the maximum number of live sessions")]
+    TooManySessions,
+    /// The limit state could not be read (fail closed).
+    #[error("limit state unavailable: {0}")]
+    Quota(StoreError),
+}
+
+impl InitError {
+    /// A short, stable label of the failure class, for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Header(_) => "bad_header",
+            Self::OutsideWindow => "outside_window",
+            Self::Body(_) | Self::Ttl => "bad_body",
+            Self::PublicKey(_) => "bad_public_key",
+            Self::Replay => "replay",
+            Self::NonceStore(NonceError::Full) => "nonce_store_full",
+            Self::NonceStore(NonceError::Unavailable(_)) => "nonce_store_unavailable",
+            Self::Crypto => "crypto_failure",
+            Self::Store(_) => "store_unavailable",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::TooManySessions => "too_many_sessions",
+            Self::Quota(_) => "limits_unavailable",
+        }
+    }
+}
+
+impl From<ClaimError> for InitError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::Replay => Self::Replay,
+            ClaimError::Store(e) => Self::NonceStore(e),
+        }
+    }
+}
+
+/// An init that passed every check, ready for key agreement and the durable write.
+struct NewSession<'a> {
+    family: Family,
+    session_id: SessionId,
+    client: &'a ClientId<'a>,
+    peer: &'a P256PublicKey,
+    ttl_sec: u64,
+    kind: SessionKind,
+    now: u64,
+}
+
+impl<P: Ports> SessionService<P> {
+    async fn check_rate(
+        &self,
+        scope: &'static str,
+        key: impl FnOnce() -> String,
+        limit: RateLimit,
+        now_ms: u64,
+    ) -> Result<(), InitError> {
+        if limit.is_off() {
+            return Ok(());
+        }
+        match self.ports.quotas().rate(&key(), limit, now_ms).await {
+            Ok(RateDecision::Allowed) => Ok(()),
+            Ok(RateDecision::Limited { retry_after_ms }) => Err(InitError::RateLimited {
+                scope,
+                retry_after_ms,
+            }),
+            Err(e) => Err(InitError::Quota(e)),
+        }
+    }
+
+    /// Creates a session (PROTOCOL.md §5.1 / §5.5 with the §14 fixes). Everything that
+    /// can be checked without state is checked before the nonce is claimed, so a bad
+    /// request never burns a nonce; key generation happens only after the claim.
+    ///
+    /// # Errors
+    /// [`InitError`].
+    pub async fn init(&self, req: InitRequest<'_>) -> Result<InitOutcome, InitError> {
+        let clock = self.ports.clock();
+        let mut timings = Timings::default();
+        let limits = self.config.limits;
+        let now = clock.now_ms();
+        // Before anything else: a flood of malformed requests counts too.
+        if let Some(ip) = req.remote_ip {
+            self.check_rate("per-IP", || init_ip_key(ip), limits.init_per_ip, now)
+                .await?;
+        }
+        let key_text = required(req.idempotency_key, "X-Idempotency-Key")?;
+        let client_text = required(req.client_id, "X-ClientId")?;
+        let key = IdempotencyKey::parse(key_text)?;
+        let client = ClientId::parse(client_text)?;
+        if !self.config.replay.in_window(key.timestamp_ms(), now) {
+            return Err(InitError::OutsideWindow);
+        }
+        let body = req.body.map_err(InitError::Body)?;
+        if body.client_public_key.is_empty() {
+            return Err(InitError::Body("clientPublicKey missing or empty"));
+        }
+        let t = clock.monotonic_ns();
+        let peer = validate_public_key(&body.client_public_key)?;
+        timings.record("validate-pubkey", t, clock.monotonic_ns());
+
+        let (ttl_sec, kind) = match req.family {
+            Family::Unversioned => (
+                self.config.ttl.resolve(body.ttl).ok_or(InitError::Ttl)?,
+                SessionKind::Anonymous,
+            ),
+            Family::V1 => {
+                let policy = self.config.v1_ttl;
+                if policy.trust_upstream_auth && req.authorization.is_some_and(|a| !a.is_empty()) {
+                    (policy.authenticated_sec, SessionKind::Authenticated)
+                } else {
+                    (policy.anonymous_sec, SessionKind::Anonymous)
+                }
+            }
+        };
+
+        self.check_rate(
+            "per-client",
+            || init_client_key(client.as_str()),
+            limits.init_per_client,
+            now,
+        )
+        .await?;
+
+        let mut id_bytes = [0u8; 16];
+        self.crypto
+            .random
+            .fill(&mut id_bytes)
+            .map_err(|_| InitError::Crypto)?;
+        let session_id = SessionId::from_random(id_bytes);
+        let expires_at_ms = now.saturating_add(ttl_sec.saturating_mul(1000));
+        // The session count is reserved before the nonce is claimed, so a refusal
+        // consumes no nonce; every later failure gives the reservation back.
+        let cap = limits.max_sessions_per_client;
+        let reserved = cap > 0;
+        if reserved {
+            let fits = self
+                .ports
+                .quotas()
+                .reserve_session(
+                    client.as_str(),
+                    session_id.as_str(),
+                    expires_at_ms,
+                    cap,
+                    now,
+                )
+                .await
+                .map_err(InitError::Quota)?;
+            if !fits {
+                return Err(InitError::TooManySessions);
+            }
+        }
+        let id_text = reserved.then(|| session_id.as_str().to_owned());
+        let result = async {
+            let t = clock.monotonic_ns();
+            self.claim_nonce(client.as_str(), key.nonce(), now).await?;
+            timings.record("replay-protection", t, clock.monotonic_ns());
+            let new = NewSession {
+                family: req.family,
+                session_id,
+                client: &client,
+                peer: &peer,
+                ttl_sec,
+                kind,
+                now,
+            };
+            self.create_session(new, timings).await
+        }
+        .await;
+        if let (Some(id), Err(_)) = (id_text, &result) {
+            let _ = self
+                .ports
+                .quotas()
+                .release_session(client.as_str(), &id, expires_at_ms)
+                .await;
+        }
+        result
+    }
+
+    /// Key agreement, derivation and the durable write of an init that passed every check.
+    async fn create_session(
+        &self,
+        new: NewSession<'_>,
+        mut timings: Timings,
+    ) -> Result<InitOutcome, InitError> {
+        let (crypto, clock) = (self.crypto, self.ports.clock());
+        let t = clock.monotonic_ns();
+        let key_pair = crypto
+            .key_agreement
+            .generate()
+            .map_err(|_| InitError::Crypto)?;
+        let server_public_key = key_pair.public_key();
+        let t2 = clock.monotonic_ns();
+        timings.record("ecdh-keygen", t, t2);
+        let shared = key_pair.agree(new.peer).map_err(|_| InitError::Crypto)?;
+        let t3 = clock.monotonic_ns();
+        timings.record("ecdh-compute", t2, t3);
+
+        let session_key = derive_session_key(
+            crypto.hkdf,
+            &shared,
+            new.session_id.as_str(),
+            new.client.as_str(),
+        )
+        .map_err(|_| InitError::Crypto)?;
+        drop(shared);
+        let t4 = clock.monotonic_ns();
+        timings.record("hkdf", t3, t4);
+
+        let record = SessionRecord {
+            id: new.session_id.as_str().to_owned(),
+            key: session_key,
+            kind: new.kind,
+            client_id: new.client.as_str().to_owned(),
+            created_at_ms: new.now,
+            expires_at_ms: new.now.saturating_add(new.ttl_sec.saturating_mul(1000)),
+        };
+        // The durable write and the (best-effort) cache write go out together; the
+        // answer waits for both, so the session is committed before the client learns
+        // its id. A cache failure only costs a store read later; if the store write
+        // fails, the cache entry is withdrawn.
+        let (cache, store) = (self.ports.cache(), self.ports.sessions());
+        let (stored, _) =
+            futures_util::future::join(store.insert(&record), cache.put(&record)).await;
+        if let Err(e) = stored {
+            let _ = cache.delete(&record.id).await;
+            return Err(InitError::Store(e));
+        }
+        timings.record("db-store", t4, clock.monotonic_ns());
+
+        Ok(InitOutcome {
+            session_id: new.session_id,
+            server_public_key,
+            enc_alg: new.family.enc_alg(),
+            expires_in_sec: new.ttl_sec,
+            timings,
+        })
+    }
+}

@@ -1,0 +1,180 @@
+//! The server's use cases, generic over one [`Ports`] bundle (static dispatch for the
+//! stores) and a `'static` crypto provider (so the backend can be chosen at run time).
+//!
+//! One file per use case, each with its own request, outcome and error types:
+//! [`init`] creates a session, [`exchange`] is the authenticated exchange every
+//! encrypted route is built on (open the request envelope → a handler → seal its
+//! answer), [`revoke`] ends a session, [`release`] hands a key to the internal network.
+//! This file holds the service and the steps they share: the session lookup and the
+//! nonce claim.
+
+pub mod exchange;
+pub mod init;
+pub mod release;
+pub mod revoke;
+
+use ports::{
+    CryptoProvider, NonceClaim, NonceError, NonceStore, Ports, Quotas, SessionCache, SessionRecord,
+    SessionStore, StoreError,
+};
+
+use crate::headers::HeaderError;
+use crate::limits::AbuseLimits;
+use crate::policy::{ReplayPolicy, TtlPolicy, V1TtlPolicy, nonce_key};
+
+/// Which route family a request arrived on: the unversioned API-server routes or the
+/// `/v1` identity routes. They share rules and store but differ in TTL rules,
+/// `encAlg` and error shapes (PROTOCOL.md §14 V1, V2, V11, V12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `/session/init`, `/transaction/purchase`.
+    Unversioned,
+    /// `/v1/session/init`, `/v1/session/{id}`.
+    V1,
+}
+
+impl Family {
+    /// `encAlg` in the init response.
+    pub fn enc_alg(self) -> &'static str {
+        match self {
+            Self::Unversioned => "A256GCM",
+            Self::V1 => "aes-256-gcm",
+        }
+    }
+}
+
+/// The policies the service enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Window and nonce TTL.
+    pub replay: ReplayPolicy,
+    /// Unversioned TTL rules.
+    pub ttl: TtlPolicy,
+    /// `/v1` TTL rules.
+    pub v1_ttl: V1TtlPolicy,
+    /// Rate limits, session cap, encryption cap, idle timeout.
+    pub limits: AbuseLimits,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            replay: ReplayPolicy::DEFAULT,
+            ttl: TtlPolicy::DEFAULT,
+            v1_ttl: V1TtlPolicy::DEFAULT,
+            limits: AbuseLimits::DEFAULT,
+        }
+    }
+}
+
+/// The session service: every server-side rule of the protocol.
+#[derive(Debug)]
+pub struct SessionService<P> {
+    crypto: CryptoProvider,
+    ports: P,
+    config: ServiceConfig,
+}
+
+/// What a session lookup found.
+pub(crate) enum Lookup {
+    Found(SessionRecord),
+    Missing,
+    Expired(SessionRecord),
+}
+
+/// Why a nonce could not be claimed.
+pub(crate) enum ClaimError {
+    /// Already used within its TTL.
+    Replay,
+    /// The store could not decide (fail closed).
+    Store(NonceError),
+}
+
+/// A header value that must be present and non-empty.
+pub(crate) fn required<'a>(
+    value: Option<&'a str>,
+    name: &'static str,
+) -> Result<&'a str, HeaderError> {
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or(HeaderError::Missing(name))
+}
+
+impl<P: Ports> SessionService<P> {
+    /// Assembles the service.
+    pub fn new(crypto: CryptoProvider, ports: P, config: ServiceConfig) -> Self {
+        Self {
+            crypto,
+            ports,
+            config,
+        }
+    }
+
+    /// The crypto backend in use.
+    pub fn crypto(&self) -> CryptoProvider {
+        self.crypto
+    }
+    /// The policies.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+    /// The stores, clock and limit state the service runs on.
+    pub fn ports(&self) -> &P {
+        &self.ports
+    }
+
+    /// Cache-aside read: the cache, else the store (refilling the cache with a live
+    /// record). Expired records are reported as such, for the caller to act on.
+    pub(crate) async fn lookup(&self, id: &str, now_ms: u64) -> Result<Lookup, StoreError> {
+        let (cache, store) = (self.ports.cache(), self.ports.sessions());
+        let record = match cache.get(id).await {
+            Ok(Some(record)) => record,
+            _ => match store.get(id).await? {
+                Some(record) => {
+                    if !record.is_expired(now_ms) {
+                        let _ = cache.put(&record).await;
+                    }
+                    record
+                }
+                None => return Ok(Lookup::Missing),
+            },
+        };
+        if record.is_expired(now_ms) {
+            return Ok(Lookup::Expired(record));
+        }
+        Ok(Lookup::Found(record))
+    }
+
+    /// Deletes a session everywhere: store, cache, its client's session count.
+    pub(crate) async fn end_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.ports.sessions().delete(&record.id).await?;
+        self.ports.cache().delete(&record.id).await?;
+        // The count entry lapses at the session's expiry if this fails.
+        let _ = self
+            .ports
+            .quotas()
+            .release_session(&record.client_id, &record.id, record.expires_at_ms)
+            .await;
+        Ok(())
+    }
+
+    /// Claims `nonce` for `client_id` for the policy's nonce TTL.
+    pub(crate) async fn claim_nonce(
+        &self,
+        client_id: &str,
+        nonce: &str,
+        now_ms: u64,
+    ) -> Result<(), ClaimError> {
+        let key = nonce_key(client_id, nonce);
+        match self
+            .ports
+            .nonces()
+            .claim(&key, self.config.replay.nonce_ttl_sec(), now_ms)
+            .await
+        {
+            Ok(NonceClaim::Fresh) => Ok(()),
+            Ok(NonceClaim::Replay) => Err(ClaimError::Replay),
+            Err(e) => Err(ClaimError::Store(e)),
+        }
+    }
+}
