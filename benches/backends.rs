@@ -19,15 +19,12 @@ use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::crypto::IV_LEN;
 use ports::{CryptoProvider, NoCache, SessionKey, Stores, SystemClock};
 
-const BACKENDS: [CryptoProvider; 3] = [
-    crypto_aws_lc_rs::PROVIDER,
-    crypto_ring::PROVIDER,
-    crypto_rustcrypto::PROVIDER,
-];
+static BACKENDS: std::sync::LazyLock<Vec<CryptoProvider>> =
+    std::sync::LazyLock::new(crypto_backends::compiled);
 
 fn keygen(c: &mut Criterion) {
     let mut g = c.benchmark_group("p256-keygen");
-    for p in BACKENDS {
+    for &p in BACKENDS.iter() {
         g.bench_function(p.name, |b| {
             b.iter(|| black_box(p.key_agreement.generate().unwrap()))
         });
@@ -37,7 +34,7 @@ fn keygen(c: &mut Criterion) {
 
 fn ecdh(c: &mut Criterion) {
     let mut g = c.benchmark_group("ecdh");
-    for p in BACKENDS {
+    for &p in BACKENDS.iter() {
         let peer = p.key_agreement.generate().unwrap().public_key();
         g.bench_function(p.name, |b| {
             b.iter_batched(
@@ -53,7 +50,7 @@ fn ecdh(c: &mut Criterion) {
 fn hkdf(c: &mut Criterion) {
     let mut g = c.benchmark_group("hkdf-sha256-32");
     let z = [0x5a; 32];
-    for p in BACKENDS {
+    for &p in BACKENDS.iter() {
         g.bench_function(p.name, |b| {
             b.iter(|| {
                 let mut out = [0u8; 32];
@@ -79,7 +76,7 @@ fn aead(c: &mut Criterion) {
     for (label, size) in [("64B", 64usize), ("1KiB", 1024), ("16KiB", 16 * 1024)] {
         let mut seal = c.benchmark_group(format!("aes-256-gcm-seal/{label}"));
         seal.throughput(Throughput::Bytes(size as u64));
-        for p in BACKENDS {
+        for &p in BACKENDS.iter() {
             seal.bench_function(p.name, |b| {
                 b.iter_batched(
                     || vec![0x42u8; size],
@@ -94,7 +91,7 @@ fn aead(c: &mut Criterion) {
         seal.finish();
         let mut open = c.benchmark_group(format!("aes-256-gcm-open/{label}"));
         open.throughput(Throughput::Bytes(size as u64));
-        for p in BACKENDS {
+        for &p in BACKENDS.iter() {
             let mut sealed = vec![0x42u8; size];
             p.aead.seal(&key, &iv, aad, &mut sealed).unwrap();
             open.bench_function(p.name, |b| {
@@ -146,7 +143,7 @@ fn fresh_key() -> String {
 
 fn server_init(c: &mut Criterion) {
     let mut g = c.benchmark_group("server-init");
-    for p in BACKENDS {
+    for &p in BACKENDS.iter() {
         let svc = service(p);
         let client_key = p.key_agreement.generate().unwrap().public_key().0.to_vec();
         g.bench_function(p.name, |b| {
@@ -195,7 +192,7 @@ fn establish(svc: &Service, p: CryptoProvider) -> ClientSession {
 fn server_purchase(c: &mut Criterion) {
     let mut g = c.benchmark_group("server-purchase");
     let payload = br#"{"schemeCode":"AEF","amount":5000}"#;
-    for p in BACKENDS {
+    for &p in BACKENDS.iter() {
         let svc = service(p);
         let session = establish(&svc, p);
         g.bench_function(p.name, |b| {

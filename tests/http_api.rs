@@ -1934,7 +1934,7 @@ async fn https_offers_http2_by_alpn() {
         ("TLS_CERT_FILE", pki.cert.to_str().unwrap()),
         ("TLS_KEY_FILE", pki.key.to_str().unwrap()),
     ]);
-    let (provider, _) = http_adapter::tls::provider(server.crypto.name).unwrap();
+    let (provider, _) = session_crypto::backend::tls_provider(server.crypto).unwrap();
     let mut config = (*http_adapter::tls::client_config(provider, Some(&pki.ca)).unwrap()).clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let addr = server.url.trim_start_matches("https://").to_owned();

@@ -1,32 +1,50 @@
 //! Which crypto backends this binary contains, and which one to use.
 
+use std::sync::Arc;
+
+use crypto_backends::Tls;
 use ports::CryptoProvider;
 
-/// Backend names in the order users see them.
-pub const ALL_NAMES: [&str; 3] = ["aws-lc-rs", "ring", "rustcrypto"];
-
-/// The providers compiled into this binary (by Cargo feature).
+/// The providers compiled into this binary (by Cargo feature), in the list's order.
 pub fn compiled() -> Vec<CryptoProvider> {
-    vec![
-        #[cfg(feature = "backend-aws-lc-rs")]
-        crypto_aws_lc_rs::PROVIDER,
-        #[cfg(feature = "backend-ring")]
-        crypto_ring::PROVIDER,
-        #[cfg(feature = "backend-rustcrypto")]
-        crypto_rustcrypto::PROVIDER,
-    ]
+    crypto_backends::compiled()
 }
 
 fn names(v: &[CryptoProvider]) -> String {
     v.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
 }
 
+/// Every backend's name, compiled in or not, joined with `sep` (the last with `last`).
+fn all_names(prefix: &str, last: &str) -> String {
+    let all: Vec<String> = crypto_backends::names()
+        .map(|n| format!("{prefix}{n}"))
+        .collect();
+    match all.split_last() {
+        Some((tail, [])) => tail.clone(),
+        Some((tail, head)) => format!("{}{last}{tail}", head.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// The rustls provider for TLS with `crypto`, and its name: the backend's own when the
+/// list says it is one, else whichever this build has.
+///
+/// # Errors
+/// A message when this build has no rustls provider for the backend.
+pub fn tls_provider(
+    crypto: CryptoProvider,
+) -> Result<(Arc<rustls::crypto::CryptoProvider>, &'static str), String> {
+    let own = crypto_backends::find(crypto.name).is_some_and(|b| b.tls == Tls::Own);
+    http_adapter::tls::provider(crypto.name, own)
+}
+
 /// Chooses the backend.
 ///
 /// * `requested` (`CRYPTO_BACKEND` / `--backend`) wins and must be compiled in.
-/// * Otherwise, one compiled backend is used implicitly. aws-lc-rs is the default
-///   feature, so with aws-lc-rs and exactly one other backend compiled in, the other
-///   one was asked for explicitly (`--features backend-ring`) and is used.
+/// * Otherwise, one compiled backend is used implicitly. The first backend of the list
+///   (aws-lc-rs) is the default feature, so with it and exactly one other backend
+///   compiled in, the other one was asked for explicitly (`--features backend-ring`)
+///   and is used.
 /// * Anything else is ambiguous and refused with instructions.
 ///
 /// # Errors
@@ -40,9 +58,10 @@ fn select_from(
     requested: Option<&str>,
 ) -> Result<CryptoProvider, String> {
     if let Some(name) = requested.filter(|n| !n.is_empty()) {
-        if !ALL_NAMES.contains(&name) {
+        if crypto_backends::find(name).is_none() {
             return Err(format!(
-                "unknown CRYPTO_BACKEND {name:?}: expected one of aws-lc-rs, ring, rustcrypto"
+                "unknown CRYPTO_BACKEND {name:?}: expected one of {}",
+                all_names("", ", ")
             ));
         }
         return compiled
@@ -62,13 +81,13 @@ fn select_from(
             });
     }
     match compiled {
-        [] => Err(
-            "no crypto backend compiled in: build with --features backend-aws-lc-rs, backend-ring \
-                   or backend-rustcrypto"
-                .into(),
-        ),
+        [] => Err(format!(
+            "no crypto backend compiled in: build with --features {}",
+            all_names("backend-", " or ")
+        )),
         [only] => Ok(*only),
-        [a, b] if a.name == "aws-lc-rs" => Ok(*b),
+        // The first backend of the list is the default feature.
+        [a, b] if Some(a.name) == crypto_backends::names().next() => Ok(*b),
         _ => Err(format!(
             "several crypto backends are compiled in ({}); choose one with CRYPTO_BACKEND=<name> or --backend <name>",
             names(compiled)

@@ -45,7 +45,7 @@ pub fn endpoint(
         }
         return Ok(endpoint);
     }
-    let (provider, _) = http_adapter::tls::provider(crypto.name)?;
+    let (provider, _) = crate::backend::tls_provider(crypto)?;
     Ok(endpoint.with_tls(http_adapter::tls::client_config(provider, ca_file)?))
 }
 

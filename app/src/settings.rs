@@ -182,7 +182,7 @@ pub fn tls_config(
     match (&args.tls_cert_file, &args.tls_key_file) {
         (None, None) => Ok(None),
         (Some(cert), Some(key)) => {
-            let (provider, name) = http_adapter::tls::provider(crypto.name)?;
+            let (provider, name) = crate::backend::tls_provider(crypto)?;
             Ok(Some((
                 http_adapter::tls::server_config(provider, cert, key)?,
                 name,

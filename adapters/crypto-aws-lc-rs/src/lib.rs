@@ -1,8 +1,8 @@
 //! # crypto-aws-lc-rs — the aws-lc-rs backend (the default)
 //!
 //! Driven adapter implementing the crypto ports with `aws-lc-rs`. Depends on `ports`
-//! and `aws-lc-rs` only. HKDF, AEAD and randomness share their source with the ring
-//! backend, whose API aws-lc-rs mirrors.
+//! and `aws-lc-rs` (plus `crypto-ring-like`, the HKDF, AEAD and randomness source it
+//! shares with the ring backend, whose API aws-lc-rs mirrors).
 
 use aws_lc_rs::agreement;
 use ports::crypto::KEY_LEN;
@@ -10,10 +10,7 @@ use ports::{
     CryptoError, CryptoProvider, EphemeralKeyPair, KeyAgreement, P256PublicKey, SharedSecret,
 };
 
-use aws_lc_rs as backend;
-
-#[path = "../../crypto-ring/src/ring_like.rs"]
-mod ring_like;
+crypto_ring_like::ring_like!(aws_lc_rs);
 
 /// The provider value for this backend.
 pub static PROVIDER: CryptoProvider = CryptoProvider {

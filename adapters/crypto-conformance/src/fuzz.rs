@@ -16,12 +16,10 @@ use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::crypto::IV_LEN;
 use ports::{CryptoProvider, NoCache, P256PublicKey, SessionKey, Stores, SystemClock};
 
-/// Every backend.
-pub const BACKENDS: [CryptoProvider; 3] = [
-    crypto_aws_lc_rs::PROVIDER,
-    crypto_ring::PROVIDER,
-    crypto_rustcrypto::PROVIDER,
-];
+/// Every backend of the list compiled into this build (the fuzz crate and the tests
+/// compile all of them).
+pub static BACKENDS: std::sync::LazyLock<Vec<CryptoProvider>> =
+    std::sync::LazyLock::new(crypto_backends::compiled);
 
 /// The fixed session of the fuzz targets: the PROTOCOL.md §3.5 vector session.
 pub const SESSION_KEY: [u8; 32] = [
@@ -82,7 +80,7 @@ pub fn decrypt_envelope(data: &[u8]) {
     );
     if let Some(plain) = &results[0] {
         let iv: [u8; IV_LEN] = body[..IV_LEN].try_into().unwrap_or_default();
-        for p in BACKENDS {
+        for p in BACKENDS.iter() {
             let resealed = domain::envelope::seal_envelope_with_iv(
                 p.aead,
                 &session_key,
@@ -152,7 +150,7 @@ pub fn init_request(data: &[u8]) {
         assert_eq!(verdict, Err(PublicKeyError::NotUncompressed));
         return;
     }
-    for p in BACKENDS {
+    for p in BACKENDS.iter() {
         let ours = p.key_agreement.generate().expect("key generation");
         assert_eq!(
             ours.agree(&P256PublicKey(raw)).is_ok(),
@@ -185,7 +183,8 @@ fn api() -> &'static (Arc<FuzzApi>, tokio::runtime::Runtime) {
     static API: OnceLock<(Arc<FuzzApi>, tokio::runtime::Runtime)> = OnceLock::new();
     API.get_or_init(|| {
         let service = SessionService::new(
-            crypto_ring::PROVIDER,
+            // The first backend of the list (the default).
+            BACKENDS[0],
             Stores {
                 sessions: MemorySessionStore::new(100_000),
                 cache: NoCache,

