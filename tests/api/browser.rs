@@ -1,0 +1,82 @@
+//! The browser demo driven in headless Chromium.
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_demo_runs_in_headless_chromium() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser"));
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci --prefix tests/browser` (scripts/test.sh does)"
+    );
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: apt-get install chromium (scripts/test.sh does)"
+    );
+    let server = Server::start(&[]);
+    // The screenshot is kept as a test artefact.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-demo.png");
+    let _ = std::fs::remove_file(&shot);
+    let (script, url, shot_arg) = (
+        dir.join("demo.mjs"),
+        format!("{}/", server.url),
+        shot.clone(),
+    );
+    // The page waits at most 30 s for the answer; the browser then exits on its own.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .arg(url)
+            .arg(shot_arg)
+            .env("CHROMIUM_PATH", &chromium)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(page["statusClass"], "ok", "{page}");
+    assert_eq!(page["problems"], serde_json::json!([]), "{page}");
+    let txn = page["transactionId"].as_str().unwrap();
+    assert!(
+        txn.len() == 20
+            && txn.starts_with("TXN-")
+            && txn[4..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "decrypted transaction id shown: {txn:?}"
+    );
+    let response: serde_json::Value =
+        serde_json::from_str(page["response"].as_str().unwrap()).unwrap();
+    assert_eq!(response["status"], "SUCCESS");
+    assert_eq!(response["amount"], 5000);
+    let steps: Vec<&str> = page["timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].as_str().unwrap().trim())
+        .collect();
+    for step in [
+        "ECDH key generation",
+        "POST /session/init",
+        "ecdh-compute",
+        "ECDH + HKDF-SHA256",
+        "AES-256-GCM encrypt",
+        "POST /transaction/purchase",
+        "aes-gcm-decrypt",
+        "AES-256-GCM decrypt",
+        "total",
+    ] {
+        assert!(
+            steps.contains(&step),
+            "timing row {step:?} missing: {steps:?}"
+        );
+    }
+    let png = std::fs::read(&shot).expect("screenshot saved");
+    assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
+}

@@ -1,0 +1,12 @@
+//! Persistence and fault tolerance against real PostgreSQL and Redis servers started by
+//! the harness (tests/support/services.rs), one module per area.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod admin;
+mod durability;
+mod helpers;
+mod instances;
+mod logs;
+mod outages;

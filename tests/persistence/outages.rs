@@ -1,0 +1,146 @@
+//! Redis and PostgreSQL outages: what keeps working, what fails closed, recovery.
+
+use crate::support::services::{PgServer, RedisServer};
+use http_adapter::client::FlowError;
+use hyper::Method;
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_outage_keeps_purchases_going_and_replays_refused() {
+    let (pg, mut redis) = (PgServer::start(), RedisServer::start());
+    let server = stateful(
+        &pg,
+        &redis,
+        &[("REDIS_RETRY_INTERVAL_MS", "200"), ("ADMIN_PORT", "0")],
+    );
+    let mut client = server.client("C").await;
+    let (session, _) = client.init(INIT, None).await.unwrap();
+    assert_eq!(purchase_status(&mut client, &session).await, 200);
+    let gauges = |text: &str| {
+        [
+            r#"session_crypto_dependency_up{dependency="postgres"} "#,
+            r#"session_crypto_dependency_up{dependency="redis"} "#,
+            "session_crypto_nonce_fallback_active ",
+        ]
+        .map(|series| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series))
+                .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+                .to_owned()
+        })
+    };
+    let before = server.metrics().await;
+    assert_eq!(gauges(&before), ["1", "1", "0"]);
+    assert!(before.contains(r#"session_crypto_pg_pool_connections{state="open"}"#));
+
+    redis.kill();
+    let during = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(
+        send_sealed(&server, &session, &during).await,
+        200,
+        "purchase during the outage"
+    );
+    assert_eq!(
+        send_sealed(&server, &session, &during).await,
+        400,
+        "replay during the outage"
+    );
+    assert_eq!(gauges(&server.metrics().await), ["1", "0", "1"]);
+    let h = json(
+        &client
+            .connection()
+            .send(Method::GET, "/health", &[], "")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (h["status"].as_str(), h["redis"].as_str()),
+        (Some("degraded"), Some("disconnected"))
+    );
+    // sessions can still be created (PostgreSQL) and used
+    let (s2, _) = client.init(INIT, None).await.unwrap();
+    assert_eq!(purchase_status(&mut client, &s2).await, 200);
+
+    redis.start_server();
+    // the server goes back to Redis by itself: new nonces land there
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let after = session.seal_request(now(), PAYLOAD).unwrap();
+        assert_eq!(send_sealed(&server, &session, &after).await, 200);
+        let nonce = after.idempotency_key.split_once('.').unwrap().1;
+        if redis.cli(&["EXISTS", &format!("nonce:C:{nonce}")]).trim() == "1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never used Redis again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // a nonce claimed during the outage is still refused after recovery
+    assert_eq!(send_sealed(&server, &session, &during).await, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_outage_answers_503_then_recovers() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let server = stateful(
+        &pg,
+        &redis,
+        &[
+            ("PG_STATEMENT_TIMEOUT_MS", "1000"),
+            ("PG_CONNECTION_TIMEOUT_MS", "1000"),
+        ],
+    );
+    let mut client = server.client("C").await;
+    let (session, _) = client.init(INIT, None).await.unwrap();
+
+    pg.stop_server();
+    let started = Instant::now();
+    match client.init(INIT, None).await {
+        Err(FlowError::Status { status, body, .. }) => {
+            assert_eq!(status, 503);
+            assert_eq!(body, r#"{"error":"SERVICE_UNAVAILABLE"}"#);
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    let mut conn = server.connect().await;
+    let key = idem(server.crypto);
+    let v1 = post_init(
+        &mut conn,
+        "/v1/session/init",
+        &[("x-idempotency-key", &key), ("x-clientid", "C")],
+        format!(
+            r#"{{"clientPublicKey":"{}"}}"#,
+            b64(&fresh_public_key(server.crypto))
+        ),
+    )
+    .await;
+    assert_identity(&v1, 503);
+    assert_eq!(
+        purchase_status(&mut client, &session).await,
+        200,
+        "cached session still usable"
+    );
+    let ready = conn.send(Method::GET, "/ready", &[], "").await.unwrap();
+    assert_eq!(ready.status, 503);
+    assert_eq!(json(&ready)["database"], "down");
+
+    pg.start_server();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match client.init(INIT, None).await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "init did not recover: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
