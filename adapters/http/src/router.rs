@@ -20,10 +20,11 @@ use crate::pipeline::request_id::request_id;
 use crate::routes;
 use crate::wire::{Body, Listener, X_REQUEST_ID, code_error, family_of, identity_error, not_found};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 enum Route {
     Init(Family),
-    Purchase,
+    /// An encrypted business route: the authenticated exchange with this handler.
+    Exchange(routes::exchange::Handler),
     Revoke,
     ReleaseKey,
     Health,
@@ -59,7 +60,7 @@ impl Scope {
 #[rustfmt::skip]
 const ROUTES: &[(Scope, &str, &str, Route)] = &[
     (Scope::Public,   "POST", "/session/init",         Route::Init(Family::Unversioned)),
-    (Scope::Public,   "POST", "/transaction/purchase", Route::Purchase),
+    (Scope::Public,   "POST", "/transaction/purchase", Route::Exchange(routes::purchase::purchase_response)),
     (Scope::Public,   "POST", "/session/revoke",       Route::Revoke),
     (Scope::Both,     "POST", "/v1/session/init",      Route::Init(Family::V1)),
     (Scope::Both,     "GET",  "/health",               Route::Health),
@@ -223,19 +224,29 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
                 }
                 Err(f) => body_failure(family, template, f),
             },
-            Route::Purchase | Route::Revoke => {
+            Route::Exchange(handler) => {
                 match read_body(limit, timeout, &parts.headers, body).await {
-                    Ok(bytes) if matches!(route, Route::Purchase) => {
-                        routes::purchase::handle(service, &parts.headers, Vec::from(bytes), started)
-                            .await
-                    }
                     Ok(bytes) => {
-                        routes::revoke::handle(service, &parts.headers, Vec::from(bytes), started)
-                            .await
+                        let body = Vec::from(bytes);
+                        routes::exchange::handle(
+                            service,
+                            template,
+                            handler,
+                            &parts.headers,
+                            body,
+                            started,
+                        )
+                        .await
                     }
                     Err(f) => body_failure(Family::Unversioned, template, f),
                 }
             }
+            Route::Revoke => match read_body(limit, timeout, &parts.headers, body).await {
+                Ok(bytes) => {
+                    routes::revoke::handle(service, &parts.headers, Vec::from(bytes), started).await
+                }
+                Err(f) => body_failure(Family::Unversioned, template, f),
+            },
         }
     }
 }

@@ -20,12 +20,17 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::{
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
 };
+mod cleanup;
+mod group_commit;
+
+use group_commit::{InsertJob, batch_writer};
+
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use domain::keywrap::KeyWrapper;
 use ports::{SessionKind, SessionRecord, SessionStore, StoreError};
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::{error, info, warn};
+use tokio::sync::{mpsc, oneshot};
+use tracing::error;
 
 /// The connection pool type.
 pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
@@ -102,11 +107,6 @@ fn epoch_ms(t: OffsetDateTime) -> u64 {
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
-}
-
-struct InsertJob {
-    row: NewSession,
-    done: oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// The PostgreSQL session store. Cheap to clone.
@@ -258,72 +258,6 @@ impl PgSessionStore {
         .await
     }
 
-    /// Deletes up to `batch` rows that expired before now; returns how many.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`].
-    pub async fn delete_expired_batch(&self, batch: i64) -> Result<usize, StoreError> {
-        self.timed("cleanup", async {
-            let mut conn = self.pool.get().await.map_err(unavailable)?;
-            diesel::sql_query(
-                "DELETE FROM sessions WHERE session_id IN \
-                 (SELECT session_id FROM sessions WHERE expires_at < now() ORDER BY expires_at LIMIT $1)",
-            )
-            .bind::<BigInt, _>(batch)
-            .execute(&mut conn)
-            .await
-            .map_err(unavailable)
-        })
-        .await
-    }
-
-    /// One cleanup run: batches until a partial batch, pausing `pause` between full ones.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] (rows deleted before the failure stay deleted).
-    pub async fn cleanup_expired(&self, batch: i64, pause: Duration) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = self.delete_expired_batch(batch).await?;
-            total += n;
-            if (n as i64) < batch {
-                return Ok(total);
-            }
-            tokio::time::sleep(pause).await;
-        }
-    }
-
-    /// Runs [`Self::cleanup_expired`] now and then every `interval`.
-    pub fn spawn_cleanup(
-        &self,
-        interval: Duration,
-        batch: i64,
-        pause: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let started = std::time::Instant::now();
-                match store.cleanup_expired(batch, pause).await {
-                    Ok(0) => {}
-                    Ok(n) => info!(
-                        deleted = n,
-                        took_ms = started.elapsed().as_millis() as u64,
-                        "expired sessions removed"
-                    ),
-                    Err(e) => warn!(error = %e, "expired-session cleanup failed; will retry"),
-                }
-                if started.elapsed() > Duration::from_secs(30) {
-                    warn!(
-                        took_ms = started.elapsed().as_millis() as u64,
-                        "expired-session cleanup was slow"
-                    );
-                }
-                tokio::time::sleep(interval).await;
-            }
-        })
-    }
-
     fn to_record(&self, row: Row) -> Option<SessionRecord> {
         let key = match self
             .wrapper
@@ -350,129 +284,6 @@ impl PgSessionStore {
             created_at_ms: epoch_ms(row.created_at),
             expires_at_ms: epoch_ms(row.expires_at),
         })
-    }
-}
-
-async fn batch_writer(
-    pool: Pool,
-    mut rx: mpsc::Receiver<InsertJob>,
-    max_batch: usize,
-    writers: usize,
-    timeout: Duration,
-) {
-    let permits = Arc::new(Semaphore::new(writers));
-    loop {
-        // Wait for a free writer *before* draining: while all writers are busy, new
-        // sessions queue up and go out together in the next statement.
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else { return };
-        let mut jobs = vec![first];
-        while jobs.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            insert_batch(&pool, jobs, timeout).await;
-            drop(permit);
-        });
-    }
-}
-
-/// The grouped insert: one statement for any number of rows. The columns go as
-/// arrays and `unnest` turns them back into rows:
-///
-/// ```sql
-/// INSERT INTO sessions (session_id, wrapped_key, kek_id, session_type, client_id,
-///                       created_at, expires_at)
-/// SELECT * FROM unnest($1::varchar[], $2::bytea[], $3::varchar[], $4::varchar[],
-///                      $5::varchar[], $6::timestamptz[], $7::timestamptz[])
-/// ON CONFLICT DO NOTHING RETURNING session_id
-/// ```
-///
-/// Its text never changes, so each connection prepares it once (a query type of its
-/// own, because diesel never caches `sql_query`); a multi-row `VALUES` list was a new
-/// statement to parse and plan for every batch, with seven parameters per row.
-struct InsertBatch {
-    ids: Vec<String>,
-    wrapped_keys: Vec<Vec<u8>>,
-    kek_ids: Vec<String>,
-    kinds: Vec<&'static str>,
-    client_ids: Vec<String>,
-    created: Vec<OffsetDateTime>,
-    expires: Vec<OffsetDateTime>,
-}
-
-impl diesel::query_builder::QueryId for InsertBatch {
-    type QueryId = Self;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl diesel::query_builder::Query for InsertBatch {
-    type SqlType = diesel::sql_types::Varchar;
-}
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertBatch {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{Array, Bytea, Timestamptz, Varchar};
-        out.push_sql(
-            "INSERT INTO sessions (session_id, wrapped_key, kek_id, session_type, client_id, \
-             created_at, expires_at) SELECT * FROM unnest(",
-        );
-        out.push_bind_param::<Array<Varchar>, _>(&self.ids)?;
-        out.push_sql("::varchar[], ");
-        out.push_bind_param::<Array<Bytea>, _>(&self.wrapped_keys)?;
-        out.push_sql("::bytea[], ");
-        out.push_bind_param::<Array<Varchar>, _>(&self.kek_ids)?;
-        out.push_sql("::varchar[], ");
-        out.push_bind_param::<Array<Varchar>, _>(&self.kinds)?;
-        out.push_sql("::varchar[], ");
-        out.push_bind_param::<Array<Varchar>, _>(&self.client_ids)?;
-        out.push_sql("::varchar[], ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.created)?;
-        out.push_sql("::timestamptz[], ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.expires)?;
-        out.push_sql("::timestamptz[]) ON CONFLICT DO NOTHING RETURNING session_id");
-        Ok(())
-    }
-}
-
-async fn insert_batch(pool: &Pool, jobs: Vec<InsertJob>, timeout: Duration) {
-    let (rows, replies): (Vec<NewSession>, Vec<_>) =
-        jobs.into_iter().map(|j| (j.row, j.done)).unzip();
-    let ids: Vec<String> = rows.iter().map(|r| r.session_id.clone()).collect();
-    let batch = InsertBatch {
-        ids: ids.clone(),
-        wrapped_keys: rows.iter().map(|r| r.wrapped_key.clone()).collect(),
-        kek_ids: rows.iter().map(|r| r.kek_id.clone()).collect(),
-        kinds: rows.iter().map(|r| r.session_type).collect(),
-        client_ids: rows.iter().map(|r| r.client_id.clone()).collect(),
-        created: rows.iter().map(|r| r.created_at).collect(),
-        expires: rows.iter().map(|r| r.expires_at).collect(),
-    };
-    let result = tokio::time::timeout(timeout, async {
-        let mut conn = pool.get().await.map_err(unavailable)?;
-        batch
-            .get_results::<String>(&mut conn)
-            .await
-            .map_err(unavailable)
-    })
-    .await
-    .unwrap_or_else(|_| Err(StoreError::Unavailable("postgres insert: timed out".into())));
-    for (id, reply) in ids.iter().zip(replies) {
-        let r = match &result {
-            Ok(inserted) if inserted.contains(id) => Ok(()),
-            Ok(_) => Err(StoreError::Duplicate),
-            Err(e) => Err(e.clone()),
-        };
-        let _ = reply.send(r);
     }
 }
 

@@ -1,11 +1,17 @@
 //! What every encrypted route shares on the wire: the domain request from the
 //! headers, the sealed answer, and the mapping of [`ExchangeError`] to statuses.
+//!
+//! An encrypted business route is a [`Handler`] — plaintext in, plaintext out — in a
+//! file of its own under `routes/`, and one `Route::Exchange(..)` line in the route
+//! table; [`handle`] does the rest.
 
 use std::time::Instant;
 
-use domain::{ExchangeError, ExchangeOutcome, ExchangeRequest};
+use domain::purchase::PayloadError;
+use domain::{ExchangeError, ExchangeOutcome, ExchangeRequest, ResponseContext, SessionService};
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
+use ports::Ports;
 use tracing::{error, info};
 
 use crate::metrics;
@@ -14,6 +20,28 @@ use crate::wire::{
     Body, OCTETS, SERVER_TIMING, X_CLIENT_ID, X_IDEMPOTENCY_KEY, X_KID, code_error, header,
     response,
 };
+
+/// What an encrypted route does with an authentic, fresh request: check its plaintext
+/// and build the answer's plaintext. It runs only after the envelope has opened and the
+/// nonce has been claimed.
+pub(crate) type Handler = fn(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>;
+
+/// Runs one authenticated exchange on `route` (its template, for logs and metrics).
+pub(crate) async fn handle<P: Ports>(
+    service: &SessionService<P>,
+    route: &'static str,
+    handler: Handler,
+    headers: &HeaderMap,
+    mut body: Vec<u8>,
+    started: Instant,
+) -> Response<Body> {
+    let kid = header(headers, &X_KID);
+    let req = request(headers, &mut body);
+    match service.exchange(req, handler).await {
+        Ok(out) => sealed(kid.unwrap_or_default(), out, started),
+        Err(e) => failure(route, &e),
+    }
+}
 
 /// The domain's view of an encrypted request: its three headers and the envelope.
 pub(crate) fn request<'a>(headers: &'a HeaderMap, body: &'a mut [u8]) -> ExchangeRequest<'a> {
@@ -26,7 +54,7 @@ pub(crate) fn request<'a>(headers: &'a HeaderMap, body: &'a mut [u8]) -> Exchang
 }
 
 /// 200 with the sealed answer, the request's `X-Kid` and the response's idempotency key.
-pub(crate) fn sealed(kid: &str, out: ExchangeOutcome, started: Instant) -> Response<Body> {
+fn sealed(kid: &str, out: ExchangeOutcome, started: Instant) -> Response<Body> {
     let mut r = response(StatusCode::OK, OCTETS, out.envelope);
     let h = r.headers_mut();
     if let (Ok(kid), Ok(key)) = (

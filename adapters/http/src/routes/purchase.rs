@@ -1,17 +1,11 @@
 //! `POST /transaction/purchase`: the demo business route, an authenticated exchange
-//! whose handler applies the purchase rules (PROTOCOL.md §9).
+//! whose handler ([`purchase_response`]) applies the purchase rules (PROTOCOL.md §9).
 
-use std::time::Instant;
-
+use domain::ResponseContext;
 use domain::purchase::{PayloadError, Purchase};
-use domain::{ResponseContext, SessionService};
-use hyper::Response;
-use hyper::header::HeaderMap;
-use ports::Ports;
 use serde::{Deserialize, Serialize};
 
-use super::exchange;
-use crate::wire::{Body, X_KID, header, is_json_object};
+use crate::wire::is_json_object;
 
 #[derive(Deserialize)]
 struct PurchaseJson<'a> {
@@ -57,21 +51,6 @@ pub fn purchase_response(plain: &[u8], context: &ResponseContext) -> Result<Vec<
     serde_json::to_writer(&mut out, &resp)
         .map_err(|_| PayloadError::Shape("response serialisation"))?;
     Ok(out)
-}
-
-/// Runs one purchase.
-pub(crate) async fn handle<P: Ports>(
-    service: &SessionService<P>,
-    headers: &HeaderMap,
-    mut body: Vec<u8>,
-    started: Instant,
-) -> Response<Body> {
-    let kid = header(headers, &X_KID);
-    let req = exchange::request(headers, &mut body);
-    match service.exchange(req, purchase_response).await {
-        Ok(out) => exchange::sealed(kid.unwrap_or_default(), out, started),
-        Err(e) => exchange::failure("/transaction/purchase", &e),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,179 @@
+//! One keep-alive HTTP/1.1 (or HTTP/2 over TLS) connection and its responses.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper::header::{HOST, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::FlowError;
+
+/// `http://host:port` or `https://host:port`.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+    https: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Endpoint {
+    /// Parses `http://host[:port][/]` or `https://host[:port][/]` (port defaults to 80
+    /// or 443). An `https` endpoint needs [`Endpoint::with_tls`] before connecting.
+    ///
+    /// # Errors
+    /// [`FlowError::Url`].
+    pub fn parse(url: &str) -> Result<Self, FlowError> {
+        let bad = || FlowError::Url(url.to_owned());
+        let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(bad()),
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') {
+            return Err(bad());
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                (h, p.parse().map_err(|_| bad())?)
+            }
+            _ => (rest, if https { 443 } else { 80 }),
+        };
+        Ok(Self {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            https,
+            tls: None,
+        })
+    }
+
+    /// The TLS client settings for an `https` endpoint (ignored for `http`).
+    #[must_use]
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Whether the URL was `https`.
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection.
+#[derive(Debug)]
+pub struct Connection {
+    sender: http1::SendRequest<Full<Bytes>>,
+    host: HeaderValue,
+}
+
+impl Connection {
+    /// Connects (TCP_NODELAY on).
+    ///
+    /// # Errors
+    /// [`FlowError::Transport`].
+    pub async fn open(endpoint: &Endpoint) -> Result<Self, FlowError> {
+        let t = |e: &dyn std::fmt::Display| {
+            FlowError::Transport(format!("{}: {e}", endpoint.authority()))
+        };
+        let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|e| t(&e))?;
+        let _ = stream.set_nodelay(true);
+        let sender = if endpoint.https {
+            let config = endpoint.tls.clone().ok_or_else(|| {
+                FlowError::Url(format!(
+                    "https://{}: no TLS client settings (--ca-file)",
+                    endpoint.authority()
+                ))
+            })?;
+            let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone())
+                .map_err(|e| t(&e))?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map_err(|e| t(&format!("TLS: {e}")))?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| t(&e))?;
+            tokio::spawn(conn);
+            sender
+        } else {
+            let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| t(&e))?;
+            tokio::spawn(conn);
+            sender
+        };
+        let host = HeaderValue::from_str(&endpoint.authority()).map_err(|e| t(&e))?;
+        Ok(Self { sender, host })
+    }
+
+    /// Sends one request and reads the whole response.
+    ///
+    /// # Errors
+    /// [`FlowError::Transport`].
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<HttpResponse, FlowError> {
+        let t = |e: &dyn std::fmt::Display| FlowError::Transport(e.to_string());
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Full::new(body.into()))
+            .map_err(|e| t(&e))?;
+        let h = req.headers_mut();
+        h.insert(HOST, self.host.clone());
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| t(&e))?;
+            h.append(name, HeaderValue::from_str(value).map_err(|e| t(&e))?);
+        }
+        self.sender.ready().await.map_err(|e| t(&e))?;
+        let resp = self.sender.send_request(req).await.map_err(|e| t(&e))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| t(&e))?.to_bytes();
+        Ok(HttpResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}

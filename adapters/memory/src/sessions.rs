@@ -1,0 +1,158 @@
+//! [`MemorySessionStore`]: the embedded source of truth, bounded.
+
+use std::collections::HashMap;
+use std::future::{Future, ready};
+use std::sync::{PoisonError, RwLock};
+
+use ports::{SessionRecord, SessionStore, StoreError};
+
+use crate::DEFAULT_SESSION_CAPACITY;
+
+#[derive(Debug, Default)]
+struct SessionState {
+    sessions: HashMap<String, SessionRecord>,
+    last_sweep_ms: u64,
+}
+
+/// Bounded session store with expiry. Expired sessions are removed lazily on lookup
+/// (by the domain) and swept when the store reaches capacity.
+#[derive(Debug)]
+pub struct MemorySessionStore {
+    capacity: usize,
+    state: RwLock<SessionState>,
+}
+
+impl MemorySessionStore {
+    /// A store holding at most `capacity` sessions.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            state: RwLock::new(SessionState::default()),
+        }
+    }
+
+    /// Stored sessions, expired ones included until swept.
+    pub fn len(&self) -> usize {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sessions
+            .len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Synchronous insert.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] or [`StoreError::Full`].
+    fn insert_sync(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if s.sessions.contains_key(&record.id) {
+            return Err(StoreError::Duplicate);
+        }
+        let now = record.created_at_ms;
+        // Sweep at most once a second, so a store full of live sessions answers
+        // "full" cheaply instead of rescanning on every insert.
+        if s.sessions.len() >= self.capacity && now >= s.last_sweep_ms.saturating_add(1000) {
+            s.sessions.retain(|_, r| !r.is_expired(now));
+            s.last_sweep_ms = now;
+        }
+        if s.sessions.len() >= self.capacity {
+            return Err(StoreError::Full);
+        }
+        s.sessions.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    /// Synchronous lookup.
+    fn get_sync(&self, id: &str) -> Option<SessionRecord> {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sessions
+            .get(id)
+            .cloned()
+    }
+
+    /// Synchronous delete.
+    fn delete_sync(&self, id: &str) {
+        self.state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sessions
+            .remove(id);
+    }
+}
+
+impl Default for MemorySessionStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_SESSION_CAPACITY)
+    }
+}
+
+impl SessionStore for MemorySessionStore {
+    fn insert(
+        &self,
+        record: &SessionRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.insert_sync(record))
+    }
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send {
+        ready(Ok(self.get_sync(id)))
+    }
+    fn delete(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.delete_sync(id);
+        ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ports::{SessionKey, SessionKind};
+
+    use super::*;
+
+    fn record(id: &str, created: u64, expires: u64) -> SessionRecord {
+        SessionRecord {
+            id: id.into(),
+            key: SessionKey::from_bytes([7; 32]),
+            kind: SessionKind::Anonymous,
+            client_id: "c".into(),
+            created_at_ms: created,
+            expires_at_ms: expires,
+        }
+    }
+
+    #[test]
+    fn sessions_insert_get_delete_and_refuse_duplicates() {
+        let s = MemorySessionStore::new(10);
+        s.insert_sync(&record("S-1", 0, 100)).unwrap();
+        assert_eq!(
+            s.insert_sync(&record("S-1", 0, 100)),
+            Err(StoreError::Duplicate)
+        );
+        assert_eq!(s.get_sync("S-1").unwrap().key.expose(), &[7; 32]);
+        s.delete_sync("S-1");
+        assert!(s.get_sync("S-1").is_none());
+    }
+
+    #[test]
+    fn full_session_store_sweeps_expired_then_refuses() {
+        let s = MemorySessionStore::new(2);
+        s.insert_sync(&record("S-1", 0, 100)).unwrap();
+        s.insert_sync(&record("S-2", 0, 10_000)).unwrap();
+        s.insert_sync(&record("S-3", 5_000, 20_000)).unwrap(); // S-1 swept
+        assert!(s.get_sync("S-1").is_none());
+        assert_eq!(
+            s.insert_sync(&record("S-4", 5_500, 20_000)),
+            Err(StoreError::Full)
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! Removing expired sessions in batches, on a schedule.
+
+use std::time::Duration;
+
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use ports::StoreError;
+use tracing::{info, warn};
+
+use crate::{PgSessionStore, unavailable};
+
+impl PgSessionStore {
+    /// Deletes up to `batch` rows that expired before now; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn delete_expired_batch(&self, batch: i64) -> Result<usize, StoreError> {
+        self.timed("cleanup", async {
+            let mut conn = self.pool.get().await.map_err(unavailable)?;
+            diesel::sql_query(
+                "DELETE FROM sessions WHERE session_id IN \
+                 (SELECT session_id FROM sessions WHERE expires_at < now() ORDER BY expires_at LIMIT $1)",
+            )
+            .bind::<BigInt, _>(batch)
+            .execute(&mut conn)
+            .await
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// One cleanup run: batches until a partial batch, pausing `pause` between full ones.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] (rows deleted before the failure stay deleted).
+    pub async fn cleanup_expired(&self, batch: i64, pause: Duration) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.delete_expired_batch(batch).await?;
+            total += n;
+            if (n as i64) < batch {
+                return Ok(total);
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Runs [`Self::cleanup_expired`] now and then every `interval`.
+    pub fn spawn_cleanup(
+        &self,
+        interval: Duration,
+        batch: i64,
+        pause: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let started = std::time::Instant::now();
+                match store.cleanup_expired(batch, pause).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(
+                        deleted = n,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "expired sessions removed"
+                    ),
+                    Err(e) => warn!(error = %e, "expired-session cleanup failed; will retry"),
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    warn!(
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "expired-session cleanup was slow"
+                    );
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+}

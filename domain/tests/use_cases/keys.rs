@@ -1,0 +1,112 @@
+//! Keys: the reference vector, wrapping at rest and rotation, redacted debug output.
+
+use domain::client::ClientSession;
+use domain::encoding::base64_decode;
+use ports::SessionStore;
+
+use crate::helpers::*;
+
+#[test]
+fn reference_vector_session_key() {
+    // PROTOCOL.md §3.5: HKDF over the vector's Z.
+    let z: [u8; 32] =
+        hex::decode("ccfc261f58193c98ca4ad4a53bbac6f0ee29bc4d48438090446908622ca79af6")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let key = domain::derive_session_key(
+        CRYPTO.hkdf,
+        &ports::SharedSecret::from_bytes(z),
+        "S-000102030405060708090a0b0c0d0e0f",
+        "NODE_CLIENT",
+    )
+    .unwrap();
+    assert_eq!(
+        key.expose().to_vec(),
+        base64_decode("chrTmynfAw5zwu3wrw/xudpoWn3Hz3yAbSejyymhCuM=").unwrap()
+    );
+}
+
+#[test]
+fn wrapped_keys_unwrap_only_for_their_session_and_across_rotation() {
+    use domain::keywrap::{KeyWrapper, UnwrapError, WRAPPED_KEY_LEN};
+    let old = KeyWrapper::new(CRYPTO, [1; 32], vec![]).unwrap();
+    let key = ports::SessionKey::from_bytes([0x5a; 32]);
+    let w = old
+        .wrap("S-000102030405060708090a0b0c0d0e0f", &key)
+        .unwrap();
+    assert_eq!(w.bytes.len(), WRAPPED_KEY_LEN);
+    assert!(
+        !w.bytes.windows(32).any(|win| win == key.expose()),
+        "no raw key inside"
+    );
+    assert_eq!(w.kek_id.len(), 16);
+    assert_eq!(
+        old.unwrap("S-000102030405060708090a0b0c0d0e0f", &w.kek_id, &w.bytes)
+            .unwrap()
+            .expose(),
+        key.expose()
+    );
+    // moved to another row
+    assert_eq!(
+        old.unwrap("S-ffffffffffffffffffffffffffffffff", &w.kek_id, &w.bytes)
+            .unwrap_err(),
+        UnwrapError::Authentication
+    );
+    // rotation: the new KEK wraps, the previous one still unwraps
+    let rotated = KeyWrapper::new(CRYPTO, [2; 32], vec![[1; 32]]).unwrap();
+    assert_ne!(rotated.current_id(), old.current_id());
+    assert!(
+        rotated
+            .unwrap("S-000102030405060708090a0b0c0d0e0f", &w.kek_id, &w.bytes)
+            .is_ok()
+    );
+    assert_eq!(
+        rotated.wrap("S-1", &key).unwrap().kek_id,
+        rotated.current_id()
+    );
+    // a KEK that is gone
+    let fresh = KeyWrapper::new(CRYPTO, [3; 32], vec![]).unwrap();
+    assert!(matches!(
+        fresh.unwrap("S-000102030405060708090a0b0c0d0e0f", &w.kek_id, &w.bytes),
+        Err(UnwrapError::UnknownKek(_))
+    ));
+}
+
+#[test]
+fn debug_output_redacts_keys_secrets_and_ids() {
+    use domain::keywrap::KeyWrapper;
+    let key_bytes = [0xa7u8; 32];
+    let hex_key: String = key_bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let svc = service();
+    let session = establish(&svc, "C", 1);
+    let id = session.kid()[8..].to_owned();
+    let record = run(svc.ports().sessions.get(&id)).unwrap().unwrap();
+    let wrapper = KeyWrapper::new(CRYPTO, key_bytes, vec![key_bytes]).unwrap();
+    let outputs = [
+        format!("{:?}", ports::SessionKey::from_bytes(key_bytes)),
+        format!("{:?}", ports::SharedSecret::from_bytes(key_bytes)),
+        format!(
+            "{:?}",
+            ClientSession::from_key(CRYPTO, &id, "C", ports::SessionKey::from_bytes(key_bytes))
+        ),
+        format!("{wrapper:?}"),
+        format!("{record:?}"),
+        format!("{:?}", domain::SessionId::parse(&id).unwrap()),
+    ];
+    let record_key: String = record
+        .key
+        .expose()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    for out in &outputs {
+        assert!(
+            !out.contains(&hex_key) && !out.contains("167, 167"),
+            "key bytes in {out}"
+        );
+        assert!(!out.contains(&record_key), "session key in {out}");
+        assert!(!out.contains(&id), "whole session id in {out}");
+    }
+    assert!(outputs[0].contains("REDACTED") && outputs[1].contains("REDACTED"));
+}
