@@ -25,7 +25,7 @@ fn admin_pg_config(url: &str) -> PgConfig {
 ///
 /// # Errors
 /// A message for the user.
-pub async fn migrate(url: &str) -> Result<(), String> {
+pub async fn migrate(url: &str) -> Result<(), crate::Error> {
     let config = admin_pg_config(url);
     let applied = postgres_adapter::run_migrations(&postgres_adapter::pool(&config)?).await?;
     if applied.is_empty() {
@@ -45,7 +45,7 @@ pub async fn migrate(url: &str) -> Result<(), String> {
 pub async fn revoke(
     args: &crate::config::RevokeArgs,
     crypto: CryptoProvider,
-) -> Result<(), String> {
+) -> Result<(), crate::Error> {
     let url = args.database_url.as_deref().ok_or(
         "revoke needs DATABASE_URL: embedded (in-memory) sessions live inside the server process, \
          end them by restarting it",
@@ -62,7 +62,7 @@ pub async fn revoke(
     let ids = pg
         .delete_client_sessions(&args.client_id)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::Error::Runtime(e.to_string()))?;
     if let Some(redis_url) = &args.redis_url {
         let redis = Redis::new(&RedisConfig {
             url: redis_url.clone(),
@@ -73,15 +73,17 @@ pub async fn revoke(
             .delete_many(&ids)
             .await
             .map_err(|e| {
-                format!("sessions deleted from PostgreSQL, but not from the Redis cache: {e}")
+                crate::Error::Runtime(format!(
+                    "sessions deleted from PostgreSQL, but not from the Redis cache: {e}"
+                ))
             })?;
         RedisQuotas::new(redis)
             .forget_client(&args.client_id)
             .await
             .map_err(|e| {
-                format!(
+                crate::Error::Runtime(format!(
                     "sessions deleted, but their count (MAX_SESSIONS_PER_CLIENT) was not reset: {e}"
-                )
+                ))
             })?;
     }
     println!(

@@ -33,9 +33,9 @@ fn all_names(prefix: &str, last: &str) -> String {
 /// A message when this build has no rustls provider for the backend.
 pub fn tls_provider(
     crypto: CryptoProvider,
-) -> Result<(Arc<rustls::crypto::CryptoProvider>, &'static str), String> {
+) -> Result<(Arc<rustls::crypto::CryptoProvider>, &'static str), crate::Error> {
     let own = crypto_backends::find(crypto.name).is_some_and(|b| b.tls == Tls::Own);
-    http_adapter::tls::provider(crypto.name, own)
+    Ok(http_adapter::tls::provider(crypto.name, own)?)
 }
 
 /// Chooses the backend.
@@ -49,27 +49,27 @@ pub fn tls_provider(
 ///
 /// # Errors
 /// A message that says what to do.
-pub fn select(requested: Option<&str>) -> Result<CryptoProvider, String> {
+pub fn select(requested: Option<&str>) -> Result<CryptoProvider, crate::Error> {
     select_from(&compiled(), requested)
 }
 
 fn select_from(
     compiled: &[CryptoProvider],
     requested: Option<&str>,
-) -> Result<CryptoProvider, String> {
+) -> Result<CryptoProvider, crate::Error> {
     if let Some(name) = requested.filter(|n| !n.is_empty()) {
         if crypto_backends::find(name).is_none() {
-            return Err(format!(
+            return Err(crate::Error::Config(format!(
                 "unknown CRYPTO_BACKEND {name:?}: expected one of {}",
                 all_names("", ", ")
-            ));
+            )));
         }
         return compiled
             .iter()
             .copied()
             .find(|p| p.name == name)
             .ok_or_else(|| {
-                format!(
+                crate::Error::Config(format!(
                     "CRYPTO_BACKEND={name} is not compiled into this binary (compiled: {}); \
                  rebuild with `--features backend-{name}` or choose a compiled backend",
                     if compiled.is_empty() {
@@ -77,21 +77,21 @@ fn select_from(
                     } else {
                         names(compiled)
                     }
-                )
+                ))
             });
     }
     match compiled {
-        [] => Err(format!(
+        [] => Err(crate::Error::Config(format!(
             "no crypto backend compiled in: build with --features {}",
             all_names("backend-", " or ")
-        )),
+        ))),
         [only] => Ok(*only),
         // The first backend of the list is the default feature.
         [a, b] if Some(a.name) == crypto_backends::names().next() => Ok(*b),
-        _ => Err(format!(
+        _ => Err(crate::Error::Config(format!(
             "several crypto backends are compiled in ({}); choose one with CRYPTO_BACKEND=<name> or --backend <name>",
             names(compiled)
-        )),
+        ))),
     }
 }
 
@@ -101,13 +101,13 @@ fn select_from(
 ///
 /// # Errors
 /// A message naming the backend and the failed check.
-pub fn self_test(crypto: CryptoProvider) -> Result<(), String> {
+pub fn self_test(crypto: CryptoProvider) -> Result<(), crate::Error> {
     use domain::envelope::{Aad, derive_session_key, open_envelope, seal_envelope_with_iv};
     let fail = |what: &str| {
-        format!(
+        crate::Error::Runtime(format!(
             "crypto backend {} failed its self-test: {what}",
             crypto.name
-        )
+        ))
     };
     let z = ports::SharedSecret::from_bytes(hex32(
         "ccfc261f58193c98ca4ad4a53bbac6f0ee29bc4d48438090446908622ca79af6",
@@ -188,9 +188,14 @@ mod tests {
         assert_eq!(select_from(&[rc], None).unwrap().name, "rustcrypto");
         assert_eq!(select_from(&[aws, ring], None).unwrap().name, "ring");
         assert_eq!(select_from(&[aws, rc], None).unwrap().name, "rustcrypto");
-        let err = select_from(&[aws, ring, rc], None).unwrap_err();
+        let err = select_from(&[aws, ring, rc], None).unwrap_err().to_string();
         assert!(err.contains("CRYPTO_BACKEND"), "{err}");
-        assert!(select_from(&[], None).unwrap_err().contains("--features"));
+        assert!(
+            select_from(&[], None)
+                .unwrap_err()
+                .to_string()
+                .contains("--features")
+        );
     }
 
     #[test]
@@ -207,11 +212,12 @@ mod tests {
             select_from(&[aws, ring], Some("aws-lc-rs")).unwrap().name,
             "aws-lc-rs"
         );
-        let err = select_from(&[aws], Some("ring")).unwrap_err();
+        let err = select_from(&[aws], Some("ring")).unwrap_err().to_string();
         assert!(err.contains("--features backend-ring"), "{err}");
         assert!(
             select_from(&[aws], Some("openssl"))
                 .unwrap_err()
+                .to_string()
                 .contains("unknown")
         );
     }

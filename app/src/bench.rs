@@ -257,7 +257,7 @@ async fn run_phase(
 ///
 /// # Errors
 /// A message for the user.
-pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), String> {
+pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
     if args.iterations == 0 || args.concurrency == 0 {
         return Err("--iterations and --concurrency must be > 0".into());
     }
@@ -274,7 +274,7 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), String> 
     if args.warmup > 0 {
         let (warm, _) = run_phase(&args, &endpoint, crypto, args.warmup, false).await;
         if let Some(e) = warm.iter().find_map(|w| w.first_error.clone()) {
-            return Err(format!("warm-up failed: {e}"));
+            return Err(crate::Error::Runtime(format!("warm-up failed: {e}")));
         }
     }
     let server_pid = args.server_pid.map(|p| p.to_string());
@@ -352,7 +352,7 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), String> 
         }
     }
     if errors > 0 {
-        Err(format!("{errors} flows failed"))
+        Err(crate::Error::Runtime(format!("{errors} flows failed")))
     } else {
         Ok(())
     }

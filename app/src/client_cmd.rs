@@ -37,8 +37,8 @@ pub fn endpoint(
     url: &str,
     ca_file: Option<&std::path::Path>,
     crypto: CryptoProvider,
-) -> Result<Endpoint, String> {
-    let endpoint = Endpoint::parse(url).map_err(|e| e.to_string())?;
+) -> Result<Endpoint, crate::Error> {
+    let endpoint = Endpoint::parse(url)?;
     if !endpoint.is_https() {
         if ca_file.is_some() {
             return Err("--ca-file only applies to https:// URLs".into());
@@ -53,27 +53,23 @@ pub fn endpoint(
 ///
 /// # Errors
 /// A message for the user.
-pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), String> {
+pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
     let endpoint = endpoint(&args.url, args.ca_file.as_deref(), crypto)?;
-    let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id).await?;
     let route = if args.v1 {
         InitRoute::V1
     } else {
         InitRoute::Unversioned
     };
-    let (session, init) = client.init(route, None).await.map_err(|e| e.to_string())?;
-    let scheme = serde_json::to_string(&args.scheme_code).map_err(|e| e.to_string())?;
+    let (session, init) = client.init(route, None).await?;
+    let scheme = serde_json::to_string(&args.scheme_code)
+        .map_err(|e| crate::Error::Runtime(e.to_string()))?;
     let amount: serde_json::Number = args
         .amount
         .parse()
         .map_err(|_| format!("--amount {:?} is not a JSON number", args.amount))?;
     let payload = format!(r#"{{"schemeCode":{scheme},"amount":{amount}}}"#);
-    let (answer, purchase) = client
-        .purchase(&session, payload.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (answer, purchase) = client.purchase(&session, payload.as_bytes()).await?;
 
     println!(
         "session-crypto client → {} (crypto backend {}, client id {})",

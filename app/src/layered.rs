@@ -52,7 +52,7 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
 ///
 /// # Errors
 /// A message naming the file and the offending key.
-pub fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+pub fn read_file(path: &Path) -> Result<Vec<(String, String)>, crate::Error> {
     let name = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("config file {name}: {e}"))?;
     let table: toml::Table = text
@@ -69,11 +69,11 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
             .get_arguments()
             .any(|a| a.get_id().as_str() == id && a.get_long().is_some());
         if !known || id == "config" {
-            return Err(format!(
+            return Err(crate::Error::Config(format!(
                 "config file {name}: unknown setting `{key}` (settings are named as in \
                  `session-crypto serve --help`, by environment variable, e.g. `port` or \
                  `DATABASE_URL`)"
-            ));
+            )));
         }
         let text = match value {
             toml::Value::String(s) => s,
@@ -85,16 +85,16 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
                 .map(|v| match v {
                     toml::Value::String(s) => Ok(s),
                     toml::Value::Integer(i) => Ok(i.to_string()),
-                    _ => Err(format!(
+                    _ => Err(crate::Error::Config(format!(
                         "config file {name}: `{key}`: list items must be strings or integers"
-                    )),
+                    ))),
                 })
                 .collect::<Result<Vec<_>, _>>()?
                 .join(","),
             _ => {
-                return Err(format!(
+                return Err(crate::Error::Config(format!(
                     "config file {name}: `{key}` must be a string, number, boolean or list"
-                ));
+                )));
             }
         };
         settings.push((id, text));
@@ -107,7 +107,7 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
 ///
 /// # Errors
 /// An unreadable or invalid config file.
-pub fn parse() -> Result<Parsed, String> {
+pub fn parse() -> Result<Parsed, crate::Error> {
     let args = args_with_default_subcommand();
     let file = config_path(&args);
     let settings = match &file {

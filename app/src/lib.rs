@@ -10,7 +10,10 @@ pub mod backend;
 pub mod bench;
 pub mod client_cmd;
 pub mod config;
+pub mod error;
 pub mod layered;
 pub mod serve;
 pub mod settings;
 pub mod stores;
+
+pub use error::Error;

@@ -56,17 +56,17 @@ fn log_filter() -> EnvFilter {
     filter
 }
 
-fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
+fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, session_crypto::Error> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = threads.filter(|&n| n > 0) {
         b.worker_threads(n);
     }
     b.enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .map_err(|e| session_crypto::Error::Runtime(format!("cannot start the async runtime: {e}")))
 }
 
-fn run(parsed: &Parsed) -> Result<(), String> {
+fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
     let cli = &parsed.cli;
     match &cli.command {
         Command::Backends => {
@@ -97,10 +97,9 @@ fn run(parsed: &Parsed) -> Result<(), String> {
         }
         Command::Keygen => {
             let mut kek = zeroize::Zeroizing::new([0u8; 32]);
-            crypto
-                .random
-                .fill(kek.as_mut())
-                .map_err(|_| "the random number generator failed")?;
+            crypto.random.fill(kek.as_mut()).map_err(|_| {
+                session_crypto::Error::Runtime("the random number generator failed".into())
+            })?;
             println!("{}", domain::encoding::base64_encode(kek.as_ref()));
             Ok(())
         }

@@ -16,7 +16,7 @@ use crate::settings::{Checked, validate};
 
 /// Installs the Prometheus recorder (only when the admin listener is on, so metrics
 /// cost nothing otherwise) and turns recording on.
-fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, crate::Error> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -24,7 +24,7 @@ fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, St
             &http_adapter::metrics::LATENCY_BUCKETS,
         )
         .and_then(PrometheusBuilder::install_recorder)
-        .map_err(|e| format!("metrics: {e}"))?;
+        .map_err(|e| crate::Error::Runtime(format!("metrics: {e}")))?;
     http_adapter::metrics::enable();
     let upkeep = handle.clone();
     tokio::spawn(async move {
@@ -73,7 +73,7 @@ fn open_file_limit() -> Option<u64> {
 ///
 /// # Errors
 /// Configuration or bind failures, as a message for the user.
-pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> {
+pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
     let Checked {
         service: config,
         api: api_config,
@@ -123,23 +123,29 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     let public_addr = SocketAddr::new(args.host, args.port);
     let public = bind(public_addr)
         .await
-        .map_err(|e| format!("cannot listen on {public_addr} (HOST/PORT): {e}"))?;
+        .map_err(|source| crate::Error::Listen {
+            addr: public_addr,
+            setting: "HOST/PORT",
+            source,
+        })?;
     let admin = match args.admin_port {
         Some(port) => {
             let addr = SocketAddr::new(args.admin_host, port);
-            Some(
-                bind(addr)
-                    .await
-                    .map_err(|e| format!("cannot listen on {addr} (ADMIN_HOST/ADMIN_PORT): {e}"))?,
-            )
+            Some(bind(addr).await.map_err(|source| crate::Error::Listen {
+                addr,
+                setting: "ADMIN_HOST/ADMIN_PORT",
+                source,
+            })?)
         }
         None => None,
     };
     let internal = match args.internal_port {
         Some(port) => {
             let addr = SocketAddr::new(args.internal_host, port);
-            Some(bind(addr).await.map_err(|e| {
-                format!("cannot listen on {addr} (INTERNAL_HOST/INTERNAL_PORT): {e}")
+            Some(bind(addr).await.map_err(|source| crate::Error::Listen {
+                addr,
+                setting: "INTERNAL_HOST/INTERNAL_PORT",
+                source,
             })?)
         }
         None => None,
@@ -162,7 +168,9 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
     };
     let mut tasks = Vec::new();
     if let (Some(listener), Some(handle)) = (admin, metrics) {
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| crate::Error::Runtime(e.to_string()))?;
         println!("listening on http://{addr} (admin: GET /metrics)");
         let render = move || {
             let (health, handle) = (admin_health.clone(), handle.clone());
@@ -179,7 +187,9 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
         )));
     }
     if let Some(listener) = internal {
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| crate::Error::Runtime(e.to_string()))?;
         println!(
             "listening on {scheme}://{addr} (internal: /v1 routes incl. key release; private network only)"
         );
@@ -191,7 +201,9 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), String> 
             stopped(stop_rx.clone()),
         )));
     }
-    let addr = public.local_addr().map_err(|e| e.to_string())?;
+    let addr = public
+        .local_addr()
+        .map_err(|e| crate::Error::Runtime(e.to_string()))?;
     println!(
         "listening on {scheme}://{addr} (public, crypto backend {}, TLS provider {tls_provider})",
         crypto.name

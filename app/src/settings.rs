@@ -26,7 +26,10 @@ fn decode_kek(name: &str, text: &str) -> Result<[u8; 32], String> {
 ///
 /// # Errors
 /// A message naming the setting.
-pub fn key_wrapper(args: &ServeArgs, crypto: CryptoProvider) -> Result<Option<KeyWrapper>, String> {
+pub fn key_wrapper(
+    args: &ServeArgs,
+    crypto: CryptoProvider,
+) -> Result<Option<KeyWrapper>, crate::Error> {
     let current = match (&args.session_kek, &args.session_kek_file) {
         (Some(_), Some(_)) => return Err("set only one of SESSION_KEK and SESSION_KEK_FILE".into()),
         (Some(k), None) => Some(decode_kek("SESSION_KEK", k)?),
@@ -56,7 +59,7 @@ pub fn key_wrapper(args: &ServeArgs, crypto: CryptoProvider) -> Result<Option<Ke
 ///
 /// # Errors
 /// A message naming the offending setting.
-pub fn service_config(args: &ServeArgs) -> Result<ServiceConfig, String> {
+pub fn service_config(args: &ServeArgs) -> Result<ServiceConfig, crate::Error> {
     let replay = ReplayPolicy::new(args.timestamp_window_ms, args.nonce_ttl_sec)
         .map_err(|e| e.to_string())?;
     let ttl = TtlPolicy::new(
@@ -108,7 +111,7 @@ pub fn service_config(args: &ServeArgs) -> Result<ServiceConfig, String> {
 ///
 /// # Errors
 /// A message naming the offending setting.
-pub fn api_config(args: &ServeArgs) -> Result<ApiConfig, String> {
+pub fn api_config(args: &ServeArgs) -> Result<ApiConfig, crate::Error> {
     let ranges =
         |name: &str, text: &str| IpRange::parse_list(text).map_err(|e| format!("{name}: {e}"));
     Ok(ApiConfig {
@@ -138,7 +141,7 @@ fn cors(spec: &str) -> Cors {
 ///
 /// # Errors
 /// A message naming the offending setting.
-pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<Checked, String> {
+pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<Checked, crate::Error> {
     let service = service_config(args)?;
     let api = api_config(args)?;
     if args.memory_nonce_max_size == 0 || args.memory_session_max_size == 0 {
@@ -178,7 +181,7 @@ pub struct Checked {
 pub fn tls_config(
     args: &ServeArgs,
     crypto: CryptoProvider,
-) -> Result<Option<(Arc<rustls::ServerConfig>, &'static str)>, String> {
+) -> Result<Option<(Arc<rustls::ServerConfig>, &'static str)>, crate::Error> {
     match (&args.tls_cert_file, &args.tls_key_file) {
         (None, None) => Ok(None),
         (Some(cert), Some(key)) => {

@@ -9,14 +9,53 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+/// Why TLS could not be set up; each names the setting or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// No rustls provider in this build fits the backend.
+    #[error(
+        "TLS needs a rustls crypto provider (aws-lc-rs or ring) and this build has none for \
+         the {backend} backend: build with --features backend-ring or backend-aws-lc-rs, or \
+         terminate TLS in front of the service"
+    )]
+    NoProvider {
+        /// The crypto backend.
+        backend: String,
+    },
+    /// A PEM file could not be read or holds nothing usable.
+    #[error("{setting} {}: {problem}", path.display())]
+    File {
+        /// `TLS_CERT_FILE`, `TLS_KEY_FILE` or `CA file`.
+        setting: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The certificate and key do not go together.
+    #[error("TLS_CERT_FILE / TLS_KEY_FILE do not form a usable pair: {0}")]
+    Pair(rustls::Error),
+    /// rustls refused the configuration.
+    #[error("TLS: {0}")]
+    Config(rustls::Error),
+}
+
+fn file_error(setting: &'static str, path: &Path, problem: impl ToString) -> TlsError {
+    TlsError::File {
+        setting,
+        path: path.to_owned(),
+        problem: problem.to_string(),
+    }
+}
+
 /// The rustls provider for a crypto backend, and its name. With `own`, the backend is
 /// itself a rustls provider (aws-lc-rs, ring) and only that one is used; otherwise
 /// (RustCrypto: rustls-rustcrypto is experimental, so it is not used) aws-lc-rs when it
 /// is compiled in, else ring.
 ///
 /// # Errors
-/// A message when this build has no rustls provider for the backend.
-pub fn provider(backend: &str, own: bool) -> Result<(Arc<CryptoProvider>, &'static str), String> {
+/// [`TlsError::NoProvider`] when this build has no rustls provider for the backend.
+pub fn provider(backend: &str, own: bool) -> Result<(Arc<CryptoProvider>, &'static str), TlsError> {
     let wants = |name: &str| !own || backend == name;
     #[cfg(not(any(feature = "tls-aws-lc-rs", feature = "tls-ring")))]
     let _ = wants;
@@ -31,40 +70,39 @@ pub fn provider(backend: &str, own: bool) -> Result<(Arc<CryptoProvider>, &'stat
     if wants("ring") {
         return Ok((Arc::new(rustls::crypto::ring::default_provider()), "ring"));
     }
-    Err(format!(
-        "TLS needs a rustls crypto provider (aws-lc-rs or ring) and this build has none for \
-         the {backend} backend: build with --features backend-ring or backend-aws-lc-rs, or \
-         terminate TLS in front of the service"
-    ))
+    Err(TlsError::NoProvider {
+        backend: backend.to_owned(),
+    })
 }
 
 /// A server configuration (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`) from a PEM
 /// certificate chain and a PEM private key.
 ///
 /// # Errors
-/// A message naming the file or setting at fault.
+/// [`TlsError`], naming the file or setting at fault.
 pub fn server_config(
     provider: Arc<CryptoProvider>,
     cert_file: &Path,
     key_file: &Path,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<Arc<ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .and_then(Iterator::collect)
-        .map_err(|e| format!("TLS_CERT_FILE {}: {e}", cert_file.display()))?;
+        .map_err(|e| file_error("TLS_CERT_FILE", cert_file, e))?;
     if certs.is_empty() {
-        return Err(format!(
-            "TLS_CERT_FILE {}: no PEM certificate in it",
-            cert_file.display()
+        return Err(file_error(
+            "TLS_CERT_FILE",
+            cert_file,
+            "no PEM certificate in it",
         ));
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("TLS_KEY_FILE {}: {e}", key_file.display()))?;
+        .map_err(|e| file_error("TLS_KEY_FILE", key_file, e))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("TLS_CERT_FILE / TLS_KEY_FILE do not form a usable pair: {e}"))?;
+        .map_err(TlsError::Pair)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -76,23 +114,23 @@ const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// system's CA bundle without one.
 ///
 /// # Errors
-/// A message naming the file at fault.
+/// [`TlsError`], naming the file at fault.
 pub fn client_config(
     provider: Arc<CryptoProvider>,
     ca_file: Option<&Path>,
-) -> Result<Arc<ClientConfig>, String> {
+) -> Result<Arc<ClientConfig>, TlsError> {
     let path = ca_file.unwrap_or(Path::new(SYSTEM_ROOTS));
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|e| format!("CA file {}: {e} (use --ca-file)", path.display()))?;
+        .map_err(|e| file_error("CA file", path, format!("{e} (use --ca-file)")))?;
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(format!("CA file {}: no usable certificate", path.display()));
+        return Err(file_error("CA file", path, "no usable certificate"));
     }
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(TlsError::Config)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

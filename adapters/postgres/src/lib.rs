@@ -32,6 +32,23 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
+/// Setting up PostgreSQL failed: the pool, or the migrations.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The settings cannot make a pool.
+    #[error("DATABASE_URL: cannot build the connection pool: {0}")]
+    Pool(String),
+    /// No connection could be had.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(String),
+    /// The advisory lock that serialises migrations.
+    #[error("migration lock: {0}")]
+    Lock(String),
+    /// A migration failed.
+    #[error("migrations failed: {0}")]
+    Migrations(String),
+}
+
 /// The connection pool type.
 pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
 
@@ -130,8 +147,8 @@ impl std::fmt::Debug for PgSessionStore {
 /// answers 503) while the database is down.
 ///
 /// # Errors
-/// A message when the settings cannot make a pool.
-pub fn pool(config: &PgConfig) -> Result<Pool, String> {
+/// [`PgError::Pool`] when the settings cannot make a pool.
+pub fn pool(config: &PgConfig) -> Result<Pool, PgError> {
     let statement_ms = config.statement_timeout.as_millis();
     let connect_timeout = config.connect_timeout;
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
@@ -159,30 +176,30 @@ pub fn pool(config: &PgConfig) -> Result<Pool, String> {
         .create_timeout(Some(config.connect_timeout))
         .recycle_timeout(Some(config.connect_timeout))
         .build()
-        .map_err(|e| format!("DATABASE_URL: cannot build the connection pool: {e}"))
+        .map_err(|e| PgError::Pool(e.to_string()))
 }
 
 /// Applies pending migrations (idempotent; serialised across processes by an advisory
 /// lock). Returns the versions applied now. Needs a multi-thread Tokio runtime.
 ///
 /// # Errors
-/// A message naming the failure.
-pub async fn run_migrations(pool: &Pool) -> Result<Vec<String>, String> {
+/// [`PgError`].
+pub async fn run_migrations(pool: &Pool) -> Result<Vec<String>, PgError> {
     const LOCK: i64 = 0x0053_4553_5349_4f4e; // "SESSION"
     let mut conn = pool
         .get()
         .await
-        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        .map_err(|e| PgError::Connect(e.to_string()))?;
     diesel::sql_query("SELECT pg_advisory_lock($1)")
         .bind::<BigInt, _>(LOCK)
         .execute(&mut conn)
         .await
-        .map_err(|e| format!("migration lock: {e}"))?;
+        .map_err(|e| PgError::Lock(e.to_string()))?;
     let mut harness = AsyncMigrationHarness::new(conn);
     let applied = harness
         .run_pending_migrations(MIGRATIONS)
         .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
-        .map_err(|e| format!("migrations failed: {e}"));
+        .map_err(|e| PgError::Migrations(e.to_string()));
     let mut conn = harness.into_inner();
     let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
         .bind::<BigInt, _>(LOCK)

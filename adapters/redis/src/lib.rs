@@ -31,6 +31,44 @@ use tracing::{info, warn};
 
 pub use quotas::RedisQuotas;
 
+/// A Redis failure. Stores report it as [`StoreError::Unavailable`] /
+/// [`NonceError::Unavailable`]; the admin commands show it to the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedisError {
+    /// `REDIS_URL` is not a Redis URL.
+    #[error("REDIS_URL: {0}")]
+    Url(String),
+    /// A recent failure opened the circuit breaker; Redis is not tried until it closes.
+    #[error("redis bypassed after a recent failure")]
+    Bypassed,
+    /// A command failed or timed out.
+    #[error("redis {what}: {reason}")]
+    Command {
+        /// The command.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Redis answered something this adapter does not understand.
+    #[error("unexpected script answer {0:?}")]
+    Answer(String),
+    /// The per-instance table of session counts is full.
+    #[error("session count table full")]
+    CountTableFull,
+}
+
+impl From<RedisError> for StoreError {
+    fn from(e: RedisError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+impl From<RedisError> for NonceError {
+    fn from(e: RedisError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -66,16 +104,17 @@ impl Redis {
     /// Prepares the connection without connecting (the first command connects).
     ///
     /// # Errors
-    /// A message when the URL is not a Redis URL.
-    pub fn new(config: &RedisConfig) -> Result<Self, String> {
-        let client = Client::open(config.url.as_str()).map_err(|e| format!("REDIS_URL: {e}"))?;
+    /// [`RedisError::Url`] when the URL is not a Redis URL.
+    pub fn new(config: &RedisConfig) -> Result<Self, RedisError> {
+        let client =
+            Client::open(config.url.as_str()).map_err(|e| RedisError::Url(e.to_string()))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.command_timeout))
             .set_response_timeout(Some(config.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| format!("REDIS_URL: {e}"))?;
+            .map_err(|e| RedisError::Url(e.to_string()))?;
         Ok(Self {
             conn,
             timeout: config.command_timeout,
@@ -96,13 +135,13 @@ impl Redis {
     }
 
     /// Runs one command through the breaker.
-    async fn run<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, String>
+    async fn run<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, RedisError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         if self.elapsed_ms() < self.down_until.load(Ordering::Relaxed) {
-            return Err("redis bypassed after a recent failure".into());
+            return Err(RedisError::Bypassed);
         }
         match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
             Ok(Ok(v)) => {
@@ -116,7 +155,7 @@ impl Redis {
         }
     }
 
-    fn failed(&self, what: &str, e: &dyn std::fmt::Display) -> String {
+    fn failed(&self, what: &'static str, e: &dyn std::fmt::Display) -> RedisError {
         self.down_until.store(
             self.elapsed_ms() + self.retry_interval.as_millis() as u64,
             Ordering::Relaxed,
@@ -124,14 +163,17 @@ impl Redis {
         if !self.down.swap(true, Ordering::Relaxed) {
             warn!(command = what, error = %e, "redis unreachable; using the in-memory fallback for nonces and limits");
         }
-        format!("redis {what}: {e}")
+        RedisError::Command {
+            what,
+            reason: e.to_string(),
+        }
     }
 
     /// `PING`, bypassing the breaker (health probes must see recovery).
     ///
     /// # Errors
-    /// The failure, as text.
-    pub async fn ping(&self) -> Result<(), String> {
+    /// [`RedisError`].
+    pub async fn ping(&self) -> Result<(), RedisError> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(
             self.timeout,
@@ -143,8 +185,14 @@ impl Redis {
                 self.down_until.store(0, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".into()),
+            Ok(Err(e)) => Err(RedisError::Command {
+                what: "PING",
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(RedisError::Command {
+                what: "PING",
+                reason: "timed out".into(),
+            }),
         }
     }
 }
@@ -189,8 +237,8 @@ impl RedisSessionCache {
     /// Removes the cache entries of these sessions (one `DEL`).
     ///
     /// # Errors
-    /// The Redis failure, as text.
-    pub async fn delete_many(&self, ids: &[String]) -> Result<(), String> {
+    /// [`RedisError`].
+    pub async fn delete_many(&self, ids: &[String]) -> Result<(), RedisError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -230,7 +278,7 @@ impl SessionCache for RedisSessionCache {
                 c.set_ex::<_, _, ()>(key, value, ttl).await
             })
             .await
-            .map_err(StoreError::Unavailable)
+            .map_err(StoreError::from)
     }
 
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -239,7 +287,7 @@ impl SessionCache for RedisSessionCache {
             .redis
             .run("GET sess", |mut c| async move { c.get(key).await })
             .await
-            .map_err(StoreError::Unavailable)?;
+            .map_err(StoreError::from)?;
         let Some(raw) = raw else { return Ok(None) };
         let Ok(cached) = serde_json::from_str::<CachedSession>(&raw) else {
             warn!("unreadable session cache entry ignored");
@@ -272,7 +320,7 @@ impl SessionCache for RedisSessionCache {
         self.redis
             .run("DEL sess", |mut c| async move { c.del::<_, ()>(key).await })
             .await
-            .map_err(StoreError::Unavailable)
+            .map_err(StoreError::from)
     }
 }
 
@@ -308,7 +356,7 @@ impl NonceStore for RedisNonceStore {
         match set {
             Ok(Some(_)) => Ok(NonceClaim::Fresh),
             Ok(None) => Ok(NonceClaim::Replay),
-            Err(e) => Err(NonceError::Unavailable(e)),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -18,8 +18,8 @@ use std::sync::{Arc, LazyLock};
 use ports::{Quotas, RateDecision, RateLimit, SessionRecord, StoreError, Usage};
 use redis::Script;
 
-use crate::Redis;
 use crate::session_counts::SessionCounts;
+use crate::{Redis, RedisError};
 
 static RATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -57,9 +57,9 @@ return {string.format('%.0f', n), string.format('%.0f', t)}
     )
 });
 
-fn parse(text: &str) -> Result<u64, String> {
+fn parse(text: &str) -> Result<u64, RedisError> {
     text.parse()
-        .map_err(|_| format!("unexpected script answer {text:?}"))
+        .map_err(|_| RedisError::Answer(text.to_owned()))
 }
 
 /// Abuse-limit state in Redis, shared by every instance.
@@ -81,8 +81,8 @@ impl RedisQuotas {
     /// Forgets the session count of one client (after `session-crypto revoke`).
     ///
     /// # Errors
-    /// The Redis failure, as text.
-    pub async fn forget_client(&self, client_id: &str) -> Result<(), String> {
+    /// [`RedisError`].
+    pub async fn forget_client(&self, client_id: &str) -> Result<(), RedisError> {
         let key = format!("cs:{client_id}");
         self.redis
             .run("DEL cs", |mut c| async move {
@@ -121,7 +121,7 @@ impl RedisQuotas {
             })
             .await;
         match answer {
-            Err(e) => Err(StoreError::Unavailable(e)),
+            Err(e) => Err(e.into()),
             Ok(total) => Ok(Usage {
                 uses: total.saturating_sub(uses),
                 // Not tracked without an idle timeout.
@@ -150,8 +150,8 @@ impl Quotas for RedisQuotas {
             })
             .await;
         match answer {
-            Err(e) => Err(StoreError::Unavailable(e)),
-            Ok(text) => match parse(&text).map_err(StoreError::Unavailable)? {
+            Err(e) => Err(e.into()),
+            Ok(text) => match parse(&text).map_err(StoreError::from)? {
                 0 => Ok(RateDecision::Allowed),
                 wait_us => Ok(RateDecision::Limited {
                     retry_after_ms: wait_us.div_ceil(1000).max(1),
@@ -171,7 +171,7 @@ impl Quotas for RedisQuotas {
         let _ = (session_id, now_ms);
         self.counts
             .reserve(&self.redis, client_id, expires_at_ms, cap)
-            .map_err(StoreError::Unavailable)
+            .map_err(StoreError::from)
     }
 
     async fn release_session(
@@ -210,10 +210,10 @@ impl Quotas for RedisQuotas {
             })
             .await;
         match answer {
-            Err(e) => Err(StoreError::Unavailable(e)),
+            Err(e) => Err(e.into()),
             Ok((n, t)) => Ok(Usage {
-                uses: parse(&n).map_err(StoreError::Unavailable)?,
-                last_used_ms: parse(&t).map_err(StoreError::Unavailable)?,
+                uses: parse(&n).map_err(StoreError::from)?,
+                last_used_ms: parse(&t).map_err(StoreError::from)?,
             }),
         }
     }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use crate::Redis;
+use crate::{Redis, RedisError};
 
 /// How often pending changes are pushed to Redis.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -77,7 +77,11 @@ struct Sync {
 
 /// Pushes every client's changes and reads every client's buckets back, in one
 /// pipeline. Returns, per client, the live total and the expired buckets.
-async fn sync(redis: &Redis, batch: &[Sync], now_ms: u64) -> Result<Vec<(i64, Vec<u64>)>, String> {
+async fn sync(
+    redis: &Redis,
+    batch: &[Sync],
+    now_ms: u64,
+) -> Result<Vec<(i64, Vec<u64>)>, RedisError> {
     let mut p = redis::pipe();
     for item in batch {
         let key = format!("cs:{}", item.client_id);
@@ -136,12 +140,12 @@ impl SessionCounts {
         client_id: &str,
         expires_at_ms: u64,
         cap: u64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RedisError> {
         self.start_flusher(redis);
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
         let mut table = lock(&self.table);
         if !table.contains_key(client_id) && table.len() >= MAX_CLIENTS {
-            return Err("session count table full".into());
+            return Err(RedisError::CountTableFull);
         }
         let count = table.entry(client_id.to_owned()).or_default();
         count.used = Some(Instant::now());

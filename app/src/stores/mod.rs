@@ -50,7 +50,7 @@ fn pg_config(args: &ServeArgs, url: &str) -> PgConfig {
 async fn migrate_with_retry(
     pool: &postgres_adapter::Pool,
     deadline: Duration,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, crate::Error> {
     let started = std::time::Instant::now();
     loop {
         match postgres_adapter::run_migrations(pool).await {
@@ -60,10 +60,10 @@ async fn migrate_with_retry(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => {
-                return Err(format!(
+                return Err(crate::Error::Runtime(format!(
                     "{e} (gave up after {} ms; PG_STARTUP_TIMEOUT_MS)",
                     deadline.as_millis()
-                ));
+                )));
             }
         }
     }
@@ -77,7 +77,7 @@ async fn migrate_with_retry(
 pub async fn build(
     args: &ServeArgs,
     wrapper: Option<KeyWrapper>,
-) -> Result<(AppPorts, StoreHealth), String> {
+) -> Result<(AppPorts, StoreHealth), crate::Error> {
     let wrapper = wrapper.map(Arc::new);
     let local_nonces = MemoryNonceStore::new(args.memory_nonce_max_size);
     let local_quotas = MemoryQuotas::default();
