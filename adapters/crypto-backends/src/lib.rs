@@ -6,20 +6,15 @@
 //! backend is compiled in by its feature (see `Cargo.toml`); the application's
 //! `backend-<name>` features switch those on.
 //!
-//! Adding a backend: its crate, its two lines in `Cargo.toml` (optional dependency
-//! and feature), one line in [`backend_list!`], and one `backend-<name>` feature line
-//! in `app/Cargo.toml` (CONTRIBUTING.md has the steps).
+//! Adding a backend: its crate, its lines in this crate's `Cargo.toml` (the optional
+//! dependency, its feature, and its name in `all`), one line in [`backend_list!`], and
+//! one `backend-<name>` feature line in `app/Cargo.toml` (CONTRIBUTING.md has the
+//! steps).
 //!
 //! A registry, not an adapter: it depends on `ports` and the backend crates only.
 
 use ports::CryptoProvider;
 
-#[cfg(feature = "aws-lc-rs")]
-pub use crypto_aws_lc_rs;
-#[cfg(feature = "ring")]
-pub use crypto_ring;
-#[cfg(feature = "rustcrypto")]
-pub use crypto_rustcrypto;
 
 /// Calls `$callback! { … }` with the list of backends, one line each:
 /// `module_name = "CRYPTO_BACKEND name" in crate_name if "feature", tls own|any;`.
@@ -60,6 +55,10 @@ pub struct Backend {
 
 macro_rules! registry {
     ($($module:ident = $name:literal in $krate:ident if $feature:literal, tls $tls:ident;)*) => {
+        $(
+            #[cfg(feature = $feature)]
+            pub use $krate;
+        )*
         $(
             // A module per backend holding its provider or `None`, so one constant
             // list can be written whatever the features.
