@@ -203,13 +203,27 @@ impl ProtocolClient {
         Ok(())
     }
 
-    /// Steps 6–8: seal, send, check and open the answer.
+    /// `POST /transaction/purchase` with `payload` (steps 6–8).
     ///
     /// # Errors
     /// [`FlowError`].
     pub async fn purchase(
         &mut self,
         session: &ClientSession,
+        payload: &[u8],
+    ) -> Result<(Vec<u8>, StepTimings), FlowError> {
+        self.send(session, "/transaction/purchase", payload).await
+    }
+
+    /// Any encrypted route (steps 6–8): seal `payload`, `POST` it to `path`, check the
+    /// answer's headers and open it.
+    ///
+    /// # Errors
+    /// [`FlowError`] (a non-200 answer is [`FlowError::Status`]).
+    pub async fn send(
+        &mut self,
+        session: &ClientSession,
+        path: &'static str,
         payload: &[u8],
     ) -> Result<(Vec<u8>, StepTimings), FlowError> {
         let mut timings = StepTimings::default();
@@ -222,7 +236,6 @@ impl ProtocolClient {
             ("x-idempotency-key", sealed.idempotency_key.as_str()),
             ("x-clientid", session.client_id()),
         ];
-        let path = "/transaction/purchase";
         let resp = exchange(
             &mut self.conn,
             path,
