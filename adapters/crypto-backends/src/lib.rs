@@ -15,7 +15,6 @@
 
 use ports::CryptoProvider;
 
-
 /// Calls `$callback! { … }` with the list of backends, one line each:
 /// `module_name = "CRYPTO_BACKEND name" in crate_name if "feature", tls own|any;`.
 ///
