@@ -41,7 +41,28 @@ fn is_nonce_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
 }
 
+/// The prefix of every nonce the server puts in a response `X-Idempotency-Key`. Request
+/// nonces may not start with it, so a response can never pass for a request: its
+/// headers and body, sent back to the server, are refused before any other check. No
+/// shipped client generates it (they send UUIDs, which hold no `_`).
+pub const RESPONSE_NONCE_PREFIX: &str = "rsp_";
+
 impl<'a> IdempotencyKey<'a> {
+    /// [`Self::parse`] for a key a client sent: the grammar, and a nonce that does not
+    /// start with the [`RESPONSE_NONCE_PREFIX`].
+    ///
+    /// # Errors
+    /// [`HeaderError::IdempotencyKey`] with the failed rule.
+    pub fn parse_request(value: &'a str) -> Result<Self, HeaderError> {
+        let key = Self::parse(value)?;
+        if key.nonce.starts_with(RESPONSE_NONCE_PREFIX) {
+            return Err(HeaderError::IdempotencyKey(
+                "nonce has the prefix reserved for responses",
+            ));
+        }
+        Ok(key)
+    }
+
     /// Parses the strict grammar: exactly two `.`-separated parts; the timestamp is
     /// 1–16 ASCII digits; the nonce is 16–128 characters of `[A-Za-z0-9_-]`.
     ///
@@ -311,5 +332,25 @@ mod tests {
         assert_eq!(kid_session_part("session:"), Err(HeaderError::Kid));
         assert_eq!(kid_session_part("S-1"), Err(HeaderError::Kid));
         assert_eq!(kid_session_part("Session:S-1"), Err(HeaderError::Kid));
+    }
+
+    #[test]
+    fn a_response_nonce_is_never_a_request_nonce() {
+        let response =
+            format!("1706700000456.{RESPONSE_NONCE_PREFIX}0f8fad5b-d9cb-469f-a165-70867728950e");
+        assert!(
+            IdempotencyKey::parse(&response).is_ok(),
+            "clients still read it"
+        );
+        assert_eq!(
+            IdempotencyKey::parse_request(&response),
+            Err(HeaderError::IdempotencyKey(
+                "nonce has the prefix reserved for responses"
+            ))
+        );
+        assert!(
+            IdempotencyKey::parse_request("1706700000456.0f8fad5b-d9cb-469f-a165-70867728950e")
+                .is_ok()
+        );
     }
 }

@@ -72,6 +72,17 @@ impl ReplayPolicy {
         self.nonce_ttl_sec
     }
 
+    /// How long a claimed nonce is kept, in seconds: the configured TTL, and always
+    /// longer than twice the window. A request stamped a full window ahead of its first
+    /// use passes the window until first use + 2 × window, inclusive, so its nonce must
+    /// outlive that instant; every store drops a nonce at claim + TTL, so the TTL must
+    /// exceed 2 × window — the extra second also absorbs the stores' rounding to
+    /// seconds and millisecond clock steps.
+    pub fn claim_ttl_sec(&self) -> u64 {
+        self.nonce_ttl_sec
+            .max(self.window_ms.saturating_mul(2) / 1000 + 1)
+    }
+
     /// `|now − ts| ≤ window` (a difference of exactly the window is accepted).
     pub fn in_window(&self, timestamp_ms: u64, now_ms: u64) -> bool {
         timestamp_ms.abs_diff(now_ms) <= self.window_ms
@@ -234,6 +245,22 @@ mod tests {
         fn negative_or_fractional_ttl_is_refused(n in -1e9f64..1e9) {
             let got = TtlPolicy::DEFAULT.resolve(RequestedTtl::Number(n));
             prop_assert_eq!(got.is_some(), n >= 0.0 && n.fract() == 0.0);
+        }
+    }
+
+    #[test]
+    fn a_nonce_outlives_every_instant_its_request_passes_the_window() {
+        for (window_ms, ttl_sec) in [(300_000, 600), (1_000, 2), (1_500, 3), (300_000, 900)] {
+            let p = ReplayPolicy::new(window_ms, ttl_sec).unwrap();
+            let first_use = 1_000_000_000;
+            let stamped = first_use + window_ms; // one full window ahead
+            let last_pass = stamped + window_ms;
+            assert!(p.in_window(stamped, last_pass));
+            assert!(
+                first_use + p.claim_ttl_sec() * 1000 > last_pass,
+                "{window_ms} {ttl_sec}"
+            );
+            assert!(p.claim_ttl_sec() >= ttl_sec);
         }
     }
 }

@@ -7,6 +7,9 @@ use crate::encoding::{iso_timestamp, push_hex};
 
 /// Longest accepted `schemeCode`.
 pub const MAX_SCHEME_CODE_LEN: usize = 64;
+/// Largest accepted `amount`: 10^15, so every client's number type holds it (JavaScript
+/// numbers are exact to 2^53 ≈ 9 × 10^15) and the confirmation message stays short.
+pub const MAX_AMOUNT: f64 = 1e15;
 
 /// Why a purchase payload was refused (wire: 400 `CRYPTO_ERROR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -14,11 +17,11 @@ pub enum PayloadError {
     /// The plaintext is not a JSON object with the expected fields/types.
     #[error("payload is not valid purchase JSON: {0}")]
     Shape(&'static str),
-    /// `schemeCode` empty or longer than 64 characters.
-    #[error("schemeCode must be 1-64 characters")]
+    /// `schemeCode` empty, longer than 64 characters, or holding a control character.
+    #[error("schemeCode must be 1-64 characters, none of them a control character")]
     SchemeCode,
-    /// `amount` not finite or not positive.
-    #[error("amount must be a finite number > 0")]
+    /// `amount` not finite, not positive, or above [`MAX_AMOUNT`].
+    #[error("amount must be a number > 0 and <= 1e15")]
     Amount,
 }
 
@@ -38,7 +41,7 @@ impl<'a> Purchase<'a> {
     /// [`PayloadError`].
     pub fn validate(scheme_code: &'a str, amount_text: &'a str) -> Result<Self, PayloadError> {
         let chars = scheme_code.chars().count();
-        if chars == 0 || chars > MAX_SCHEME_CODE_LEN {
+        if chars == 0 || chars > MAX_SCHEME_CODE_LEN || scheme_code.chars().any(char::is_control) {
             return Err(PayloadError::SchemeCode);
         }
         let looks_numeric = amount_text
@@ -51,7 +54,7 @@ impl<'a> Purchase<'a> {
         let amount: f64 = amount_text
             .parse()
             .map_err(|_| PayloadError::Shape("amount is not a number"))?;
-        if !amount.is_finite() || amount <= 0.0 {
+        if !amount.is_finite() || amount <= 0.0 || amount > MAX_AMOUNT {
             return Err(PayloadError::Amount);
         }
         Ok(Self {
@@ -130,6 +133,25 @@ mod tests {
             Purchase::validate("AEF", "NaN"),
             Err(PayloadError::Shape(_))
         ));
+    }
+
+    #[test]
+    fn huge_amounts_and_control_characters_are_refused() {
+        assert!(Purchase::validate("AEF", "1e15").is_ok());
+        for amount in ["1e308", "1.0000001e15", "9007199254740993"] {
+            assert_eq!(
+                Purchase::validate("AEF", amount),
+                Err(PayloadError::Amount),
+                "{amount}"
+            );
+        }
+        for code in ["A\u{0}F", "AE\nF", "\u{7f}", "A\u{9b}"] {
+            assert_eq!(
+                Purchase::validate(code, "1"),
+                Err(PayloadError::SchemeCode),
+                "{code:?}"
+            );
+        }
     }
 
     #[test]

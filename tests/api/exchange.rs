@@ -257,6 +257,9 @@ async fn purchase_rejections() {
         br#"{"schemeCode":"AEF","amount":0}"#,
         br#"{"schemeCode":"","amount":1}"#,
         br#"{"schemeCode":5,"amount":1}"#,
+        br#"{"schemeCode":"AEF","amount":1e308}"#,
+        br#"{"schemeCode":"A\u0000F","amount":1}"#,
+        br#"{"schemeCode":"A\nF","amount":1}"#,
         b"",
     ] {
         let sealed = session.seal_request(now(), payload).unwrap();

@@ -137,3 +137,33 @@ async fn a_session_ends_at_its_encryption_cap_and_after_idling() {
     assert_401(client.purchase(&idle, PAYLOAD).await);
     assert!(client.purchase(&busy, PAYLOAD).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_forged_forwarded_for_line_cannot_claim_an_exempt_address() {
+    // A proxy that appends its own X-Forwarded-For line (HAProxy `option forwardfor`,
+    // Envoy) leaves the client's forged line first; every line counts, in order.
+    let server = Server::start(&[
+        ("INIT_RATE_LIMIT_PER_IP", "1"),
+        ("INIT_RATE_LIMIT_PER_IP_BURST", "1"),
+        ("RATE_LIMIT_EXEMPT", "10.0.0.0/8"),
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+    ]);
+    let crypto = server.crypto;
+    let mut conn = server.connect().await;
+    let pk = fresh_public_key(crypto);
+    let mut send = async || {
+        let key = idem(crypto);
+        let mut headers = init_headers(&key, "A");
+        headers.push(("x-forwarded-for", "10.0.0.1")); // forged by the client
+        headers.push(("x-forwarded-for", "198.51.100.9")); // appended by the proxy
+        post_init(&mut conn, "/session/init", &headers, init_body(&pk))
+            .await
+            .status
+    };
+    assert_eq!(send().await, 200);
+    assert_eq!(
+        send().await,
+        429,
+        "limited as 198.51.100.9, not exempt as 10.0.0.1"
+    );
+}

@@ -11,7 +11,7 @@ async fn revocation_ends_a_session_and_needs_the_key() {
     let (mut client, session) = established(&server, "OWNER").await;
     let kid = session.kid().to_owned();
     // a tampered revocation, or one from another client id, changes nothing
-    let mut bad = session.seal_request(now(), b"{}").unwrap();
+    let mut bad = session.seal_request(now(), REVOKE).unwrap();
     *bad.envelope.last_mut().unwrap() ^= 1;
     let conn = client.connection();
     let r = conn
@@ -24,7 +24,7 @@ async fn revocation_ends_a_session_and_needs_the_key() {
         .await
         .unwrap();
     assert_code(&r, 400, "CRYPTO_ERROR");
-    let other = session.seal_request(now(), b"{}").unwrap();
+    let other = session.seal_request(now(), REVOKE).unwrap();
     let r = conn
         .send(
             Method::POST,
@@ -52,7 +52,7 @@ async fn revocation_ends_a_session_and_needs_the_key() {
         "still alive"
     );
 
-    let ok = session.seal_request(now(), b"{}").unwrap();
+    let ok = session.seal_request(now(), REVOKE).unwrap();
     let r = client
         .connection()
         .send(

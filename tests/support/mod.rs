@@ -290,6 +290,7 @@ pub fn refusal<T: std::fmt::Debug>(
 
 pub const INIT: InitRoute = InitRoute::Unversioned;
 pub const PAYLOAD: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
+pub const REVOKE: &[u8] = http_adapter::client::REVOKE_PLAINTEXT;
 
 /// A throwaway PKI in a temp dir: a CA and a server certificate for `localhost` and
 /// `127.0.0.1` signed by it. Removed on drop.

@@ -26,10 +26,35 @@ pub(crate) const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-clientid")
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
+/// Text no header grammar of the protocol accepts: what a malformed or repeated header
+/// reads as, so the domain refuses it like any other malformed value.
+const MALFORMED: &str = "\u{0}";
+
 /// A header's text. A value that is not visible ASCII cannot satisfy any header
-/// grammar of the protocol; it reads as malformed text the domain will refuse.
+/// grammar of the protocol, and neither can a header sent more than once (which line
+/// would count is a matter of interpretation between a proxy and this server); both
+/// read as malformed text the domain will refuse.
 pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
-    headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"))
+    let mut lines = headers.get_all(name).iter();
+    let first = lines.next()?;
+    if lines.next().is_some() {
+        return Some(MALFORMED);
+    }
+    Some(first.to_str().unwrap_or(MALFORMED))
+}
+
+/// Every line of a list-valued header, joined in order with `,` (RFC 9110 §5.3: a
+/// recipient may combine field lines that way); `None` without any line. A line that is
+/// not visible ASCII reads as malformed text.
+pub(crate) fn header_list(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut lines = headers.get_all(name).iter();
+    let first = lines.next()?;
+    let mut joined = first.to_str().unwrap_or(MALFORMED).to_owned();
+    for line in lines {
+        joined.push(',');
+        joined.push_str(line.to_str().unwrap_or(MALFORMED));
+    }
+    Some(joined)
 }
 
 /// The route family a path belongs to (decides the error shape).

@@ -1,6 +1,9 @@
 //! The authenticated exchange every encrypted route is built on: check the headers and
-//! the window, find the live session, open the request envelope, claim the nonce, hand
-//! the plaintext to the route's handler, count the use, and seal the handler's answer.
+//! the window, find the live session, open the request envelope, hand the plaintext to
+//! the route's handler, claim the nonce, count the use, and seal the handler's answer.
+//! The nonce is claimed only for a request that fits its route (an authentic envelope
+//! whose plaintext the handler accepts), so a request sent to the wrong route is refused
+//! without using up its nonce.
 //! `/transaction/purchase` is one exchange whose handler is the purchase rules.
 
 use ports::crypto::IV_LEN;
@@ -12,7 +15,9 @@ use zeroize::Zeroize;
 use super::{Lookup, SessionService, required};
 use crate::encoding::uuid_v4;
 use crate::envelope::{Aad, EnvelopeError, open_envelope_with, seal_envelope_with};
-use crate::headers::{ClientId, HeaderError, IdempotencyKey, SessionId, kid_session_part};
+use crate::headers::{
+    ClientId, HeaderError, IdempotencyKey, RESPONSE_NONCE_PREFIX, SessionId, kid_session_part,
+};
 use crate::purchase::PayloadError;
 use crate::timing::Timings;
 
@@ -145,13 +150,16 @@ impl From<super::ClaimError> for ExchangeError {
     }
 }
 
-/// A request that passed every check: its session, the prepared key and the plaintext
-/// (in place, inside the request body).
+/// An authentic request: its session, the prepared key and the plaintext (in place,
+/// inside the request body). Its nonce is not claimed yet: [`SessionService::claim`]
+/// does that once the route has accepted the plaintext.
 pub(crate) struct Authenticated<'b> {
     pub(crate) record: SessionRecord,
     aead_key: Box<dyn ports::AeadKey>,
     pub(crate) plaintext: &'b mut [u8],
     now: u64,
+    /// The request's nonce.
+    nonce: String,
 }
 
 impl<P: Ports> SessionService<P> {
@@ -202,9 +210,9 @@ impl<P: Ports> SessionService<P> {
         result
     }
 
-    /// Everything the encrypted routes share: header grammars, window, session lookup
-    /// and ownership, opening the envelope, and — once it has authenticated — the nonce
-    /// claim. The plaintext is returned in place, inside `body`.
+    /// Everything the encrypted routes share before their own check: header grammars,
+    /// window, session lookup and ownership, opening the envelope. The plaintext is
+    /// returned in place, inside `body`; the nonce is claimed by [`Self::claim`].
     pub(crate) async fn authenticate<'b>(
         &self,
         kid: Option<&str>,
@@ -217,7 +225,7 @@ impl<P: Ports> SessionService<P> {
         let kid = required(kid, "X-Kid")?;
         let key_text = required(idempotency_key, "X-Idempotency-Key")?;
         let client_text = required(client_id, "X-ClientId")?;
-        let key = IdempotencyKey::parse(key_text)?;
+        let key = IdempotencyKey::parse_request(key_text)?;
         let client = ClientId::parse(client_text)?;
         let session_part = kid_session_part(kid)?;
         let now = clock.now_ms();
@@ -246,17 +254,28 @@ impl<P: Ports> SessionService<P> {
             .prepare(&record.key)
             .map_err(|_| ExchangeError::Crypto)?;
         let plaintext = open_envelope_with(&*aead_key, &aad, body)?;
-        let t3 = clock.monotonic_ns();
-        timings.record("aes-gcm-decrypt", t2, t3);
-
-        self.claim_nonce(client.as_str(), key.nonce(), now).await?;
-        timings.record("replay-protection", t3, clock.monotonic_ns());
+        timings.record("aes-gcm-decrypt", t2, clock.monotonic_ns());
         Ok(Authenticated {
             record,
             aead_key,
             plaintext,
             now,
+            nonce: key.nonce().to_owned(),
         })
+    }
+
+    /// Claims the nonce of an authentic request that its route accepted.
+    pub(crate) async fn claim(
+        &self,
+        request: &Authenticated<'_>,
+        timings: &mut Timings,
+    ) -> Result<(), ExchangeError> {
+        let clock = self.ports.clock();
+        let t = clock.monotonic_ns();
+        self.claim_nonce(&request.record.client_id, &request.nonce, request.now)
+            .await?;
+        timings.record("replay-protection", t, clock.monotonic_ns());
+        Ok(())
     }
 
     /// Counts this request's encryptions under the session key (the client's, and the
@@ -320,14 +339,10 @@ impl<P: Ports> SessionService<P> {
     {
         let clock = self.ports.clock();
         let mut timings = Timings::default();
-        let Authenticated {
-            record,
-            aead_key,
-            plaintext,
-            now,
-        } = self
+        let request = self
             .authenticate(kid, idempotency_key, client_id, body, &mut timings)
             .await?;
+        let now = request.now;
         // Present: `authenticate` checked them.
         let (kid, client) = (kid.unwrap_or_default(), client_id.unwrap_or_default());
 
@@ -340,22 +355,29 @@ impl<P: Ports> SessionService<P> {
             .fill(&mut random)
             .map_err(|_| ExchangeError::Crypto)?;
         let (sample, rest) = random.split_at(1);
-        // The request's encryption and the answer's.
-        self.count_use(&record, 2, now, sample[0]).await?;
         let (transaction_random, rest) = rest.split_at(8);
         let (nonce_random, iv) = rest.split_at(16);
         let context = ResponseContext {
             transaction_random: transaction_random.try_into().unwrap_or_default(),
             now_ms: now,
         };
-        let response_plaintext = handle(plaintext, &context)?;
+        // The route's check comes first: a plaintext that does not fit the route is
+        // refused before its nonce is used up.
+        let response_plaintext = handle(request.plaintext, &context)?;
+        self.claim(&request, &mut timings).await?;
+        // The request's encryption and the answer's.
+        self.count_use(&request.record, 2, now, sample[0]).await?;
 
         let t = clock.monotonic_ns();
-        let response_nonce = uuid_v4(nonce_random.try_into().unwrap_or_default());
+        // Marked as a response nonce, so the answer can never pass for a request.
+        let response_nonce = format!(
+            "{RESPONSE_NONCE_PREFIX}{}",
+            uuid_v4(nonce_random.try_into().unwrap_or_default())
+        );
         let response_ts = now.to_string();
         let response_aad = Aad::new(&response_ts, &response_nonce, kid, client);
         let envelope = seal_envelope_with(
-            &*aead_key,
+            &*request.aead_key,
             &iv.try_into().unwrap_or_default(),
             &response_aad,
             response_plaintext,

@@ -181,7 +181,7 @@ impl<P: Ports> SessionService<P> {
         }
         let key_text = required(req.idempotency_key, "X-Idempotency-Key")?;
         let client_text = required(req.client_id, "X-ClientId")?;
-        let key = IdempotencyKey::parse(key_text)?;
+        let key = IdempotencyKey::parse_request(key_text)?;
         let client = ClientId::parse(client_text)?;
         if !self.config.replay.in_window(key.timestamp_ms(), now) {
             return Err(InitError::OutsideWindow);

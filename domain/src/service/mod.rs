@@ -158,7 +158,7 @@ impl<P: Ports> SessionService<P> {
         Ok(())
     }
 
-    /// Claims `nonce` for `client_id` for the policy's nonce TTL.
+    /// Claims `nonce` for `client_id` for the policy's claim TTL.
     pub(crate) async fn claim_nonce(
         &self,
         client_id: &str,
@@ -169,7 +169,7 @@ impl<P: Ports> SessionService<P> {
         match self
             .ports
             .nonces()
-            .claim(&key, self.config.replay.nonce_ttl_sec(), now_ms)
+            .claim(&key, self.config.replay.claim_ttl_sec(), now_ms)
             .await
         {
             Ok(NonceClaim::Fresh) => Ok(()),

@@ -42,7 +42,9 @@ impl<P: Ports> SessionService<P> {
                     &mut timings,
                 )
                 .await?;
+            // The route's check before the nonce is used up (see the exchange).
             check(authenticated.plaintext)?;
+            self.claim(&authenticated, &mut timings).await?;
             let t = clock.monotonic_ns();
             self.end_session(&authenticated.record)
                 .await

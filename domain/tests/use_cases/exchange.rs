@@ -211,3 +211,74 @@ proptest! {
         prop_assert!(domain::open_envelope(CRYPTO.aead, s.key(), &aad, &mut buf).is_err());
     }
 }
+
+#[test]
+fn a_plaintext_refused_by_its_route_does_not_use_up_the_nonce() {
+    let svc = service();
+    let s = establish(&svc, "C", 1);
+    let req = s.seal_request(NOW, br#"{"x":1}"#).unwrap();
+    let mut body = req.envelope.clone();
+    let r = run(svc.exchange(
+        ExchangeRequest {
+            kid: Some(s.kid()),
+            idempotency_key: Some(&req.idempotency_key),
+            client_id: Some("C"),
+            body: &mut body,
+        },
+        |_, _| Err(PayloadError::Shape("not this route's plaintext")),
+    ));
+    assert!(matches!(r, Err(ExchangeError::Payload(_))));
+    // The same request on the route it was made for still goes through, once.
+    let mut body = req.envelope.clone();
+    assert!(purchase(&svc, &s, &req.idempotency_key, &mut body).is_ok());
+    let mut body = req.envelope;
+    assert_eq!(
+        purchase(&svc, &s, &req.idempotency_key, &mut body),
+        Err(ExchangeError::Replay)
+    );
+}
+
+#[test]
+fn a_request_stamped_a_window_ahead_is_never_accepted_twice() {
+    // Defaults: window 300 s, nonce TTL 600 s = exactly 2 × window.
+    let svc = service();
+    let s = establish(&svc, "C", 1);
+    let window = ServiceConfig::default().replay.window_ms();
+    let req = s.seal_request(NOW + window, br#"{"x":1}"#).unwrap();
+    let mut body = req.envelope.clone();
+    assert!(purchase(&svc, &s, &req.idempotency_key, &mut body).is_ok());
+    // The last instant the request still passes the window: first use + 2 × window.
+    svc.ports()
+        .clock
+        .0
+        .store(NOW + 2 * window, Ordering::SeqCst);
+    let mut body = req.envelope;
+    assert_eq!(
+        purchase(&svc, &s, &req.idempotency_key, &mut body),
+        Err(ExchangeError::Replay)
+    );
+}
+
+#[test]
+fn a_response_nonce_is_refused_as_a_request_nonce() {
+    let svc = service();
+    let s = establish(&svc, "C", 1);
+    let req = s.seal_request(NOW, br#"{"x":1}"#).unwrap();
+    let mut body = req.envelope;
+    let out = run(svc.exchange(
+        ExchangeRequest {
+            kid: Some(s.kid()),
+            idempotency_key: Some(&req.idempotency_key),
+            client_id: Some("C"),
+            body: &mut body,
+        },
+        |plain, _| Ok(plain.to_vec()),
+    ))
+    .unwrap();
+    // The answer's key and body, sent back as a request: its nonce is marked.
+    let mut reflected = out.envelope;
+    assert!(matches!(
+        purchase(&svc, &s, &out.idempotency_key, &mut reflected),
+        Err(ExchangeError::Header(_))
+    ));
+}

@@ -12,7 +12,7 @@ use hyper::StatusCode;
 use ports::CryptoProvider;
 
 pub use connection::{Connection, Endpoint, HttpResponse};
-pub use protocol::{InitRoute, ProtocolClient, StepTimings};
+pub use protocol::{InitRoute, ProtocolClient, REVOKE_PLAINTEXT, StepTimings};
 
 /// Client-side failures of a flow.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,9 @@ use ports::CryptoProvider;
 
 use super::{Connection, Endpoint, FlowError, HttpResponse, fresh_idempotency_key, now_ms};
 
+/// The plaintext of a revocation (the route refuses any other).
+pub const REVOKE_PLAINTEXT: &[u8] = br#"{"action":"revoke"}"#;
+
 /// Where a flow step spent its time.
 #[derive(Debug, Clone, Default)]
 pub struct StepTimings {
@@ -177,12 +180,12 @@ impl ProtocolClient {
         Ok((session, timings))
     }
 
-    /// `POST /session/revoke` with an empty JSON object: ends the session (204).
+    /// `POST /session/revoke` with `{"action":"revoke"}`: ends the session (204).
     ///
     /// # Errors
     /// [`FlowError`] (a non-204 answer is [`FlowError::Status`]).
     pub async fn revoke(&mut self, session: &ClientSession) -> Result<(), FlowError> {
-        let sealed = session.seal_request(now_ms(), b"{}")?;
+        let sealed = session.seal_request(now_ms(), REVOKE_PLAINTEXT)?;
         let headers = [
             ("content-type", "application/octet-stream"),
             ("x-kid", session.kid()),

@@ -17,7 +17,7 @@ use crate::metrics;
 use crate::pipeline::timing::server_timing;
 use crate::wire::{
     Body, SERVER_TIMING, X_CLIENT_ID, X_FORWARDED_FOR, X_IDEMPOTENCY_KEY, X_KID, code_error,
-    header, identity_error, is_json_object, json,
+    header, header_list, identity_error, is_json_object, json,
 };
 
 #[derive(Deserialize)]
@@ -92,9 +92,13 @@ pub(crate) async fn handle<P: Ports>(
     let remote_ip = if service.config().limits.init_per_ip.is_off() {
         None
     } else {
+        // Every X-Forwarded-For line, in order: a proxy that appends its own line
+        // leaves the client's (forgeable) line first. `Forwarded` (RFC 7239) is not
+        // read; a proxy in front must send X-Forwarded-For (README, Abuse limits).
+        let chain = header_list(headers, &X_FORWARDED_FOR);
         rate_limited_ip(
             peer,
-            header(headers, &X_FORWARDED_FOR),
+            chain.as_deref(),
             &config.trusted_proxies,
             &config.rate_limit_exempt,
         )

@@ -14,14 +14,24 @@ use crate::metrics;
 use crate::pipeline::timing::server_timing;
 use crate::wire::{Body, SERVER_TIMING, is_json_object, no_content};
 
-/// The plaintext of a revocation must be a JSON object.
+#[derive(serde::Deserialize)]
+struct RevokeJson<'a> {
+    #[serde(borrow)]
+    action: std::borrow::Cow<'a, str>,
+}
+
+/// The plaintext of a revocation must say so: a JSON object with `"action":"revoke"`.
+/// Any other plaintext — another route's request, a response — is refused before its
+/// nonce is used up.
 fn check(plain: &[u8]) -> Result<(), PayloadError> {
-    if is_json_object(plain) && serde_json::from_slice::<serde::de::IgnoredAny>(plain).is_ok() {
-        Ok(())
-    } else {
-        Err(PayloadError::Shape(
-            "revocation plaintext is not a JSON object",
-        ))
+    let parsed = is_json_object(plain)
+        .then(|| serde_json::from_slice::<RevokeJson<'_>>(plain).ok())
+        .flatten();
+    match parsed {
+        Some(r) if r.action == "revoke" => Ok(()),
+        _ => Err(PayloadError::Shape(
+            r#"revocation plaintext is not {"action":"revoke"}"#,
+        )),
     }
 }
 
@@ -56,7 +66,7 @@ mod tests {
     async fn a_revoked_session_can_no_longer_be_used() {
         let app = App::new();
         let session = app.session("1").await;
-        let revoke = app.seal(&session, b"{}");
+        let revoke = app.seal(&session, br#"{"action":"revoke"}"#);
         assert_eq!(
             app.post("/session/revoke", &revoke).await.0,
             StatusCode::NO_CONTENT
