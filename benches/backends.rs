@@ -156,6 +156,7 @@ fn server_init(c: &mut Criterion) {
                         client_id: Some("BENCH"),
                         authorization: None,
                         remote_ip: None,
+                        declared_json: true,
                         body: Ok(InitBody {
                             client_public_key: client_key.clone(),
                             ttl: RequestedTtl::Absent,
@@ -179,6 +180,7 @@ fn establish(svc: &Service, p: CryptoProvider) -> ClientSession {
         client_id: Some("BENCH"),
         authorization: None,
         remote_ip: None,
+        declared_json: true,
         body: Ok(InitBody {
             client_public_key: hs.public_key().0.to_vec(),
             ttl: RequestedTtl::Absent,

@@ -151,6 +151,11 @@ pub struct ServeArgs {
     /// (fail closed) until nonces expire. Sustainable rate ≈ size / NONCE_TTL_SEC.
     #[arg(long, env = "MEMORY_NONCE_MAX_SIZE", default_value_t = 100_000)]
     pub memory_nonce_max_size: usize,
+    /// Deprecated and ignored: the reference server's sweep threshold. The embedded
+    /// nonce store drops expired nonces as it goes; accepted so that deployments
+    /// written for the reference start, with a warning.
+    #[arg(long, env = "MEMORY_NONCE_CLEANUP_THRESHOLD", hide = true)]
+    pub memory_nonce_cleanup_threshold: Option<String>,
     /// Most sessions the embedded store holds; when full of live sessions, init → 503.
     #[arg(long, env = "MEMORY_SESSION_MAX_SIZE", default_value_t = 1_000_000)]
     pub memory_session_max_size: usize,
@@ -201,8 +206,10 @@ pub struct ServeArgs {
     /// address for the per-IP limit. Empty: the TCP peer is the client.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
-    /// Live sessions one client id may hold; more inits → 429. 0 = no cap.
-    #[arg(long, env = "MAX_SESSIONS_PER_CLIENT", default_value_t = 100_000)]
+    /// Live sessions one client id may hold; more inits → 429. 0 = no cap (the
+    /// default: client ids are not authenticated and the shipped clients share one, so
+    /// anyone could fill a client id's cap and lock out all its users).
+    #[arg(long, env = "MAX_SESSIONS_PER_CLIENT", default_value_t = 0)]
     pub max_sessions_per_client: u64,
     /// AES-GCM encryptions (requests + responses) under one session key; beyond it the
     /// session ends (401 SESSION_EXPIRED) and the client starts a new one. 0 = no cap.

@@ -133,18 +133,84 @@ pub fn parse() -> Result<Parsed, crate::Error> {
     })
 }
 
-/// Hides the password of a `scheme://user:password@host/…` URL.
+/// Hides every password in a connection string: the `user:password@` of a URL, a
+/// `password=` (or `sslpassword=`, …) query parameter, and a `password=` pair of a
+/// libpq key=value string (`host=db password='x y'`).
 fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
-        None => url.to_owned(),
+    if !url.contains("://") {
+        return redact_key_values(url);
     }
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let mut out = match before_query.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+            None => format!("{scheme}://{before_query}"),
+        },
+        None => format!("{scheme}://{before_query}"),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_key(key) => format!("{key}=<redacted>"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+fn is_secret_key(key: &str) -> bool {
+    key.trim().to_ascii_lowercase().ends_with("password")
+}
+
+/// `key=value` pairs separated by spaces, values optionally in single quotes (libpq).
+fn redact_key_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let Some(eq) = rest.find('=') else {
+            out.push_str(rest);
+            break;
+        };
+        let (key, after) = rest.split_at(eq);
+        let after = &after[1..];
+        let value_len = if let Some(inner) = after.strip_prefix('\'') {
+            // Up to the closing quote that is not escaped with a backslash.
+            let mut end = inner.len();
+            let mut escaped = false;
+            for (i, c) in inner.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '\'' if !escaped => {
+                        end = i;
+                        break;
+                    }
+                    _ => escaped = false,
+                }
+            }
+            (end + 2).min(after.len())
+        } else {
+            after.find(char::is_whitespace).unwrap_or(after.len())
+        };
+        let (value, tail) = after.split_at(value_len);
+        out.push_str(key);
+        out.push('=');
+        let name = key.rsplit(char::is_whitespace).next().unwrap_or(key);
+        if is_secret_key(name) {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(value);
+        }
+        rest = tail;
+    }
+    out
 }
 
 /// The effective `serve` configuration, one `NAME = value  # source` line per setting,
@@ -163,7 +229,7 @@ pub fn describe(parsed: &Parsed, subcommand: &str) -> String {
     }
     for arg in sub.get_arguments() {
         let id = arg.get_id().as_str();
-        if arg.get_long().is_none() || id == "config" {
+        if arg.get_long().is_none() || id == "config" || arg.is_hide_set() {
             continue;
         }
         let name = arg
@@ -199,6 +265,32 @@ pub fn describe(parsed: &Parsed, subcommand: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_value_and_query_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("host=db.example user=app password=s3cret dbname=sc"),
+            "host=db.example user=app password=<redacted> dbname=sc"
+        );
+        assert_eq!(
+            redact_url("host=db password='a b\\' c' sslmode=require"),
+            "host=db password=<redacted> sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://db.example/sc?user=app&password=s3cret&sslmode=require"),
+            "postgres://db.example/sc?user=app&password=<redacted>&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://app:pw@db/sc?sslpassword=k"),
+            "postgres://app:<redacted>@db/sc?sslpassword=<redacted>"
+        );
+        for text in [
+            "host=db user=app",
+            "redis://localhost:6379/0?protocol=resp3",
+        ] {
+            assert!(!redact_url(text).contains("redacted"), "{text}");
+        }
+    }
 
     #[test]
     fn url_passwords_are_redacted() {

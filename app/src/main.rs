@@ -78,6 +78,23 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
         Command::Migrate(args) => {
             return runtime(None)?.block_on(admin_cmd::migrate(&args.database_url));
         }
+        // A key-wrapping key is 32 random bytes whatever the backend: any compiled
+        // one's CSPRNG will do (the one named by CRYPTO_BACKEND when it is compiled in).
+        Command::Keygen => {
+            let compiled = backend::compiled();
+            let crypto = backend::select(cli.backend.as_deref())
+                .ok()
+                .or_else(|| compiled.first().copied())
+                .ok_or_else(|| {
+                    session_crypto::Error::Config("no crypto backend compiled in".into())
+                })?;
+            let mut kek = zeroize::Zeroizing::new([0u8; 32]);
+            crypto.random.fill(kek.as_mut()).map_err(|_| {
+                session_crypto::Error::Runtime("the random number generator failed".into())
+            })?;
+            println!("{}", domain::encoding::base64_encode(kek.as_ref()));
+            return Ok(());
+        }
         _ => {}
     }
     let crypto = backend::select(cli.backend.as_deref())?;
@@ -95,15 +112,7 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
         Command::Bench(args) => {
             runtime(args.worker_threads)?.block_on(bench::run(args.clone(), crypto))
         }
-        Command::Keygen => {
-            let mut kek = zeroize::Zeroizing::new([0u8; 32]);
-            crypto.random.fill(kek.as_mut()).map_err(|_| {
-                session_crypto::Error::Runtime("the random number generator failed".into())
-            })?;
-            println!("{}", domain::encoding::base64_encode(kek.as_ref()));
-            Ok(())
-        }
         Command::Revoke(args) => runtime(None)?.block_on(admin_cmd::revoke(args, crypto)),
-        Command::Backends | Command::Migrate(_) => Ok(()),
+        Command::Backends | Command::Migrate(_) | Command::Keygen => Ok(()),
     }
 }

@@ -62,11 +62,48 @@ fn shutdown_signal() -> impl Future<Output = ()> {
     }
 }
 
-/// The soft open-file limit, from `/proc/self/limits` (Linux), if readable.
-fn open_file_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+/// Makes room for `needed` open files: raises the soft limit towards the hard one
+/// when it is lower (as Go's runtime and most servers do), and warns, saying what it
+/// compared, when even the hard limit is below what the settings can use.
+fn ensure_open_files(needed: u64, max_connections: usize, listeners: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (soft, hard) = (limit.current, limit.maximum);
+    let soft_now = soft.unwrap_or(u64::MAX);
+    if soft_now >= needed {
+        return;
+    }
+    let target = hard.map_or(needed, |h| h.min(needed));
+    let raised = target > soft_now
+        && setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: hard,
+            },
+        )
+        .is_ok();
+    let effective = if raised { target } else { soft_now };
+    if raised {
+        tracing::info!(
+            from = soft_now,
+            to = target,
+            "raised the soft open-file limit"
+        );
+    }
+    if effective < needed {
+        tracing::warn!(
+            open_file_limit = effective,
+            hard_limit = hard.unwrap_or(u64::MAX),
+            needed,
+            max_connections,
+            listeners,
+            "the open-file limit is below what the settings can use (MAX_CONNECTIONS × \
+             listeners serving the API + 64 for stores and logs): past it, new connections \
+             fail to be accepted; raise the hard limit (`ulimit -Hn`, LimitNOFILE) or lower \
+             MAX_CONNECTIONS"
+        );
+    }
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -108,18 +145,12 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
         tls_handshake_timeout: Duration::from_millis(args.tls_handshake_timeout_ms),
     };
 
-    if let Some(limit) = open_file_limit() {
-        let needed =
-            (args.max_connections as u64) * if args.internal_port.is_some() { 2 } else { 1 } + 64;
-        if limit < needed {
-            tracing::warn!(
-                open_file_limit = limit,
-                max_connections = args.max_connections,
-                "the open-file limit is below MAX_CONNECTIONS: beyond it, new connections fail to be \
-                 accepted; raise `ulimit -n` (or LimitNOFILE) or lower MAX_CONNECTIONS"
-            );
-        }
-    }
+    let listeners = if args.internal_port.is_some() { 2 } else { 1 };
+    ensure_open_files(
+        (args.max_connections as u64) * listeners + 64,
+        args.max_connections,
+        listeners,
+    );
     let public_addr = SocketAddr::new(args.host, args.port);
     let public = bind(public_addr)
         .await

@@ -142,6 +142,12 @@ fn cors(spec: &str) -> Cors {
 /// # Errors
 /// A message naming the offending setting.
 pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<Checked, crate::Error> {
+    if args.memory_nonce_cleanup_threshold.is_some() {
+        tracing::warn!(
+            "MEMORY_NONCE_CLEANUP_THRESHOLD is deprecated and ignored: the embedded nonce \
+             store drops expired nonces as it goes (size it with MEMORY_NONCE_MAX_SIZE)"
+        );
+    }
     let service = service_config(args)?;
     let api = api_config(args)?;
     if args.memory_nonce_max_size == 0 || args.memory_session_max_size == 0 {

@@ -23,17 +23,18 @@ pub struct AbuseLimits {
 }
 
 impl AbuseLimits {
-    /// The shipped defaults. The per-client limit is off because the shipped clients
-    /// hard-code one client id for all their users (and client ids are not
-    /// authenticated, so it is a fairness tool, not a defence); the per-IP limit is
-    /// on; the idle timeout is off, as in the reference.
+    /// The shipped defaults. The per-client rate limit and session cap are off because
+    /// the shipped clients hard-code one client id for all their users and client ids
+    /// are not authenticated: anyone could use up a client id's budget and lock all its
+    /// users out (the global session-store bound protects the server instead). The
+    /// per-IP limit is on; the idle timeout is off, as in the reference.
     pub const DEFAULT: Self = Self {
         init_per_client: RateLimit::OFF,
         init_per_ip: RateLimit {
             per_minute: 600,
             burst: 100,
         },
-        max_sessions_per_client: 100_000,
+        max_sessions_per_client: 0,
         max_encryptions_per_session: 1 << 24,
         idle_timeout_sec: 0,
     };

@@ -98,3 +98,30 @@ async fn serve_reads_its_settings_from_the_config_file() {
     assert_eq!(json(&r)["expiresInSec"], 420);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn keygen_works_with_every_backend_compiled_in_and_deprecated_settings_only_warn() {
+    let ((code, key), err) = run_to_exit_with_stdout(&["keygen"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let bytes = domain::encoding::base64_decode(key.trim()).expect("base64");
+    assert_eq!(bytes.len(), 32);
+
+    // The reference's MEMORY_NONCE_CLEANUP_THRESHOLD is accepted (and said to be ignored);
+    // the per-client session cap is off by default.
+    let ((code, out), err) = run_to_exit_with_stdout(
+        &["check-config"],
+        &[
+            ("CRYPTO_BACKEND", "ring"),
+            ("MEMORY_NONCE_CLEANUP_THRESHOLD", "1000"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("MAX_SESSIONS_PER_CLIENT = \"0\"  # default"),
+        "{out}"
+    );
+    assert!(
+        err.contains("MEMORY_NONCE_CLEANUP_THRESHOLD is deprecated and ignored"),
+        "{err}"
+    );
+}

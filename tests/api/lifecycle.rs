@@ -177,3 +177,54 @@ fn a_header_trickled_one_byte_at_a_time_is_cut_off() {
         started.elapsed()
     );
 }
+
+/// The soft open-file limit of a running process.
+fn soft_open_file_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_low_soft_open_file_limit_is_raised_and_only_a_low_hard_one_warns() {
+    let dir = std::env::temp_dir().join(format!("sc-nofile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 500 connections on one listener can use 564 descriptors.
+    let envs = [("MAX_CONNECTIONS", "500")];
+
+    let log = dir.join("raised.log");
+    let server = Server::start_with_open_file_limits(256, 1024, &envs, &log);
+    assert_eq!(
+        soft_open_file_limit(server.pid()),
+        564,
+        "raised to what is needed"
+    );
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("open-file limit"),
+        "no warning when it could be raised: {text}"
+    );
+
+    let log = dir.join("capped.log");
+    let server = Server::start_with_open_file_limits(256, 300, &envs, &log);
+    assert_eq!(
+        soft_open_file_limit(server.pid()),
+        300,
+        "raised as far as the hard limit"
+    );
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("open-file limit is below what the settings can use"),
+        "{text}"
+    );
+    assert!(
+        text.contains("needed=564") && text.contains("open_file_limit=300"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -172,3 +172,34 @@ async fn key_release_only_on_the_internal_listener() {
         "NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn a_v1_init_without_a_json_content_type_is_415_and_creates_nothing() {
+    let server = Server::start(&[]);
+    let crypto = server.crypto;
+    let mut conn = server.connect().await;
+    let pk = fresh_public_key(crypto);
+    let key = idem(crypto);
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut headers = vec![("x-idempotency-key", key.as_str()), ("x-clientid", "V1")];
+        if let Some(t) = content_type {
+            headers.push(("content-type", t));
+        }
+        let r = post_init(&mut conn, "/v1/session/init", &headers, init_body(&pk)).await;
+        assert_identity(&r, 415);
+    }
+    // Nothing was created and the nonce is still unused: the same key with JSON works.
+    let mut headers = init_headers(&key, "V1");
+    headers[0] = ("content-type", "application/json; charset=utf-8");
+    let r = post_init(&mut conn, "/v1/session/init", &headers, init_body(&pk)).await;
+    assert_eq!(r.status, 200);
+    // The unversioned route stays lenient.
+    let key = idem(crypto);
+    let headers = [("x-idempotency-key", key.as_str()), ("x-clientid", "V1")];
+    let r = post_init(&mut conn, "/session/init", &headers, init_body(&pk)).await;
+    assert_eq!(r.status, 200);
+}

@@ -117,7 +117,11 @@ async fn postgres_outage_answers_503_then_recovers() {
     let v1 = post_init(
         &mut conn,
         "/v1/session/init",
-        &[("x-idempotency-key", &key), ("x-clientid", "C")],
+        &[
+            ("content-type", "application/json"),
+            ("x-idempotency-key", &key),
+            ("x-clientid", "C"),
+        ],
         format!(
             r#"{{"clientPublicKey":"{}"}}"#,
             b64(&fresh_public_key(server.crypto))

@@ -52,10 +52,37 @@ impl Server {
         Self::spawn(default_backend(), envs, Stdio::from(file))
     }
 
+    /// Starts a server under the open-file limits `soft` and `hard` (set by `sh`'s
+    /// `ulimit` before it execs the binary), its log going to `log`.
+    pub fn start_with_open_file_limits(
+        soft: u64,
+        hard: u64,
+        envs: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" serve"
+            ))
+            .arg(BIN);
+        Self::spawn_command(cmd, default_backend(), envs, Stdio::from(file))
+    }
+
     fn spawn(crypto: CryptoProvider, envs: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .env_clear()
+        cmd.arg("serve");
+        Self::spawn_command(cmd, crypto, envs, stderr)
+    }
+
+    fn spawn_command(
+        mut cmd: Command,
+        crypto: CryptoProvider,
+        envs: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
+        cmd.env_clear()
             .env("PORT", "0")
             .env("CRYPTO_BACKEND", crypto.name)
             .env("RUST_LOG", "warn")

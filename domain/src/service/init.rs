@@ -39,6 +39,9 @@ pub struct InitRequest<'a> {
     pub remote_ip: Option<IpAddr>,
     /// The body, or why it could not be read (reason for logs).
     pub body: Result<InitBody, &'static str>,
+    /// Whether the request declared its body as JSON (the `/v1` identity contract
+    /// refuses an init that does not).
+    pub declared_json: bool,
 }
 
 /// A successful init.
@@ -65,6 +68,9 @@ pub enum InitError {
     /// Timestamp outside the window.
     #[error("timestamp outside the replay window")]
     OutsideWindow,
+    /// A `/v1` init whose body is not declared as JSON.
+    #[error("the body is not declared as JSON")]
+    NotDeclaredJson,
     /// Body unreadable (not JSON, wrong shape, missing key, bad base64).
     #[error("bad init body: {0}")]
     Body(&'static str),
@@ -108,6 +114,7 @@ impl InitError {
         match self {
             Self::Header(_) => "bad_header",
             Self::OutsideWindow => "outside_window",
+            Self::NotDeclaredJson => "bad_content_type",
             Self::Body(_) | Self::Ttl => "bad_body",
             Self::PublicKey(_) => "bad_public_key",
             Self::Replay => "replay",
@@ -185,6 +192,9 @@ impl<P: Ports> SessionService<P> {
         let client = ClientId::parse(client_text)?;
         if !self.config.replay.in_window(key.timestamp_ms(), now) {
             return Err(InitError::OutsideWindow);
+        }
+        if req.family == Family::V1 && !req.declared_json {
+            return Err(InitError::NotDeclaredJson);
         }
         let body = req.body.map_err(InitError::Body)?;
         if body.client_public_key.is_empty() {

@@ -69,6 +69,7 @@ pub(crate) fn init_req<'a>(
         client_id: Some(client),
         authorization: None,
         remote_ip: None,
+        declared_json: true,
         body: Ok(InitBody {
             client_public_key: pk,
             ttl,

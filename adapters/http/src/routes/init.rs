@@ -79,6 +79,15 @@ pub fn parse_init_body(body: &[u8]) -> Result<InitBody, &'static str> {
     })
 }
 
+/// Whether the request declares a JSON body (`application/json`, parameters allowed).
+fn declares_json(headers: &HeaderMap) -> bool {
+    header(headers, &header::CONTENT_TYPE).is_some_and(|v| {
+        v.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
 /// Decodes an init, runs it, and answers in the family's shape.
 pub(crate) async fn handle<P: Ports>(
     service: &SessionService<P>,
@@ -110,6 +119,7 @@ pub(crate) async fn handle<P: Ports>(
         authorization: header(headers, &header::AUTHORIZATION),
         remote_ip,
         body: parse_init_body(body),
+        declared_json: declares_json(headers),
     };
     match service.init(req).await {
         Ok(out) => success(family, &out, started),
@@ -150,6 +160,7 @@ fn failure(family: Family, e: &InitError) -> Response<Body> {
         (_, InitError::RateLimited { .. } | InitError::TooManySessions) => {
             StatusCode::TOO_MANY_REQUESTS
         }
+        (_, InitError::NotDeclaredJson) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         (Family::V1, InitError::Replay) => StatusCode::CONFLICT,
         (Family::V1, InitError::NonceStore(_)) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
@@ -189,6 +200,7 @@ fn v1_message(e: &InitError) -> &'static str {
     match e {
         InitError::Header(_) => "missing or malformed header",
         InitError::OutsideWindow => "timestamp outside the allowed window",
+        InitError::NotDeclaredJson => "Content-Type must be application/json",
         InitError::Body(_) => "invalid request body",
         InitError::PublicKey(_) => "invalid clientPublicKey",
         InitError::Ttl => "invalid ttlSec",
