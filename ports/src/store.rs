@@ -73,6 +73,9 @@ pub enum StoreError {
     /// A record with this id already exists.
     #[error("duplicate session id")]
     Duplicate,
+    /// A cache refused a record of a revoked session.
+    #[error("session revoked")]
+    Revoked,
 }
 
 /// The source of truth for sessions.
@@ -120,6 +123,15 @@ pub trait SessionCache: Send + Sync {
     /// # Errors
     /// Any failure.
     fn delete(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes a revoked session and keeps it out until its expiry: a later
+    /// [`SessionCache::put`] of it (a refill by a lookup that read the store before the
+    /// revocation committed) MUST NOT make [`SessionCache::get`] return it again.
+    ///
+    /// # Errors
+    /// Any failure (the caller then reports the revocation as failed).
+    fn revoke(&self, record: &SessionRecord)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The cache used when there is nothing to cache in front of (embedded stores).
@@ -137,6 +149,9 @@ impl SessionCache for NoCache {
         ready(Ok(None))
     }
     fn delete(&self, _: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(Ok(()))
+    }
+    fn revoke(&self, _: &SessionRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(Ok(()))
     }
 }
@@ -158,6 +173,12 @@ impl<C: SessionCache> SessionCache for Option<C> {
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         match self {
             Some(c) => c.delete(id).await,
+            None => Ok(()),
+        }
+    }
+    async fn revoke(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        match self {
+            Some(c) => c.revoke(record).await,
             None => Ok(()),
         }
     }

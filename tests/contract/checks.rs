@@ -91,6 +91,15 @@ pub(crate) async fn session_cache<C: SessionCache>(cache: Arc<C>) {
     cache.delete(&a.id).await.unwrap();
     assert!(cache.get(&a.id).await.unwrap().is_none());
     cache.delete(&a.id).await.unwrap();
+
+    // A revoked session stays out: a later refill (a lookup that read the store before
+    // the revocation) is refused.
+    let b = record(&session_id(), now(), 600_000);
+    cache.put(&b).await.unwrap();
+    cache.revoke(&b).await.unwrap();
+    assert!(cache.get(&b.id).await.unwrap().is_none());
+    assert_eq!(cache.put(&b).await, Err(StoreError::Revoked));
+    assert!(cache.get(&b.id).await.unwrap().is_none());
 }
 
 /// Single use: fresh once, then a replay until the TTL has passed; keys independent;

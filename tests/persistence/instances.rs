@@ -154,3 +154,47 @@ async fn the_idle_timeout_sees_uses_on_every_instance() {
     assert_eq!(purchase_status(&mut on_a, &session).await, 401);
     assert_eq!(purchase_status(&mut on_b, &session).await, 401);
 }
+
+/// Issue 12 item 5: a purchase on B that misses Redis, reads PostgreSQL before A's
+/// revocation commits and refills `sess:<id>` after A's deletion used to leave the
+/// revoked session alive everywhere. Many trials of the race, each forcing B's miss.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_racing_a_cache_refill_on_another_instance_is_final() {
+    const TRIALS: usize = 60;
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let no_local = [("SESSION_LOCAL_CACHE_MS", "0")];
+    let (a, b) = (
+        stateful(&pg, &redis, &no_local),
+        stateful(&pg, &redis, &no_local),
+    );
+    let mut on_a = a.client("C").await;
+    let mut on_b = b.client("C").await;
+    let mut revoker = a.client("C").await;
+    for trial in 0..TRIALS {
+        let (session, _) = on_a.init(INIT, None).await.unwrap();
+        let id = session.kid()[8..].to_owned();
+        // B's next lookup misses Redis and goes to PostgreSQL.
+        redis.cli(&["DEL", &format!("sess:{id}")]);
+        let (revoked, _) = tokio::join!(revoker.revoke(&session), async {
+            // Spread B's lookup over the revocation's window.
+            tokio::time::sleep(Duration::from_micros(100 * (trial as u64 % 20))).await;
+            purchase_status(&mut on_b, &session).await
+        });
+        revoked.unwrap();
+        assert_eq!(
+            purchase_status(&mut on_b, &session).await,
+            401,
+            "trial {trial}: B serves the revoked session"
+        );
+        assert_eq!(
+            purchase_status(&mut on_a, &session).await,
+            401,
+            "trial {trial}: A serves the revoked session"
+        );
+        assert_eq!(
+            redis.cli(&["EXISTS", &format!("sess:{id}")]).trim(),
+            "0",
+            "trial {trial}: the revoked session is back in Redis"
+        );
+    }
+}

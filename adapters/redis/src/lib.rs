@@ -1,7 +1,8 @@
 //! # redis-adapter — Redis as session cache and nonce store
 //!
 //! * [`RedisSessionCache`]: `sess:<id>` → JSON with the *wrapped* key, TTL = remaining
-//!   lifetime. Best effort: failures are misses.
+//!   lifetime. Best effort: failures are misses. A revocation leaves `revoked:<id>`
+//!   until the session's expiry, and a refill is refused while it exists.
 //! * [`RedisNonceStore`]: `SET nonce:<clientId>:<nonce> 1 NX EX <ttl>`. While Redis is
 //!   unreachable a claim fails with [`NonceError::Unavailable`]; the fallback to the
 //!   in-memory store is a policy of the composition root (`app`), not of this adapter.
@@ -220,6 +221,36 @@ fn sess_key(id: &str) -> String {
     format!("sess:{id}")
 }
 
+/// The tombstone of a revoked session, kept until the session's expiry.
+fn revoked_key(id: &str) -> String {
+    format!("revoked:{id}")
+}
+
+/// `SET sess:<id>` unless `revoked:<id>` exists: a lookup that read PostgreSQL before a
+/// revocation committed cannot bring the session back into the cache.
+static PUT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+",
+    )
+});
+
+/// Revokes atomically: the tombstone until the session's expiry, and the entry gone.
+static REVOKE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+redis.call('SET', KEYS[2], '1', 'PXAT', ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1
+",
+    )
+});
+
 impl RedisSessionCache {
     /// A cache on `redis`.
     pub fn new(redis: Redis, wrapper: Arc<KeyWrapper>) -> Self {
@@ -271,14 +302,22 @@ impl SessionCache for RedisSessionCache {
             expires_at: record.expires_at_ms,
         })
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let key = sess_key(&record.id);
+        let (key, tomb) = (sess_key(&record.id), revoked_key(&record.id));
         let ttl = remaining_ms.div_ceil(1000);
-        self.redis
-            .run("SET sess", |mut c| async move {
-                c.set_ex::<_, _, ()>(key, value, ttl).await
+        let stored = self
+            .redis
+            .run("EVALSHA put sess", |mut c| async move {
+                let mut call = PUT.key(key);
+                call.key(tomb).arg(value).arg(ttl);
+                call.invoke_async::<i64>(&mut c).await
             })
             .await
-            .map_err(StoreError::from)
+            .map_err(StoreError::from)?;
+        if stored == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Revoked)
+        }
     }
 
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -320,6 +359,21 @@ impl SessionCache for RedisSessionCache {
         self.redis
             .run("DEL sess", |mut c| async move { c.del::<_, ()>(key).await })
             .await
+            .map_err(StoreError::from)
+    }
+
+    async fn revoke(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let (key, tomb) = (sess_key(&record.id), revoked_key(&record.id));
+        // At least a second from now, so a tombstone is never born expired.
+        let until = record.expires_at_ms.max(now_ms() + 1000) + 1;
+        self.redis
+            .run("EVALSHA revoke sess", |mut c| async move {
+                let mut call = REVOKE.key(key);
+                call.key(tomb).arg(until);
+                call.invoke_async::<i64>(&mut c).await
+            })
+            .await
+            .map(|_| ())
             .map_err(StoreError::from)
     }
 }

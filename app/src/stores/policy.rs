@@ -85,8 +85,8 @@ impl<L: Quotas, R: Quotas> Quotas for Either<L, R> {
 }
 
 /// A near cache (in-process, short-lived entries) in front of a far one (shared):
-/// reads try near first and fill it from far; writes and deletions go to both, near
-/// first.
+/// reads try near first and fill it from far; writes go to far first (so what far
+/// refuses never reaches near), deletions and revocations to near first.
 #[derive(Debug)]
 pub struct Tiered<Near, Far> {
     /// The in-process level.
@@ -97,8 +97,9 @@ pub struct Tiered<Near, Far> {
 
 impl<Near: SessionCache, Far: SessionCache> SessionCache for Tiered<Near, Far> {
     async fn put(&self, record: &SessionRecord) -> Result<(), StoreError> {
-        self.near.put(record).await?;
-        self.far.put(record).await
+        // Far first: a revoked session it refuses never reaches the near level.
+        self.far.put(record).await?;
+        self.near.put(record).await
     }
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         if let Ok(Some(hit)) = self.near.get(id).await {
@@ -113,6 +114,10 @@ impl<Near: SessionCache, Far: SessionCache> SessionCache for Tiered<Near, Far> {
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.near.delete(id).await?;
         self.far.delete(id).await
+    }
+    async fn revoke(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.near.revoke(record).await?;
+        self.far.revoke(record).await
     }
 }
 

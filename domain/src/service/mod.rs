@@ -145,10 +145,11 @@ impl<P: Ports> SessionService<P> {
         Ok(Lookup::Found(record))
     }
 
-    /// Deletes a session everywhere: store, cache, its client's session count.
+    /// Deletes a session everywhere: store, then cache — where it is also kept from
+    /// coming back by a refill racing the deletion — then its client's session count.
     pub(crate) async fn end_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
         self.ports.sessions().delete(&record.id).await?;
-        self.ports.cache().delete(&record.id).await?;
+        self.ports.cache().revoke(record).await?;
         // The count entry lapses at the session's expiry if this fails.
         let _ = self
             .ports

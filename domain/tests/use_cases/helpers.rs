@@ -166,6 +166,9 @@ impl ports::SessionCache for RecordingCache {
         self.0.lock().unwrap().retain(|k| k != id);
         Ok(())
     }
+    async fn revoke(&self, r: &ports::SessionRecord) -> Result<(), ports::StoreError> {
+        self.delete(&r.id).await
+    }
 }
 
 pub(crate) fn limited(limits: AbuseLimits) -> Service {

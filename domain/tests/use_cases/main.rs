@@ -7,3 +7,4 @@ mod init;
 mod keys;
 mod limits;
 mod release;
+mod revoke;
