@@ -267,6 +267,12 @@ pub struct ServeArgs {
     /// After a Redis failure, how long to use the fallback before trying Redis again (ms).
     #[arg(long, env = "REDIS_RETRY_INTERVAL_MS", default_value_t = 1_000)]
     pub redis_retry_interval_ms: u64,
+    /// Start even though Redis may evict keys (`maxmemory-policy` other than
+    /// `noeviction`). Evicted nonces make requests replayable: only for a Redis that can
+    /// never reach its `maxmemory`. The server then warns and sets
+    /// `session_crypto_redis_eviction_unsafe` to 1.
+    #[arg(long, env = "REDIS_ALLOW_EVICTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_allow_eviction: bool,
     /// Period of the expired-session cleanup job (ms); it also runs at start-up.
     #[arg(long, env = "SESSION_CLEANUP_INTERVAL_MS", default_value_t = 3_600_000)]
     pub session_cleanup_interval_ms: u64,

@@ -10,3 +10,4 @@ mod helpers;
 mod instances;
 mod logs;
 mod outages;
+mod redis_policy;

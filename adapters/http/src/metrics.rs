@@ -54,6 +54,10 @@ pub fn enable() {
         "1 while Redis is unreachable and nonces go to the in-memory fallback."
     );
     metrics::describe_gauge!(
+        "session_crypto_redis_eviction_unsafe",
+        "1 when Redis's maxmemory-policy may evict keys (nonces could be evicted), else 0."
+    );
+    metrics::describe_gauge!(
         "session_crypto_pg_pool_connections",
         "PostgreSQL pool connections (open, idle)."
     );
@@ -123,6 +127,11 @@ pub(crate) fn session_revoked() {
 pub fn dependency_up(name: &'static str, up: bool) {
     metrics::gauge!("session_crypto_dependency_up", "dependency" => name)
         .set(f64::from(u8::from(up)));
+}
+
+/// `session_crypto_redis_eviction_unsafe`.
+pub fn redis_eviction_unsafe(unsafe_policy: bool) {
+    metrics::gauge!("session_crypto_redis_eviction_unsafe").set(f64::from(u8::from(unsafe_policy)));
 }
 
 /// `session_crypto_nonce_fallback_active`.

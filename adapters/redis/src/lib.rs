@@ -198,6 +198,46 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// The server's `maxmemory-policy`: from `CONFIG GET`, or from `INFO memory` where
+    /// `CONFIG` is disabled (as on managed services).
+    ///
+    /// # Errors
+    /// [`RedisError`] when neither answers.
+    pub async fn eviction_policy(&self) -> Result<String, RedisError> {
+        let config = self
+            .run("CONFIG GET maxmemory-policy", |mut c| async move {
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("maxmemory-policy")
+                    .query_async::<Vec<String>>(&mut c)
+                    .await
+            })
+            .await;
+        if let Ok(pair) = config
+            && let [_, value] = pair.as_slice()
+        {
+            return Ok(value.clone());
+        }
+        let info = self
+            .run("INFO memory", |mut c| async move {
+                redis::cmd("INFO")
+                    .arg("memory")
+                    .query_async::<String>(&mut c)
+                    .await
+            })
+            .await?;
+        policy_from_info(&info).ok_or_else(|| RedisError::Answer(info.chars().take(80).collect()))
+    }
+}
+
+/// `maxmemory_policy:<name>` from the text of `INFO memory`.
+fn policy_from_info(info: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+        .map(|v| v.trim().to_owned())
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CachedSession {
@@ -412,5 +452,17 @@ impl NonceStore for RedisNonceStore {
             Ok(None) => Ok(NonceClaim::Replay),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eviction_policy_is_read_from_info_memory() {
+        let info = "# Memory\r\nused_memory:1000\r\nmaxmemory_policy:allkeys-lru\r\nfoo:1\r\n";
+        assert_eq!(policy_from_info(info).as_deref(), Some("allkeys-lru"));
+        assert_eq!(policy_from_info("# Memory\r\n"), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The stores, chosen at start-up: embedded memory, or PostgreSQL and/or Redis, put
 //! together by the policy combinators of [`policy`] into one concrete [`AppPorts`].
 
+mod eviction;
 mod health;
 pub mod policy;
 
@@ -89,6 +90,10 @@ pub async fn build(
         })?),
         None => None,
     };
+    if let Some(r) = &redis {
+        eviction::check(r, args.redis_allow_eviction).await?;
+        eviction::spawn_recheck(r.clone(), args.redis_allow_eviction);
+    }
     let (nonces, quotas) = match &redis {
         Some(r) => (
             Either::Right(Failover {
