@@ -166,13 +166,29 @@ pub struct ServeArgs {
     /// Time allowed to receive a request body (ms); slower → 408.
     #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 30_000)]
     pub body_timeout_ms: u64,
-    /// Time allowed to receive request headers (ms), also for the first byte of a new
-    /// connection and between keep-alive requests; slower → connection closed.
+    /// Time allowed to receive request headers (ms): a new connection must complete
+    /// its first request head within it from accept (whatever it sends meanwhile), and
+    /// HTTP/1.1 keep-alive connections their next one; slower → connection closed.
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
     /// Concurrent connections per listener; more wait in the kernel's accept queue.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Concurrent connections from one client address; more are closed at once. Behind
+    /// a proxy every connection comes from the proxy's address: raise it, or 0 = no cap.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+    /// Close a connection on which nothing was read or written for this long (ms): an
+    /// HTTP/2 connection left open, a client that stalls mid-request.
+    #[arg(long, env = "CONNECTION_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub connection_idle_timeout_ms: u64,
+    /// Close a connection whose answer cannot be written for this long (ms): a client
+    /// that sends requests and never reads the answers.
+    #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub write_timeout_ms: u64,
+    /// Concurrent HTTP/2 streams (requests) per connection.
+    #[arg(long, env = "HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 32)]
+    pub http2_max_concurrent_streams: u32,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish (ms).
     #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,

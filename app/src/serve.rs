@@ -143,6 +143,10 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
         tls: tls.map(|(config, _)| config),
         tls_handshake_timeout: Duration::from_millis(args.tls_handshake_timeout_ms),
+        idle_timeout: Duration::from_millis(args.connection_idle_timeout_ms),
+        write_timeout: Duration::from_millis(args.write_timeout_ms),
+        max_connections_per_ip: args.max_connections_per_ip,
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams.max(1),
     };
 
     let listeners = if args.internal_port.is_some() { 2 } else { 1 };

@@ -116,12 +116,17 @@ fn silent_and_idle_connections_are_closed_after_the_header_timeout() {
 
 #[tokio::test]
 async fn two_thousand_idle_connections_do_not_starve_real_clients() {
-    let server = Server::start(&[]);
+    let server = Server::start(&[("MAX_CONNECTIONS_PER_IP", "2000")]);
     let addr = server.url.trim_start_matches("http://").to_owned();
+    // From another address than the real client's: one address may hold only
+    // MAX_CONNECTIONS_PER_IP connections, which is raised here to hold them all.
     let mut idle = Vec::new();
     for _ in 0..2000 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
         idle.push(
-            tokio::net::TcpStream::connect(&addr)
+            socket
+                .connect(addr.parse().unwrap())
                 .await
                 .expect("connect"),
         );

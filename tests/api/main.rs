@@ -8,6 +8,7 @@ mod support;
 mod attacks;
 mod browser;
 mod config;
+mod connections;
 mod cors;
 mod exchange;
 mod helpers;

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+mod deadline;
 pub mod health;
 pub mod metrics;
 mod pipeline;
