@@ -163,6 +163,10 @@ pub struct ServeArgs {
     /// Largest request body (bytes); larger → 413.
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1_048_576)]
     pub body_limit_bytes: usize,
+    /// Request bytes buffered at once across all requests; a body that would go past
+    /// it → 503 (0 = no bound). HTTP/2 lets one client send many bodies at once.
+    #[arg(long, env = "BODY_BUFFER_BUDGET_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub body_buffer_budget_bytes: usize,
     /// Time allowed to receive a request body (ms); slower → 408.
     #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 30_000)]
     pub body_timeout_ms: u64,

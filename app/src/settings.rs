@@ -117,6 +117,7 @@ pub fn api_config(args: &ServeArgs) -> Result<ApiConfig, crate::Error> {
     Ok(ApiConfig {
         body_limit: args.body_limit_bytes,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
+        body_budget: http_adapter::BodyBudget::new(args.body_buffer_budget_bytes),
         cors: cors(&args.cors_origins),
         trusted_proxies: ranges("TRUSTED_PROXIES", &args.trusted_proxies)?,
         rate_limit_exempt: ranges("RATE_LIMIT_EXEMPT", &args.rate_limit_exempt)?,

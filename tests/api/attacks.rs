@@ -167,3 +167,48 @@ async fn a_protocol_header_sent_twice_is_refused() {
         assert_code(&r, 400, "CRYPTO_ERROR");
     }
 }
+
+#[tokio::test]
+async fn buffered_bodies_have_a_global_budget() {
+    let server = Server::start(&[("BODY_BUFFER_BUDGET_BYTES", "100000")]);
+    let (mut client, session) = established(&server, "OWNER").await;
+    let conn = client.connection();
+    // Under the per-request limit (1 MiB), over what the server buffers at once.
+    let sealed = session.seal_request(now(), &vec![b' '; 150_000]).unwrap();
+    let headers = purchase_headers(session.kid(), &sealed.idempotency_key, "OWNER");
+    let r = conn
+        .send(
+            Method::POST,
+            "/transaction/purchase",
+            &headers,
+            sealed.envelope,
+        )
+        .await
+        .unwrap();
+    assert_code(&r, 503, "SERVICE_UNAVAILABLE");
+    // The budget comes back: an ordinary purchase goes through.
+    assert!(client.purchase(&session, PAYLOAD).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_encrypted_request_with_bad_headers_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&[]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // A body announced and never sent, behind a malformed X-Idempotency-Key.
+    s.write_all(
+        b"POST /transaction/purchase HTTP/1.1\r\nHost: x\r\nX-Kid: session:S-000102030405060708090a0b0c0d0e0f\r\n\
+          X-ClientId: C\r\nX-Idempotency-Key: not-a-key\r\nContent-Length: 500000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(3), s.read(&mut answer))
+        .await
+        .expect("no answer before the body: the server waits for it")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains(r#"{"error":"CRYPTO_ERROR"}"#), "{text}");
+}

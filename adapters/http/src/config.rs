@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use domain::limits::IpRange;
 
+use crate::pipeline::body::BodyBudget;
 use crate::pipeline::cors::Cors;
 
 /// HTTP-level limits and policies.
@@ -19,7 +20,12 @@ pub struct ApiConfig {
     pub trusted_proxies: Vec<IpRange>,
     /// Client addresses the per-IP rate limit does not apply to (`RATE_LIMIT_EXEMPT`).
     pub rate_limit_exempt: Vec<IpRange>,
+    /// Request bytes buffered at once across all requests (`BODY_BUFFER_BUDGET_BYTES`).
+    pub body_budget: BodyBudget,
 }
+
+/// Default of `BODY_BUFFER_BUDGET_BYTES`: 64 MiB.
+pub const DEFAULT_BODY_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Addresses exempt from the per-IP limit unless configured otherwise: loopback and
 /// private ranges (a proxy in front, or a client on the same network).
@@ -39,6 +45,7 @@ impl Default for ApiConfig {
             cors: Cors::AnyOrigin,
             trusted_proxies: Vec::new(),
             rate_limit_exempt: default_exempt_ranges(),
+            body_budget: BodyBudget::new(DEFAULT_BODY_BUDGET),
         }
     }
 }

@@ -24,6 +24,7 @@ mod wire;
 pub use admin::serve_admin;
 pub use config::{ApiConfig, DEFAULT_RATE_LIMIT_EXEMPT};
 pub use health::{Dependency, HealthCheck, HealthReport};
+pub use pipeline::body::BodyBudget;
 pub use pipeline::cors::Cors;
 pub use router::Api;
 pub use server::{ServerConfig, serve};

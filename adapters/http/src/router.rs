@@ -199,6 +199,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         let now_ms = || service.ports().clock().now_ms();
         let (parts, body) = req.into_parts();
         let (limit, timeout) = (self.config.body_limit, self.config.body_timeout);
+        let budget = &self.config.body_budget;
         match route {
             Route::OpenApi => routes::assets::openapi(),
             Route::Page => routes::assets::page(),
@@ -208,45 +209,45 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
             }
             Route::Ready => routes::health::ready(&self.health, now_ms()).await,
             Route::ReleaseKey => routes::release_key::handle(service, &parts.headers, path).await,
-            Route::Init(family) => match read_body(limit, timeout, &parts.headers, body).await {
-                Ok(bytes) => {
-                    let config = &self.config;
-                    routes::init::handle(
-                        service,
-                        config,
-                        family,
-                        peer,
-                        &parts.headers,
-                        &bytes,
-                        started,
-                    )
-                    .await
-                }
-                Err(f) => body_failure(family, template, f),
-            },
-            Route::Exchange(handler) => {
-                match read_body(limit, timeout, &parts.headers, body).await {
-                    Ok(bytes) => {
-                        let body = Vec::from(bytes);
-                        routes::exchange::handle(
+            Route::Init(family) => {
+                match read_body(limit, timeout, budget, &parts.headers, body).await {
+                    Ok((bytes, _held)) => {
+                        let config = &self.config;
+                        routes::init::handle(
                             service,
-                            template,
-                            handler,
+                            config,
+                            family,
+                            peer,
                             &parts.headers,
-                            body,
+                            &bytes,
                             started,
                         )
                         .await
                     }
-                    Err(f) => body_failure(Family::Unversioned, template, f),
+                    Err(f) => body_failure(family, template, f),
                 }
             }
-            Route::Revoke => match read_body(limit, timeout, &parts.headers, body).await {
-                Ok(bytes) => {
-                    routes::revoke::handle(service, &parts.headers, Vec::from(bytes), started).await
+            Route::Exchange(_) | Route::Revoke => {
+                // Headers and window first: a request that cannot pass is refused before
+                // its body is read and buffered.
+                let req = routes::exchange::request(&parts.headers, &mut []);
+                if let Err(e) = service.precheck(req.kid, req.idempotency_key, req.client_id) {
+                    return routes::exchange::failure(template, &e);
                 }
-                Err(f) => body_failure(Family::Unversioned, template, f),
-            },
+                let (bytes, _held) =
+                    match read_body(limit, timeout, budget, &parts.headers, body).await {
+                        Ok(read) => read,
+                        Err(f) => return body_failure(Family::Unversioned, template, f),
+                    };
+                let (headers, body) = (&parts.headers, Vec::from(bytes));
+                match route {
+                    Route::Exchange(handler) => {
+                        routes::exchange::handle(service, template, handler, headers, body, started)
+                            .await
+                    }
+                    _ => routes::revoke::handle(service, headers, body, started).await,
+                }
+            }
         }
     }
 }

@@ -150,6 +150,14 @@ impl From<super::ClaimError> for ExchangeError {
     }
 }
 
+/// The parsed headers of an encrypted request.
+struct Headers<'h> {
+    kid: &'h str,
+    key: IdempotencyKey<'h>,
+    client: ClientId<'h>,
+    session_id: SessionId,
+}
+
 /// An authentic request: its session, the prepared key and the plaintext (in place,
 /// inside the request body). Its nonce is not claimed yet: [`SessionService::claim`]
 /// does that once the route has accepted the plaintext.
@@ -210,6 +218,48 @@ impl<P: Ports> SessionService<P> {
         result
     }
 
+    /// The checks of an encrypted request that need neither its body nor any state —
+    /// header grammars, the window, the session id's form — so a driving adapter can
+    /// refuse a request before it reads (and buffers) the body.
+    ///
+    /// # Errors
+    /// The [`ExchangeError`] the full exchange would fail with.
+    pub fn precheck(
+        &self,
+        kid: Option<&str>,
+        idempotency_key: Option<&str>,
+        client_id: Option<&str>,
+    ) -> Result<(), ExchangeError> {
+        let now = self.ports.clock().now_ms();
+        self.check_headers(kid, idempotency_key, client_id, now)
+            .map(|_| ())
+    }
+
+    fn check_headers<'h>(
+        &self,
+        kid: Option<&'h str>,
+        idempotency_key: Option<&'h str>,
+        client_id: Option<&'h str>,
+        now: u64,
+    ) -> Result<Headers<'h>, ExchangeError> {
+        let kid = required(kid, "X-Kid")?;
+        let key_text = required(idempotency_key, "X-Idempotency-Key")?;
+        let client_text = required(client_id, "X-ClientId")?;
+        let key = IdempotencyKey::parse_request(key_text)?;
+        let client = ClientId::parse(client_text)?;
+        let session_part = kid_session_part(kid)?;
+        if !self.config.replay.in_window(key.timestamp_ms(), now) {
+            return Err(ExchangeError::OutsideWindow);
+        }
+        let session_id = SessionId::parse(session_part).ok_or(ExchangeError::SessionMalformed)?;
+        Ok(Headers {
+            kid,
+            key,
+            client,
+            session_id,
+        })
+    }
+
     /// Everything the encrypted routes share before their own check: header grammars,
     /// window, session lookup and ownership, opening the envelope. The plaintext is
     /// returned in place, inside `body`; the nonce is claimed by [`Self::claim`].
@@ -222,17 +272,13 @@ impl<P: Ports> SessionService<P> {
         timings: &mut Timings,
     ) -> Result<Authenticated<'b>, ExchangeError> {
         let clock = self.ports.clock();
-        let kid = required(kid, "X-Kid")?;
-        let key_text = required(idempotency_key, "X-Idempotency-Key")?;
-        let client_text = required(client_id, "X-ClientId")?;
-        let key = IdempotencyKey::parse_request(key_text)?;
-        let client = ClientId::parse(client_text)?;
-        let session_part = kid_session_part(kid)?;
         let now = clock.now_ms();
-        if !self.config.replay.in_window(key.timestamp_ms(), now) {
-            return Err(ExchangeError::OutsideWindow);
-        }
-        let session_id = SessionId::parse(session_part).ok_or(ExchangeError::SessionMalformed)?;
+        let Headers {
+            kid,
+            key,
+            client,
+            session_id,
+        } = self.check_headers(kid, idempotency_key, client_id, now)?;
 
         // Step boundaries are shared: each clock reading ends one step and starts the next.
         let t0 = clock.monotonic_ns();

@@ -1,5 +1,6 @@
 //! Reading request bodies within a size limit and a deadline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderMap};
 use hyper::{Response, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::info;
 
 use crate::metrics;
@@ -19,6 +21,44 @@ pub(crate) enum BodyFailure {
     TooLarge,
     Timeout,
     Broken,
+    /// The bytes buffered across all requests reached the budget.
+    OverBudget,
+}
+
+/// A bound on the request bytes buffered at once across every connection (HTTP/2 lets
+/// one client open many streams, each with a body up to the limit). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BodyBudget(Arc<Semaphore>);
+
+/// Bytes of the budget held by one buffered body, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Held(Option<OwnedSemaphorePermit>);
+
+impl BodyBudget {
+    /// A budget of `bytes` (0 = no bound).
+    pub fn new(bytes: usize) -> Self {
+        let bytes = if bytes == 0 {
+            Semaphore::MAX_PERMITS
+        } else {
+            bytes.min(Semaphore::MAX_PERMITS)
+        };
+        Self(Arc::new(Semaphore::new(bytes)))
+    }
+
+    /// Takes `n` more bytes into `held`, or fails at once when they are not free.
+    fn take(&self, held: &mut Held, n: usize) -> Result<(), BodyFailure> {
+        let Ok(n) = u32::try_from(n) else {
+            return Err(BodyFailure::OverBudget);
+        };
+        let more = Arc::clone(&self.0)
+            .try_acquire_many_owned(n)
+            .map_err(|_| BodyFailure::OverBudget)?;
+        match &mut held.0 {
+            Some(permit) => permit.merge(more),
+            None => held.0 = Some(more),
+        }
+        Ok(())
+    }
 }
 
 /// Reads the whole body, at most `limit` bytes, within `timeout`.
@@ -30,9 +70,10 @@ pub(crate) enum BodyFailure {
 pub(crate) async fn read_body<B>(
     limit: usize,
     timeout: Duration,
+    budget: &BodyBudget,
     headers: &HeaderMap,
     body: B,
-) -> Result<Bytes, BodyFailure>
+) -> Result<(Bytes, Held), BodyFailure>
 where
     B: HttpBody<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -45,12 +86,13 @@ where
     if declared.is_some_and(|n| n > drain_limit as u64) {
         return Err(BodyFailure::TooLarge);
     }
+    let mut held = Held(None);
     let read = async {
         let mut body = std::pin::pin!(body);
         let mut buf = bytes::BytesMut::new();
         let mut seen = 0usize;
         while let Some(frame) = body.frame().await {
-            let Ok(data) = frame.map_err(Into::into)?.into_data() else {
+            let Ok(data) = frame.map_err(|_| BodyFailure::Broken)?.into_data() else {
                 continue; // trailers
             };
             seen = seen.saturating_add(data.len());
@@ -58,16 +100,18 @@ where
                 return Ok(None);
             }
             if seen <= limit {
+                // Only what is kept counts; what is drained is dropped at once.
+                budget.take(&mut held, data.len())?;
                 buf.extend_from_slice(&data);
             }
         }
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((seen <= limit).then(|| buf.freeze()))
+        Ok::<_, BodyFailure>((seen <= limit).then(|| buf.freeze()))
     };
     match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(BodyFailure::Timeout),
-        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(Some(bytes))) => Ok((bytes, held)),
         Ok(Ok(None)) => Err(BodyFailure::TooLarge),
-        Ok(Err(_)) => Err(BodyFailure::Broken),
+        Ok(Err(failure)) => Err(failure),
     }
 }
 
@@ -93,6 +137,11 @@ pub(crate) fn body_failure(
             "CRYPTO_ERROR",
             "request body could not be read",
         ),
+        BodyFailure::OverBudget => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "too many request bodies in flight, retry later",
+        ),
     };
     info!(status = status.as_u16(), reason = message, "rejected");
     metrics::rejection(
@@ -101,6 +150,7 @@ pub(crate) fn body_failure(
             BodyFailure::TooLarge => "body_too_large",
             BodyFailure::Timeout => "body_timeout",
             BodyFailure::Broken => "body_unreadable",
+            BodyFailure::OverBudget => "body_budget",
         },
     );
     match family {
