@@ -147,17 +147,26 @@ pub struct ServeArgs {
     #[arg(long, env = "TRUST_UPSTREAM_AUTH", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_upstream_auth: bool,
 
-    /// Most live nonces the embedded store holds; when full, requests are refused
-    /// (fail closed) until nonces expire. Sustainable rate ≈ size / NONCE_TTL_SEC.
-    #[arg(long, env = "MEMORY_NONCE_MAX_SIZE", default_value_t = 100_000)]
-    pub memory_nonce_max_size: usize,
+    /// Memory for the embedded nonce store (bytes, about 64 per live nonce): the default
+    /// 256 MiB holds about 4 million, enough for ~7,000 requests/s sustained with the
+    /// default TTL. When full, requests are refused (fail closed) until nonces expire.
+    #[arg(long, env = "MEMORY_NONCE_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub memory_nonce_max_bytes: usize,
+    /// The share of the embedded nonce store one client id may hold (percent): one
+    /// client filling it is refused alone, and the others keep the rest.
+    #[arg(long, env = "MEMORY_NONCE_CLIENT_SHARE_PERCENT", default_value_t = 50)]
+    pub memory_nonce_client_share_percent: usize,
+    /// Most live nonces the embedded store holds, instead of sizing it by memory.
+    #[arg(long, env = "MEMORY_NONCE_MAX_SIZE")]
+    pub memory_nonce_max_size: Option<usize>,
     /// Deprecated and ignored: the reference server's sweep threshold. The embedded
     /// nonce store drops expired nonces as it goes; accepted so that deployments
     /// written for the reference start, with a warning.
     #[arg(long, env = "MEMORY_NONCE_CLEANUP_THRESHOLD", hide = true)]
     pub memory_nonce_cleanup_threshold: Option<String>,
-    /// Most sessions the embedded store holds; when full of live sessions, init → 503.
-    #[arg(long, env = "MEMORY_SESSION_MAX_SIZE", default_value_t = 1_000_000)]
+    /// Most sessions the embedded store holds (about 200 bytes each); when full of live
+    /// sessions, init → 503.
+    #[arg(long, env = "MEMORY_SESSION_MAX_SIZE", default_value_t = 2_000_000)]
     pub memory_session_max_size: usize,
 
     /// Largest request body (bytes); larger → 413.

@@ -151,8 +151,17 @@ pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<Checked, cra
     }
     let service = service_config(args)?;
     let api = api_config(args)?;
-    if args.memory_nonce_max_size == 0 || args.memory_session_max_size == 0 {
-        return Err("MEMORY_NONCE_MAX_SIZE and MEMORY_SESSION_MAX_SIZE must be > 0".into());
+    if args.memory_nonce_max_size == Some(0)
+        || args.memory_session_max_size == 0
+        || args.memory_nonce_max_bytes < memory::BYTES_PER_NONCE
+        || !(1..=100).contains(&args.memory_nonce_client_share_percent)
+    {
+        return Err(
+            "MEMORY_NONCE_MAX_SIZE and MEMORY_SESSION_MAX_SIZE must be > 0, \
+             MEMORY_NONCE_MAX_BYTES at least 40 and MEMORY_NONCE_CLIENT_SHARE_PERCENT \
+             1-100"
+                .into(),
+        );
     }
     let wrapper = key_wrapper(args, crypto)?;
     if args.database_url.is_some() && wrapper.is_none() {

@@ -220,6 +220,18 @@ pub trait NonceStore: Send + Sync {
     ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send;
 }
 
+/// A shared store is a store.
+impl<T: NonceStore + ?Sized> NonceStore for std::sync::Arc<T> {
+    fn claim(
+        &self,
+        key: &str,
+        ttl_sec: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send {
+        (**self).claim(key, ttl_sec, now_ms)
+    }
+}
+
 /// Wall-clock and monotonic time.
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.

@@ -212,3 +212,43 @@ async fn an_encrypted_request_with_bad_headers_is_refused_before_its_body_is_rea
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(text.contains(r#"{"error":"CRYPTO_ERROR"}"#), "{text}");
 }
+
+#[tokio::test]
+async fn one_client_filling_the_nonce_store_locks_out_only_itself_and_a_full_store_shows() {
+    let server = Server::start(&[("MEMORY_NONCE_MAX_SIZE", "20"), ("ADMIN_PORT", "0")]);
+    let (mut attacker, session) = established(&server, "ATTACKER").await; // 1 nonce
+    // Its share is half the store: 10 nonces, then it is refused...
+    for _ in 0..9 {
+        assert!(attacker.purchase(&session, PAYLOAD).await.is_ok());
+    }
+    let (status, _) = refusal(attacker.purchase(&session, PAYLOAD).await);
+    assert_eq!(status, 400);
+    // ...while everyone else goes on, and the server still says it is fine.
+    let (mut other, theirs) = established(&server, "SOMEONE").await;
+    assert!(other.purchase(&theirs, PAYLOAD).await.is_ok());
+    let mut conn = server.connect().await;
+    let health = conn.send(Method::GET, "/health", &[], "").await.unwrap();
+    assert_eq!(json(&health)["status"], "ok");
+    assert_eq!(json(&health)["nonceStore"], "ok");
+
+    // Filled up by several clients, the store refuses everyone: /health says
+    // degraded, /ready 503, and the metrics name the reason.
+    for i in 0..10 {
+        let (mut c, s) = match server.client(&format!("C{i}")).await.init(INIT, None).await {
+            Ok((s, _)) => (server.client(&format!("C{i}")).await, s),
+            Err(_) => break,
+        };
+        let _ = c.purchase(&s, PAYLOAD).await;
+    }
+    let health = conn.send(Method::GET, "/health", &[], "").await.unwrap();
+    assert_eq!(json(&health)["status"], "degraded", "{:?}", health.body);
+    assert_eq!(json(&health)["nonceStore"], "full");
+    let ready = conn.send(Method::GET, "/ready", &[], "").await.unwrap();
+    assert_eq!(ready.status, 503);
+    assert_eq!(json(&ready)["nonceStore"], "full");
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains(r#"reason="nonce_store_full""#),
+        "{metrics}"
+    );
+}

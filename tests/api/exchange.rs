@@ -332,7 +332,11 @@ async fn expired_sessions_answer_401() {
 
 #[tokio::test]
 async fn full_nonce_store_fails_closed_per_family() {
-    let server = Server::start(&[("MEMORY_NONCE_MAX_SIZE", "2")]);
+    // One client id may fill it all here: the point is the full store's answers.
+    let server = Server::start(&[
+        ("MEMORY_NONCE_MAX_SIZE", "2"),
+        ("MEMORY_NONCE_CLIENT_SHARE_PERCENT", "100"),
+    ]);
     let mut client = server.client("C").await;
     let (session, _) = client.init(INIT, None).await.unwrap(); // nonce 1
     assert!(client.purchase(&session, PAYLOAD).await.is_ok()); // nonce 2

@@ -170,6 +170,7 @@ impl HealthCheck for NoDependencies {
             session_store: "memory",
             postgres: Dependency::Disabled,
             redis: Dependency::Disabled,
+            nonces_full: false,
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct HealthReport {
     pub postgres: Dependency,
     /// Redis.
     pub redis: Dependency,
+    /// Whether the nonce store in use refuses new claims because it is full (every
+    /// encrypted request then fails closed until nonces expire).
+    pub nonces_full: bool,
 }
 
 /// Probes the dependencies.

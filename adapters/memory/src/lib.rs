@@ -15,7 +15,7 @@ mod quotas;
 mod sessions;
 
 pub use local_cache::LocalSessionCache;
-pub use nonces::MemoryNonceStore;
+pub use nonces::{BYTES_PER_NONCE, DEFAULT_CLIENT_SHARE_PERCENT, MemoryNonceStore};
 pub use quotas::{DEFAULT_QUOTA_CAPACITY, MemoryQuotas};
 pub use sessions::MemorySessionStore;
 
@@ -25,7 +25,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Default capacity of [`MemoryNonceStore`] (`MEMORY_NONCE_MAX_SIZE`).
-pub const DEFAULT_NONCE_CAPACITY: usize = 100_000;
+/// Default capacity of [`MemoryNonceStore`]: what 256 MiB holds (`MEMORY_NONCE_MAX_BYTES`).
+pub const DEFAULT_NONCE_CAPACITY: usize = 256 * 1024 * 1024 / BYTES_PER_NONCE;
 /// Default capacity of [`MemorySessionStore`] (`MEMORY_SESSION_MAX_SIZE`).
-pub const DEFAULT_SESSION_CAPACITY: usize = 1_000_000;
+pub const DEFAULT_SESSION_CAPACITY: usize = 2_000_000;

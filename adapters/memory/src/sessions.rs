@@ -4,13 +4,74 @@ use std::collections::HashMap;
 use std::future::{Future, ready};
 use std::sync::{PoisonError, RwLock};
 
-use ports::{SessionRecord, SessionStore, StoreError};
+use ports::{SessionKey, SessionKind, SessionRecord, SessionStore, StoreError};
 
 use crate::DEFAULT_SESSION_CAPACITY;
 
+/// A stored session, compact: the id is the map's key (its 32 hex digits as a number,
+/// for the ids the service issues), so a million sessions take about 200 MB.
+#[derive(Debug)]
+struct Entry {
+    /// The id as given, only when it is not `S-` + 32 lowercase hex digits.
+    odd_id: Option<Box<str>>,
+    key: SessionKey,
+    kind: SessionKind,
+    client_id: Box<str>,
+    created_at_ms: u64,
+    expires_at_ms: u64,
+}
+
+/// The map key of a session id: `S-` + 32 lowercase hex digits as a number, or — for
+/// any other id (tests) — a flag bit and a hash of the text, the text kept beside.
+fn slot(id: &str) -> (u128, bool) {
+    if let Some(hex) = id.strip_prefix("S-")
+        && hex.len() == 32
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && let Ok(n) = u128::from_str_radix(hex, 16)
+    {
+        return (n, true);
+    }
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    // Deterministic is fine: odd ids never come from the wire (the domain refuses them).
+    let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(id);
+    (u128::from(h) | (1 << 127) | 1, false)
+}
+
+impl Entry {
+    fn new(record: &SessionRecord, regular: bool) -> Self {
+        Self {
+            odd_id: (!regular).then(|| record.id.clone().into_boxed_str()),
+            key: record.key.clone(),
+            kind: record.kind,
+            client_id: record.client_id.clone().into_boxed_str(),
+            created_at_ms: record.created_at_ms,
+            expires_at_ms: record.expires_at_ms,
+        }
+    }
+
+    fn record(&self, id: &str) -> Option<SessionRecord> {
+        if self.odd_id.as_deref().is_some_and(|odd| odd != id) {
+            return None; // a hash collision between odd ids
+        }
+        Some(SessionRecord {
+            id: id.to_owned(),
+            key: self.key.clone(),
+            kind: self.kind,
+            client_id: self.client_id.to_string(),
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+        })
+    }
+
+    fn is_expired(&self, now_ms: u64) -> bool {
+        now_ms > self.expires_at_ms
+    }
+}
+
 #[derive(Debug, Default)]
 struct SessionState {
-    sessions: HashMap<String, SessionRecord>,
+    /// Boxed: the table then holds 24 bytes per slot, half of them empty after it grows.
+    sessions: HashMap<u128, Box<Entry>>,
     last_sweep_ms: u64,
 }
 
@@ -50,8 +111,9 @@ impl MemorySessionStore {
     /// # Errors
     /// [`StoreError::Duplicate`] or [`StoreError::Full`].
     fn insert_sync(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let (key, regular) = slot(&record.id);
         let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        if s.sessions.contains_key(&record.id) {
+        if s.sessions.contains_key(&key) {
             return Err(StoreError::Duplicate);
         }
         let now = record.created_at_ms;
@@ -64,7 +126,8 @@ impl MemorySessionStore {
         if s.sessions.len() >= self.capacity {
             return Err(StoreError::Full);
         }
-        s.sessions.insert(record.id.clone(), record.clone());
+        s.sessions
+            .insert(key, Box::new(Entry::new(record, regular)));
         Ok(())
     }
 
@@ -74,8 +137,8 @@ impl MemorySessionStore {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .sessions
-            .get(id)
-            .cloned()
+            .get(&slot(id).0)
+            .and_then(|e| e.record(id))
     }
 
     /// Synchronous delete.
@@ -84,7 +147,7 @@ impl MemorySessionStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .sessions
-            .remove(id);
+            .remove(&slot(id).0);
     }
 }
 

@@ -1,6 +1,10 @@
 //! What `/health`, `/ready` and the dependency gauges report about the stores.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use memory::MemoryNonceStore;
+use ports::{Clock, SystemClock};
 
 use http_adapter::{Dependency, HealthCheck, HealthReport, metrics};
 use postgres_adapter::PgSessionStore;
@@ -13,6 +17,8 @@ pub struct StoreHealth {
     pub postgres: Option<PgSessionStore>,
     /// Redis, when configured.
     pub redis: Option<Redis>,
+    /// The embedded nonce store: the one in use without Redis, the fallback with it.
+    pub nonces: Arc<MemoryNonceStore>,
 }
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -55,6 +61,9 @@ impl HealthCheck for StoreHealth {
             }
         };
         let (postgres, redis) = tokio::join!(pg, redis);
+        // The embedded store decides claims without Redis, or while Redis is down.
+        let embedded_in_use = self.redis.as_ref().is_none_or(Redis::is_down);
+        let nonces_full = embedded_in_use && self.nonces.is_full(SystemClock.now_ms());
         HealthReport {
             session_store: if self.postgres.is_some() {
                 "postgres"
@@ -63,6 +72,7 @@ impl HealthCheck for StoreHealth {
             },
             postgres,
             redis,
+            nonces_full,
         }
     }
 }

@@ -28,7 +28,8 @@ pub type AppSessions = Either<MemorySessionStore, PgSessionStore>;
 pub type AppCache = Option<Tiered<Option<LocalSessionCache>, RedisSessionCache>>;
 /// Where nonces are claimed: embedded, or Redis with the embedded store as the
 /// fail-closed fallback.
-pub type AppNonces = Either<MemoryNonceStore, Failover<RedisNonceStore, MemoryNonceStore>>;
+pub type AppNonces =
+    Either<Arc<MemoryNonceStore>, Failover<RedisNonceStore, Arc<MemoryNonceStore>>>;
 /// Where the abuse-limit state lives: embedded, or Redis (shared) with the embedded
 /// state as the fallback.
 pub type AppQuotas = Either<MemoryQuotas, Failover<RedisQuotas, MemoryQuotas>>;
@@ -80,7 +81,12 @@ pub async fn build(
     wrapper: Option<KeyWrapper>,
 ) -> Result<(AppPorts, StoreHealth), crate::Error> {
     let wrapper = wrapper.map(Arc::new);
-    let local_nonces = MemoryNonceStore::new(args.memory_nonce_max_size);
+    let share = args.memory_nonce_client_share_percent;
+    let local_nonces = Arc::new(match args.memory_nonce_max_size {
+        Some(n) => MemoryNonceStore::with_client_share(n, share),
+        None => MemoryNonceStore::with_memory(args.memory_nonce_max_bytes, share),
+    });
+    let nonce_health = Arc::clone(&local_nonces);
     let local_quotas = MemoryQuotas::default();
     let redis = match &args.redis_url {
         Some(url) => Some(Redis::new(&RedisConfig {
@@ -120,6 +126,7 @@ pub async fn build(
             StoreHealth {
                 postgres: None,
                 redis,
+                nonces: nonce_health,
             },
         ));
     };
@@ -151,6 +158,7 @@ pub async fn build(
         StoreHealth {
             postgres: Some(pg),
             redis,
+            nonces: nonce_health,
         },
     ))
 }

@@ -133,6 +133,12 @@ impl Remembers for MemoryNonceStore {
     }
 }
 
+impl<T: Remembers> Remembers for std::sync::Arc<T> {
+    fn remembers(&self, key: &str, now_ms: u64) -> bool {
+        (**self).remembers(key, now_ms)
+    }
+}
+
 /// A shared primary store with a per-process fallback used while the primary cannot
 /// decide.
 ///

@@ -16,6 +16,7 @@ struct Health<'a> {
     redis: &'a str,
     postgres: &'a str,
     session_store: &'a str,
+    nonce_store: &'a str,
     crypto_backend: &'a str,
 }
 
@@ -24,6 +25,8 @@ struct Ready<'a> {
     status: &'a str,
     database: &'a str,
     cache: &'a str,
+    #[serde(rename = "nonceStore")]
+    nonce_store: &'a str,
     timestamp: String,
 }
 
@@ -34,7 +37,9 @@ pub(crate) async fn health<H: HealthCheck>(
     crypto_backend: &str,
 ) -> Response<Body> {
     let report = probe.report().await;
-    let ok = report.postgres != Dependency::Down && report.redis != Dependency::Down;
+    let ok = report.postgres != Dependency::Down
+        && report.redis != Dependency::Down
+        && !report.nonces_full;
     json(
         StatusCode::OK,
         &Health {
@@ -43,12 +48,14 @@ pub(crate) async fn health<H: HealthCheck>(
             redis: report.redis.health_word(),
             postgres: report.postgres.health_word(),
             session_store: report.session_store,
+            nonce_store: if report.nonces_full { "full" } else { "ok" },
             crypto_backend,
         },
     )
 }
 
-/// `GET /ready`: 503 while PostgreSQL is down; a Redis outage only degrades the cache.
+/// `GET /ready`: 503 while PostgreSQL is down or the nonce store is full (it refuses
+/// every encrypted request); a Redis outage only degrades the cache.
 pub(crate) async fn ready<H: HealthCheck>(probe: &H, now_ms: u64) -> Response<Body> {
     let report = probe.report().await;
     let cache = match report.redis {
@@ -57,14 +64,21 @@ pub(crate) async fn ready<H: HealthCheck>(probe: &H, now_ms: u64) -> Response<Bo
         Dependency::Disabled => "disabled",
     };
     let timestamp = iso_timestamp(now_ms);
-    if report.postgres == Dependency::Down {
+    let nonce_store = if report.nonces_full { "full" } else { "ok" };
+    if report.postgres == Dependency::Down || report.nonces_full {
         let cache = if cache == "degraded" { "down" } else { cache };
+        let database = if report.postgres == Dependency::Down {
+            "down"
+        } else {
+            "up"
+        };
         json(
             StatusCode::SERVICE_UNAVAILABLE,
             &Ready {
                 status: "unhealthy",
-                database: "down",
+                database,
                 cache,
+                nonce_store,
                 timestamp,
             },
         )
@@ -75,6 +89,7 @@ pub(crate) async fn ready<H: HealthCheck>(probe: &H, now_ms: u64) -> Response<Bo
                 status: "ready",
                 database: "up",
                 cache,
+                nonce_store,
                 timestamp,
             },
         )
@@ -100,6 +115,7 @@ mod tests {
             session_store: "postgres",
             postgres: Dependency::Up,
             redis: Dependency::Down,
+            nonces_full: false,
         });
         let h = body_json(health(&probe, 0, "ring").await).await;
         assert_eq!(h["status"], "degraded");
@@ -116,6 +132,7 @@ mod tests {
             session_store: "postgres",
             postgres: Dependency::Down,
             redis: Dependency::Disabled,
+            nonces_full: false,
         });
         let r = ready(&probe, 0).await;
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);

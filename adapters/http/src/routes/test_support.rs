@@ -31,6 +31,7 @@ impl HealthCheck for Embedded {
             session_store: "memory",
             postgres: Dependency::Disabled,
             redis: Dependency::Disabled,
+            nonces_full: false,
         }
     }
 }
