@@ -97,9 +97,15 @@ pub struct Tiered<Near, Far> {
 
 impl<Near: SessionCache, Far: SessionCache> SessionCache for Tiered<Near, Far> {
     async fn put(&self, record: &SessionRecord) -> Result<(), StoreError> {
-        // Far first: a revoked session it refuses never reaches the near level.
-        self.far.put(record).await?;
-        self.near.put(record).await
+        // Far first: a revoked session it refuses never reaches the near level. A far
+        // level that is merely down still leaves the record in the near one.
+        match self.far.put(record).await {
+            Err(StoreError::Revoked) => Err(StoreError::Revoked),
+            far => {
+                self.near.put(record).await?;
+                far
+            }
+        }
     }
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         if let Ok(Some(hit)) = self.near.get(id).await {
@@ -364,5 +370,12 @@ mod tests {
         run(cache.delete("S-1")).unwrap();
         assert!(run(cache.near.get("S-1")).unwrap().is_none());
         assert!(run(cache.far.get("S-1")).unwrap().is_none());
+        // What far refuses after a revocation never reaches near.
+        let r = record("S-2");
+        run(cache.put(&r)).unwrap();
+        run(cache.revoke(&r)).unwrap();
+        assert_eq!(run(cache.put(&r)), Err(StoreError::Revoked));
+        assert!(run(cache.near.get("S-2")).unwrap().is_none());
+        assert!(run(cache.get("S-2")).unwrap().is_none());
     }
 }
