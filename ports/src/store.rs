@@ -232,6 +232,25 @@ impl<T: NonceStore + ?Sized> NonceStore for std::sync::Arc<T> {
     }
 }
 
+/// A shared store is a store.
+impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
+    fn insert(
+        &self,
+        record: &SessionRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).insert(record)
+    }
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send {
+        (**self).get(id)
+    }
+    fn delete(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete(id)
+    }
+}
+
 /// Wall-clock and monotonic time.
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.

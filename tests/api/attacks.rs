@@ -252,3 +252,21 @@ async fn one_client_filling_the_nonce_store_locks_out_only_itself_and_a_full_sto
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_full_session_store_answers_503_and_shows_in_health() {
+    let server = Server::start(&[("MEMORY_SESSION_MAX_SIZE", "3")]);
+    let mut client = server.client("C").await;
+    for _ in 0..3 {
+        client.init(INIT, None).await.unwrap();
+    }
+    let (status, body) = refusal(client.init(INIT, None).await);
+    assert_eq!(
+        (status, body.as_str()),
+        (503, r#"{"error":"SERVICE_UNAVAILABLE"}"#)
+    );
+    let mut conn = server.connect().await;
+    let health = conn.send(Method::GET, "/health", &[], "").await.unwrap();
+    assert_eq!(json(&health)["status"], "degraded");
+    assert_eq!(json(&health)["sessions"], "full");
+}

@@ -1,6 +1,8 @@
 //! Test harness: runs the real `session-crypto` binary on a free port and talks to it
 //! with the project's own client.
 
+// Shared by several test binaries (api, persistence, contract), each using a part of
+// it: what one binary leaves unused is not dead, and `pub` is for those binaries.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod services;

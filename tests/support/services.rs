@@ -2,6 +2,8 @@
 //! binaries in a temporary directory on free loopback ports, never the standard ones,
 //! and stoppable so tests can inject faults.
 
+// Shared by several test binaries (api, persistence, contract), each using a part of
+// it: what one binary leaves unused is not dead, and `pub` is for those binaries.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::TcpListener;

@@ -61,7 +61,6 @@ macro_rules! registry {
         $(
             // A module per backend holding its provider or `None`, so one constant
             // list can be written whatever the features.
-            #[allow(non_snake_case)]
             mod $module {
                 #[cfg(feature = $feature)]
                 pub(crate) const PROVIDER: Option<ports::CryptoProvider> =

@@ -171,6 +171,7 @@ impl HealthCheck for NoDependencies {
             postgres: Dependency::Disabled,
             redis: Dependency::Disabled,
             nonces_full: false,
+            sessions_full: false,
         }
     }
 }

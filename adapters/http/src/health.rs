@@ -36,6 +36,8 @@ pub struct HealthReport {
     /// Whether the nonce store in use refuses new claims because it is full (every
     /// encrypted request then fails closed until nonces expire).
     pub nonces_full: bool,
+    /// Whether the embedded session store is full (every init then fails with 503).
+    pub sessions_full: bool,
 }
 
 /// Probes the dependencies.

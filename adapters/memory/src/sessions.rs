@@ -101,6 +101,18 @@ impl MemorySessionStore {
             .len()
     }
 
+    /// Whether it is full of sessions that are still live at `now_ms` (an insert would
+    /// be refused). Counts without sweeping: cheap enough for a health probe.
+    pub fn is_full(&self, now_ms: u64) -> bool {
+        let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        s.sessions.len() >= self.capacity
+            && s.sessions
+                .values()
+                .filter(|e| !e.is_expired(now_ms))
+                .count()
+                >= self.capacity
+    }
+
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use memory::MemoryNonceStore;
+use memory::{MemoryNonceStore, MemorySessionStore};
 use ports::{Clock, SystemClock};
 
 use http_adapter::{Dependency, HealthCheck, HealthReport, metrics};
@@ -19,6 +19,8 @@ pub struct StoreHealth {
     pub redis: Option<Redis>,
     /// The embedded nonce store: the one in use without Redis, the fallback with it.
     pub nonces: Arc<MemoryNonceStore>,
+    /// The embedded session store, when sessions live in memory.
+    pub sessions: Option<Arc<MemorySessionStore>>,
 }
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -63,7 +65,9 @@ impl HealthCheck for StoreHealth {
         let (postgres, redis) = tokio::join!(pg, redis);
         // The embedded store decides claims without Redis, or while Redis is down.
         let embedded_in_use = self.redis.as_ref().is_none_or(Redis::is_down);
-        let nonces_full = embedded_in_use && self.nonces.is_full(SystemClock.now_ms());
+        let now = SystemClock.now_ms();
+        let nonces_full = embedded_in_use && self.nonces.is_full(now);
+        let sessions_full = self.sessions.as_ref().is_some_and(|s| s.is_full(now));
         HealthReport {
             session_store: if self.postgres.is_some() {
                 "postgres"
@@ -73,6 +77,7 @@ impl HealthCheck for StoreHealth {
             postgres,
             redis,
             nonces_full,
+            sessions_full,
         }
     }
 }

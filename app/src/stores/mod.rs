@@ -22,7 +22,7 @@ use crate::config::ServeArgs;
 use crate::settings::NO_KEK;
 
 /// Where sessions live: embedded, or PostgreSQL.
-pub type AppSessions = Either<MemorySessionStore, PgSessionStore>;
+pub type AppSessions = Either<Arc<MemorySessionStore>, PgSessionStore>;
 /// The cache in front of PostgreSQL: Redis `sess:<id>`, behind an optional short-lived
 /// in-process level; none without Redis or without PostgreSQL.
 pub type AppCache = Option<Tiered<Option<LocalSessionCache>, RedisSessionCache>>;
@@ -114,7 +114,8 @@ pub async fn build(
         None => (Either::Left(local_nonces), Either::Left(local_quotas)),
     };
     let Some(url) = &args.database_url else {
-        let sessions = Either::Left(MemorySessionStore::new(args.memory_session_max_size));
+        let embedded = Arc::new(MemorySessionStore::new(args.memory_session_max_size));
+        let sessions = Either::Left(Arc::clone(&embedded));
         return Ok((
             Stores {
                 sessions,
@@ -127,6 +128,7 @@ pub async fn build(
                 postgres: None,
                 redis,
                 nonces: nonce_health,
+                sessions: Some(embedded),
             },
         ));
     };
@@ -159,6 +161,7 @@ pub async fn build(
             postgres: Some(pg),
             redis,
             nonces: nonce_health,
+            sessions: None,
         },
     ))
 }

@@ -17,6 +17,7 @@ struct Health<'a> {
     postgres: &'a str,
     session_store: &'a str,
     nonce_store: &'a str,
+    sessions: &'a str,
     crypto_backend: &'a str,
 }
 
@@ -39,7 +40,8 @@ pub(crate) async fn health<H: HealthCheck>(
     let report = probe.report().await;
     let ok = report.postgres != Dependency::Down
         && report.redis != Dependency::Down
-        && !report.nonces_full;
+        && !report.nonces_full
+        && !report.sessions_full;
     json(
         StatusCode::OK,
         &Health {
@@ -49,6 +51,7 @@ pub(crate) async fn health<H: HealthCheck>(
             postgres: report.postgres.health_word(),
             session_store: report.session_store,
             nonce_store: if report.nonces_full { "full" } else { "ok" },
+            sessions: if report.sessions_full { "full" } else { "ok" },
             crypto_backend,
         },
     )
@@ -116,6 +119,7 @@ mod tests {
             postgres: Dependency::Up,
             redis: Dependency::Down,
             nonces_full: false,
+            sessions_full: false,
         });
         let h = body_json(health(&probe, 0, "ring").await).await;
         assert_eq!(h["status"], "degraded");
@@ -133,6 +137,7 @@ mod tests {
             postgres: Dependency::Down,
             redis: Dependency::Disabled,
             nonces_full: false,
+            sessions_full: false,
         });
         let r = ready(&probe, 0).await;
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);

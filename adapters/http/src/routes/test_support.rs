@@ -32,6 +32,7 @@ impl HealthCheck for Embedded {
             postgres: Dependency::Disabled,
             redis: Dependency::Disabled,
             nonces_full: false,
+            sessions_full: false,
         }
     }
 }
