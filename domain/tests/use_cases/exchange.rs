@@ -123,15 +123,11 @@ fn payload_rejection_is_reported() {
     let s = establish(&svc, "C", 1);
     let req = s.seal_request(NOW, b"{}").unwrap();
     let mut body = req.envelope;
-    let r = run(svc.exchange(
-        ExchangeRequest {
-            kid: Some(s.kid()),
-            idempotency_key: Some(&req.idempotency_key),
-            client_id: Some("C"),
-            body: &mut body,
-        },
-        |_, _| Err(PayloadError::Amount),
-    ));
+    let r = run(
+        svc.exchange(request(&s, &req.idempotency_key, &mut body), |_, _| {
+            Err(PayloadError::Amount)
+        }),
+    );
     assert_eq!(r.unwrap_err(), ExchangeError::Payload(PayloadError::Amount));
 }
 
@@ -218,15 +214,11 @@ fn a_plaintext_refused_by_its_route_does_not_use_up_the_nonce() {
     let s = establish(&svc, "C", 1);
     let req = s.seal_request(NOW, br#"{"x":1}"#).unwrap();
     let mut body = req.envelope.clone();
-    let r = run(svc.exchange(
-        ExchangeRequest {
-            kid: Some(s.kid()),
-            idempotency_key: Some(&req.idempotency_key),
-            client_id: Some("C"),
-            body: &mut body,
-        },
-        |_, _| Err(PayloadError::Shape("not this route's plaintext")),
-    ));
+    let r = run(
+        svc.exchange(request(&s, &req.idempotency_key, &mut body), |_, _| {
+            Err(PayloadError::Shape("not this route's plaintext"))
+        }),
+    );
     assert!(matches!(r, Err(ExchangeError::Payload(_))));
     // The same request on the route it was made for still goes through, once.
     let mut body = req.envelope.clone();
@@ -265,15 +257,11 @@ fn a_response_nonce_is_refused_as_a_request_nonce() {
     let s = establish(&svc, "C", 1);
     let req = s.seal_request(NOW, br#"{"x":1}"#).unwrap();
     let mut body = req.envelope;
-    let out = run(svc.exchange(
-        ExchangeRequest {
-            kid: Some(s.kid()),
-            idempotency_key: Some(&req.idempotency_key),
-            client_id: Some("C"),
-            body: &mut body,
-        },
-        |plain, _| Ok(plain.to_vec()),
-    ))
+    let out = run(
+        svc.exchange(request(&s, &req.idempotency_key, &mut body), |plain, _| {
+            Ok(plain.to_vec())
+        }),
+    )
     .unwrap();
     // The answer's key and body, sent back as a request: its nonce is marked.
     let mut reflected = out.envelope;

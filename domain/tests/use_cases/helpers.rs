@@ -203,3 +203,17 @@ pub(crate) fn init_from(svc: &Service, ip: &str, client: &str, n: u32) -> Result
     req.remote_ip = Some(ip.parse().unwrap());
     run(svc.init(req)).map(|_| ())
 }
+
+/// The domain's view of a request sealed under `s`.
+pub(crate) fn request<'a>(
+    s: &'a ClientSession,
+    idem: &'a str,
+    body: &'a mut [u8],
+) -> ExchangeRequest<'a> {
+    ExchangeRequest {
+        kid: Some(s.kid()),
+        idempotency_key: Some(idem),
+        client_id: Some(s.client_id()),
+        body,
+    }
+}

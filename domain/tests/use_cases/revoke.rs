@@ -2,7 +2,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use domain::{ExchangeError, ExchangeRequest, ServiceConfig, SessionService};
+use domain::{ExchangeError, ServiceConfig, SessionService};
 use memory::{LocalSessionCache, MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::{SessionCache, SessionStore, Stores};
 
@@ -48,30 +48,17 @@ fn a_cache_refill_racing_a_revocation_does_not_bring_the_session_back() {
     // ...the revocation commits (store, then cache)...
     let req = s.seal_request(now, br#"{"action":"revoke"}"#).unwrap();
     let mut body = req.envelope;
-    run(svc.revoke(
-        ExchangeRequest {
-            kid: Some(s.kid()),
-            idempotency_key: Some(&req.idempotency_key),
-            client_id: Some("C"),
-            body: &mut body,
-        },
-        |_| Ok(()),
-    ))
-    .unwrap();
+    run(svc.revoke(request(&s, &req.idempotency_key, &mut body), |_| Ok(()))).unwrap();
     // ...and then the other lookup refills the cache with what it read.
     let _ = run(ports.cache.put(&stale));
 
     let req = s.seal_request(now, br#"{"x":1}"#).unwrap();
     let mut body = req.envelope;
-    let r = run(svc.exchange(
-        ExchangeRequest {
-            kid: Some(s.kid()),
-            idempotency_key: Some(&req.idempotency_key),
-            client_id: Some("C"),
-            body: &mut body,
-        },
-        |plain, _| Ok(plain.to_vec()),
-    ));
+    let r = run(
+        svc.exchange(request(&s, &req.idempotency_key, &mut body), |plain, _| {
+            Ok(plain.to_vec())
+        }),
+    );
     assert_eq!(
         r.unwrap_err(),
         ExchangeError::SessionUnknown,
