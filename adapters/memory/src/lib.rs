@@ -29,3 +29,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub const DEFAULT_NONCE_CAPACITY: usize = 256 * 1024 * 1024 / BYTES_PER_NONCE;
 /// Default capacity of [`MemorySessionStore`] (`MEMORY_SESSION_MAX_SIZE`).
 pub const DEFAULT_SESSION_CAPACITY: usize = 2_000_000;
+
+/// A session record for the stores' unit tests.
+#[cfg(test)]
+fn test_record(id: &str, created: u64, expires: u64) -> ports::SessionRecord {
+    ports::SessionRecord {
+        id: id.into(),
+        key: ports::SessionKey::from_bytes([7; 32]),
+        kind: ports::SessionKind::Anonymous,
+        client_id: "c".into(),
+        created_at_ms: created,
+        expires_at_ms: expires,
+    }
+}

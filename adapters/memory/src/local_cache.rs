@@ -115,20 +115,8 @@ impl SessionCache for LocalSessionCache {
 
 #[cfg(test)]
 mod tests {
-    use ports::{SessionKey, SessionKind};
-
     use super::*;
-
-    fn record(id: &str, created: u64, expires: u64) -> SessionRecord {
-        SessionRecord {
-            id: id.into(),
-            key: SessionKey::from_bytes([7; 32]),
-            kind: SessionKind::Anonymous,
-            client_id: "c".into(),
-            created_at_ms: created,
-            expires_at_ms: expires,
-        }
-    }
+    use crate::test_record as record;
 
     #[test]
     fn local_cache_entries_age_out_and_never_outlive_the_session() {
