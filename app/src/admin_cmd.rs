@@ -63,9 +63,9 @@ pub async fn revoke(
         .delete_client_sessions(&args.client_id)
         .await
         .map_err(|e| crate::Error::Runtime(e.to_string()))?;
-    if let Some(redis_url) = &args.redis_url {
+    if let Some(topology) = crate::settings::redis_topology(&args.redis)? {
         let redis = Redis::new(&RedisConfig {
-            url: redis_url.clone(),
+            topology,
             command_timeout: Duration::from_secs(5),
             retry_interval: Duration::from_millis(100),
         })?;

@@ -71,9 +71,30 @@ pub struct RevokeArgs {
     /// PostgreSQL URL (the sessions' source of truth).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Redis URL (the session cache), if the servers use one.
+    /// Redis (the session cache), if the servers use one.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// Where Redis is: exactly one of a server, a cluster, or a primary behind Sentinel.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RedisArgs {
+    /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS); when set,
+    /// nonces are claimed in Redis (shared by every instance) and, with DATABASE_URL,
+    /// sessions are cached there.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster, comma-separated (`redis://h1:p1,redis://h2:p2`),
+    /// instead of REDIS_URL.
+    #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',')]
+    pub redis_cluster_urls: Vec<String>,
+    /// Sentinels, comma-separated, instead of REDIS_URL; with REDIS_SENTINEL_MASTER.
+    /// The primary is reached with the first URL's password and TLS setting.
+    #[arg(long, env = "REDIS_SENTINEL_URLS", value_delimiter = ',')]
+    pub redis_sentinel_urls: Vec<String>,
+    /// The name of the primary the sentinels monitor.
+    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
 }
 
 /// `migrate` settings.
@@ -252,10 +273,25 @@ pub struct ServeArgs {
     /// start-up) instead of the embedded store.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Redis URL; when set, nonces are claimed in Redis (shared by every instance) and,
-    /// with DATABASE_URL, sessions are cached there.
-    #[arg(long, env = "REDIS_URL")]
-    pub redis_url: Option<String>,
+    /// Where Redis is (one of REDIS_URL, REDIS_CLUSTER_URLS, REDIS_SENTINEL_URLS).
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// This deployment is one instance: while Redis cannot vouch for a nonce, claim it
+    /// in this process's memory instead of PostgreSQL. Never with several instances
+    /// (a replay sent to another instance would be accepted). Without DATABASE_URL the
+    /// deployment is single-instance anyway (sessions live in memory).
+    #[arg(long, env = "SINGLE_INSTANCE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub single_instance: bool,
+    /// Nonce fence: a request stamped more than this ahead of the server's clock is
+    /// also claimed in the shared store, and after Redis trouble requests stamped up to
+    /// this (plus two leases) after its start are refused (ms). Also the allowance for
+    /// clock differences between instances.
+    #[arg(long, env = "REPLAY_FENCE_MARGIN_MS", default_value_t = 2_000)]
+    pub replay_fence_margin_ms: u64,
+    /// Nonce fence: how long one read of the shared fence lets an instance claim in
+    /// Redis alone (ms); the fence is read every quarter of it.
+    #[arg(long, env = "REPLAY_FENCE_LEASE_MS", default_value_t = 1_000)]
+    pub replay_fence_lease_ms: u64,
     /// Key-wrapping key: base64 of 32 bytes (`session-crypto keygen`). Required with
     /// DATABASE_URL: session keys are stored only wrapped under it.
     #[arg(long, env = "SESSION_KEK", hide_env_values = true)]

@@ -136,7 +136,7 @@ pub fn parse() -> Result<Parsed, crate::Error> {
 /// Hides every password in a connection string: the `user:password@` of a URL, a
 /// `password=` (or `sslpassword=`, …) query parameter, and a `password=` pair of a
 /// libpq key=value string (`host=db password='x y'`).
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     if !url.contains("://") {
         return redact_key_values(url);
     }
@@ -245,7 +245,10 @@ pub fn describe(parsed: &Parsed, subcommand: &str) -> String {
                 let joined = values.join(",");
                 match id {
                     "session_kek" | "session_kek_previous" => "<redacted>".to_owned(),
-                    "database_url" | "redis_url" => format!("{:?}", redact_url(&joined)),
+                    "database_url" | "redis_url" | "redis_cluster_urls" | "redis_sentinel_urls" => {
+                        let each: Vec<String> = values.iter().map(|v| redact_url(v)).collect();
+                        format!("{:?}", each.join(","))
+                    }
                     _ => format!("{joined:?}"),
                 }
             }

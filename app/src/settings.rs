@@ -10,7 +10,66 @@ use domain::{AbuseLimits, ReplayPolicy, ServiceConfig, TtlPolicy, V1TtlPolicy};
 use http_adapter::{ApiConfig, Cors};
 use ports::{CryptoProvider, RateLimit};
 
-use crate::config::ServeArgs;
+use crate::config::{RedisArgs, ServeArgs};
+
+/// The Redis topology the settings name, if any.
+///
+/// # Errors
+/// A message naming the settings: more than one topology, a Sentinel without its
+/// primary's name (or a name without sentinels), or an empty list.
+pub fn redis_topology(args: &RedisArgs) -> Result<Option<redis_adapter::Topology>, crate::Error> {
+    use redis_adapter::Topology;
+    let cluster: Vec<String> = nonempty(&args.redis_cluster_urls);
+    let sentinels: Vec<String> = nonempty(&args.redis_sentinel_urls);
+    let chosen = [
+        args.redis_url.is_some(),
+        !cluster.is_empty(),
+        !sentinels.is_empty(),
+    ];
+    if chosen.iter().filter(|c| **c).count() > 1 {
+        return Err("set only one of REDIS_URL, REDIS_CLUSTER_URLS and REDIS_SENTINEL_URLS".into());
+    }
+    if sentinels.is_empty() != args.redis_sentinel_master.is_none() {
+        return Err("REDIS_SENTINEL_URLS and REDIS_SENTINEL_MASTER go together".into());
+    }
+    let topology = match (&args.redis_url, &args.redis_sentinel_master) {
+        (Some(url), _) => Topology::Standalone(url.clone()),
+        (None, Some(master)) if !master.trim().is_empty() => Topology::Sentinel {
+            urls: sentinels,
+            master: master.trim().to_owned(),
+        },
+        (None, Some(_)) => return Err("REDIS_SENTINEL_MASTER is empty".into()),
+        (None, None) if !cluster.is_empty() => Topology::Cluster(cluster),
+        (None, None) => return Ok(None),
+    };
+    for url in topology_urls(&topology) {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(format!(
+                "{}: {:?} is not a redis:// or rediss:// URL",
+                topology.setting(),
+                crate::layered::redact_url(url)
+            )
+            .into());
+        }
+    }
+    Ok(Some(topology))
+}
+
+fn nonempty(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+fn topology_urls(t: &redis_adapter::Topology) -> Vec<&String> {
+    match t {
+        redis_adapter::Topology::Standalone(u) => vec![u],
+        redis_adapter::Topology::Cluster(u) | redis_adapter::Topology::Sentinel { urls: u, .. } => {
+            u.iter().collect()
+        }
+    }
+}
 
 fn decode_kek(name: &str, text: &str) -> Result<[u8; 32], String> {
     let bytes = domain::encoding::base64_decode(text.trim()).ok_or_else(|| {

@@ -19,6 +19,6 @@ pub use crypto::{
 };
 pub use limits::{Quotas, RateDecision, RateLimit, Usage};
 pub use store::{
-    Clock, NoCache, NonceClaim, NonceError, NonceStore, SessionCache, SessionKind, SessionRecord,
-    SessionStore, StoreError, SystemClock,
+    Claim, Clock, NoCache, NonceClaim, NonceError, NonceStore, SessionCache, SessionKind,
+    SessionRecord, SessionStore, StoreError, SystemClock,
 };

@@ -202,21 +202,38 @@ pub enum NonceError {
     /// The backing service is unreachable.
     #[error("nonce store unavailable: {0}")]
     Unavailable(String),
+    /// The request is stamped inside a fence: the record of the nonces claimed before
+    /// a loss or an outage of the nonce store is incomplete, so a request stamped that
+    /// early cannot be proven fresh. A new request (a new timestamp) can be.
+    #[error("request stamped before a nonce-store fence: {0}")]
+    Fenced(String),
+}
+
+/// One nonce claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    /// The store key (`nonce:<clientId>:<nonce>`).
+    pub key: &'a str,
+    /// How long the claim must be remembered.
+    pub ttl_sec: u64,
+    /// The server's clock, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// The request's own timestamp (from its idempotency key), ms since the epoch.
+    /// Stores that fence after a loss decide on it.
+    pub stamped_ms: u64,
 }
 
 /// Single-use nonces.
 pub trait NonceStore: Send + Sync {
-    /// Atomically records `key` for `ttl_sec` seconds from `now_ms` unless it is
-    /// already recorded and unexpired. Two concurrent claims of one key MUST NOT both
-    /// return [`NonceClaim::Fresh`].
+    /// Atomically records `claim.key` for `claim.ttl_sec` seconds from `claim.now_ms`
+    /// unless it is already recorded and unexpired. Two concurrent claims of one key
+    /// MUST NOT both return [`NonceClaim::Fresh`].
     ///
     /// # Errors
     /// [`NonceError`] when the claim cannot be decided; never treat that as fresh.
     fn claim(
         &self,
-        key: &str,
-        ttl_sec: u64,
-        now_ms: u64,
+        claim: Claim<'_>,
     ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send;
 }
 
@@ -224,11 +241,9 @@ pub trait NonceStore: Send + Sync {
 impl<T: NonceStore + ?Sized> NonceStore for std::sync::Arc<T> {
     fn claim(
         &self,
-        key: &str,
-        ttl_sec: u64,
-        now_ms: u64,
+        claim: Claim<'_>,
     ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send {
-        (**self).claim(key, ttl_sec, now_ms)
+        (**self).claim(claim)
     }
 }
 

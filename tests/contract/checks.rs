@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ports::{
-    NonceClaim, NonceStore, Quotas, RateDecision, RateLimit, SessionCache, SessionKey, SessionKind,
-    SessionRecord, SessionStore, StoreError,
+    Claim, NonceClaim, NonceStore, Quotas, RateDecision, RateLimit, SessionCache, SessionKey,
+    SessionKind, SessionRecord, SessionStore, StoreError,
 };
 
 use crate::support::now;
@@ -102,21 +102,40 @@ pub(crate) async fn session_cache<C: SessionCache>(cache: Arc<C>) {
     assert!(cache.get(&b.id).await.unwrap().is_none());
 }
 
+/// A claim of `key` stamped at `now_ms`.
+fn claim(key: &str, ttl_sec: u64, now_ms: u64) -> Claim<'_> {
+    Claim {
+        key,
+        ttl_sec,
+        now_ms,
+        stamped_ms: now_ms,
+    }
+}
+
 /// Single use: fresh once, then a replay until the TTL has passed; keys independent;
 /// of sixteen concurrent claims of one key exactly one is fresh.
 pub(crate) async fn nonce_store<N: NonceStore + 'static>(store: Arc<N>) {
     let key = format!("nonce:CONTRACT:{}", session_id());
     let t = now();
-    assert_eq!(store.claim(&key, 600, t).await, Ok(NonceClaim::Fresh));
-    assert_eq!(store.claim(&key, 600, t + 1).await, Ok(NonceClaim::Replay));
+    assert_eq!(
+        store.claim(claim(&key, 600, t)).await,
+        Ok(NonceClaim::Fresh)
+    );
+    assert_eq!(
+        store.claim(claim(&key, 600, t + 1)).await,
+        Ok(NonceClaim::Replay)
+    );
     let other = format!("{key}-other");
-    assert_eq!(store.claim(&other, 600, t).await, Ok(NonceClaim::Fresh));
+    assert_eq!(
+        store.claim(claim(&other, 600, t)).await,
+        Ok(NonceClaim::Fresh)
+    );
 
     let contested = format!("{key}-contested");
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (store, key) = (Arc::clone(&store), contested.clone());
-            tokio::spawn(async move { store.claim(&key, 600, now()).await })
+            tokio::spawn(async move { store.claim(claim(&key, 600, now())).await })
         })
         .collect();
     let mut fresh = 0;
@@ -130,10 +149,13 @@ pub(crate) async fn nonce_store<N: NonceStore + 'static>(store: Arc<N>) {
     assert_eq!(fresh, 1, "exactly one of the concurrent claims is fresh");
 
     let short = format!("{key}-short");
-    assert_eq!(store.claim(&short, 1, now()).await, Ok(NonceClaim::Fresh));
+    assert_eq!(
+        store.claim(claim(&short, 1, now())).await,
+        Ok(NonceClaim::Fresh)
+    );
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(
-        store.claim(&short, 1, now()).await,
+        store.claim(claim(&short, 1, now())).await,
         Ok(NonceClaim::Fresh),
         "a claim lapses after its TTL"
     );

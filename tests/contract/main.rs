@@ -1,7 +1,8 @@
 //! The store contract: one set of checks for each port — `SessionStore`,
 //! `SessionCache`, `NonceStore`, `Quotas` — run against every adapter that implements
 //! it: the embedded memory stores, a real PostgreSQL and a real Redis (throwaway
-//! servers from tests/support/services.rs), and the failover policy over Redis.
+//! servers from tests/support/services.rs), and the store policies over Redis (the
+//! nonce fence, the quota failover).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -13,8 +14,12 @@ use std::time::Duration;
 
 use domain::keywrap::KeyWrapper;
 use memory::{LocalSessionCache, MemoryNonceStore, MemoryQuotas, MemorySessionStore};
-use postgres_adapter::{PgConfig, PgSessionStore};
-use redis_adapter::{Redis, RedisConfig, RedisNonceStore, RedisQuotas, RedisSessionCache};
+use ports::{Claim, NonceError, NonceStore};
+use postgres_adapter::{PgConfig, PgNonceStore, PgSessionStore};
+use redis_adapter::{
+    Redis, RedisConfig, RedisNonceStore, RedisQuotas, RedisSessionCache, Topology,
+};
+use session_crypto::stores::fence::{Board, FenceConfig, Fenced, Ledger, NoLedger};
 use session_crypto::stores::policy::Failover;
 use support::services::{PgServer, RedisServer};
 
@@ -37,9 +42,19 @@ async fn postgres(pg: &PgServer) -> PgSessionStore {
     PgSessionStore::new(pool, wrapper(), &config)
 }
 
+/// Nonces on `server`, with the bucket markers read (as the server does at start-up).
+async fn redis_nonces(server: &RedisServer) -> RedisNonceStore {
+    let store = RedisNonceStore::new(redis(server));
+    assert_eq!(
+        store.load_markers().await.unwrap(),
+        redis_adapter::keys::BUCKETS
+    );
+    store
+}
+
 fn redis(server: &RedisServer) -> Redis {
     Redis::new(&RedisConfig {
-        url: server.url(),
+        topology: Topology::Standalone(server.url()),
         command_timeout: Duration::from_secs(2),
         retry_interval: Duration::from_millis(100),
     })
@@ -78,6 +93,12 @@ mod postgres_adapter_contract {
         let pg = PgServer::start();
         checks::session_store(Arc::new(postgres(&pg).await)).await;
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn nonce_store() {
+        let pg = PgServer::start();
+        checks::nonce_store(Arc::new(PgNonceStore::new(&postgres(&pg).await))).await;
+    }
 }
 
 mod redis_adapter_contract {
@@ -92,7 +113,7 @@ mod redis_adapter_contract {
     #[tokio::test(flavor = "multi_thread")]
     async fn nonce_store() {
         let server = RedisServer::start();
-        checks::nonce_store(Arc::new(RedisNonceStore::new(redis(&server)))).await;
+        checks::nonce_store(Arc::new(redis_nonces(&server).await)).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -102,26 +123,64 @@ mod redis_adapter_contract {
     }
 }
 
-/// The failover policy as the server runs it: Redis first, the bounded memory store
-/// while Redis cannot decide. It must keep the contract with Redis up and with it down.
-mod failover_policy {
+/// A fence whose refusal after trouble is short enough for a test (600 ms).
+const FAST: FenceConfig = FenceConfig {
+    window_ms: 300_000,
+    margin_ms: 200,
+    lease_ms: 200,
+};
+
+/// Kills Redis, lets one claim begin the fence episode (refused: stamped before the
+/// fence), and waits until requests stamped now pass it.
+async fn begin_outage<N: NonceStore>(server: &mut RedisServer, store: &N) {
+    server.kill();
+    let t = session_crypto::stores::fence::now_ms();
+    let first = store
+        .claim(Claim {
+            key: "nonce:CONTRACT:outage",
+            ttl_sec: 600,
+            now_ms: t,
+            stamped_ms: t,
+        })
+        .await;
+    assert!(matches!(first, Err(NonceError::Fenced(_))), "{first:?}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+}
+
+/// The store policies as the server runs them. Each must keep the contract with Redis
+/// up and with it down.
+mod policies {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn nonce_store_with_redis_up_and_down() {
+    async fn fenced_contract<S: NonceStore + 'static, L: Ledger>(shared: S, ledger: Option<L>) {
         let mut server = RedisServer::start();
-        let store = Arc::new(Failover {
-            primary: RedisNonceStore::new(redis(&server)),
-            fallback: MemoryNonceStore::new(100),
-        });
+        let board = Arc::new(Board::new(FAST, ledger));
+        board
+            .refresh(session_crypto::stores::fence::now_ms())
+            .await
+            .unwrap();
+        board.spawn_refresh();
+        let store = Arc::new(Fenced::new(redis_nonces(&server).await, shared, board));
         checks::nonce_store(Arc::clone(&store)).await;
         assert_ne!(
             server.cli(&["DBSIZE"]).trim(),
             "0",
             "Redis decided while it was up"
         );
-        server.kill();
+        begin_outage(&mut server, &*store).await;
         checks::nonce_store(store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn single_instance_nonce_fence_with_redis_up_and_down() {
+        fenced_contract(MemoryNonceStore::new(100), None::<NoLedger>).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn shared_nonce_fence_with_redis_up_and_down() {
+        let pg = PgServer::start();
+        let nonces = PgNonceStore::new(&postgres(&pg).await);
+        fenced_contract(nonces.clone(), Some(nonces)).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

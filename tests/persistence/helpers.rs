@@ -9,6 +9,10 @@ use crate::support::*;
 pub(crate) const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub(crate) const KEK2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
+/// How long after Redis trouble began requests stamped now pass the fence of
+/// [`stateful`] servers (two leases + the margin, and some slack).
+pub(crate) const FENCE_PASSED: std::time::Duration = std::time::Duration::from_millis(800);
+
 pub(crate) fn stateful(pg: &PgServer, redis: &RedisServer, extra: &[(&str, &str)]) -> Server {
     let (db, r) = (pg.url(), redis.url());
     // No in-process cache unless a test asks: these tests look at what Redis and
@@ -19,6 +23,10 @@ pub(crate) fn stateful(pg: &PgServer, redis: &RedisServer, extra: &[(&str, &str)
         ("SESSION_KEK", KEK),
         ("REDIS_COMMAND_TIMEOUT_MS", "500"),
         ("SESSION_LOCAL_CACHE_MS", "0"),
+        // A fence after Redis trouble refuses requests stamped up to 600 ms after it
+        // began (4 s by default), so that tests need not wait.
+        ("REPLAY_FENCE_MARGIN_MS", "200"),
+        ("REPLAY_FENCE_LEASE_MS", "200"),
     ];
     env.extend_from_slice(extra);
     Server::start(&env)

@@ -20,6 +20,8 @@ async fn trace_logs_hold_no_secrets_plaintexts_or_whole_session_ids() {
             ("SESSION_KEK", KEK),
             ("RUST_LOG", "trace"),
             ("REDIS_COMMAND_TIMEOUT_MS", "300"),
+            ("REPLAY_FENCE_MARGIN_MS", "200"),
+            ("REPLAY_FENCE_LEASE_MS", "200"),
             ("INTERNAL_PORT", "0"),
         ],
         &log,
@@ -54,6 +56,12 @@ async fn trace_logs_hold_no_secrets_plaintexts_or_whole_session_ids() {
         200
     );
     redis.kill();
+    assert_eq!(
+        purchase_status(&mut client, &sessions[2]).await,
+        400,
+        "fenced"
+    );
+    tokio::time::sleep(FENCE_PASSED).await;
     assert_eq!(purchase_status(&mut client, &sessions[2]).await, 200);
     drop(server);
 

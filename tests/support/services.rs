@@ -279,6 +279,15 @@ impl RedisServer {
             .unwrap_or_default()
     }
 
+    /// Deletes the keys matching `pattern` (e.g. `sess:*`: the session cache alone,
+    /// where a `FLUSHALL` would also be a loss of nonces that fences the servers).
+    pub fn delete_keys(&self, pattern: &str) {
+        let keys = self.cli(&["--scan", "--pattern", pattern]);
+        for k in keys.lines().filter(|k| !k.is_empty()) {
+            self.cli(&["DEL", k]);
+        }
+    }
+
     /// Every key and its value (`GET`), as text.
     pub fn dump(&self) -> String {
         let keys = self.cli(&["--scan"]);

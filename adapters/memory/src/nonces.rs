@@ -11,7 +11,7 @@ use std::future::{Future, ready};
 use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::Mutex;
 
-use ports::{NonceClaim, NonceError, NonceStore};
+use ports::{Claim, NonceClaim, NonceError, NonceStore};
 
 use crate::{DEFAULT_NONCE_CAPACITY, lock};
 
@@ -215,11 +215,9 @@ impl Default for MemoryNonceStore {
 impl NonceStore for MemoryNonceStore {
     fn claim(
         &self,
-        key: &str,
-        ttl_sec: u64,
-        now_ms: u64,
+        claim: Claim<'_>,
     ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send {
-        ready(self.claim_sync(key, ttl_sec, now_ms))
+        ready(self.claim_sync(claim.key, claim.ttl_sec, claim.now_ms))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Removing expired sessions in batches, on a schedule.
+//! Removing expired sessions and nonces in batches, on a schedule.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use ports::StoreError;
 use tracing::{info, warn};
 
-use crate::{PgSessionStore, unavailable};
+use crate::{PgNonceStore, PgSessionStore, unavailable};
 
 impl PgSessionStore {
     /// Deletes up to `batch` rows that expired before now; returns how many.
@@ -45,7 +45,33 @@ impl PgSessionStore {
         }
     }
 
-    /// Runs [`Self::cleanup_expired`] now and then every `interval`.
+    /// Deletes the expired nonces of [`PgNonceStore`] in batches of `batch`, pausing
+    /// `pause` between full ones; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] (rows deleted before the failure stay deleted).
+    pub async fn cleanup_expired_nonces(
+        &self,
+        batch: i64,
+        pause: Duration,
+    ) -> Result<usize, StoreError> {
+        let nonces = PgNonceStore::new(self);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut total = 0;
+        loop {
+            let n = nonces.delete_expired_batch(now, batch).await?;
+            total += n;
+            if (n as i64) < batch {
+                return Ok(total);
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Runs [`Self::cleanup_expired`] and [`Self::cleanup_expired_nonces`] now and
+    /// then every `interval`.
     pub fn spawn_cleanup(
         &self,
         interval: Duration,
@@ -64,6 +90,11 @@ impl PgSessionStore {
                         "expired sessions removed"
                     ),
                     Err(e) => warn!(error = %e, "expired-session cleanup failed; will retry"),
+                }
+                match store.cleanup_expired_nonces(batch, pause).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(deleted = n, "expired nonces removed"),
+                    Err(e) => warn!(error = %e, "expired-nonce cleanup failed; will retry"),
                 }
                 if started.elapsed() > Duration::from_secs(30) {
                     warn!(

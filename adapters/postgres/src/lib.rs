@@ -22,6 +22,9 @@ use diesel_async::{
 };
 mod cleanup;
 mod group_commit;
+mod nonces;
+
+pub use nonces::{FenceRow, PgNonceStore};
 
 use group_commit::{InsertJob, batch_writer};
 

@@ -1,5 +1,5 @@
-//! [`RedisSessionCache`]: `sess:<id>` entries holding wrapped keys, and the
-//! `revoked:<id>` tombstones that keep a revoked session out.
+//! [`RedisSessionCache`]: `sess:{<id>}` entries holding wrapped keys, and the
+//! `revoked:{<id>}` tombstones that keep a revoked session out.
 
 use std::sync::Arc;
 
@@ -24,21 +24,14 @@ struct CachedSession {
     expires_at: u64,
 }
 
-/// `sess:<id>` cache entries holding wrapped keys.
+/// `sess:{<id>}` cache entries holding wrapped keys.
 #[derive(Debug, Clone)]
 pub struct RedisSessionCache {
     redis: Redis,
     wrapper: Arc<KeyWrapper>,
 }
 
-fn sess_key(id: &str) -> String {
-    format!("sess:{id}")
-}
-
-/// The tombstone of a revoked session, kept until the session's expiry.
-fn revoked_key(id: &str) -> String {
-    format!("revoked:{id}")
-}
+use crate::keys::{session as sess_key, tombstone as revoked_key};
 
 /// `SET sess:<id>` unless `revoked:<id>` exists: a lookup that read PostgreSQL before a
 /// revocation committed cannot bring the session back into the cache.

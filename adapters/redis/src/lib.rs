@@ -1,33 +1,41 @@
 //! # redis-adapter — Redis as session cache and nonce store
 //!
-//! * [`RedisSessionCache`]: `sess:<id>` → JSON with the *wrapped* key, TTL = remaining
-//!   lifetime. Best effort: failures are misses. A revocation leaves `revoked:<id>`
+//! * [`RedisSessionCache`]: `sess:{<id>}` → JSON with the *wrapped* key, TTL = remaining
+//!   lifetime. Best effort: failures are misses. A revocation leaves `revoked:{<id>}`
 //!   until the session's expiry, and a refill is refused while it exists.
-//! * [`RedisNonceStore`]: `SET nonce:<clientId>:<nonce> 1 NX EX <ttl>`. While Redis is
-//!   unreachable a claim fails with [`NonceError::Unavailable`]; the fallback to the
-//!   in-memory store is a policy of the composition root (`app`), not of this adapter.
+//! * [`RedisNonceStore`]: `SET nonce:{<bucket>}:<clientId>:<nonce> 1 NX EX <ttl>`, in a
+//!   script that first checks the bucket's continuity marker. While Redis is
+//!   unreachable, or when it has lost a bucket's data, a claim fails with
+//!   [`NonceError::Unavailable`]; what happens then (the fence, the shared fallback) is a
+//!   policy of the composition root (`app`), not of this adapter.
+//! * Losses of data are counted ([`Redis::losses`]): a marker gone or changed (restart
+//!   without persistence, `FLUSHALL`, eviction) seen by a claim, or a primary whose
+//!   `run_id` changed (restart, failover to a replica) seen by [`Redis::spawn_watch`].
 //!
-//! One lazily connected `ConnectionManager` (reconnects on its own; the service starts
+//! Standalone, Cluster or Sentinel ([`Topology`]), lazily connected (the service starts
 //! while Redis is down) behind a small circuit breaker, so an outage costs one timeout
-//! per second rather than one per request.
+//! per second rather than one per request. The key layout is in [`keys`].
 //!
 //! May depend on: `ports`, `domain`, redis-rs. Not on other adapters.
 
 mod cache;
+mod conn;
+pub mod keys;
 mod nonces;
 mod quotas;
 mod session_counts;
+mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ports::{NonceError, StoreError};
-use redis::Client;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tracing::{info, warn};
 
 pub use cache::RedisSessionCache;
+use conn::Conn;
+pub use conn::Topology;
 pub use nonces::RedisNonceStore;
 pub use quotas::RedisQuotas;
 
@@ -35,8 +43,8 @@ pub use quotas::RedisQuotas;
 /// [`NonceError::Unavailable`]; the admin commands show it to the operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedisError {
-    /// `REDIS_URL` is not a Redis URL.
-    #[error("REDIS_URL: {0}")]
+    /// A Redis URL setting is not valid (the message names the setting).
+    #[error("{0}")]
     Url(String),
     /// A recent failure opened the circuit breaker; Redis is not tried until it closes.
     #[error("redis bypassed after a recent failure")]
@@ -72,8 +80,8 @@ impl From<RedisError> for NonceError {
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port[/db]`.
-    pub url: String,
+    /// Where Redis is.
+    pub topology: Topology,
     /// Bound on every command (and on connecting).
     pub command_timeout: Duration,
     /// After a failure, how long to go straight to the fallback before trying again.
@@ -83,13 +91,17 @@ pub struct RedisConfig {
 /// The shared connection with its circuit breaker. Cheap to clone.
 #[derive(Clone)]
 pub struct Redis {
-    conn: ConnectionManager,
+    conn: Conn,
     timeout: Duration,
     retry_interval: Duration,
     started: Instant,
     /// Milliseconds since `started` before which Redis is not tried.
     down_until: Arc<AtomicU64>,
     down: Arc<AtomicBool>,
+    /// Losses of data seen so far.
+    losses: Arc<AtomicU64>,
+    /// The continuity marker of each nonce bucket, as last seen.
+    markers: Arc<nonces::Markers>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -104,25 +116,37 @@ impl Redis {
     /// Prepares the connection without connecting (the first command connects).
     ///
     /// # Errors
-    /// [`RedisError::Url`] when the URL is not a Redis URL.
+    /// [`RedisError::Url`] when a URL is not a Redis URL.
     pub fn new(config: &RedisConfig) -> Result<Self, RedisError> {
-        let client =
-            Client::open(config.url.as_str()).map_err(|e| RedisError::Url(e.to_string()))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.command_timeout))
-            .set_response_timeout(Some(config.command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| RedisError::Url(e.to_string()))?;
         Ok(Self {
-            conn,
+            conn: Conn::new(&config.topology, config.command_timeout)?,
             timeout: config.command_timeout,
             retry_interval: config.retry_interval,
             started: Instant::now(),
             down_until: Arc::new(AtomicU64::new(0)),
             down: Arc::new(AtomicBool::new(false)),
+            losses: Arc::new(AtomicU64::new(0)),
+            markers: Arc::new(nonces::Markers::default()),
         })
+    }
+
+    /// How many losses of Redis data this instance has seen (a restart without the
+    /// data, a flush, an eviction of a marker, a failover to another primary).
+    pub fn losses(&self) -> u64 {
+        self.losses.load(Ordering::SeqCst)
+    }
+
+    fn lost(&self, what: &str) {
+        self.losses.fetch_add(1, Ordering::SeqCst);
+        warn!(
+            what,
+            "redis lost data: nonces claimed there before may be gone"
+        );
+    }
+
+    /// Whether this is a Redis Cluster (pipelines must then stay in one slot).
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -137,7 +161,7 @@ impl Redis {
     /// Runs one command through the breaker.
     async fn run<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, RedisError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         if self.elapsed_ms() < self.down_until.load(Ordering::Relaxed) {
@@ -161,7 +185,7 @@ impl Redis {
             Ordering::Relaxed,
         );
         if !self.down.swap(true, Ordering::Relaxed) {
-            warn!(command = what, error = %e, "redis unreachable; using the in-memory fallback for nonces and limits");
+            warn!(command = what, error = %e, "redis unreachable; nonces and limits go to their fallbacks");
         }
         RedisError::Command {
             what,

@@ -18,6 +18,7 @@ use std::sync::{Arc, LazyLock};
 use ports::{Quotas, RateDecision, RateLimit, SessionRecord, StoreError, Usage};
 use redis::Script;
 
+use crate::keys;
 use crate::session_counts::SessionCounts;
 use crate::{Redis, RedisError};
 
@@ -83,7 +84,7 @@ impl RedisQuotas {
     /// # Errors
     /// [`RedisError`].
     pub async fn forget_client(&self, client_id: &str) -> Result<(), RedisError> {
-        let key = format!("cs:{client_id}");
+        let key = keys::client_sessions(client_id);
         self.redis
             .run("DEL cs", |mut c| async move {
                 redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await
@@ -100,7 +101,7 @@ impl RedisQuotas {
         uses: u64,
         now_ms: u64,
     ) -> Result<Usage, StoreError> {
-        let k = format!("enc:{}", session.id);
+        let k = keys::encryptions(&session.id);
         let expires = session.expires_at_ms.saturating_add(1);
         let answer = self
             .redis
@@ -138,7 +139,7 @@ impl Quotas for RedisQuotas {
         limit: RateLimit,
         now_ms: u64,
     ) -> Result<RateDecision, StoreError> {
-        let k = format!("rl:{key}");
+        let k = keys::rate(key);
         let answer = self
             .redis
             .run("EVALSHA rate", |mut c| async move {
@@ -195,7 +196,7 @@ impl Quotas for RedisQuotas {
         if idle_ms == 0 {
             return self.count(session, uses, now_ms).await;
         }
-        let k = format!("use:{}", session.id);
+        let k = keys::last_use(&session.id);
         let (created, expires) = (session.created_at_ms, session.expires_at_ms);
         let answer = self
             .redis

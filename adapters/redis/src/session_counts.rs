@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use crate::{Redis, RedisError};
+use crate::{Redis, RedisError, keys};
 
 /// How often pending changes are pushed to Redis.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -76,33 +76,32 @@ struct Sync {
 }
 
 /// Pushes every client's changes and reads every client's buckets back, in one
-/// pipeline. Returns, per client, the live total and the expired buckets.
+/// pipeline (one per client on a Redis Cluster, where a pipeline stays in one slot).
+/// Returns, per client, the live total and the expired buckets.
 async fn sync(
     redis: &Redis,
     batch: &[Sync],
     now_ms: u64,
 ) -> Result<Vec<(i64, Vec<u64>)>, RedisError> {
-    let mut p = redis::pipe();
-    for item in batch {
-        let key = format!("cs:{}", item.client_id);
-        for (bucket, delta) in &item.changes {
-            p.cmd("HINCRBY").arg(&key).arg(bucket).arg(delta).ignore();
-        }
-        if let Some(expiry) = item.changes.iter().map(|(b, _)| (b + 1) * BUCKET_MS).max() {
-            for flag in ["NX", "GT"] {
-                p.cmd("PEXPIREAT").arg(&key).arg(expiry).arg(flag).ignore();
-            }
-        }
-        if !item.expired.is_empty() {
-            p.cmd("HDEL").arg(&key).arg(&item.expired).ignore();
-        }
-        p.cmd("HGETALL").arg(&key);
-    }
-    let read: Vec<Vec<(u64, i64)>> = redis
-        .run("HINCRBY/HGETALL cs", |mut c| async move {
-            p.query_async(&mut c).await
-        })
-        .await?;
+    let read: Vec<Vec<(u64, i64)>> = if redis.is_cluster() {
+        let each = batch.iter().map(|item| async move {
+            let p = pipeline(std::slice::from_ref(item));
+            let mut one: Vec<Vec<(u64, i64)>> = redis
+                .run("HINCRBY/HGETALL cs", |mut c| async move {
+                    p.query_async(&mut c).await
+                })
+                .await?;
+            Ok::<_, RedisError>(one.pop().unwrap_or_default())
+        });
+        futures_util::future::try_join_all(each).await?
+    } else {
+        let p = pipeline(batch);
+        redis
+            .run("HINCRBY/HGETALL cs", |mut c| async move {
+                p.query_async(&mut c).await
+            })
+            .await?
+    };
     Ok(read
         .into_iter()
         .map(|buckets| {
@@ -119,6 +118,27 @@ async fn sync(
             (live, expired)
         })
         .collect())
+}
+
+/// The commands of one flush: per client, the changes, the expiry, and a read back.
+fn pipeline(batch: &[Sync]) -> redis::Pipeline {
+    let mut p = redis::pipe();
+    for item in batch {
+        let key = keys::client_sessions(&item.client_id);
+        for (bucket, delta) in &item.changes {
+            p.cmd("HINCRBY").arg(&key).arg(bucket).arg(delta).ignore();
+        }
+        if let Some(expiry) = item.changes.iter().map(|(b, _)| (b + 1) * BUCKET_MS).max() {
+            for flag in ["NX", "GT"] {
+                p.cmd("PEXPIREAT").arg(&key).arg(expiry).arg(flag).ignore();
+            }
+        }
+        if !item.expired.is_empty() {
+            p.cmd("HDEL").arg(&key).arg(&item.expired).ignore();
+        }
+        p.cmd("HGETALL").arg(&key);
+    }
+    p
 }
 
 /// The per-instance view of the shared counts.

@@ -2,6 +2,7 @@
 //! together by the policy combinators of [`policy`] into one concrete [`AppPorts`].
 
 mod eviction;
+pub mod fence;
 mod health;
 pub mod policy;
 
@@ -11,10 +12,11 @@ use std::time::Duration;
 use domain::keywrap::KeyWrapper;
 use memory::{LocalSessionCache, MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::{Stores, SystemClock};
-use postgres_adapter::{PgConfig, PgSessionStore};
+use postgres_adapter::{PgConfig, PgNonceStore, PgSessionStore};
 use redis_adapter::{Redis, RedisConfig, RedisNonceStore, RedisQuotas, RedisSessionCache};
-use tracing::info;
+use tracing::{info, warn};
 
+use fence::{Board, FenceConfig, Fenced, NoLedger};
 pub use health::StoreHealth;
 use policy::{Either, Failover, Tiered};
 
@@ -26,10 +28,14 @@ pub type AppSessions = Either<Arc<MemorySessionStore>, PgSessionStore>;
 /// The cache in front of PostgreSQL: Redis `sess:<id>`, behind an optional short-lived
 /// in-process level; none without Redis or without PostgreSQL.
 pub type AppCache = Option<Tiered<Option<LocalSessionCache>, RedisSessionCache>>;
-/// Where nonces are claimed: embedded, or Redis with the embedded store as the
-/// fail-closed fallback.
+/// The store nonces go to when Redis alone is not enough: PostgreSQL, or the embedded
+/// store of a single instance.
+pub type SharedNonces = Either<Arc<MemoryNonceStore>, PgNonceStore>;
+/// Where fence episodes are shared: nowhere (one instance), or PostgreSQL.
+pub type AppLedger = Either<NoLedger, PgNonceStore>;
+/// Where nonces are claimed: embedded, or Redis behind the fence ([`fence`]).
 pub type AppNonces =
-    Either<Arc<MemoryNonceStore>, Failover<RedisNonceStore, Arc<MemoryNonceStore>>>;
+    Either<Arc<MemoryNonceStore>, Fenced<RedisNonceStore, SharedNonces, AppLedger>>;
 /// Where the abuse-limit state lives: embedded, or Redis (shared) with the embedded
 /// state as the fallback.
 pub type AppQuotas = Either<MemoryQuotas, Failover<RedisQuotas, MemoryQuotas>>;
@@ -46,6 +52,50 @@ fn pg_config(args: &ServeArgs, url: &str) -> PgConfig {
         max_insert_batch: args.pg_insert_batch_max,
         insert_writers: args.pg_insert_writers,
     }
+}
+
+fn fence_config(args: &ServeArgs) -> FenceConfig {
+    FenceConfig {
+        window_ms: args.timestamp_window_ms,
+        margin_ms: args.replay_fence_margin_ms,
+        lease_ms: args.replay_fence_lease_ms.max(100),
+    }
+}
+
+/// Reads the nonce buckets' markers and the fence before the first request. Markers
+/// missing in a deployment that has run before (its fence row exists) mean Redis lost
+/// data while no instance was watching: an episode begins now. A deployment with no
+/// PostgreSQL cannot tell, and keeps its sessions in memory: nothing it accepted
+/// before a restart can be used again.
+async fn start_fence<L: fence::Ledger>(
+    primary: &RedisNonceStore,
+    board: &Arc<Board<L>>,
+    pg: Option<&PgNonceStore>,
+) {
+    let missing = match primary.load_markers().await {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "redis unreachable at start-up: the first claim in each nonce bucket begins a fence episode");
+            0
+        }
+    };
+    if let Some(pg) = pg {
+        match pg.note_history().await {
+            Ok(true) if missing > 0 => {
+                warn!(
+                    missing,
+                    "redis lacks nonce markers this deployment wrote before"
+                );
+                board.begin("redis lost data before start-up");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "the nonce fence row could not be read at start-up"),
+        }
+    }
+    if let Err(e) = board.refresh(fence::now_ms()).await {
+        warn!(error = %e, "the nonce fence could not be read at start-up; nonces need PostgreSQL until it can");
+    }
+    board.spawn_refresh();
 }
 
 /// Applies the migrations, retrying while PostgreSQL is not reachable yet.
@@ -88,9 +138,9 @@ pub async fn build(
     });
     let nonce_health = Arc::clone(&local_nonces);
     let local_quotas = MemoryQuotas::default();
-    let redis = match &args.redis_url {
-        Some(url) => Some(Redis::new(&RedisConfig {
-            url: url.clone(),
+    let redis = match crate::settings::redis_topology(&args.redis)? {
+        Some(topology) => Some(Redis::new(&RedisConfig {
+            topology,
             command_timeout: Duration::from_millis(args.redis_command_timeout_ms),
             retry_interval: Duration::from_millis(args.redis_retry_interval_ms),
         })?),
@@ -99,21 +149,25 @@ pub async fn build(
     if let Some(r) = &redis {
         eviction::check(r, args.redis_allow_eviction).await?;
         eviction::spawn_recheck(r.clone(), args.redis_allow_eviction);
+        r.spawn_watch(Duration::from_millis(500));
     }
-    let (nonces, quotas) = match &redis {
-        Some(r) => (
-            Either::Right(Failover {
-                primary: RedisNonceStore::new(r.clone()),
-                fallback: local_nonces,
-            }),
-            Either::Right(Failover {
-                primary: RedisQuotas::new(r.clone()),
-                fallback: local_quotas,
-            }),
-        ),
-        None => (Either::Left(local_nonces), Either::Left(local_quotas)),
+    let quotas = match &redis {
+        Some(r) => Either::Right(Failover {
+            primary: RedisQuotas::new(r.clone()),
+            fallback: local_quotas,
+        }),
+        None => Either::Left(local_quotas),
     };
     let Some(url) = &args.database_url else {
+        let nonces = match &redis {
+            Some(r) => {
+                let board = Arc::new(Board::new(fence_config(args), None));
+                let primary = RedisNonceStore::new(r.clone());
+                start_fence(&primary, &board, None).await;
+                Either::Right(Fenced::new(primary, Either::Left(local_nonces), board))
+            }
+            None => Either::Left(local_nonces),
+        };
         let embedded = Arc::new(MemorySessionStore::new(args.memory_session_max_size));
         let sessions = Either::Left(Arc::clone(&embedded));
         return Ok((
@@ -144,6 +198,24 @@ pub async fn build(
         args.session_cleanup_batch_size.max(1),
         Duration::from_millis(args.session_cleanup_batch_delay_ms),
     );
+    let nonces = match &redis {
+        Some(r) => {
+            let pg_nonces = PgNonceStore::new(&pg);
+            let (shared, ledger) = if args.single_instance {
+                (Either::Left(local_nonces), Either::Left(NoLedger))
+            } else {
+                (
+                    Either::Right(pg_nonces.clone()),
+                    Either::Right(pg_nonces.clone()),
+                )
+            };
+            let board = Arc::new(Board::new(fence_config(args), Some(ledger)));
+            let primary = RedisNonceStore::new(r.clone());
+            start_fence(&primary, &board, Some(&pg_nonces)).await;
+            Either::Right(Fenced::new(primary, shared, board))
+        }
+        None => Either::Left(local_nonces),
+    };
     let cache = redis.as_ref().map(|r| Tiered {
         near: (args.session_local_cache_ms > 0)
             .then(|| LocalSessionCache::new(args.session_local_cache_ms, 100_000)),

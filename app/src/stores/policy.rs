@@ -1,11 +1,10 @@
 //! Store policies as small generic combinators over the ports: a run-time choice
 //! between two adapters ([`Either`]), a two-level cache ([`Tiered`]) and a primary
-//! store with a local fallback ([`Failover`]). They know nothing of Redis, PostgreSQL
-//! or memory; [`super::build`] picks the adapters.
+//! store with a local fallback for quotas ([`Failover`]). They know nothing of Redis,
+//! PostgreSQL or memory; [`super::build`] picks the adapters.
 
-use memory::MemoryNonceStore;
 use ports::{
-    NonceClaim, NonceError, NonceStore, Quotas, RateDecision, RateLimit, SessionCache,
+    Claim, NonceClaim, NonceError, NonceStore, Quotas, RateDecision, RateLimit, SessionCache,
     SessionRecord, SessionStore, StoreError, Usage,
 };
 
@@ -41,8 +40,8 @@ impl<L: SessionStore, R: SessionStore> SessionStore for Either<L, R> {
 }
 
 impl<L: NonceStore, R: NonceStore> NonceStore for Either<L, R> {
-    async fn claim(&self, key: &str, ttl_sec: u64, now_ms: u64) -> Result<NonceClaim, NonceError> {
-        either!(self, s => s.claim(key, ttl_sec, now_ms))
+    async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+        either!(self, s => s.claim(claim))
     }
 }
 
@@ -127,50 +126,16 @@ impl<Near: SessionCache, Far: SessionCache> SessionCache for Tiered<Near, Far> {
     }
 }
 
-/// A nonce store that can say whether it holds a live key without claiming it.
-pub trait Remembers {
-    /// Whether `key` is held and unexpired at `now_ms`.
-    fn remembers(&self, key: &str, now_ms: u64) -> bool;
-}
-
-impl Remembers for MemoryNonceStore {
-    fn remembers(&self, key: &str, now_ms: u64) -> bool {
-        self.contains(key, now_ms)
-    }
-}
-
-impl<T: Remembers> Remembers for std::sync::Arc<T> {
-    fn remembers(&self, key: &str, now_ms: u64) -> bool {
-        (**self).remembers(key, now_ms)
-    }
-}
-
 /// A shared primary store with a per-process fallback used while the primary cannot
-/// decide.
-///
-/// For nonces: a nonce claimed in the fallback during an outage stays claimed after
-/// the primary returns (it is checked first), for as long as the fallback holds it.
-/// The fallback fails closed when full. For quotas: every decision the primary cannot
-/// make is made by the fallback, so during an outage each instance counts on its own.
+/// decide: for quotas, every decision the primary cannot make is made by the fallback,
+/// so during an outage each instance counts on its own. (Nonces have a stricter
+/// policy, the fence of [`super::fence`].)
 #[derive(Debug)]
 pub struct Failover<Primary, Fallback> {
     /// The shared store.
     pub primary: Primary,
     /// The per-process store.
     pub fallback: Fallback,
-}
-
-impl<P: NonceStore, F: NonceStore + Remembers> NonceStore for Failover<P, F> {
-    async fn claim(&self, key: &str, ttl_sec: u64, now_ms: u64) -> Result<NonceClaim, NonceError> {
-        // Claimed during an outage and still live: a replay, whatever the primary says.
-        if self.fallback.remembers(key, now_ms) {
-            return Ok(NonceClaim::Replay);
-        }
-        match self.primary.claim(key, ttl_sec, now_ms).await {
-            Err(NonceError::Unavailable(_)) => self.fallback.claim(key, ttl_sec, now_ms).await,
-            decided => decided,
-        }
-    }
 }
 
 impl<P: Quotas, F: Quotas> Quotas for Failover<P, F> {
@@ -248,7 +213,6 @@ mod tests {
     #[derive(Debug, Default)]
     struct Switchable {
         down: AtomicBool,
-        nonces: MemoryNonceStore,
         quotas: MemoryQuotas,
     }
 
@@ -259,14 +223,6 @@ mod tests {
             } else {
                 Ok(())
             }
-        }
-    }
-
-    impl NonceStore for Switchable {
-        async fn claim(&self, key: &str, ttl: u64, now: u64) -> Result<NonceClaim, NonceError> {
-            self.check()
-                .map_err(|e| NonceError::Unavailable(e.to_string()))?;
-            self.nonces.claim(key, ttl, now).await
         }
     }
 
@@ -314,33 +270,6 @@ mod tests {
             created_at_ms: 0,
             expires_at_ms: u64::MAX / 2,
         }
-    }
-
-    #[test]
-    fn a_nonce_claimed_during_an_outage_stays_claimed_after_it() {
-        let store = Failover {
-            primary: Switchable::default(),
-            fallback: MemoryNonceStore::new(10),
-        };
-        store.primary.down.store(true, Ordering::SeqCst);
-        assert_eq!(run(store.claim("k", 600, 0)), Ok(NonceClaim::Fresh));
-        assert_eq!(run(store.claim("k", 600, 1)), Ok(NonceClaim::Replay));
-        store.primary.down.store(false, Ordering::SeqCst);
-        // The primary has never seen "k", but the fallback remembers it.
-        assert_eq!(run(store.claim("k", 600, 2)), Ok(NonceClaim::Replay));
-        assert_eq!(run(store.claim("j", 600, 2)), Ok(NonceClaim::Fresh));
-        assert_eq!(run(store.claim("j", 600, 3)), Ok(NonceClaim::Replay));
-    }
-
-    #[test]
-    fn a_full_fallback_fails_closed() {
-        let store = Failover {
-            primary: Switchable::default(),
-            fallback: MemoryNonceStore::new(1),
-        };
-        store.primary.down.store(true, Ordering::SeqCst);
-        assert_eq!(run(store.claim("a", 600, 0)), Ok(NonceClaim::Fresh));
-        assert_eq!(run(store.claim("b", 600, 0)), Err(NonceError::Full));
     }
 
     #[test]

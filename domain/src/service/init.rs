@@ -120,6 +120,7 @@ impl InitError {
             Self::Replay => "replay",
             Self::NonceStore(NonceError::Full) => "nonce_store_full",
             Self::NonceStore(NonceError::Unavailable(_)) => "nonce_store_unavailable",
+            Self::NonceStore(NonceError::Fenced(_)) => "nonce_store_fenced",
             Self::Crypto => "crypto_failure",
             Self::Store(_) => "store_unavailable",
             Self::RateLimited { .. } => "rate_limited",
@@ -258,7 +259,8 @@ impl<P: Ports> SessionService<P> {
         let id_text = reserved.then(|| session_id.as_str().to_owned());
         let result = async {
             let t = clock.monotonic_ns();
-            self.claim_nonce(client.as_str(), key.nonce(), now).await?;
+            self.claim_nonce(client.as_str(), key.nonce(), now, key.timestamp_ms())
+                .await?;
             timings.record("replay-protection", t, clock.monotonic_ns());
             let new = NewSession {
                 family: req.family,

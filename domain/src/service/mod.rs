@@ -14,8 +14,8 @@ pub mod release;
 pub mod revoke;
 
 use ports::{
-    CryptoProvider, NonceClaim, NonceError, NonceStore, Ports, Quotas, SessionCache, SessionRecord,
-    SessionStore, StoreError,
+    Claim, CryptoProvider, NonceClaim, NonceError, NonceStore, Ports, Quotas, SessionCache,
+    SessionRecord, SessionStore, StoreError,
 };
 
 use crate::headers::HeaderError;
@@ -159,20 +159,23 @@ impl<P: Ports> SessionService<P> {
         Ok(())
     }
 
-    /// Claims `nonce` for `client_id` for the policy's claim TTL.
+    /// Claims `nonce` (of a request stamped `stamped_ms`) for `client_id` for the
+    /// policy's claim TTL.
     pub(crate) async fn claim_nonce(
         &self,
         client_id: &str,
         nonce: &str,
         now_ms: u64,
+        stamped_ms: u64,
     ) -> Result<(), ClaimError> {
         let key = nonce_key(client_id, nonce);
-        match self
-            .ports
-            .nonces()
-            .claim(&key, self.config.replay.claim_ttl_sec(), now_ms)
-            .await
-        {
+        let claim = Claim {
+            key: &key,
+            ttl_sec: self.config.replay.claim_ttl_sec(),
+            now_ms,
+            stamped_ms,
+        };
+        match self.ports.nonces().claim(claim).await {
             Ok(NonceClaim::Fresh) => Ok(()),
             Ok(NonceClaim::Replay) => Err(ClaimError::Replay),
             Err(e) => Err(ClaimError::Store(e)),

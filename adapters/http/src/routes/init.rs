@@ -207,6 +207,9 @@ fn v1_message(e: &InitError) -> &'static str {
         InitError::Replay => "replayed request",
         InitError::NonceStore(NonceError::Full) => "replay protection at capacity",
         InitError::NonceStore(NonceError::Unavailable(_)) => "replay protection unavailable",
+        InitError::NonceStore(NonceError::Fenced(_)) => {
+            "replay protection recovering; send a new request"
+        }
         InitError::Crypto => "internal error",
         InitError::Store(_) => "session store unavailable",
         InitError::RateLimited { .. } => "too many requests, retry later",

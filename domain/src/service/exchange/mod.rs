@@ -74,6 +74,8 @@ pub(crate) struct Authenticated<'b> {
     now: u64,
     /// The request's nonce.
     nonce: String,
+    /// The request's timestamp.
+    stamped: u64,
 }
 
 impl<P: Ports> SessionService<P> {
@@ -213,6 +215,7 @@ impl<P: Ports> SessionService<P> {
             plaintext,
             now,
             nonce: key.nonce().to_owned(),
+            stamped: key.timestamp_ms(),
         })
     }
 
@@ -224,8 +227,13 @@ impl<P: Ports> SessionService<P> {
     ) -> Result<(), ExchangeError> {
         let clock = self.ports.clock();
         let t = clock.monotonic_ns();
-        self.claim_nonce(&request.record.client_id, &request.nonce, request.now)
-            .await?;
+        self.claim_nonce(
+            &request.record.client_id,
+            &request.nonce,
+            request.now,
+            request.stamped,
+        )
+        .await?;
         timings.record("replay-protection", t, clock.monotonic_ns());
         Ok(())
     }

@@ -1,0 +1,172 @@
+//! Nonces in PostgreSQL ([`PgNonceStore`]) and the shared fence row
+//! ([`PgNonceStore::report_trouble`], [`PgNonceStore::read_fence`]).
+//!
+//! The nonce store is the fallback every instance shares: a claim is one
+//! `INSERT … ON CONFLICT DO UPDATE … WHERE expired`, so two instances claiming one
+//! nonce at once cannot both win, and an expired row is reused in place.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::RunQueryDsl;
+use ports::{Claim, NonceClaim, NonceError, NonceStore, StoreError};
+
+use crate::{PgSessionStore, unavailable};
+
+/// Nonces in PostgreSQL. Cheap to clone; shares the session store's pool.
+#[derive(Clone)]
+pub struct PgNonceStore {
+    store: PgSessionStore,
+}
+
+impl std::fmt::Debug for PgNonceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgNonceStore").finish_non_exhaustive()
+    }
+}
+
+/// The fence row: when the latest episode began and when it was last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct FenceRow {
+    /// When the episode began (ms since the epoch; 0: never).
+    #[diesel(sql_type = BigInt)]
+    pub started_at_ms: i64,
+    /// The latest report of it.
+    #[diesel(sql_type = BigInt)]
+    pub last_seen_ms: i64,
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl PgNonceStore {
+    /// Nonces on the pool of `store`.
+    pub fn new(store: &PgSessionStore) -> Self {
+        Self {
+            store: store.clone(),
+        }
+    }
+
+    /// Records that at `now_ms` this instance saw Redis trouble. An episode whose
+    /// latest report is older than `episode_gap_ms` is over: a new one begins now.
+    /// Returns the row as it is after the report.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn report_trouble(
+        &self,
+        now_ms: u64,
+        episode_gap_ms: u64,
+    ) -> Result<FenceRow, StoreError> {
+        self.store
+            .timed("fence report", async {
+                let mut conn = self.store.pool.get().await.map_err(unavailable)?;
+                diesel::sql_query(
+                    "INSERT INTO nonce_fence (id, started_at_ms, last_seen_ms) VALUES (1, $1, $1) \
+                     ON CONFLICT (id) DO UPDATE SET \
+                       started_at_ms = CASE WHEN nonce_fence.last_seen_ms + $2 < $1 \
+                                       THEN $1 ELSE nonce_fence.started_at_ms END, \
+                       last_seen_ms = GREATEST(nonce_fence.last_seen_ms, $1) \
+                     RETURNING started_at_ms, last_seen_ms",
+                )
+                .bind::<BigInt, _>(ms(now_ms))
+                .bind::<BigInt, _>(ms(episode_gap_ms))
+                .get_result::<FenceRow>(&mut conn)
+                .await
+                .map_err(unavailable)
+            })
+            .await
+    }
+
+    /// The fence row, `None` before the deployment first ran.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn read_fence(&self) -> Result<Option<FenceRow>, StoreError> {
+        self.store
+            .timed("fence read", async {
+                let mut conn = self.store.pool.get().await.map_err(unavailable)?;
+                diesel::sql_query(
+                    "SELECT started_at_ms, last_seen_ms FROM nonce_fence WHERE id = 1",
+                )
+                .get_results::<FenceRow>(&mut conn)
+                .await
+                .map(|mut rows| rows.pop())
+                .map_err(unavailable)
+            })
+            .await
+    }
+
+    /// Writes the fence row of a deployment that has not run before; returns whether
+    /// it had (a row was already there).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn note_history(&self) -> Result<bool, StoreError> {
+        self.store
+            .timed("fence history", async {
+                let mut conn = self.store.pool.get().await.map_err(unavailable)?;
+                diesel::sql_query(
+                    "INSERT INTO nonce_fence (id, started_at_ms, last_seen_ms) VALUES (1, 0, 0) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .execute(&mut conn)
+                .await
+                .map(|inserted| inserted == 0)
+                .map_err(unavailable)
+            })
+            .await
+    }
+
+    /// Deletes up to `batch` nonces that expired before `now_ms`; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn delete_expired_batch(&self, now_ms: u64, batch: i64) -> Result<usize, StoreError> {
+        self.store
+            .timed("nonce cleanup", async {
+                let mut conn = self.store.pool.get().await.map_err(unavailable)?;
+                diesel::sql_query(
+                    "DELETE FROM nonces WHERE nonce_key IN \
+                     (SELECT nonce_key FROM nonces WHERE expires_at_ms < $1 LIMIT $2)",
+                )
+                .bind::<BigInt, _>(ms(now_ms))
+                .bind::<BigInt, _>(batch)
+                .execute(&mut conn)
+                .await
+                .map_err(unavailable)
+            })
+            .await
+    }
+}
+
+impl NonceStore for PgNonceStore {
+    async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+        let expires = claim
+            .now_ms
+            .saturating_add(claim.ttl_sec.saturating_mul(1000));
+        let claimed = self
+            .store
+            .timed("nonce claim", async {
+                let mut conn = self.store.pool.get().await.map_err(unavailable)?;
+                diesel::sql_query(
+                    "INSERT INTO nonces (nonce_key, expires_at_ms) VALUES ($1, $2) \
+                     ON CONFLICT (nonce_key) DO UPDATE SET expires_at_ms = EXCLUDED.expires_at_ms \
+                     WHERE nonces.expires_at_ms <= $3",
+                )
+                .bind::<Text, _>(claim.key)
+                .bind::<BigInt, _>(ms(expires))
+                .bind::<BigInt, _>(ms(claim.now_ms))
+                .execute(&mut conn)
+                .await
+                .map_err(unavailable)
+            })
+            .await
+            .map_err(|e| NonceError::Unavailable(e.to_string()))?;
+        Ok(if claimed == 1 {
+            NonceClaim::Fresh
+        } else {
+            NonceClaim::Replay
+        })
+    }
+}

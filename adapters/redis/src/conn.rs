@@ -1,0 +1,260 @@
+//! One connection type over the three topologies: a standalone server
+//! (`ConnectionManager`, reconnecting on its own), a Redis Cluster (redis-rs'
+//! `ClusterConnection`, following slot moves and failovers on its own) and a primary
+//! found through Sentinel (re-resolved through the sentinels after any connection
+//! error or a `READONLY` answer, so a failover is followed without a restart).
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
+    Value,
+};
+
+use crate::RedisError;
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// `REDIS_URL`: one server.
+    Standalone(String),
+    /// `REDIS_CLUSTER_URLS`: seed nodes of a Redis Cluster.
+    Cluster(Vec<String>),
+    /// `REDIS_SENTINEL_URLS` + `REDIS_SENTINEL_MASTER`.
+    Sentinel {
+        /// The sentinels.
+        urls: Vec<String>,
+        /// The monitored primary's name.
+        master: String,
+    },
+}
+
+impl Topology {
+    /// The setting that names this topology, for messages.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            Self::Standalone(_) => "REDIS_URL",
+            Self::Cluster(_) => "REDIS_CLUSTER_URLS",
+            Self::Sentinel { .. } => "REDIS_SENTINEL_URLS",
+        }
+    }
+
+    /// Whether any URL asks for TLS (`rediss://`).
+    pub fn uses_tls(&self) -> bool {
+        let urls: Vec<&String> = match self {
+            Self::Standalone(u) => vec![u],
+            Self::Cluster(u) | Self::Sentinel { urls: u, .. } => u.iter().collect(),
+        };
+        urls.iter().any(|u| u.starts_with("rediss://"))
+    }
+}
+
+/// A connection to whichever topology is configured. Cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Standalone(ConnectionManager),
+    Cluster(Arc<Lazy<ClusterConnection>>),
+    Sentinel(Arc<Lazy<MultiplexedConnection>>),
+}
+
+/// A connection made on first use and made again after it failed.
+pub(crate) struct Lazy<C> {
+    current: RwLock<Option<C>>,
+    connect: Box<dyn Fn() -> RedisFuture<'static, C> + Send + Sync>,
+    /// Whether an error drops the connection (Sentinel: find the primary again).
+    drop_on_error: bool,
+    gate: tokio::sync::Mutex<()>,
+}
+
+impl<C: Clone + Send + Sync + 'static> Lazy<C> {
+    fn current(&self) -> Option<C> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn get(&self) -> RedisResult<C> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let _one_at_a_time = self.gate.lock().await;
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let c = (self.connect)().await?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
+        Ok(c)
+    }
+
+    fn failed(&self, e: &redis::RedisError) {
+        let stale = e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+            || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+        if self.drop_on_error && stale {
+            self.current
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+        }
+    }
+}
+
+fn bad(setting: &str, e: impl std::fmt::Display) -> RedisError {
+    RedisError::Url(format!("{setting}: {e}"))
+}
+
+impl Conn {
+    /// Prepares the connection without connecting.
+    pub(crate) fn new(topology: &Topology, timeout: Duration) -> Result<Self, RedisError> {
+        let setting = topology.setting();
+        match topology {
+            Topology::Standalone(url) => {
+                let client = Client::open(url.as_str()).map_err(|e| bad(setting, e))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                ConnectionManager::new_lazy_with_config(client, config)
+                    .map(Self::Standalone)
+                    .map_err(|e| bad(setting, e))
+            }
+            Topology::Cluster(urls) => {
+                let client = ClusterClient::builder(urls.iter().map(String::as_str))
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(|e| bad(setting, e))?;
+                Ok(Self::Cluster(Arc::new(Lazy {
+                    current: RwLock::new(None),
+                    connect: Box::new(move || {
+                        let client = client.clone();
+                        Box::pin(async move { client.get_async_connection().await })
+                    }),
+                    drop_on_error: false,
+                    gate: tokio::sync::Mutex::new(()),
+                })))
+            }
+            Topology::Sentinel { urls, master } => {
+                let client = sentinel_client(urls, master).map_err(|e| bad(setting, e))?;
+                let client = Arc::new(tokio::sync::Mutex::new(client));
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout));
+                Ok(Self::Sentinel(Arc::new(Lazy {
+                    current: RwLock::new(None),
+                    connect: Box::new(move || {
+                        let (client, config) = (Arc::clone(&client), config.clone());
+                        Box::pin(async move {
+                            let primary = client.lock().await.async_get_client().await?;
+                            primary
+                                .get_multiplexed_async_connection_with_config(&config)
+                                .await
+                        })
+                    }),
+                    drop_on_error: true,
+                    gate: tokio::sync::Mutex::new(()),
+                })))
+            }
+        }
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// The cluster connection, for commands routed to every primary.
+    pub(crate) async fn cluster(&self) -> Option<RedisResult<ClusterConnection>> {
+        match self {
+            Self::Cluster(lazy) => Some(lazy.get().await),
+            _ => None,
+        }
+    }
+}
+
+/// The primary's credentials and TLS come from the first sentinel URL: sentinels and
+/// the primary are usually run with the same password (see the README).
+fn sentinel_client(urls: &[String], master: &str) -> RedisResult<SentinelClient> {
+    let first = urls
+        .first()
+        .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no URL")))?
+        .as_str()
+        .into_connection_info()?;
+    let mut node = SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(first.redis_settings().clone());
+    if let redis::ConnectionAddr::TcpTls { insecure, .. } = first.addr() {
+        node = node.set_tls_mode(if *insecure {
+            redis::TlsMode::Insecure
+        } else {
+            redis::TlsMode::Secure
+        });
+    }
+    SentinelClient::build(
+        urls.iter().map(String::as_str).collect(),
+        master,
+        Some(node),
+        SentinelServerType::Master,
+    )
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Standalone(c) => c.req_packed_command(cmd),
+            Self::Cluster(lazy) => Box::pin(async move {
+                let mut c = lazy.get().await?;
+                c.req_packed_command(cmd).await
+            }),
+            Self::Sentinel(lazy) => Box::pin(async move {
+                let mut c = lazy.get().await?;
+                let r = c.req_packed_command(cmd).await;
+                if let Err(e) = &r {
+                    lazy.failed(e);
+                }
+                r
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(lazy) => Box::pin(async move {
+                let mut c = lazy.get().await?;
+                c.req_packed_commands(pipeline, offset, count).await
+            }),
+            Self::Sentinel(lazy) => Box::pin(async move {
+                let mut c = lazy.get().await?;
+                let r = c.req_packed_commands(pipeline, offset, count).await;
+                if let Err(e) = &r {
+                    lazy.failed(e);
+                }
+                r
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Standalone(c) => c.get_db(),
+            Self::Cluster(_) => 0,
+            Self::Sentinel(_) => 0,
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! The nonce fence: replay protection that holds across instances while Redis is
+//! unreachable, and after Redis lost data.
+//!
+//! Redis is the fast record of used nonces, but not a durable one: an outage hides it
+//! and a restart without persistence, a `FLUSHALL`, an eviction or a failover to a
+//! lagging replica empties part of it. [`Fenced`] keeps the rule "a nonce accepted
+//! once is never accepted again while its timestamp can pass the window" with three
+//! pieces:
+//!
+//! * a **shared store** every instance can read (PostgreSQL; the embedded store in a
+//!   single-instance deployment), written whenever Redis alone might not be enough:
+//!   during an *episode* of Redis trouble and for `2 × window` after its last report
+//!   (so nonces claimed there during the outage stay claimed after it), and for any
+//!   request stamped more than the margin ahead of the server's clock (so those
+//!   survive a later loss of Redis data);
+//! * a **fence** at the start of each episode: a nonce claimed in Redis alone before
+//!   it may be gone, and was stamped at most `margin` after its claim, so requests
+//!   stamped before `start + lease + margin` are refused while they can pass the
+//!   window ([`NonceError::Fenced`]; the client sends a new request);
+//! * a **board** on which instances publish episodes ([`Ledger`], one PostgreSQL row)
+//!   and which each instance reads every `lease / 4`. An instance claims in Redis
+//!   alone only while its last read is younger than the lease; otherwise it writes
+//!   the shared store too, which fails closed when PostgreSQL is down.
+//!
+//! An episode begins when a claim finds Redis unreachable or a loss is counted
+//! ([`Losses`]). The pieces are explained, with the edges, in `docs/scaling.md`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ports::{Claim, NonceClaim, NonceError, NonceStore, StoreError};
+use tracing::{debug, warn};
+
+/// The fence's timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FenceConfig {
+    /// The timestamp window (ms).
+    pub window_ms: u64,
+    /// How far after its claim a request may be stamped and still be claimed in Redis
+    /// alone; also the allowance for clock differences between instances (ms).
+    pub margin_ms: u64,
+    /// How long one read of the board lets an instance claim in Redis alone (ms);
+    /// 0 for a single instance (no board).
+    pub lease_ms: u64,
+}
+
+impl FenceConfig {
+    /// Requests stamped before `start + this` are refused after an episode began at
+    /// `start`: a Redis-only claim may have happened up to a lease after the episode
+    /// was published (and up to another lease while the report was written), stamped
+    /// up to the margin after it.
+    fn refusal_ms(&self) -> u64 {
+        2 * self.lease_ms + self.margin_ms
+    }
+    /// After its last report, an episode is over once this has passed: no nonce claimed
+    /// in the shared store alone during it can still pass the window.
+    fn dual_ms(&self) -> u64 {
+        self.lease_ms + self.margin_ms + 2 * self.window_ms
+    }
+    /// A report this long after the last one begins a new episode (less than
+    /// [`Self::dual_ms`], so no instance has gone back to Redis alone in between).
+    fn episode_gap_ms(&self) -> u64 {
+        2 * self.window_ms
+    }
+}
+
+/// An episode as the board records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Episode {
+    /// When it began (ms; 0: never).
+    pub started_ms: u64,
+    /// Its latest report.
+    pub last_seen_ms: u64,
+}
+
+/// Where episodes are shared between instances.
+pub trait Ledger: Send + Sync + 'static {
+    /// Records trouble seen at `now_ms`; a report `gap_ms` after the previous one
+    /// begins a new episode. Returns the episode after the report.
+    fn report(
+        &self,
+        now_ms: u64,
+        gap_ms: u64,
+    ) -> impl Future<Output = Result<Episode, StoreError>> + Send;
+    /// The latest episode (`None` before any).
+    fn read(&self) -> impl Future<Output = Result<Option<Episode>, StoreError>> + Send;
+}
+
+impl Ledger for postgres_adapter::PgNonceStore {
+    async fn report(&self, now_ms: u64, gap_ms: u64) -> Result<Episode, StoreError> {
+        self.report_trouble(now_ms, gap_ms).await.map(episode)
+    }
+    async fn read(&self) -> Result<Option<Episode>, StoreError> {
+        Ok(self.read_fence().await?.map(episode))
+    }
+}
+
+fn episode(row: postgres_adapter::FenceRow) -> Episode {
+    Episode {
+        started_ms: u64::try_from(row.started_at_ms).unwrap_or(0),
+        last_seen_ms: u64::try_from(row.last_seen_ms).unwrap_or(0),
+    }
+}
+
+impl<A: Ledger, B: Ledger> Ledger for super::policy::Either<A, B> {
+    async fn report(&self, now_ms: u64, gap_ms: u64) -> Result<Episode, StoreError> {
+        match self {
+            Self::Left(l) => l.report(now_ms, gap_ms).await,
+            Self::Right(l) => l.report(now_ms, gap_ms).await,
+        }
+    }
+    async fn read(&self) -> Result<Option<Episode>, StoreError> {
+        match self {
+            Self::Left(l) => l.read().await,
+            Self::Right(l) => l.read().await,
+        }
+    }
+}
+
+/// A single instance has nothing to share.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLedger;
+
+impl Ledger for NoLedger {
+    async fn report(&self, now_ms: u64, _gap_ms: u64) -> Result<Episode, StoreError> {
+        Ok(Episode {
+            started_ms: now_ms,
+            last_seen_ms: now_ms,
+        })
+    }
+    async fn read(&self) -> Result<Option<Episode>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A primary nonce store that counts the losses of its data it has seen.
+pub trait Losses {
+    /// Losses seen so far (only increases).
+    fn losses(&self) -> u64;
+}
+
+impl Losses for redis_adapter::RedisNonceStore {
+    fn losses(&self) -> u64 {
+        self.redis().losses()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    episode: Episode,
+    /// When the board was last read successfully (ms).
+    confirmed_ms: u64,
+}
+
+/// What a claim must do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct View {
+    /// Requests stamped before this are refused (0: none).
+    refuse_before_ms: u64,
+    /// Whether the shared store must be written too.
+    shared: bool,
+}
+
+/// This instance's copy of the board.
+pub struct Board<L> {
+    config: FenceConfig,
+    ledger: Option<L>,
+    state: Mutex<State>,
+    last_report_ms: AtomicU64,
+    /// Fenced refusals so far (also counted in metrics).
+    refused: AtomicU64,
+}
+
+impl<L> std::fmt::Debug for Board<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Ledger> Board<L> {
+    /// A board shared through `ledger` (`None`: a single instance).
+    pub fn new(config: FenceConfig, ledger: Option<L>) -> Self {
+        let config = FenceConfig {
+            lease_ms: if ledger.is_some() { config.lease_ms } else { 0 },
+            ..config
+        };
+        Self {
+            config,
+            ledger,
+            state: Mutex::new(State::default()),
+            last_report_ms: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn view(&self, now_ms: u64) -> View {
+        let c = self.config;
+        let s = self.state();
+        let unconfirmed =
+            self.ledger.is_some() && now_ms > s.confirmed_ms.saturating_add(c.lease_ms);
+        let e = s.episode;
+        if e.started_ms == 0 {
+            return View {
+                refuse_before_ms: 0,
+                shared: unconfirmed,
+            };
+        }
+        View {
+            refuse_before_ms: e.started_ms + c.refusal_ms(),
+            shared: unconfirmed || now_ms <= e.last_seen_ms + c.dual_ms(),
+        }
+    }
+
+    /// Takes in an episode read from (or written to) the ledger.
+    fn merge(&self, e: Episode) {
+        let mut s = self.state();
+        s.episode.started_ms = s.episode.started_ms.max(e.started_ms);
+        s.episode.last_seen_ms = s.episode.last_seen_ms.max(e.last_seen_ms);
+    }
+
+    /// Trouble seen now: this instance fences at once, and tells the others.
+    fn trouble(self: &Arc<Self>, now_ms: u64, why: &str) {
+        {
+            let mut s = self.state();
+            let e = &mut s.episode;
+            if e.started_ms == 0 || now_ms > e.last_seen_ms + self.config.episode_gap_ms() {
+                warn!(why, "nonce fence: an episode of redis trouble begins");
+                metrics::counter!("session_crypto_nonce_fence_episodes_total").increment(1);
+                e.started_ms = now_ms;
+            }
+            e.last_seen_ms = e.last_seen_ms.max(now_ms);
+        }
+        let Some(ledger_every) = self.ledger.as_ref().map(|_| self.config.lease_ms / 4) else {
+            return;
+        };
+        let last = self.last_report_ms.load(Ordering::Relaxed);
+        if now_ms < last + ledger_every
+            || self
+                .last_report_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let board = Arc::clone(self);
+        tokio::spawn(async move {
+            let Some(ledger) = &board.ledger else { return };
+            match ledger.report(now_ms, board.config.episode_gap_ms()).await {
+                Ok(e) => board.merge(e),
+                Err(e) => {
+                    // Try again with the next claim.
+                    board.last_report_ms.store(0, Ordering::Relaxed);
+                    warn!(error = %e, "nonce fence: the episode could not be published");
+                }
+            }
+        });
+    }
+
+    /// Reads the ledger once.
+    ///
+    /// # Errors
+    /// The ledger's error; the lease then runs out.
+    pub async fn refresh(&self, now_ms: u64) -> Result<(), StoreError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let read = ledger.read().await?;
+        if let Some(e) = read {
+            self.merge(e);
+        }
+        let mut s = self.state();
+        s.confirmed_ms = s.confirmed_ms.max(now_ms);
+        Ok(())
+    }
+
+    /// Reads the ledger every `lease / 4`, for as long as the process runs.
+    pub fn spawn_refresh(self: &Arc<Self>) {
+        if self.ledger.is_none() {
+            return;
+        }
+        let board = Arc::clone(self);
+        let every = Duration::from_millis((self.config.lease_ms / 4).max(10));
+        tokio::spawn(async move {
+            loop {
+                let started = now_ms();
+                if let Err(e) = board.refresh(started).await {
+                    debug!(error = %e, "nonce fence: board not read");
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+
+    /// Starts an episode now (Redis lost data before this process saw it).
+    pub fn begin(self: &Arc<Self>, why: &str) {
+        self.trouble(now_ms(), why);
+    }
+
+    /// Fenced refusals so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// The wall clock (ms since the epoch).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Nonces claimed in a primary (Redis) behind the fence, with a shared store.
+pub struct Fenced<P, S, L> {
+    /// The fast store.
+    pub primary: P,
+    /// The store every instance shares (or the embedded one of a single instance).
+    pub shared: S,
+    /// The fence.
+    pub board: Arc<Board<L>>,
+    /// The primary's losses already taken in.
+    pub losses_seen: AtomicU64,
+}
+
+impl<P, S, L> std::fmt::Debug for Fenced<P, S, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fenced").finish_non_exhaustive()
+    }
+}
+
+impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
+    /// The primary and the shared store behind `board`.
+    pub fn new(primary: P, shared: S, board: Arc<Board<L>>) -> Self {
+        let losses_seen = AtomicU64::new(primary.losses());
+        Self {
+            primary,
+            shared,
+            board,
+            losses_seen,
+        }
+    }
+
+    fn take_in_losses(&self, now_ms: u64) {
+        let losses = self.primary.losses();
+        if self.losses_seen.swap(losses, Ordering::SeqCst) < losses {
+            self.board.trouble(now_ms, "redis lost data");
+        }
+    }
+
+    fn fenced(&self, claim: &Claim<'_>, view: View) -> Result<(), NonceError> {
+        if claim.stamped_ms < view.refuse_before_ms {
+            self.board.refused.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("session_crypto_nonce_fence_refused_total").increment(1);
+            return Err(NonceError::Fenced(format!(
+                "stamped {} ms before the fence",
+                view.refuse_before_ms - claim.stamped_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// The shared store first (the durable record), then the primary: a nonce the
+    /// primary already holds is a replay whatever the shared store says; a primary
+    /// that is down keeps the episode alive and leaves the decision to the shared one.
+    async fn claim_in_both(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+        if self.shared.claim(claim).await? == NonceClaim::Replay {
+            return Ok(NonceClaim::Replay);
+        }
+        match self.primary.claim(claim).await {
+            Ok(decided) => Ok(decided),
+            Err(_) => {
+                self.take_in_losses(claim.now_ms);
+                self.board.trouble(claim.now_ms, "redis unavailable");
+                Ok(NonceClaim::Fresh)
+            }
+        }
+    }
+}
+
+impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> NonceStore for Fenced<P, S, L> {
+    async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+        let now = claim.now_ms;
+        self.take_in_losses(now);
+        let view = self.board.view(now);
+        self.fenced(&claim, view)?;
+        let ahead = claim.stamped_ms > now.saturating_add(self.board.config.margin_ms);
+        if view.shared || ahead {
+            return self.claim_in_both(claim).await;
+        }
+        match self.primary.claim(claim).await {
+            Err(NonceError::Unavailable(why)) => {
+                // An outage, or a loss the claim itself found: fence, then decide
+                // under the fence.
+                self.take_in_losses(now);
+                self.board.trouble(now, &why);
+                let view = self.board.view(now);
+                self.fenced(&claim, view)?;
+                self.claim_in_both(claim).await
+            }
+            decided => decided,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use memory::MemoryNonceStore;
+
+    use super::*;
+
+    const W: u64 = 300_000;
+    const CONFIG: FenceConfig = FenceConfig {
+        window_ms: W,
+        margin_ms: 2_000,
+        lease_ms: 1_000,
+    };
+
+    /// A primary that can be switched off or emptied, as Redis can.
+    #[derive(Default)]
+    struct Primary {
+        down: AtomicBool,
+        nonces: Mutex<Arc<MemoryNonceStore>>,
+        losses: AtomicU64,
+    }
+
+    impl Primary {
+        fn lose_everything(&self) {
+            *self.nonces.lock().unwrap() = Arc::new(MemoryNonceStore::new(1000));
+            self.losses.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl NonceStore for Primary {
+        async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(NonceError::Unavailable("down".into()));
+            }
+            let store = Arc::clone(&self.nonces.lock().unwrap());
+            store.claim(claim).await
+        }
+    }
+
+    impl Losses for Primary {
+        fn losses(&self) -> u64 {
+            self.losses.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A ledger in memory, shared by the boards of several "instances".
+    #[derive(Default, Clone)]
+    struct SharedLedger(Arc<Mutex<Option<Episode>>>, Arc<AtomicBool>);
+
+    impl Ledger for SharedLedger {
+        async fn report(&self, now_ms: u64, gap_ms: u64) -> Result<Episode, StoreError> {
+            if self.1.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("pg down".into()));
+            }
+            let mut e = self.0.lock().unwrap();
+            let next = match *e {
+                Some(old) if old.last_seen_ms + gap_ms >= now_ms => Episode {
+                    started_ms: old.started_ms,
+                    last_seen_ms: old.last_seen_ms.max(now_ms),
+                },
+                _ => Episode {
+                    started_ms: now_ms,
+                    last_seen_ms: now_ms,
+                },
+            };
+            *e = Some(next);
+            Ok(next)
+        }
+        async fn read(&self) -> Result<Option<Episode>, StoreError> {
+            if self.1.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("pg down".into()));
+            }
+            Ok(*self.0.lock().unwrap())
+        }
+    }
+
+    fn claim(key: &str, now_ms: u64, stamped_ms: u64) -> Claim<'_> {
+        Claim {
+            key,
+            ttl_sec: 2 * W / 1000 + 1,
+            now_ms,
+            stamped_ms,
+        }
+    }
+
+    /// `key`, stamped and claimed at `t`: fresh once, then a replay.
+    async fn single_use<N: NonceStore>(store: &N, key: &str, t: u64) {
+        assert_eq!(store.claim(claim(key, t, t)).await, Ok(NonceClaim::Fresh));
+        assert_eq!(
+            store.claim(claim(key, t + 1, t)).await,
+            Ok(NonceClaim::Replay)
+        );
+    }
+
+    type Single = Fenced<Arc<Primary>, Arc<MemoryNonceStore>, NoLedger>;
+
+    fn single(primary: &Arc<Primary>) -> Single {
+        let board = Arc::new(Board::new(CONFIG, None));
+        Fenced::new(
+            Arc::clone(primary),
+            Arc::new(MemoryNonceStore::new(1000)),
+            board,
+        )
+    }
+
+    impl<T: Losses> Losses for Arc<T> {
+        fn losses(&self) -> u64 {
+            (**self).losses()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_loss_of_the_primary_fences_what_it_held() {
+        let primary = Arc::new(Primary::default());
+        let store = single(&primary);
+        let t = 1_000_000_000;
+        assert_eq!(store.claim(claim("a", t, t)).await, Ok(NonceClaim::Fresh));
+        primary.lose_everything();
+        // Before the fence: the primary no longer knows "a", so it is refused.
+        let replay = store.claim(claim("a", t + 10, t)).await;
+        assert!(matches!(replay, Err(NonceError::Fenced(_))), "{replay:?}");
+        // A request stamped after the fence is accepted, once.
+        let late = t + 10 + CONFIG.margin_ms;
+        single_use(&store, "b", late).await;
+        assert_eq!(store.board.refused(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_stamped_ahead_survives_a_loss_in_the_shared_store() {
+        let primary = Arc::new(Primary::default());
+        let store = single(&primary);
+        let t = 1_000_000_000;
+        // Stamped a minute ahead: also written to the shared store.
+        let ahead = t + 60_000;
+        assert_eq!(
+            store.claim(claim("f", t, ahead)).await,
+            Ok(NonceClaim::Fresh)
+        );
+        primary.lose_everything();
+        // Later, within the window, after the fence: the shared store still has it.
+        let later = t + 30_000;
+        assert_eq!(
+            store.claim(claim("f", later, ahead)).await,
+            Ok(NonceClaim::Replay)
+        );
+    }
+
+    #[tokio::test]
+    async fn nonces_claimed_during_an_outage_stay_claimed_after_it() {
+        let primary = Arc::new(Primary::default());
+        let store = single(&primary);
+        let t = 1_000_000_000;
+        primary.down.store(true, Ordering::SeqCst);
+        // The outage begins: requests stamped before the fence are refused.
+        let early = store.claim(claim("x", t, t)).await;
+        assert!(matches!(early, Err(NonceError::Fenced(_))), "{early:?}");
+        let s = t + CONFIG.margin_ms;
+        assert_eq!(store.claim(claim("y", s, s)).await, Ok(NonceClaim::Fresh));
+        primary.down.store(false, Ordering::SeqCst);
+        // Redis is back but never saw "y": still a replay, for two windows after.
+        for dt in [1, W, 2 * W] {
+            assert_eq!(
+                store.claim(claim("y", s + dt, s)).await,
+                Ok(NonceClaim::Replay)
+            );
+        }
+        // Long after, claims go to Redis alone again.
+        single_use(&store, "z", s + 3 * W).await;
+    }
+
+    /// Two instances on one Redis and one ledger; only the first loses Redis.
+    #[tokio::test]
+    async fn an_instance_that_lost_redis_fences_the_others_through_the_ledger() {
+        let redis = Arc::new(Primary::default());
+        let cut_off = Arc::new(Primary::default());
+        cut_off.down.store(true, Ordering::SeqCst);
+        let ledger = SharedLedger::default();
+        let shared = Arc::new(MemoryNonceStore::new(1000));
+        let a = Fenced::new(
+            Arc::clone(&cut_off),
+            Arc::clone(&shared),
+            Arc::new(Board::new(CONFIG, Some(ledger.clone()))),
+        );
+        let b = Fenced::new(
+            Arc::clone(&redis),
+            Arc::clone(&shared),
+            Arc::new(Board::new(CONFIG, Some(ledger.clone()))),
+        );
+        let t = now_ms();
+        a.board.refresh(t).await.unwrap();
+        b.board.refresh(t).await.unwrap();
+        // B accepted "r" in Redis alone just before A lost Redis.
+        assert_eq!(b.claim(claim("r", t, t)).await, Ok(NonceClaim::Fresh));
+        // A: Redis unreachable. The replay of "r" is stamped before the fence.
+        let at_a = a.claim(claim("r", t + 5, t)).await;
+        assert!(matches!(at_a, Err(NonceError::Fenced(_))), "{at_a:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await; // the report lands
+        // B reads the board: it writes the shared store too from now on.
+        b.board.refresh(t + 10).await.unwrap();
+        let s = t + CONFIG.refusal_ms() + 10;
+        assert_eq!(b.claim(claim("q", s, s)).await, Ok(NonceClaim::Fresh));
+        assert_eq!(a.claim(claim("q", s + 1, s)).await, Ok(NonceClaim::Replay));
+        assert_eq!(a.claim(claim("p", s + 2, s)).await, Ok(NonceClaim::Fresh));
+        assert_eq!(b.claim(claim("p", s + 3, s)).await, Ok(NonceClaim::Replay));
+    }
+
+    #[tokio::test]
+    async fn without_a_fresh_board_an_instance_fails_closed_on_the_shared_store() {
+        let redis = Arc::new(Primary::default());
+        let ledger = SharedLedger::default();
+        let b = Fenced::new(
+            Arc::clone(&redis),
+            Arc::new(MemoryNonceStore::new(0)),
+            Arc::new(Board::new(CONFIG, Some(ledger.clone()))),
+        );
+        let t = now_ms();
+        b.board.refresh(t).await.unwrap();
+        assert_eq!(b.claim(claim("a", t, t)).await, Ok(NonceClaim::Fresh));
+        // The board has not been read for longer than the lease: Redis alone is not
+        // enough (another instance may be claiming elsewhere), and the shared store
+        // (here: one that holds nothing) decides.
+        let late = t + CONFIG.lease_ms + 1;
+        assert_eq!(b.claim(claim("b", late, late)).await, Err(NonceError::Full));
+    }
+}

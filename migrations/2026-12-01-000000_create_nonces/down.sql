@@ -1,0 +1,2 @@
+DROP TABLE nonce_fence;
+DROP TABLE nonces;
