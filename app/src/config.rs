@@ -283,14 +283,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SINGLE_INSTANCE", default_value_t = false, action = clap::ArgAction::Set)]
     pub single_instance: bool,
     /// Nonce fence: a request stamped more than this ahead of the server's clock is
-    /// also claimed in the shared store, and after Redis trouble requests stamped up to
-    /// this (plus two leases) after its start are refused (ms). Also the allowance for
-    /// clock differences between instances.
+    /// also claimed in the shared store, and after Redis trouble, requests stamped up
+    /// to this after the last Redis-only claim are refused (ms). Also the allowance
+    /// for clock differences between instances.
     #[arg(long, env = "REPLAY_FENCE_MARGIN_MS", default_value_t = 2_000)]
     pub replay_fence_margin_ms: u64,
-    /// Nonce fence: how long one read of the shared fence lets an instance claim in
-    /// Redis alone (ms); the fence is read every quarter of it.
-    #[arg(long, env = "REPLAY_FENCE_LEASE_MS", default_value_t = 1_000)]
+    /// Nonce fence: how long an instance keeps claiming nonces in Redis alone without
+    /// reading the shared fence in PostgreSQL (ms; it reads every 250 ms). A
+    /// PostgreSQL outage shorter than this does not stop purchases.
+    #[arg(long, env = "REPLAY_FENCE_LEASE_MS", default_value_t = 10_000)]
     pub replay_fence_lease_ms: u64,
     /// Key-wrapping key: base64 of 32 bytes (`session-crypto keygen`). Required with
     /// DATABASE_URL: session keys are stored only wrapped under it.

@@ -1,8 +1,8 @@
 //! Server set-ups and requests the persistence areas share.
 
 use crate::support::services::{PgServer, RedisServer};
+use crate::support::topologies::{MASTER, RedisCluster, RedisSentinel};
 use http_adapter::client::{FlowError, ProtocolClient};
-use hyper::Method;
 
 use crate::support::*;
 
@@ -10,24 +10,94 @@ pub(crate) const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub(crate) const KEK2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
 /// How long after Redis trouble began requests stamped now pass the fence of
-/// [`stateful`] servers (two leases + the margin, and some slack).
-pub(crate) const FENCE_PASSED: std::time::Duration = std::time::Duration::from_millis(800);
+/// [`stateful`] servers (a lease + the margin, and some slack).
+pub(crate) const FENCE_PASSED: std::time::Duration = std::time::Duration::from_millis(1500);
 
-pub(crate) fn stateful(pg: &PgServer, redis: &RedisServer, extra: &[(&str, &str)]) -> Server {
-    let (db, r) = (pg.url(), redis.url());
+/// A Redis deployment the servers can be pointed at: standalone, Cluster, Sentinel.
+pub(crate) trait RedisUnderTest {
+    /// The settings that name it.
+    fn settings(&self) -> Vec<(&'static str, String)>;
+    /// Every key matching `pattern`, wherever it lives.
+    fn keys(&self, pattern: &str) -> Vec<String>;
+    /// `TTL key` (s), on the node that holds it.
+    fn ttl(&self, key: &str) -> i64;
+}
+
+impl RedisUnderTest for RedisServer {
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![("REDIS_URL", self.url())]
+    }
+    fn keys(&self, pattern: &str) -> Vec<String> {
+        lines(&self.cli(&["--scan", "--pattern", pattern]))
+    }
+    fn ttl(&self, key: &str) -> i64 {
+        self.cli(&["TTL", key]).trim().parse().unwrap_or(-2)
+    }
+}
+
+impl RedisUnderTest for RedisCluster {
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![("REDIS_CLUSTER_URLS", self.urls())]
+    }
+    fn keys(&self, pattern: &str) -> Vec<String> {
+        RedisCluster::keys(self, pattern)
+    }
+    fn ttl(&self, key: &str) -> i64 {
+        self.primaries()
+            .into_iter()
+            .map(|i| self.nodes[i].cli(&["-c", "TTL", key]))
+            .find_map(|t| t.trim().parse().ok())
+            .unwrap_or(-2)
+    }
+}
+
+impl RedisUnderTest for RedisSentinel {
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("REDIS_SENTINEL_URLS", self.urls()),
+            ("REDIS_SENTINEL_MASTER", MASTER.to_owned()),
+        ]
+    }
+    fn keys(&self, pattern: &str) -> Vec<String> {
+        self.current_primary().keys(pattern)
+    }
+    fn ttl(&self, key: &str) -> i64 {
+        self.current_primary().ttl(key)
+    }
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The Redis key of a cached session.
+pub(crate) fn cache_key(session: &domain::client::ClientSession) -> String {
+    format!("sess:{{{}}}", &session.kid()[8..])
+}
+
+pub(crate) fn stateful(
+    pg: &PgServer,
+    redis: &impl RedisUnderTest,
+    extra: &[(&str, &str)],
+) -> Server {
+    let db = pg.url();
+    let redis_settings = redis.settings();
     // No in-process cache unless a test asks: these tests look at what Redis and
     // PostgreSQL do.
-    let mut env: Vec<(&str, &str)> = vec![
-        ("DATABASE_URL", &db),
-        ("REDIS_URL", &r),
+    let mut env: Vec<(&str, &str)> = vec![("DATABASE_URL", &db)];
+    env.extend(redis_settings.iter().map(|(k, v)| (*k, v.as_str())));
+    env.extend_from_slice(&[
         ("SESSION_KEK", KEK),
         ("REDIS_COMMAND_TIMEOUT_MS", "500"),
         ("SESSION_LOCAL_CACHE_MS", "0"),
-        // A fence after Redis trouble refuses requests stamped up to 600 ms after it
-        // began (4 s by default), so that tests need not wait.
+        // A fence after Redis trouble refuses requests stamped up to about a second
+        // after it began (2.5 s or more by default), so that tests need not wait.
         ("REPLAY_FENCE_MARGIN_MS", "200"),
-        ("REPLAY_FENCE_LEASE_MS", "200"),
-    ];
+        ("REPLAY_FENCE_LEASE_MS", "1000"),
+    ]);
     env.extend_from_slice(extra);
     Server::start(&env)
 }
@@ -50,21 +120,11 @@ pub(crate) async fn send_sealed(
     sealed: &domain::client::SealedRequest,
 ) -> u16 {
     let mut conn = server.connect().await;
-    let headers = [
-        ("x-kid", session.kid()),
-        ("x-idempotency-key", sealed.idempotency_key.as_str()),
-        ("x-clientid", session.client_id()),
-    ];
-    conn.send(
-        Method::POST,
-        "/transaction/purchase",
-        &headers,
-        sealed.envelope.clone(),
-    )
-    .await
-    .unwrap()
-    .status
-    .as_u16()
+    post_sealed(&mut conn, session, sealed)
+        .await
+        .unwrap()
+        .status
+        .as_u16()
 }
 
 pub(crate) const MARKED_PAYLOAD: &[u8] = br#"{"schemeCode":"SECRET-SCHEME-7F3A","amount":4242.42}"#;

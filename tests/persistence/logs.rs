@@ -21,7 +21,7 @@ async fn trace_logs_hold_no_secrets_plaintexts_or_whole_session_ids() {
             ("RUST_LOG", "trace"),
             ("REDIS_COMMAND_TIMEOUT_MS", "300"),
             ("REPLAY_FENCE_MARGIN_MS", "200"),
-            ("REPLAY_FENCE_LEASE_MS", "200"),
+            ("REPLAY_FENCE_LEASE_MS", "1000"),
             ("INTERNAL_PORT", "0"),
         ],
         &log,

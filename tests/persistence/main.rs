@@ -5,9 +5,13 @@
 mod support;
 
 mod admin;
+mod chaos;
 mod durability;
+mod fences;
 mod helpers;
 mod instances;
+mod load;
 mod logs;
 mod outages;
 mod redis_policy;
+mod topologies;

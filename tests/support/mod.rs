@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod services;
+pub mod topologies;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -292,6 +293,36 @@ pub fn fresh_public_key(crypto: CryptoProvider) -> Vec<u8> {
         .public_key()
         .0
         .to_vec()
+}
+
+/// Sends one sealed purchase of `session` as given (for replays) on `conn`.
+pub async fn post_sealed(
+    conn: &mut Connection,
+    session: &domain::client::ClientSession,
+    sealed: &domain::client::SealedRequest,
+) -> Result<HttpResponse, http_adapter::client::FlowError> {
+    let headers = [
+        ("x-kid", session.kid()),
+        ("x-idempotency-key", sealed.idempotency_key.as_str()),
+        ("x-clientid", session.client_id()),
+    ];
+    conn.send(
+        Method::POST,
+        "/transaction/purchase",
+        &headers,
+        sealed.envelope.clone(),
+    )
+    .await
+}
+
+/// A whole number of seconds from the environment variable `name`, else `default`.
+pub fn secs_from_env(name: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default),
+    )
 }
 
 /// A raw init request.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -22,7 +22,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn temp_dir(kind: &str) -> PathBuf {
+pub(crate) fn temp_dir(kind: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "session-crypto-{kind}-{}-{}",
         std::process::id(),
@@ -213,14 +213,23 @@ pub struct RedisServer {
     dir: PathBuf,
     pub port: u16,
     child: Option<Child>,
+    /// Arguments after the common ones (cluster mode, `--replicaof`, …).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(free_port(), &[])
+    }
+
+    /// A server on `port` with `extra` arguments, without persistence (a restart
+    /// starts empty, as the project's tests want their Redis).
+    pub fn start_with(port: u16, extra: &[&str]) -> Self {
         let mut r = Self {
             dir: temp_dir("redis"),
-            port: free_port(),
+            port,
             child: None,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         r.start_server();
         r
@@ -238,6 +247,7 @@ impl RedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -254,6 +264,21 @@ impl RedisServer {
                 "redis-server did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process runs (it has not been killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGSTOP / SIGCONT: the process hangs (and misses replication) until resumed.
+    pub fn pause(&self, paused: bool) {
+        if let Some(c) = &self.child {
+            let signal = if paused { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([signal, &c.id().to_string()])
+                .status();
         }
     }
 

@@ -51,7 +51,15 @@ pub fn enable() {
     );
     metrics::describe_gauge!(
         "session_crypto_nonce_fallback_active",
-        "1 while Redis is unreachable and nonces go to the in-memory fallback."
+        "1 while Redis is unreachable (nonces then go to the shared fallback store)."
+    );
+    metrics::describe_counter!(
+        "session_crypto_nonce_fence_episodes_total",
+        "Episodes of Redis trouble (unreachable, or lost data) this instance began; each fences requests stamped before it."
+    );
+    metrics::describe_counter!(
+        "session_crypto_nonce_fence_refused_total",
+        "Requests refused because they were stamped inside a nonce fence."
     );
     metrics::describe_gauge!(
         "session_crypto_redis_eviction_unsafe",
@@ -132,6 +140,18 @@ pub fn dependency_up(name: &'static str, up: bool) {
 /// `session_crypto_redis_eviction_unsafe`.
 pub fn redis_eviction_unsafe(unsafe_policy: bool) {
     metrics::gauge!("session_crypto_redis_eviction_unsafe").set(f64::from(u8::from(unsafe_policy)));
+}
+
+/// `session_crypto_nonce_fence_episodes_total`: episodes of Redis trouble (an
+/// outage, or a loss of data) this instance began.
+pub fn nonce_fence_episode() {
+    metrics::counter!("session_crypto_nonce_fence_episodes_total").increment(1);
+}
+
+/// `session_crypto_nonce_fence_refused_total`: requests refused because they were
+/// stamped inside a fence.
+pub fn nonce_fence_refused() {
+    metrics::counter!("session_crypto_nonce_fence_refused_total").increment(1);
 }
 
 /// `session_crypto_nonce_fallback_active`.

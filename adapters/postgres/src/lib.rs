@@ -24,7 +24,7 @@ mod cleanup;
 mod group_commit;
 mod nonces;
 
-pub use nonces::{FenceRow, PgNonceStore};
+pub use nonces::{FencePoll, FenceRow, PgNonceStore};
 
 use group_commit::{InsertJob, batch_writer};
 

@@ -1,5 +1,6 @@
-//! Nonces in PostgreSQL ([`PgNonceStore`]) and the shared fence row
-//! ([`PgNonceStore::report_trouble`], [`PgNonceStore::read_fence`]).
+//! Nonces in PostgreSQL ([`PgNonceStore`]), the shared fence row
+//! ([`PgNonceStore::report_trouble`]) and the instances' reads of it
+//! ([`PgNonceStore::poll_fence`]).
 //!
 //! The nonce store is the fallback every instance shares: a claim is one
 //! `INSERT … ON CONFLICT DO UPDATE … WHERE expired`, so two instances claiming one
@@ -33,6 +34,20 @@ pub struct FenceRow {
     /// The latest report of it.
     #[diesel(sql_type = BigInt)]
     pub last_seen_ms: i64,
+}
+
+/// One read of the fence ([`PgNonceStore::poll_fence`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct FencePoll {
+    /// When the latest episode began (0: never).
+    #[diesel(sql_type = BigInt)]
+    pub started_at_ms: i64,
+    /// Its latest report.
+    #[diesel(sql_type = BigInt)]
+    pub last_seen_ms: i64,
+    /// The latest moment another instance may have claimed in Redis alone during it.
+    #[diesel(sql_type = BigInt)]
+    pub others_ms: i64,
 }
 
 fn ms(v: u64) -> i64 {
@@ -78,21 +93,71 @@ impl PgNonceStore {
             .await
     }
 
-    /// The fence row, `None` before the deployment first ran.
+    /// One read of the fence by `instance` at `now_ms`, which has taken in the episode
+    /// that began at `acked_started_ms` (an instance's first read takes in the current
+    /// episode at no moment: before that read it never claimed in Redis alone). Records the
+    /// read, and returns the fence row
+    /// (`None` before the deployment first ran) with, over the *other* instances that
+    /// may have claimed in Redis alone after the episode began, the latest moment
+    /// they can have done so: when they took the episode in, or for those that have
+    /// not (yet), their last read + `lease_ms`.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn read_fence(&self) -> Result<Option<FenceRow>, StoreError> {
+    pub async fn poll_fence(
+        &self,
+        instance: &str,
+        now_ms: u64,
+        acked_started_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Option<FencePoll>, StoreError> {
         self.store
-            .timed("fence read", async {
+            .timed("fence poll", async {
                 let mut conn = self.store.pool.get().await.map_err(unavailable)?;
                 diesel::sql_query(
-                    "SELECT started_at_ms, last_seen_ms FROM nonce_fence WHERE id = 1",
+                    "WITH me AS ( \
+                       INSERT INTO nonce_instances (instance_id, seen_ms, acked_started_ms, acked_at_ms) \
+                       VALUES ($1, $2, GREATEST($3, COALESCE( \
+                         (SELECT started_at_ms FROM nonce_fence WHERE id = 1), 0)), 0) \
+                       ON CONFLICT (instance_id) DO UPDATE SET \
+                         seen_ms = EXCLUDED.seen_ms, \
+                         acked_at_ms = CASE WHEN EXCLUDED.acked_started_ms > nonce_instances.acked_started_ms \
+                                       THEN EXCLUDED.seen_ms ELSE nonce_instances.acked_at_ms END, \
+                         acked_started_ms = GREATEST(nonce_instances.acked_started_ms, EXCLUDED.acked_started_ms) \
+                     ) \
+                     SELECT f.started_at_ms, f.last_seen_ms, COALESCE(( \
+                       SELECT max(CASE WHEN i.acked_started_ms >= f.started_at_ms \
+                                  THEN i.acked_at_ms ELSE i.seen_ms + $4 END) \
+                       FROM nonce_instances i \
+                       WHERE i.instance_id <> $1 AND i.seen_ms + $4 >= f.started_at_ms \
+                     ), 0) AS others_ms \
+                     FROM nonce_fence f WHERE f.id = 1",
                 )
-                .get_results::<FenceRow>(&mut conn)
+                .bind::<Text, _>(instance)
+                .bind::<BigInt, _>(ms(now_ms))
+                .bind::<BigInt, _>(ms(acked_started_ms))
+                .bind::<BigInt, _>(ms(lease_ms))
+                .get_results::<FencePoll>(&mut conn)
                 .await
                 .map(|mut rows| rows.pop())
                 .map_err(unavailable)
+            })
+            .await
+    }
+
+    /// Forgets instances that have not read the fence since `before_ms`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn forget_instances(&self, before_ms: u64) -> Result<usize, StoreError> {
+        self.store
+            .timed("fence instances cleanup", async {
+                let mut conn = self.store.pool.get().await.map_err(unavailable)?;
+                diesel::sql_query("DELETE FROM nonce_instances WHERE seen_ms < $1")
+                    .bind::<BigInt, _>(ms(before_ms))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(unavailable)
             })
             .await
     }

@@ -15,15 +15,18 @@
 //!   survive a later loss of Redis data);
 //! * a **fence** at the start of each episode: a nonce claimed in Redis alone before
 //!   it may be gone, and was stamped at most `margin` after its claim, so requests
-//!   stamped before `start + lease + margin` are refused while they can pass the
-//!   window ([`NonceError::Fenced`]; the client sends a new request);
-//! * a **board** on which instances publish episodes ([`Ledger`], one PostgreSQL row)
-//!   and which each instance reads every `lease / 4`. An instance claims in Redis
-//!   alone only while its last read is younger than the lease; otherwise it writes
-//!   the shared store too, which fails closed when PostgreSQL is down.
+//!   stamped before (the last moment any instance claimed in Redis alone) + margin
+//!   are refused while they can pass the window ([`NonceError::Fenced`]; the client
+//!   sends a new request);
+//! * a **board** on which instances publish episodes and take them in ([`Ledger`]:
+//!   PostgreSQL), read by each instance every [`POLL`]. An instance claims in Redis
+//!   alone only within the lease of its last read; past it, in PostgreSQL too, which
+//!   fails closed when PostgreSQL is down. Each read records that the instance has
+//!   taken the episode in, so the others learn when it stopped claiming in Redis
+//!   alone — within a poll or two, or at worst a lease after its last read.
 //!
 //! An episode begins when a claim finds Redis unreachable or a loss is counted
-//! ([`Losses`]). The pieces are explained, with the edges, in `docs/scaling.md`.
+//! ([`Losses`]). The edges are explained in `docs/scaling.md`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,6 +34,9 @@ use std::time::Duration;
 
 use ports::{Claim, NonceClaim, NonceError, NonceStore, StoreError};
 use tracing::{debug, warn};
+
+/// How often an instance reads the board.
+pub const POLL: Duration = Duration::from_millis(250);
 
 /// The fence's timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,19 +46,13 @@ pub struct FenceConfig {
     /// How far after its claim a request may be stamped and still be claimed in Redis
     /// alone; also the allowance for clock differences between instances (ms).
     pub margin_ms: u64,
-    /// How long one read of the board lets an instance claim in Redis alone (ms);
-    /// 0 for a single instance (no board).
+    /// How long one read of the board lets an instance claim in Redis alone (ms):
+    /// also how long a PostgreSQL outage leaves Redis-only claims going. Ignored
+    /// without a board (a single instance).
     pub lease_ms: u64,
 }
 
 impl FenceConfig {
-    /// Requests stamped before `start + this` are refused after an episode began at
-    /// `start`: a Redis-only claim may have happened up to a lease after the episode
-    /// was published (and up to another lease while the report was written), stamped
-    /// up to the margin after it.
-    fn refusal_ms(&self) -> u64 {
-        2 * self.lease_ms + self.margin_ms
-    }
     /// After its last report, an episode is over once this has passed: no nonce claimed
     /// in the shared store alone during it can still pass the window.
     fn dual_ms(&self) -> u64 {
@@ -74,6 +74,15 @@ pub struct Episode {
     pub last_seen_ms: u64,
 }
 
+/// One read of the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BoardRead {
+    /// The latest episode.
+    pub episode: Episode,
+    /// The latest moment another instance may have claimed in Redis alone during it.
+    pub others_ms: u64,
+}
+
 /// Where episodes are shared between instances.
 pub trait Ledger: Send + Sync + 'static {
     /// Records trouble seen at `now_ms`; a report `gap_ms` after the previous one
@@ -83,23 +92,46 @@ pub trait Ledger: Send + Sync + 'static {
         now_ms: u64,
         gap_ms: u64,
     ) -> impl Future<Output = Result<Episode, StoreError>> + Send;
-    /// The latest episode (`None` before any).
-    fn read(&self) -> impl Future<Output = Result<Option<Episode>, StoreError>> + Send;
+    /// Reads the board as `instance` at `now_ms`, recording that it has taken in the
+    /// episode begun at `acked_ms` (`None`: no episode yet).
+    fn read(
+        &self,
+        instance: &str,
+        now_ms: u64,
+        acked_ms: u64,
+        lease_ms: u64,
+    ) -> impl Future<Output = Result<Option<BoardRead>, StoreError>> + Send;
+}
+
+fn as_ms(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
 }
 
 impl Ledger for postgres_adapter::PgNonceStore {
     async fn report(&self, now_ms: u64, gap_ms: u64) -> Result<Episode, StoreError> {
-        self.report_trouble(now_ms, gap_ms).await.map(episode)
+        let row = self.report_trouble(now_ms, gap_ms).await?;
+        Ok(Episode {
+            started_ms: as_ms(row.started_at_ms),
+            last_seen_ms: as_ms(row.last_seen_ms),
+        })
     }
-    async fn read(&self) -> Result<Option<Episode>, StoreError> {
-        Ok(self.read_fence().await?.map(episode))
-    }
-}
-
-fn episode(row: postgres_adapter::FenceRow) -> Episode {
-    Episode {
-        started_ms: u64::try_from(row.started_at_ms).unwrap_or(0),
-        last_seen_ms: u64::try_from(row.last_seen_ms).unwrap_or(0),
+    async fn read(
+        &self,
+        instance: &str,
+        now_ms: u64,
+        acked_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Option<BoardRead>, StoreError> {
+        let poll = self
+            .poll_fence(instance, now_ms, acked_ms, lease_ms)
+            .await?;
+        Ok(poll.map(|p| BoardRead {
+            episode: Episode {
+                started_ms: as_ms(p.started_at_ms),
+                last_seen_ms: as_ms(p.last_seen_ms),
+            },
+            others_ms: as_ms(p.others_ms),
+        }))
     }
 }
 
@@ -110,10 +142,16 @@ impl<A: Ledger, B: Ledger> Ledger for super::policy::Either<A, B> {
             Self::Right(l) => l.report(now_ms, gap_ms).await,
         }
     }
-    async fn read(&self) -> Result<Option<Episode>, StoreError> {
+    async fn read(
+        &self,
+        instance: &str,
+        now_ms: u64,
+        acked_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Option<BoardRead>, StoreError> {
         match self {
-            Self::Left(l) => l.read().await,
-            Self::Right(l) => l.read().await,
+            Self::Left(l) => l.read(instance, now_ms, acked_ms, lease_ms).await,
+            Self::Right(l) => l.read(instance, now_ms, acked_ms, lease_ms).await,
         }
     }
 }
@@ -129,7 +167,7 @@ impl Ledger for NoLedger {
             last_seen_ms: now_ms,
         })
     }
-    async fn read(&self) -> Result<Option<Episode>, StoreError> {
+    async fn read(&self, _: &str, _: u64, _: u64, _: u64) -> Result<Option<BoardRead>, StoreError> {
         Ok(None)
     }
 }
@@ -149,6 +187,13 @@ impl Losses for redis_adapter::RedisNonceStore {
 #[derive(Debug, Default)]
 struct State {
     episode: Episode,
+    /// When this instance took the current episode in (and stopped claiming in Redis
+    /// alone).
+    switched_ms: u64,
+    /// From the last read: the latest moment another instance may have claimed in
+    /// Redis alone during the episode begun at `others_for`.
+    others_ms: u64,
+    others_for: u64,
     /// When the board was last read successfully (ms).
     confirmed_ms: u64,
 }
@@ -166,6 +211,8 @@ struct View {
 pub struct Board<L> {
     config: FenceConfig,
     ledger: Option<L>,
+    /// This instance's name on the board.
+    instance: String,
     state: Mutex<State>,
     last_report_ms: AtomicU64,
     /// Fenced refusals so far (also counted in metrics).
@@ -180,16 +227,22 @@ impl<L> std::fmt::Debug for Board<L> {
     }
 }
 
+/// A name for this instance on the board (unique, not secret).
+fn instance_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ms());
+    h.write_u32(std::process::id());
+    format!("{:016x}-{}", h.finish(), std::process::id())
+}
+
 impl<L: Ledger> Board<L> {
     /// A board shared through `ledger` (`None`: a single instance).
     pub fn new(config: FenceConfig, ledger: Option<L>) -> Self {
-        let config = FenceConfig {
-            lease_ms: if ledger.is_some() { config.lease_ms } else { 0 },
-            ..config
-        };
         Self {
             config,
             ledger,
+            instance: instance_name(),
             state: Mutex::new(State::default()),
             last_report_ms: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -212,16 +265,42 @@ impl<L: Ledger> Board<L> {
                 shared: unconfirmed,
             };
         }
+        // The last moment any instance may have claimed in Redis alone: this one when
+        // it switched; the others as the board says, or — before a read that knows
+        // this episode — as late as a whole lease after it began.
+        let mine = e.started_ms.max(s.switched_ms);
+        let others = match &self.ledger {
+            None => 0,
+            Some(_) if s.others_for == e.started_ms => s.others_ms,
+            Some(_) => e.started_ms + c.lease_ms,
+        };
         View {
-            refuse_before_ms: e.started_ms + c.refusal_ms(),
+            refuse_before_ms: mine.max(others) + c.margin_ms,
             shared: unconfirmed || now_ms <= e.last_seen_ms + c.dual_ms(),
         }
     }
 
-    /// Takes in an episode read from (or written to) the ledger.
-    fn merge(&self, e: Episode) {
+    /// Takes in an episode read from (or written to) the ledger at `now_ms`. The
+    /// ledger names the episode (its start); this instance's own switch time stays.
+    fn merge(&self, e: Episode, now_ms: u64) {
+        let gap = self.config.episode_gap_ms();
         let mut s = self.state();
-        s.episode.started_ms = s.episode.started_ms.max(e.started_ms);
+        if e.started_ms > s.episode.started_ms {
+            // A later episode: taken in now.
+            if s.episode.started_ms == 0 || s.episode.last_seen_ms + gap < e.started_ms {
+                warn!("nonce fence: another instance reported redis trouble");
+            }
+            s.episode.started_ms = e.started_ms;
+            // Before its first read this instance never claimed in Redis alone.
+            if s.confirmed_ms > 0 {
+                s.switched_ms = s.switched_ms.max(now_ms);
+            }
+        } else if e.started_ms < s.episode.started_ms
+            && e.last_seen_ms + gap >= s.episode.started_ms
+        {
+            // The episode this instance began, begun earlier by another.
+            s.episode.started_ms = e.started_ms;
+        }
         s.episode.last_seen_ms = s.episode.last_seen_ms.max(e.last_seen_ms);
     }
 
@@ -230,18 +309,23 @@ impl<L: Ledger> Board<L> {
         {
             let mut s = self.state();
             let e = &mut s.episode;
-            if e.started_ms == 0 || now_ms > e.last_seen_ms + self.config.episode_gap_ms() {
+            let new = e.started_ms == 0 || now_ms > e.last_seen_ms + self.config.episode_gap_ms();
+            if new {
                 warn!(why, "nonce fence: an episode of redis trouble begins");
-                metrics::counter!("session_crypto_nonce_fence_episodes_total").increment(1);
+                http_adapter::metrics::nonce_fence_episode();
                 e.started_ms = now_ms;
             }
             e.last_seen_ms = e.last_seen_ms.max(now_ms);
+            if new {
+                s.switched_ms = now_ms;
+            }
         }
-        let Some(ledger_every) = self.ledger.as_ref().map(|_| self.config.lease_ms / 4) else {
+        if self.ledger.is_none() {
             return;
-        };
+        }
+        let every = POLL.as_millis() as u64;
         let last = self.last_report_ms.load(Ordering::Relaxed);
-        if now_ms < last + ledger_every
+        if now_ms < last + every
             || self
                 .last_report_ms
                 .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
@@ -253,7 +337,7 @@ impl<L: Ledger> Board<L> {
         tokio::spawn(async move {
             let Some(ledger) = &board.ledger else { return };
             match ledger.report(now_ms, board.config.episode_gap_ms()).await {
-                Ok(e) => board.merge(e),
+                Ok(e) => board.merge(e, now_ms),
                 Err(e) => {
                     // Try again with the next claim.
                     board.last_report_ms.store(0, Ordering::Relaxed);
@@ -263,7 +347,7 @@ impl<L: Ledger> Board<L> {
         });
     }
 
-    /// Reads the ledger once.
+    /// Reads the board once (the read starting at `now_ms`).
     ///
     /// # Errors
     /// The ledger's error; the lease then runs out.
@@ -271,29 +355,33 @@ impl<L: Ledger> Board<L> {
         let Some(ledger) = &self.ledger else {
             return Ok(());
         };
-        let read = ledger.read().await?;
-        if let Some(e) = read {
-            self.merge(e);
+        let acked = self.state().episode.started_ms;
+        let read = ledger
+            .read(&self.instance, now_ms, acked, self.config.lease_ms)
+            .await?;
+        if let Some(r) = read {
+            self.merge(r.episode, now_ms);
+            let mut s = self.state();
+            s.others_ms = r.others_ms;
+            s.others_for = r.episode.started_ms;
         }
         let mut s = self.state();
         s.confirmed_ms = s.confirmed_ms.max(now_ms);
         Ok(())
     }
 
-    /// Reads the ledger every `lease / 4`, for as long as the process runs.
+    /// Reads the board every [`POLL`], for as long as the process runs.
     pub fn spawn_refresh(self: &Arc<Self>) {
         if self.ledger.is_none() {
             return;
         }
         let board = Arc::clone(self);
-        let every = Duration::from_millis((self.config.lease_ms / 4).max(10));
         tokio::spawn(async move {
             loop {
-                let started = now_ms();
-                if let Err(e) = board.refresh(started).await {
+                if let Err(e) = board.refresh(now_ms()).await {
                     debug!(error = %e, "nonce fence: board not read");
                 }
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(POLL).await;
             }
         });
     }
@@ -356,7 +444,7 @@ impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
     fn fenced(&self, claim: &Claim<'_>, view: View) -> Result<(), NonceError> {
         if claim.stamped_ms < view.refuse_before_ms {
             self.board.refused.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("session_crypto_nonce_fence_refused_total").increment(1);
+            http_adapter::metrics::nonce_fence_refused();
             return Err(NonceError::Fenced(format!(
                 "stamped {} ms before the fence",
                 view.refuse_before_ms - claim.stamped_ms
@@ -454,16 +542,31 @@ mod tests {
         }
     }
 
-    /// A ledger in memory, shared by the boards of several "instances".
+    /// instance → (seen, acked episode start, acked at)
+    type Instances = Arc<Mutex<std::collections::HashMap<String, (u64, u64, u64)>>>;
+
+    /// A ledger in memory, shared by the boards of several "instances", that can be
+    /// made unreachable; the same rules as the PostgreSQL one.
     #[derive(Default, Clone)]
-    struct SharedLedger(Arc<Mutex<Option<Episode>>>, Arc<AtomicBool>);
+    struct SharedLedger {
+        fence: Arc<Mutex<Option<Episode>>>,
+        instances: Instances,
+        down: Arc<AtomicBool>,
+    }
+
+    impl SharedLedger {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("pg down".into()));
+            }
+            Ok(())
+        }
+    }
 
     impl Ledger for SharedLedger {
         async fn report(&self, now_ms: u64, gap_ms: u64) -> Result<Episode, StoreError> {
-            if self.1.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("pg down".into()));
-            }
-            let mut e = self.0.lock().unwrap();
+            self.check()?;
+            let mut e = self.fence.lock().unwrap();
             let next = match *e {
                 Some(old) if old.last_seen_ms + gap_ms >= now_ms => Episode {
                     started_ms: old.started_ms,
@@ -477,11 +580,41 @@ mod tests {
             *e = Some(next);
             Ok(next)
         }
-        async fn read(&self) -> Result<Option<Episode>, StoreError> {
-            if self.1.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("pg down".into()));
+        async fn read(
+            &self,
+            instance: &str,
+            now_ms: u64,
+            acked_ms: u64,
+            lease_ms: u64,
+        ) -> Result<Option<BoardRead>, StoreError> {
+            self.check()?;
+            let mut all = self.instances.lock().unwrap();
+            let fence = *self.fence.lock().unwrap();
+            let others_ms = fence.map_or(0, |f| {
+                all.iter()
+                    .filter(|(id, (seen, _, _))| {
+                        id.as_str() != instance && seen + lease_ms >= f.started_ms
+                    })
+                    .map(|(_, (seen, acked, at))| {
+                        if *acked >= f.started_ms {
+                            *at
+                        } else {
+                            seen + lease_ms
+                        }
+                    })
+                    .max()
+                    .unwrap_or(0)
+            });
+            let current = fence.map_or(0, |f| f.started_ms);
+            let me = all
+                .entry(instance.to_owned())
+                .or_insert((now_ms, acked_ms.max(current), 0));
+            if acked_ms > me.1 {
+                *me = (now_ms, acked_ms, now_ms);
+            } else {
+                me.0 = now_ms;
             }
-            Ok(*self.0.lock().unwrap())
+            Ok(fence.map(|episode| BoardRead { episode, others_ms }))
         }
     }
 
@@ -606,24 +739,62 @@ mod tests {
         let at_a = a.claim(claim("r", t + 5, t)).await;
         assert!(matches!(at_a, Err(NonceError::Fenced(_))), "{at_a:?}");
         tokio::time::sleep(Duration::from_millis(50)).await; // the report lands
-        // B reads the board: it writes the shared store too from now on.
-        b.board.refresh(t + 10).await.unwrap();
-        let s = t + CONFIG.refusal_ms() + 10;
-        assert_eq!(b.claim(claim("q", s, s)).await, Ok(NonceClaim::Fresh));
-        assert_eq!(a.claim(claim("q", s + 1, s)).await, Ok(NonceClaim::Replay));
-        assert_eq!(a.claim(claim("p", s + 2, s)).await, Ok(NonceClaim::Fresh));
-        assert_eq!(b.claim(claim("p", s + 3, s)).await, Ok(NonceClaim::Replay));
+        // Until A reads that B took the episode in, B may be claiming in Redis alone
+        // for a whole lease after its last read: A refuses what B may have accepted.
+        a.board.refresh(t + 10).await.unwrap();
+        let s = t + 100 + CONFIG.margin_ms;
+        let early = a.claim(claim("s", s, s)).await;
+        assert!(matches!(early, Err(NonceError::Fenced(_))), "{early:?}");
+        // B reads the board (and so takes the episode in); A reads that B did.
+        b.board.refresh(t + 20).await.unwrap();
+        b.board.refresh(t + 30).await.unwrap();
+        a.board.refresh(t + 40).await.unwrap();
+        // From now on B writes the shared store too, and A's fence ends a margin
+        // after B took the episode in, not a lease after.
+        let q = t + 40 + CONFIG.margin_ms;
+        assert_eq!(b.claim(claim("q", q, q)).await, Ok(NonceClaim::Fresh));
+        assert_eq!(a.claim(claim("q", q + 1, q)).await, Ok(NonceClaim::Replay));
+        assert_eq!(a.claim(claim("p", q + 2, q)).await, Ok(NonceClaim::Fresh));
+        assert_eq!(b.claim(claim("p", q + 3, q)).await, Ok(NonceClaim::Replay));
+    }
+
+    /// An instance on a Redis of its own and `shared`, reading `ledger`.
+    fn on_board(
+        shared: MemoryNonceStore,
+        ledger: &SharedLedger,
+    ) -> Fenced<Arc<Primary>, Arc<MemoryNonceStore>, SharedLedger> {
+        Fenced::new(
+            Arc::new(Primary::default()),
+            Arc::new(shared),
+            Arc::new(Board::new(CONFIG, Some(ledger.clone()))),
+        )
+    }
+
+    /// An instance that cannot read the board keeps claiming in Redis alone for a
+    /// lease (a short PostgreSQL outage costs nothing), then fails closed.
+    #[tokio::test]
+    async fn a_board_that_cannot_be_read_allows_redis_alone_for_one_lease() {
+        let ledger = SharedLedger::default();
+        let b = on_board(MemoryNonceStore::new(1000), &ledger);
+        let t = now_ms();
+        b.board.refresh(t).await.unwrap();
+        ledger.down.store(true, Ordering::SeqCst);
+        assert!(b.board.refresh(t + 500).await.is_err());
+        single_use(&b, "a", t + CONFIG.lease_ms).await;
+        // Past the lease the shared store decides too: here it holds everything, so
+        // only its answer can make a claim a replay.
+        b.shared.claim(claim("b", t, t)).await.unwrap();
+        let late = t + CONFIG.lease_ms + 1;
+        assert_eq!(
+            b.claim(claim("b", late, late)).await,
+            Ok(NonceClaim::Replay)
+        );
     }
 
     #[tokio::test]
     async fn without_a_fresh_board_an_instance_fails_closed_on_the_shared_store() {
-        let redis = Arc::new(Primary::default());
         let ledger = SharedLedger::default();
-        let b = Fenced::new(
-            Arc::clone(&redis),
-            Arc::new(MemoryNonceStore::new(0)),
-            Arc::new(Board::new(CONFIG, Some(ledger.clone()))),
-        );
+        let b = on_board(MemoryNonceStore::new(0), &ledger);
         let t = now_ms();
         b.board.refresh(t).await.unwrap();
         assert_eq!(b.claim(claim("a", t, t)).await, Ok(NonceClaim::Fresh));

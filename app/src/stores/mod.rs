@@ -58,7 +58,9 @@ fn fence_config(args: &ServeArgs) -> FenceConfig {
     FenceConfig {
         window_ms: args.timestamp_window_ms,
         margin_ms: args.replay_fence_margin_ms,
-        lease_ms: args.replay_fence_lease_ms.max(100),
+        lease_ms: args
+            .replay_fence_lease_ms
+            .max(2 * fence::POLL.as_millis() as u64),
     }
 }
 

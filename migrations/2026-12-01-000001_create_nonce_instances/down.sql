@@ -1,0 +1,1 @@
+DROP TABLE nonce_instances;
