@@ -273,6 +273,10 @@ pub struct ServeArgs {
     /// start-up) instead of the embedded store.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// A read replica of DATABASE_URL: session lookups that miss the cache go there
+    /// first, and to the primary when the replica does not have the session (yet).
+    #[arg(long, env = "PG_READ_URL")]
+    pub pg_read_url: Option<String>,
     /// Where Redis is (one of REDIS_URL, REDIS_CLUSTER_URLS, REDIS_SENTINEL_URLS).
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -339,6 +343,11 @@ pub struct ServeArgs {
     /// `session_crypto_redis_eviction_unsafe` to 1.
     #[arg(long, env = "REDIS_ALLOW_EVICTION", default_value_t = false, action = clap::ArgAction::Set)]
     pub redis_allow_eviction: bool,
+    /// Expiry range of one partition of the sessions table (s, ≥ 60). The cleanup job
+    /// drops a partition once all its sessions have expired, so expired rows stay at
+    /// most this long plus the cleanup interval.
+    #[arg(long, env = "SESSION_PARTITION_SEC", default_value_t = 3_600)]
+    pub session_partition_sec: u64,
     /// Period of the expired-session cleanup job (ms); it also runs at start-up.
     #[arg(long, env = "SESSION_CLEANUP_INTERVAL_MS", default_value_t = 3_600_000)]
     pub session_cleanup_interval_ms: u64,

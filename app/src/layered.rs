@@ -245,7 +245,11 @@ pub fn describe(parsed: &Parsed, subcommand: &str) -> String {
                 let joined = values.join(",");
                 match id {
                     "session_kek" | "session_kek_previous" => "<redacted>".to_owned(),
-                    "database_url" | "redis_url" | "redis_cluster_urls" | "redis_sentinel_urls" => {
+                    "database_url"
+                    | "pg_read_url"
+                    | "redis_url"
+                    | "redis_cluster_urls"
+                    | "redis_sentinel_urls" => {
                         let each: Vec<String> = values.iter().map(|v| redact_url(v)).collect();
                         format!("{:?}", each.join(","))
                     }

@@ -159,32 +159,102 @@ fn migrations_apply_to_an_empty_database_and_are_idempotent() {
     assert!(indexes.contains("idx_sessions_expires_at"), "{indexes}");
 }
 
+/// The cleanup job drops a partition whose sessions have all expired, and deletes the
+/// expired rows that no partition covers (the default partition); live sessions stay.
 #[tokio::test(flavor = "multi_thread")]
-async fn expired_rows_are_removed_by_the_cleanup_job() {
+async fn expired_partitions_are_dropped_by_the_cleanup_job() {
     let (pg, redis) = (PgServer::start(), RedisServer::start());
-    let server = stateful(
-        &pg,
-        &redis,
-        &[
-            ("SESSION_TTL_MIN_SEC", "1"),
-            ("SESSION_CLEANUP_INTERVAL_MS", "1000"),
-        ],
-    );
+    let server = stateful(&pg, &redis, &[("SESSION_CLEANUP_INTERVAL_MS", "1000")]);
     let mut client = server.client("C").await;
-    for _ in 0..3 {
-        client.init(INIT, Some(1)).await.unwrap();
-    }
     let (keeper, _) = client.init(INIT, Some(3600)).await.unwrap();
-    assert_eq!(pg.psql("SELECT count(*) FROM sessions").trim(), "4");
+    let partition = |sql: &str| {
+        pg.psql(&format!(
+            "SELECT count(*) FROM session_crypto_partitions WHERE {sql}"
+        ))
+    };
+    assert_ne!(
+        partition("to_at > now()").trim(),
+        "0",
+        "partitions made ahead"
+    );
+    // An expired hour with its partition and two sessions, and an expired session
+    // outside every partition.
+    pg.psql(
+        "SELECT session_crypto_ensure_partition(date_trunc('hour', now()) - interval '3 hours', \
+                                                date_trunc('hour', now()) - interval '2 hours')",
+    );
+    for (id, expired) in [
+        (
+            "S-old-1",
+            "date_trunc('hour', now()) - interval '150 minutes'",
+        ),
+        (
+            "S-old-2",
+            "date_trunc('hour', now()) - interval '160 minutes'",
+        ),
+        ("S-older", "now() - interval '30 days'"),
+    ] {
+        pg.psql(&format!(
+            "INSERT INTO sessions (session_id, wrapped_key, kek_id, session_type, client_id, expires_at) \
+             VALUES ('{id}', '\\x00', 'k', 'anonymous', 'C', {expired})"
+        ));
+    }
+    assert_eq!(pg.psql("SELECT count(*) FROM sessions_default").trim(), "1");
+    assert_eq!(partition("to_at <= now()").trim(), "1");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pg.psql("SELECT count(*) FROM sessions").trim() != "1" {
-        assert!(Instant::now() < deadline, "expired rows were not removed");
+    while pg.psql("SELECT count(*) FROM sessions").trim() != "1"
+        || partition("to_at <= now()").trim() != "0"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "expired sessions were not removed"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
         pg.psql("SELECT session_id FROM sessions").trim(),
         &keeper.kid()[8..]
     );
+}
+
+/// Sessions written before the table was partitioned move into partitions by the
+/// migration, and keep working.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_partitioning_migration_keeps_existing_sessions() {
+    let (pg, redis) = (PgServer::start(), RedisServer::start());
+    let first = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../migrations/2026-11-22-000000_create_sessions/up.sql"
+    ))
+    .unwrap();
+    pg.psql(&first);
+    pg.psql(
+        "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
+         run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP); \
+         INSERT INTO __diesel_schema_migrations (version) VALUES ('20261122000000')",
+    );
+    for (id, expires) in [
+        ("S-a", "now() + interval '1 hour'"),
+        ("S-b", "now() + interval '3 days'"),
+    ] {
+        pg.psql(&format!(
+            "INSERT INTO sessions (session_id, wrapped_key, kek_id, session_type, client_id, expires_at) \
+             VALUES ('{id}', '\\x00', 'k', 'anonymous', 'C', {expires})"
+        ));
+    }
+    let server = stateful(&pg, &redis, &[]);
+    assert_eq!(pg.psql("SELECT count(*) FROM sessions").trim(), "2");
+    assert_eq!(pg.psql("SELECT count(*) FROM sessions_default").trim(), "0");
+    assert_eq!(
+        pg.psql("SELECT relkind FROM pg_class WHERE relname = 'sessions'")
+            .trim(),
+        "p",
+        "partitioned"
+    );
+    // New sessions work alongside.
+    let mut client = server.client("C").await;
+    let (s, _) = client.init(INIT, None).await.unwrap();
+    assert_eq!(purchase_status(&mut client, &s).await, 200);
 }
 
 #[test]

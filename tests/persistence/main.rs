@@ -14,4 +14,5 @@ mod load;
 mod logs;
 mod outages;
 mod redis_policy;
+mod replica;
 mod topologies;

@@ -1,4 +1,6 @@
-//! Removing expired sessions and nonces in batches, on a schedule.
+//! The cleanup job: on a schedule, partitions of sessions are created ahead of need and
+//! dropped once all their sessions have expired; expired sessions outside every
+//! partition (in `sessions_default`) and expired nonces are deleted in batches.
 
 use std::time::Duration;
 
@@ -9,8 +11,41 @@ use tracing::{info, warn};
 
 use crate::{PgNonceStore, PgSessionStore, unavailable};
 
+/// How the sessions table is partitioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partitioning {
+    /// The expiry range of one partition.
+    pub width: Duration,
+    /// How far past now partitions must exist: the longest session lifetime plus the
+    /// time to the next cleanup run, and a width to spare.
+    pub ahead: Duration,
+}
+
+/// Runs `batch_fn` until it deletes fewer than `batch` rows, pausing `pause` between
+/// full batches; returns the total.
+async fn in_batches<F, Fut>(
+    batch: i64,
+    pause: Duration,
+    mut batch_fn: F,
+) -> Result<usize, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<usize, StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        let n = batch_fn().await?;
+        total += n;
+        if (n as i64) < batch {
+            return Ok(total);
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
 impl PgSessionStore {
-    /// Deletes up to `batch` rows that expired before now; returns how many.
+    /// Deletes up to `batch` expired sessions of the default partition (those no range
+    /// partition covers); returns how many.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
@@ -18,8 +53,9 @@ impl PgSessionStore {
         self.timed("cleanup", async {
             let mut conn = self.pool.get().await.map_err(unavailable)?;
             diesel::sql_query(
-                "DELETE FROM sessions WHERE session_id IN \
-                 (SELECT session_id FROM sessions WHERE expires_at < now() ORDER BY expires_at LIMIT $1)",
+                "DELETE FROM sessions_default WHERE session_id IN \
+                 (SELECT session_id FROM sessions_default WHERE expires_at < now() \
+                  ORDER BY expires_at LIMIT $1)",
             )
             .bind::<BigInt, _>(batch)
             .execute(&mut conn)
@@ -29,32 +65,23 @@ impl PgSessionStore {
         .await
     }
 
-    /// One cleanup run: batches until a partial batch, pausing `pause` between full ones.
+    /// One cleanup run: partitions created ahead and dropped once expired, then the
+    /// default partition's expired rows and the expired nonces in batches. Returns
+    /// (partitions created, partitions dropped, rows deleted).
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] (rows deleted before the failure stay deleted).
-    pub async fn cleanup_expired(&self, batch: i64, pause: Duration) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = self.delete_expired_batch(batch).await?;
-            total += n;
-            if (n as i64) < batch {
-                return Ok(total);
-            }
-            tokio::time::sleep(pause).await;
-        }
-    }
-
-    /// Deletes the expired nonces of [`PgNonceStore`] in batches of `batch`, pausing
-    /// `pause` between full ones; returns how many.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] (rows deleted before the failure stay deleted).
-    pub async fn cleanup_expired_nonces(
+    /// [`StoreError::Unavailable`] (what was done before the failure stays done).
+    pub async fn cleanup(
         &self,
+        partitioning: Partitioning,
         batch: i64,
         pause: Duration,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<(usize, usize, usize), StoreError> {
+        let created = self
+            .ensure_partitions(partitioning.width, partitioning.ahead)
+            .await?;
+        let dropped = self.drop_expired_partitions().await?;
+        let rows = in_batches(batch, pause, || self.delete_expired_batch(batch)).await?;
         let nonces = PgNonceStore::new(self);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -63,21 +90,15 @@ impl PgSessionStore {
         nonces
             .forget_instances(now.saturating_sub(86_400_000))
             .await?;
-        let mut total = 0;
-        loop {
-            let n = nonces.delete_expired_batch(now, batch).await?;
-            total += n;
-            if (n as i64) < batch {
-                return Ok(total);
-            }
-            tokio::time::sleep(pause).await;
-        }
+        let expired_nonces =
+            in_batches(batch, pause, || nonces.delete_expired_batch(now, batch)).await?;
+        Ok((created, dropped, rows + expired_nonces))
     }
 
-    /// Runs [`Self::cleanup_expired`] and [`Self::cleanup_expired_nonces`] now and
-    /// then every `interval`.
+    /// Runs [`Self::cleanup`] now and then every `interval`.
     pub fn spawn_cleanup(
         &self,
+        partitioning: Partitioning,
         interval: Duration,
         batch: i64,
         pause: Duration,
@@ -86,24 +107,21 @@ impl PgSessionStore {
         tokio::spawn(async move {
             loop {
                 let started = std::time::Instant::now();
-                match store.cleanup_expired(batch, pause).await {
-                    Ok(0) => {}
-                    Ok(n) => info!(
-                        deleted = n,
+                match store.cleanup(partitioning, batch, pause).await {
+                    Ok((0, 0, 0)) => {}
+                    Ok((created, dropped, rows)) => info!(
+                        partitions_created = created,
+                        partitions_dropped = dropped,
+                        rows_deleted = rows,
                         took_ms = started.elapsed().as_millis() as u64,
-                        "expired sessions removed"
+                        "cleanup"
                     ),
-                    Err(e) => warn!(error = %e, "expired-session cleanup failed; will retry"),
-                }
-                match store.cleanup_expired_nonces(batch, pause).await {
-                    Ok(0) => {}
-                    Ok(n) => info!(deleted = n, "expired nonces removed"),
-                    Err(e) => warn!(error = %e, "expired-nonce cleanup failed; will retry"),
+                    Err(e) => warn!(error = %e, "cleanup failed; will retry"),
                 }
                 if started.elapsed() > Duration::from_secs(30) {
                     warn!(
                         took_ms = started.elapsed().as_millis() as u64,
-                        "expired-session cleanup was slow"
+                        "cleanup was slow"
                     );
                 }
                 tokio::time::sleep(interval).await;

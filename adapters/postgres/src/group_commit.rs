@@ -57,8 +57,15 @@ pub(crate) async fn batch_writer(
 ///                       created_at, expires_at)
 /// SELECT * FROM unnest($1::varchar[], $2::bytea[], $3::varchar[], $4::varchar[],
 ///                      $5::varchar[], $6::timestamptz[], $7::timestamptz[])
+///   AS u(session_id, wrapped_key, kek_id, session_type, client_id, created_at, expires_at)
+/// WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = u.session_id)
 /// ON CONFLICT DO NOTHING RETURNING session_id
 /// ```
+///
+/// The table is partitioned by expiry, so its primary key is (id, expiry): the
+/// `NOT EXISTS` refuses an id that is there with another expiry (one index probe per
+/// partition). Two inserts of one id racing in separate batches could both land; ids
+/// are 128 random bits, so that never happens but by a bug elsewhere.
 ///
 /// Its text never changes, so each connection prepares it once (a query type of its
 /// own, because diesel never caches `sql_query`); a multi-row `VALUES` list was a new
@@ -105,7 +112,12 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertBatch {
         out.push_bind_param::<Array<Timestamptz>, _>(&self.created)?;
         out.push_sql("::timestamptz[], ");
         out.push_bind_param::<Array<Timestamptz>, _>(&self.expires)?;
-        out.push_sql("::timestamptz[]) ON CONFLICT DO NOTHING RETURNING session_id");
+        out.push_sql(
+            "::timestamptz[]) AS u(session_id, wrapped_key, kek_id, session_type, client_id, \
+             created_at, expires_at) \
+             WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = u.session_id) \
+             ON CONFLICT DO NOTHING RETURNING session_id",
+        );
         Ok(())
     }
 }

@@ -3,9 +3,10 @@
 //! A [`SessionStore`] on diesel-async over a deadpool pool. Session keys are stored only
 //! wrapped ([`domain::keywrap`]). Concurrent inserts are grouped into one statement —
 //! one commit — while earlier batches are in flight (group commit: every
-//! session is durable before its init is answered, but commits are shared). Expired
-//! rows are removed lazily on lookup (by the domain) and in batches by
-//! [`PgSessionStore::spawn_cleanup`]. Migrations from the repository's `migrations/`
+//! session is durable before its init is answered, but commits are shared). The table
+//! is partitioned by expiry: [`PgSessionStore::spawn_cleanup`] creates partitions
+//! ahead and drops expired ones whole; expired rows are also removed lazily on lookup
+//! (by the domain). Migrations from the repository's `migrations/`
 //! are embedded.
 //!
 //! May depend on: `ports`, `domain`, diesel and friends. Not on other adapters.
@@ -23,7 +24,9 @@ use diesel_async::{
 mod cleanup;
 mod group_commit;
 mod nonces;
+mod partitions;
 
+pub use cleanup::Partitioning;
 pub use nonces::{FencePoll, FenceRow, PgNonceStore};
 
 use group_commit::{InsertJob, batch_writer};
@@ -136,6 +139,8 @@ pub struct PgSessionStore {
     wrapper: Arc<KeyWrapper>,
     inserts: mpsc::Sender<InsertJob>,
     operation_timeout: Duration,
+    /// `PG_READ_URL`: where lookups go first.
+    read_pool: Option<Pool>,
 }
 
 impl std::fmt::Debug for PgSessionStore {
@@ -228,6 +233,7 @@ impl PgSessionStore {
             wrapper,
             inserts: tx,
             operation_timeout: config.operation_timeout,
+            read_pool: None,
         }
     }
 
@@ -276,6 +282,28 @@ impl PgSessionStore {
                 .map_err(unavailable)
         })
         .await
+    }
+
+    async fn find(&self, pool: &Pool, id: &str) -> Result<Option<Row>, StoreError> {
+        self.timed("get", async {
+            let mut conn = pool.get().await.map_err(unavailable)?;
+            sessions::table
+                .find(id)
+                .select(Row::as_select())
+                .first::<Row>(&mut conn)
+                .await
+                .optional()
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Reads sessions from `replica` first (`PG_READ_URL`), from the primary when the
+    /// replica has no such session or fails.
+    #[must_use]
+    pub fn with_read_replica(mut self, replica: Pool) -> Self {
+        self.read_pool = Some(replica);
+        self
     }
 
     fn to_record(&self, row: Row) -> Option<SessionRecord> {
@@ -334,19 +362,18 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let row = self
-            .timed("get", async {
-                let mut conn = self.pool.get().await.map_err(unavailable)?;
-                sessions::table
-                    .find(id)
-                    .select(Row::as_select())
-                    .first::<Row>(&mut conn)
-                    .await
-                    .optional()
-                    .map_err(unavailable)
-            })
-            .await?;
-        Ok(row.and_then(|r| self.to_record(r)))
+        // A replica may lag: what it does not have (yet), or cannot say, is asked of
+        // the primary. (What it still has after a revocation is kept out by the
+        // cache's tombstone; see the README.)
+        if let Some(replica) = &self.read_pool
+            && let Ok(Some(row)) = self.find(replica, id).await
+        {
+            return Ok(self.to_record(row));
+        }
+        Ok(self
+            .find(&self.pool, id)
+            .await?
+            .and_then(|r| self.to_record(r)))
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {

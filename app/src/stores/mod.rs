@@ -54,6 +54,38 @@ fn pg_config(args: &ServeArgs, url: &str) -> PgConfig {
     }
 }
 
+/// Partitions of `SESSION_PARTITION_SEC`, created far enough ahead for the longest
+/// session lifetime until the cleanup job runs again.
+fn partitioning(
+    args: &ServeArgs,
+    interval: Duration,
+) -> Result<postgres_adapter::Partitioning, crate::Error> {
+    let width = args.session_partition_sec;
+    if width < 60 {
+        return Err("SESSION_PARTITION_SEC must be at least 60".into());
+    }
+    let longest = [
+        args.session_ttl_max_sec,
+        args.session_ttl_anonymous_sec,
+        args.session_ttl_authenticated_sec,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    let ahead = Duration::from_secs(longest + width) + 2 * interval;
+    if ahead.as_secs() / width > 1_000 {
+        return Err(format!(
+            "SESSION_PARTITION_SEC={width} would need {} partitions ahead for sessions of up to {longest} s: raise it",
+            ahead.as_secs() / width
+        )
+        .into());
+    }
+    Ok(postgres_adapter::Partitioning {
+        width: Duration::from_secs(width),
+        ahead,
+    })
+}
+
 fn fence_config(args: &ServeArgs) -> FenceConfig {
     FenceConfig {
         window_ms: args.timestamp_window_ms,
@@ -194,9 +226,30 @@ pub async fn build(
     let applied =
         migrate_with_retry(&pool, Duration::from_millis(args.pg_startup_timeout_ms)).await?;
     info!(applied = ?applied, kek_id = wrapper.current_id(), "PostgreSQL ready");
-    let pg = PgSessionStore::new(pool, Arc::clone(&wrapper), &config);
+    let mut pg = PgSessionStore::new(pool, Arc::clone(&wrapper), &config);
+    if let Some(read_url) = &args.pg_read_url {
+        if args.redis.redis_url.is_none()
+            && args.redis.redis_cluster_urls.is_empty()
+            && args.redis.redis_sentinel_urls.is_empty()
+        {
+            warn!(
+                "PG_READ_URL without Redis: a replica that lags behind a revocation can serve the revoked session until it catches up"
+            );
+        }
+        pg = pg.with_read_replica(postgres_adapter::pool(&pg_config(args, read_url))?);
+    }
+    let interval = Duration::from_millis(args.session_cleanup_interval_ms.max(1000));
+    let partitioning = partitioning(args, interval)?;
+    // Partitions for the sessions of the first minutes exist before the first request.
+    if let Err(e) = pg
+        .ensure_partitions(partitioning.width, partitioning.ahead)
+        .await
+    {
+        warn!(error = %e, "session partitions not created at start-up (the cleanup job retries; sessions meanwhile go to sessions_default)");
+    }
     pg.spawn_cleanup(
-        Duration::from_millis(args.session_cleanup_interval_ms.max(1000)),
+        partitioning,
+        interval,
         args.session_cleanup_batch_size.max(1),
         Duration::from_millis(args.session_cleanup_batch_delay_ms),
     );

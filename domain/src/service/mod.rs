@@ -131,8 +131,12 @@ impl<P: Ports> SessionService<P> {
             Ok(Some(record)) => record,
             _ => match store.get(id).await? {
                 Some(record) => {
-                    if !record.is_expired(now_ms) {
-                        let _ = cache.put(&record).await;
+                    // A cache that refuses the record knows it was revoked: the store
+                    // (a lagging replica, a read racing the revocation) is behind.
+                    if !record.is_expired(now_ms)
+                        && cache.put(&record).await == Err(StoreError::Revoked)
+                    {
+                        return Ok(Lookup::Missing);
                     }
                     record
                 }
