@@ -6,7 +6,7 @@ use std::time::Duration;
 use domain::keywrap::KeyWrapper;
 use ports::CryptoProvider;
 use postgres_adapter::{PgConfig, PgSessionStore};
-use redis_adapter::{Redis, RedisConfig, RedisQuotas, RedisSessionCache};
+use redis_adapter::{Redis, RedisQuotas, RedisSessionCache};
 
 /// One connection with generous timeouts, for the one-shot admin commands.
 fn admin_pg_config(url: &str) -> PgConfig {
@@ -63,12 +63,13 @@ pub async fn revoke(
         .delete_client_sessions(&args.client_id)
         .await
         .map_err(|e| crate::Error::Runtime(e.to_string()))?;
-    if let Some(topology) = crate::settings::redis_topology(&args.redis)? {
-        let redis = Redis::new(&RedisConfig {
-            topology,
-            command_timeout: Duration::from_secs(5),
-            retry_interval: Duration::from_millis(100),
-        })?;
+    if let Some(config) = crate::settings::redis_config(
+        &args.redis,
+        crypto,
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+    )? {
+        let redis = Redis::new(&config)?;
         RedisSessionCache::new(redis.clone(), wrapper)
             .delete_many(&ids)
             .await

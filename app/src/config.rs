@@ -95,6 +95,10 @@ pub struct RedisArgs {
     /// The name of the primary the sentinels monitor.
     #[arg(long, env = "REDIS_SENTINEL_MASTER")]
     pub redis_sentinel_master: Option<String>,
+    /// PEM file of the certificate authority that signed the Redis servers' TLS
+    /// certificates (`rediss://`), when the system trust store does not hold it.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `migrate` settings.

@@ -119,7 +119,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
     } = validate(&args, crypto)?;
     crate::backend::self_test(crypto)?;
     let metrics = args.admin_port.map(|_| install_metrics()).transpose()?;
-    let (stores, health) = crate::stores::build(&args, wrapper).await?;
+    let (stores, health) = crate::stores::build(&args, crypto, wrapper).await?;
     let admin_health = health.clone();
     let (session_store, nonce_store) = (
         if args.database_url.is_some() {

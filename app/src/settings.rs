@@ -55,6 +55,50 @@ pub fn redis_topology(args: &RedisArgs) -> Result<Option<redis_adapter::Topology
     Ok(Some(topology))
 }
 
+/// The Redis connection settings, if Redis is configured: the topology, the CA file,
+/// and a process-wide TLS provider for `rediss://` (redis-rs builds its TLS
+/// configurations with rustls' default provider: the crypto backend's).
+///
+/// # Errors
+/// A message naming the setting at fault.
+pub fn redis_config(
+    args: &RedisArgs,
+    crypto: CryptoProvider,
+    command_timeout: Duration,
+    retry_interval: Duration,
+) -> Result<Option<redis_adapter::RedisConfig>, crate::Error> {
+    let Some(topology) = redis_topology(args)? else {
+        if args.redis_ca_file.is_some() {
+            return Err("REDIS_CA_FILE is set but no Redis is".into());
+        }
+        return Ok(None);
+    };
+    let ca_pem = match &args.redis_ca_file {
+        Some(path) => Some(
+            std::fs::read(path).map_err(|e| format!("REDIS_CA_FILE {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    if ca_pem.is_some() && !topology.uses_tls() {
+        return Err(format!(
+            "REDIS_CA_FILE is set but {} does not use TLS (rediss://)",
+            topology.setting()
+        )
+        .into());
+    }
+    if topology.uses_tls() {
+        let (provider, _) = crate::backend::tls_provider(crypto)?;
+        // Already installed (by an earlier call in this process) is fine.
+        let _ = rustls::crypto::CryptoProvider::install_default((*provider).clone());
+    }
+    Ok(Some(redis_adapter::RedisConfig {
+        topology,
+        ca_pem,
+        command_timeout,
+        retry_interval,
+    }))
+}
+
 fn nonempty(list: &[String]) -> Vec<String> {
     list.iter()
         .map(|u| u.trim().to_owned())

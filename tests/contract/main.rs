@@ -55,6 +55,7 @@ async fn redis_nonces(server: &RedisServer) -> RedisNonceStore {
 fn redis(server: &RedisServer) -> Redis {
     Redis::new(&RedisConfig {
         topology: Topology::Standalone(server.url()),
+        ca_pem: None,
         command_timeout: Duration::from_secs(2),
         retry_interval: Duration::from_millis(100),
     })

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 use crate::instances::*;
-use crate::support::services::PgServer;
+use crate::support::services::{PgServer, RedisServer};
 use crate::support::topologies::{RedisCluster, RedisSentinel};
 use crate::support::*;
 
@@ -130,4 +130,28 @@ async fn cluster_failover_is_followed_and_replays_stay_refused() {
     let took = until_served(&servers, &session).await;
     eprintln!("served again {took:?} after the failover");
     replays_stay_refused_across(&servers, &session, &accepted).await;
+}
+
+/// `rediss://` with a password and a private certificate authority (REDIS_CA_FILE).
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_over_tls_with_a_password_and_a_private_ca() {
+    let pki = TestPki::new("redis-tls");
+    let (pg, redis) = (
+        PgServer::start(),
+        RedisServer::start_tls(&pki, "tls-secret"),
+    );
+    assert!(redis.url().starts_with("rediss://:tls-secret@"));
+    let ca = pki.ca.display().to_string();
+    let server = stateful(&pg, &redis, &[("REDIS_CA_FILE", &ca)]);
+    let (session, _) = server.client("C").await.init(INIT, None).await.unwrap();
+    let sealed = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&server, &session, &sealed).await, 200);
+    assert_eq!(send_sealed(&server, &session, &sealed).await, 400);
+    let nonce = sealed.idempotency_key.split_once('.').unwrap().1;
+    assert_eq!(
+        redis.keys(&format!("nonce:*:C:{nonce}")).len(),
+        1,
+        "claimed in Redis"
+    );
+    assert_eq!(redis.keys(&cache_key(&session)).len(), 1, "cached in Redis");
 }

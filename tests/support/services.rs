@@ -215,6 +215,11 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Arguments after the common ones (cluster mode, `--replicaof`, …).
     extra: Vec<String>,
+    /// What `redis-cli` needs besides host and port (`--tls`, `-a`).
+    cli_args: Vec<String>,
+    /// `rediss://` instead of `redis://`, and the password in the URL.
+    tls: bool,
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -225,11 +230,78 @@ impl RedisServer {
     /// A server on `port` with `extra` arguments, without persistence (a restart
     /// starts empty, as the project's tests want their Redis).
     pub fn start_with(port: u16, extra: &[&str]) -> Self {
+        Self::start_full(port, extra, &[], false, None)
+    }
+
+    /// A server with `requirepass password` (and `masterauth`, for replicas).
+    pub fn start_with_password(port: u16, extra: &[&str], password: &str) -> Self {
+        let mut all: Vec<&str> = extra.to_vec();
+        all.extend(["--requirepass", password, "--masterauth", password]);
+        Self::start_full(
+            port,
+            &all,
+            &["-a", password, "--no-auth-warning"],
+            false,
+            Some(password),
+        )
+    }
+
+    /// A TLS-only server (certificate and CA from `pki`) with a password.
+    pub fn start_tls(pki: &super::TestPki, password: &str) -> Self {
+        let port = free_port();
+        let (cert, key, ca) = (
+            pki.cert.display().to_string(),
+            pki.key.display().to_string(),
+            pki.ca.display().to_string(),
+        );
+        let port_text = port.to_string();
+        Self::start_full(
+            port,
+            &[
+                "--port",
+                "0",
+                "--tls-port",
+                &port_text,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+                "--requirepass",
+                password,
+            ],
+            &[
+                "--tls",
+                "--cacert",
+                &ca,
+                "-a",
+                password,
+                "--no-auth-warning",
+            ],
+            true,
+            Some(password),
+        )
+    }
+
+    fn start_full(
+        port: u16,
+        extra: &[&str],
+        cli_args: &[&str],
+        tls: bool,
+        password: Option<&str>,
+    ) -> Self {
+        let owned = |list: &[&str]| list.iter().map(|a| (*a).to_owned()).collect();
         let mut r = Self {
             dir: temp_dir("redis"),
             port,
             child: None,
-            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+            extra: owned(extra),
+            cli_args: owned(cli_args),
+            tls,
+            password: password.map(str::to_owned),
         };
         r.start_server();
         r
@@ -291,12 +363,17 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        match &self.password {
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
         Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.cli_args)
             .args(args)
             .stdin(Stdio::null())
             .output()

@@ -28,6 +28,10 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The password of every node of the test deployments: passwords are part of what
+/// the topologies must support.
+pub const PASSWORD: &str = "topology-secret";
+
 /// A Redis Cluster of `masters` primaries with one replica each.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
@@ -37,7 +41,7 @@ impl RedisCluster {
     pub fn start(masters: usize) -> Self {
         let nodes: Vec<RedisServer> = (0..masters * 2)
             .map(|_| {
-                RedisServer::start_with(
+                RedisServer::start_with_password(
                     free_cluster_port(),
                     &[
                         "--cluster-enabled",
@@ -47,6 +51,7 @@ impl RedisCluster {
                         "--cluster-node-timeout",
                         "1000",
                     ],
+                    PASSWORD,
                 )
             })
             .collect();
@@ -57,7 +62,14 @@ impl RedisCluster {
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .args([
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+                "-a",
+                PASSWORD,
+                "--no-auth-warning",
+            ])
             .stdin(Stdio::null())
             .output()
             .expect("redis-cli");
@@ -144,10 +156,11 @@ pub const MASTER: &str = "mymaster";
 
 impl RedisSentinel {
     pub fn start() -> Self {
-        let primary = RedisServer::start();
-        let replica = RedisServer::start_with(
+        let primary = RedisServer::start_with_password(free_port(), &[], PASSWORD);
+        let replica = RedisServer::start_with_password(
             free_port(),
             &["--replicaof", "127.0.0.1", &primary.port.to_string()],
+            PASSWORD,
         );
         wait_until("replica in sync", Duration::from_secs(20), || {
             replica
@@ -161,8 +174,9 @@ impl RedisSentinel {
                 std::fs::write(
                     &conf,
                     format!(
-                        "port {port}\nbind 127.0.0.1\ndir {}\n\
+                        "port {port}\nbind 127.0.0.1\ndir {}\nrequirepass {PASSWORD}\n\
                          sentinel monitor {MASTER} 127.0.0.1 {} 2\n\
+                         sentinel auth-pass {MASTER} {PASSWORD}\n\
                          sentinel down-after-milliseconds {MASTER} 1000\n\
                          sentinel failover-timeout {MASTER} 3000\n\
                          sentinel parallel-syncs {MASTER} 1\n",
@@ -202,6 +216,7 @@ impl RedisSentinel {
     pub fn sentinel_cli(&self, sentinel: &Sentinel, args: &[&str]) -> String {
         Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &sentinel.port.to_string()])
+            .args(["-a", PASSWORD, "--no-auth-warning"])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -213,7 +228,7 @@ impl RedisSentinel {
     pub fn urls(&self) -> String {
         self.sentinels
             .iter()
-            .map(|s| format!("redis://127.0.0.1:{}", s.port))
+            .map(|s| format!("redis://:{PASSWORD}@127.0.0.1:{}", s.port))
             .collect::<Vec<_>>()
             .join(",")
     }

@@ -12,10 +12,12 @@ use redis::aio::{
 };
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::sentinel::{
+    SentinelClient, SentinelClientBuilder, SentinelNodeConnectionInfo, SentinelServerType,
+};
 use redis::{
     AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
-    Value,
+    TlsCertificates, Value,
 };
 
 use crate::RedisError;
@@ -114,12 +116,27 @@ fn bad(setting: &str, e: impl std::fmt::Display) -> RedisError {
 }
 
 impl Conn {
-    /// Prepares the connection without connecting.
-    pub(crate) fn new(topology: &Topology, timeout: Duration) -> Result<Self, RedisError> {
+    /// Prepares the connection without connecting. `ca_pem`: the certificate
+    /// authority that signed the servers' TLS certificates, when not a system one.
+    pub(crate) fn new(
+        topology: &Topology,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, RedisError> {
         let setting = topology.setting();
+        let certs = ca_pem
+            .filter(|_| topology.uses_tls())
+            .map(|pem| TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            });
         match topology {
             Topology::Standalone(url) => {
-                let client = Client::open(url.as_str()).map_err(|e| bad(setting, e))?;
+                let client = match &certs {
+                    Some(c) => Client::build_with_tls(url.as_str(), c.clone()),
+                    None => Client::open(url.as_str()),
+                }
+                .map_err(|e| bad(setting, e))?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
@@ -130,12 +147,14 @@ impl Conn {
                     .map_err(|e| bad(setting, e))
             }
             Topology::Cluster(urls) => {
-                let client = ClusterClient::builder(urls.iter().map(String::as_str))
+                let mut builder = ClusterClient::builder(urls.iter().map(String::as_str))
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
-                    .retries(2)
-                    .build()
-                    .map_err(|e| bad(setting, e))?;
+                    .retries(2);
+                if let Some(c) = &certs {
+                    builder = builder.certs(c.clone());
+                }
+                let client = builder.build().map_err(|e| bad(setting, e))?;
                 Ok(Self::Cluster(Arc::new(Lazy {
                     current: RwLock::new(None),
                     connect: Box::new(move || {
@@ -147,7 +166,8 @@ impl Conn {
                 })))
             }
             Topology::Sentinel { urls, master } => {
-                let client = sentinel_client(urls, master).map_err(|e| bad(setting, e))?;
+                let client =
+                    sentinel_client(urls, master, certs.as_ref()).map_err(|e| bad(setting, e))?;
                 let client = Arc::new(tokio::sync::Mutex::new(client));
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
@@ -185,27 +205,65 @@ impl Conn {
 
 /// The primary's credentials and TLS come from the first sentinel URL: sentinels and
 /// the primary are usually run with the same password (see the README).
-fn sentinel_client(urls: &[String], master: &str) -> RedisResult<SentinelClient> {
-    let first = urls
-        .first()
-        .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no URL")))?
-        .as_str()
-        .into_connection_info()?;
-    let mut node = SentinelNodeConnectionInfo::default()
-        .set_redis_connection_info(first.redis_settings().clone());
-    if let redis::ConnectionAddr::TcpTls { insecure, .. } = first.addr() {
-        node = node.set_tls_mode(if *insecure {
-            redis::TlsMode::Insecure
-        } else {
-            redis::TlsMode::Secure
-        });
-    }
-    SentinelClient::build(
-        urls.iter().map(String::as_str).collect(),
+fn sentinel_client(
+    urls: &[String],
+    master: &str,
+    certs: Option<&TlsCertificates>,
+) -> RedisResult<SentinelClient> {
+    let infos = urls
+        .iter()
+        .map(|u| u.as_str().into_connection_info())
+        .collect::<RedisResult<Vec<_>>>()?;
+    let first = infos.first().ok_or_else(|| {
+        redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no URL"))
+    })?;
+    let settings = first.redis_settings();
+    let tls = match first.addr() {
+        redis::ConnectionAddr::TcpTls { insecure: true, .. } => Some(redis::TlsMode::Insecure),
+        redis::ConnectionAddr::TcpTls { .. } => Some(redis::TlsMode::Secure),
+        _ => None,
+    };
+    let Some(certs) = certs.filter(|_| tls.is_some()) else {
+        // Each sentinel URL carries its own credentials; the primary gets the first's.
+        let mut node =
+            SentinelNodeConnectionInfo::default().set_redis_connection_info(settings.clone());
+        if let Some(mode) = tls {
+            node = node.set_tls_mode(mode);
+        }
+        return SentinelClient::build(
+            urls.iter().map(String::as_str).collect(),
+            master,
+            Some(node),
+            SentinelServerType::Master,
+        );
+    };
+    // A private CA: the builder takes certificates for both sides.
+    let mut builder = SentinelClientBuilder::new(
+        infos.iter().map(|i| i.addr().clone()),
         master,
-        Some(node),
         SentinelServerType::Master,
-    )
+    )?
+    .set_client_to_redis_certificates(certs.clone())
+    .set_client_to_sentinel_certificates(certs.clone());
+    if let Some(mode) = tls {
+        builder = builder
+            .set_client_to_redis_tls_mode(mode)
+            .set_client_to_sentinel_tls_mode(mode);
+    }
+    if let Some(user) = settings.username() {
+        builder = builder
+            .set_client_to_redis_username(user)
+            .set_client_to_sentinel_username(user);
+    }
+    if let Some(password) = settings.password() {
+        builder = builder
+            .set_client_to_redis_password(password)
+            .set_client_to_sentinel_password(password);
+    }
+    if settings.db() != 0 {
+        builder = builder.set_client_to_redis_db(settings.db());
+    }
+    builder.build()
 }
 
 impl ConnectionLike for Conn {

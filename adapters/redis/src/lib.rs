@@ -82,6 +82,9 @@ impl From<RedisError> for NonceError {
 pub struct RedisConfig {
     /// Where Redis is.
     pub topology: Topology,
+    /// PEM of the certificate authority of the servers' TLS certificates
+    /// (`REDIS_CA_FILE`), when the system's trust store does not hold it.
+    pub ca_pem: Option<Vec<u8>>,
     /// Bound on every command (and on connecting).
     pub command_timeout: Duration,
     /// After a failure, how long to go straight to the fallback before trying again.
@@ -119,7 +122,11 @@ impl Redis {
     /// [`RedisError::Url`] when a URL is not a Redis URL.
     pub fn new(config: &RedisConfig) -> Result<Self, RedisError> {
         Ok(Self {
-            conn: Conn::new(&config.topology, config.command_timeout)?,
+            conn: Conn::new(
+                &config.topology,
+                config.command_timeout,
+                config.ca_pem.as_deref(),
+            )?,
             timeout: config.command_timeout,
             retry_interval: config.retry_interval,
             started: Instant::now(),

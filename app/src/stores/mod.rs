@@ -13,7 +13,7 @@ use domain::keywrap::KeyWrapper;
 use memory::{LocalSessionCache, MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::{Stores, SystemClock};
 use postgres_adapter::{PgConfig, PgNonceStore, PgSessionStore};
-use redis_adapter::{Redis, RedisConfig, RedisNonceStore, RedisQuotas, RedisSessionCache};
+use redis_adapter::{Redis, RedisNonceStore, RedisQuotas, RedisSessionCache};
 use tracing::{info, warn};
 
 use fence::{Board, FenceConfig, Fenced, NoLedger};
@@ -162,6 +162,7 @@ async fn migrate_with_retry(
 /// `PG_STARTUP_TIMEOUT_MS`.
 pub async fn build(
     args: &ServeArgs,
+    crypto: ports::CryptoProvider,
     wrapper: Option<KeyWrapper>,
 ) -> Result<(AppPorts, StoreHealth), crate::Error> {
     let wrapper = wrapper.map(Arc::new);
@@ -172,12 +173,13 @@ pub async fn build(
     });
     let nonce_health = Arc::clone(&local_nonces);
     let local_quotas = MemoryQuotas::default();
-    let redis = match crate::settings::redis_topology(&args.redis)? {
-        Some(topology) => Some(Redis::new(&RedisConfig {
-            topology,
-            command_timeout: Duration::from_millis(args.redis_command_timeout_ms),
-            retry_interval: Duration::from_millis(args.redis_retry_interval_ms),
-        })?),
+    let redis = match crate::settings::redis_config(
+        &args.redis,
+        crypto,
+        Duration::from_millis(args.redis_command_timeout_ms),
+        Duration::from_millis(args.redis_retry_interval_ms),
+    )? {
+        Some(config) => Some(Redis::new(&config)?),
         None => None,
     };
     if let Some(r) = &redis {
