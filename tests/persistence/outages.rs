@@ -163,3 +163,45 @@ async fn postgres_outage_answers_503_then_recovers() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// `SINGLE_INSTANCE=true`: during a Redis outage nonces go to this process's memory,
+/// behind the same fence (the margin alone: no board to wait for), not to PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_instance_fences_a_redis_outage_in_memory() {
+    let (pg, mut redis) = (PgServer::start(), RedisServer::start());
+    let server = stateful(
+        &pg,
+        &redis,
+        &[
+            ("SINGLE_INSTANCE", "true"),
+            ("REDIS_RETRY_INTERVAL_MS", "200"),
+        ],
+    );
+    let mut client = server.client("C").await;
+    let (session, _) = client.init(INIT, None).await.unwrap();
+    redis.kill();
+    let fenced = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&server, &session, &fenced).await, 400, "fenced");
+    tokio::time::sleep(Duration::from_millis(400)).await; // the margin (200 ms) passed
+    let during = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&server, &session, &during).await, 200);
+    assert_eq!(send_sealed(&server, &session, &during).await, 400, "replay");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM nonces").trim(),
+        "0",
+        "not in PostgreSQL"
+    );
+    redis.start_server();
+    // Redis is back (empty): what memory holds is still a replay.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.keys("nonce:*").is_empty() {
+        let s = session.seal_request(now(), PAYLOAD).unwrap();
+        assert_eq!(send_sealed(&server, &session, &s).await, 200);
+        assert!(
+            Instant::now() < deadline,
+            "the server never used Redis again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(send_sealed(&server, &session, &during).await, 400);
+}

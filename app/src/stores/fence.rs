@@ -135,28 +135,7 @@ impl Ledger for postgres_adapter::PgNonceStore {
     }
 }
 
-impl<A: Ledger, B: Ledger> Ledger for super::policy::Either<A, B> {
-    async fn report(&self, now_ms: u64, gap_ms: u64) -> Result<Episode, StoreError> {
-        match self {
-            Self::Left(l) => l.report(now_ms, gap_ms).await,
-            Self::Right(l) => l.report(now_ms, gap_ms).await,
-        }
-    }
-    async fn read(
-        &self,
-        instance: &str,
-        now_ms: u64,
-        acked_ms: u64,
-        lease_ms: u64,
-    ) -> Result<Option<BoardRead>, StoreError> {
-        match self {
-            Self::Left(l) => l.read(instance, now_ms, acked_ms, lease_ms).await,
-            Self::Right(l) => l.read(instance, now_ms, acked_ms, lease_ms).await,
-        }
-    }
-}
-
-/// A single instance has nothing to share.
+/// A single instance has nothing to share (the type of a board without a ledger).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoLedger;
 

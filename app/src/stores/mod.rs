@@ -16,7 +16,7 @@ use postgres_adapter::{PgConfig, PgNonceStore, PgSessionStore};
 use redis_adapter::{Redis, RedisNonceStore, RedisQuotas, RedisSessionCache};
 use tracing::{info, warn};
 
-use fence::{Board, FenceConfig, Fenced, NoLedger};
+use fence::{Board, FenceConfig, Fenced};
 pub use health::StoreHealth;
 use policy::{Either, Failover, Tiered};
 
@@ -31,8 +31,8 @@ pub type AppCache = Option<Tiered<Option<LocalSessionCache>, RedisSessionCache>>
 /// The store nonces go to when Redis alone is not enough: PostgreSQL, or the embedded
 /// store of a single instance.
 pub type SharedNonces = Either<Arc<MemoryNonceStore>, PgNonceStore>;
-/// Where fence episodes are shared: nowhere (one instance), or PostgreSQL.
-pub type AppLedger = Either<NoLedger, PgNonceStore>;
+/// Where fence episodes are shared (PostgreSQL; a single instance has no board).
+pub type AppLedger = PgNonceStore;
 /// Where nonces are claimed: embedded, or Redis behind the fence ([`fence`]).
 pub type AppNonces =
     Either<Arc<MemoryNonceStore>, Fenced<RedisNonceStore, SharedNonces, AppLedger>>;
@@ -258,15 +258,13 @@ pub async fn build(
     let nonces = match &redis {
         Some(r) => {
             let pg_nonces = PgNonceStore::new(&pg);
+            // One instance has nobody to agree with: no board, no lease.
             let (shared, ledger) = if args.single_instance {
-                (Either::Left(local_nonces), Either::Left(NoLedger))
+                (Either::Left(local_nonces), None)
             } else {
-                (
-                    Either::Right(pg_nonces.clone()),
-                    Either::Right(pg_nonces.clone()),
-                )
+                (Either::Right(pg_nonces.clone()), Some(pg_nonces.clone()))
             };
-            let board = Arc::new(Board::new(fence_config(args), Some(ledger)));
+            let board = Arc::new(Board::new(fence_config(args), ledger));
             let primary = RedisNonceStore::new(r.clone());
             start_fence(&primary, &board, Some(&pg_nonces)).await;
             Either::Right(Fenced::new(primary, shared, board))
