@@ -9,7 +9,7 @@ CREATE INDEX idx_nonces_expires_at ON nonces (expires_at_ms);
 
 -- The fence every instance obeys (one row once the deployment has run): when the
 -- latest episode of Redis trouble (an outage or a loss of data) began, and when an
--- instance last reported it. See docs/scaling.md.
+-- instance last reported it. See docs/operations.md.
 CREATE TABLE nonce_fence (
     id            SMALLINT PRIMARY KEY CHECK (id = 1),
     started_at_ms BIGINT   NOT NULL,

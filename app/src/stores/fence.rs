@@ -26,7 +26,7 @@
 //!   alone — within a poll or two, or at worst a lease after its last read.
 //!
 //! An episode begins when a claim finds Redis unreachable or a loss is counted
-//! ([`Losses`]). The edges are explained in `docs/scaling.md`.
+//! ([`Losses`]). The edges are explained in `docs/operations.md`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
