@@ -248,31 +248,44 @@ impl RedisServer {
 
     /// A TLS-only server (certificate and CA from `pki`) with a password.
     pub fn start_tls(pki: &super::TestPki, password: &str) -> Self {
-        let port = free_port();
+        Self::start_tls_with(free_port(), pki, password, &[])
+    }
+
+    /// A TLS-only server on `port` with `extra` arguments (cluster mode, `--replicaof`):
+    /// replication and the cluster bus over TLS too.
+    pub fn start_tls_with(port: u16, pki: &super::TestPki, password: &str, extra: &[&str]) -> Self {
         let (cert, key, ca) = (
             pki.cert.display().to_string(),
             pki.key.display().to_string(),
             pki.ca.display().to_string(),
         );
         let port_text = port.to_string();
+        let mut args = vec![
+            "--port",
+            "0",
+            "--tls-port",
+            &port_text,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+            "--tls-replication",
+            "yes",
+            "--tls-cluster",
+            "yes",
+            "--requirepass",
+            password,
+            "--masterauth",
+            password,
+        ];
+        args.extend_from_slice(extra);
         Self::start_full(
             port,
-            &[
-                "--port",
-                "0",
-                "--tls-port",
-                &port_text,
-                "--tls-cert-file",
-                &cert,
-                "--tls-key-file",
-                &key,
-                "--tls-ca-cert-file",
-                &ca,
-                "--tls-auth-clients",
-                "no",
-                "--requirepass",
-                password,
-            ],
+            &args,
             &[
                 "--tls",
                 "--cacert",
@@ -337,6 +350,11 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// What `redis-cli` needs besides host and port.
+    pub fn cli_args(&self) -> &[String] {
+        &self.cli_args
     }
 
     /// Whether the process runs (it has not been killed).

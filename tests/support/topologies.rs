@@ -39,9 +39,23 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start(masters: usize) -> Self {
+        Self::start_nodes(masters, |port, args| {
+            RedisServer::start_with_password(port, args, PASSWORD)
+        })
+    }
+
+    /// The same over TLS (clients, replication and the cluster bus), certificates from
+    /// `pki`.
+    pub fn start_tls(masters: usize, pki: &super::TestPki) -> Self {
+        Self::start_nodes(masters, |port, args| {
+            RedisServer::start_tls_with(port, pki, PASSWORD, args)
+        })
+    }
+
+    fn start_nodes(masters: usize, start: impl Fn(u16, &[&str]) -> RedisServer) -> Self {
         let nodes: Vec<RedisServer> = (0..masters * 2)
             .map(|_| {
-                RedisServer::start_with_password(
+                start(
                     free_cluster_port(),
                     &[
                         "--cluster-enabled",
@@ -51,7 +65,6 @@ impl RedisCluster {
                         "--cluster-node-timeout",
                         "1000",
                     ],
-                    PASSWORD,
                 )
             })
             .collect();
@@ -60,23 +73,18 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let out = Command::new("redis-cli")
+            .args(nodes[0].cli_args())
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args([
-                "--cluster-replicas",
-                "1",
-                "--cluster-yes",
-                "-a",
-                PASSWORD,
-                "--no-auth-warning",
-            ])
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .expect("redis-cli");
         assert!(
             out.status.success(),
-            "cluster create: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
         let cluster = Self { nodes };
         cluster.wait_ok();
@@ -140,6 +148,8 @@ pub struct Sentinel {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// The CA for `redis-cli --tls`, when the sentinel speaks TLS.
+    tls_ca: Option<String>,
 }
 
 impl Drop for Sentinel {
@@ -156,12 +166,21 @@ pub const MASTER: &str = "mymaster";
 
 impl RedisSentinel {
     pub fn start() -> Self {
-        let primary = RedisServer::start_with_password(free_port(), &[], PASSWORD);
-        let replica = RedisServer::start_with_password(
-            free_port(),
-            &["--replicaof", "127.0.0.1", &primary.port.to_string()],
-            PASSWORD,
-        );
+        Self::start_with(None)
+    }
+
+    /// The same over TLS (clients, replication, sentinels), certificates from `pki`.
+    pub fn start_tls(pki: &super::TestPki) -> Self {
+        Self::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&super::TestPki>) -> Self {
+        let server = |extra: &[&str]| match pki {
+            Some(pki) => RedisServer::start_tls_with(free_port(), pki, PASSWORD, extra),
+            None => RedisServer::start_with_password(free_port(), extra, PASSWORD),
+        };
+        let primary = server(&[]);
+        let replica = server(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
         wait_until("replica in sync", Duration::from_secs(20), || {
             replica
                 .cli(&["INFO", "replication"])
@@ -171,10 +190,20 @@ impl RedisSentinel {
             .map(|_| {
                 let (port, dir) = (free_port(), temp_dir("sentinel"));
                 let conf = dir.join("sentinel.conf");
+                let listen = match pki {
+                    Some(pki) => format!(
+                        "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
+                         tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+                        pki.cert.display(),
+                        pki.key.display(),
+                        pki.ca.display()
+                    ),
+                    None => format!("port {port}\n"),
+                };
                 std::fs::write(
                     &conf,
                     format!(
-                        "port {port}\nbind 127.0.0.1\ndir {}\nrequirepass {PASSWORD}\n\
+                        "{listen}bind 127.0.0.1\ndir {}\nrequirepass {PASSWORD}\n\
                          sentinel monitor {MASTER} 127.0.0.1 {} 2\n\
                          sentinel auth-pass {MASTER} {PASSWORD}\n\
                          sentinel down-after-milliseconds {MASTER} 1000\n\
@@ -196,6 +225,7 @@ impl RedisSentinel {
                     port,
                     dir,
                     child: Some(child),
+                    tls_ca: pki.map(|p| p.ca.display().to_string()),
                 }
             })
             .collect::<Vec<_>>();
@@ -217,6 +247,12 @@ impl RedisSentinel {
         Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &sentinel.port.to_string()])
             .args(["-a", PASSWORD, "--no-auth-warning"])
+            .args(
+                sentinel
+                    .tls_ca
+                    .iter()
+                    .flat_map(|ca| ["--tls".to_owned(), "--cacert".to_owned(), ca.clone()]),
+            )
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -228,7 +264,14 @@ impl RedisSentinel {
     pub fn urls(&self) -> String {
         self.sentinels
             .iter()
-            .map(|s| format!("redis://:{PASSWORD}@127.0.0.1:{}", s.port))
+            .map(|s| {
+                let scheme = if s.tls_ca.is_some() {
+                    "rediss"
+                } else {
+                    "redis"
+                };
+                format!("{scheme}://:{PASSWORD}@127.0.0.1:{}", s.port)
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
