@@ -15,3 +15,10 @@ CREATE TABLE nonce_fence (
     started_at_ms BIGINT   NOT NULL,
     last_seen_ms  BIGINT   NOT NULL
 );
+
+-- A deployment upgraded from a release before the fence has run (it has sessions): its
+-- Redis holds nonces under the old key names, which this release does not read. The
+-- row makes the first instance of this release find the bucket markers missing in a
+-- deployment that ran before, and fence (see docs/operations.md, "The edges").
+INSERT INTO nonce_fence (id, started_at_ms, last_seen_ms)
+SELECT 1, 0, 0 WHERE EXISTS (SELECT 1 FROM sessions);
