@@ -240,6 +240,27 @@ fn cors(spec: &str) -> Cors {
     }
 }
 
+/// The Redis topology and CA file, the read replica, the partitions and the fence.
+fn store_settings(args: &ServeArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
+    redis_config(&args.redis, crypto, Duration::ZERO, Duration::ZERO)?;
+    if args.pg_read_url.is_some() && args.database_url.is_none() {
+        return Err("PG_READ_URL is a replica of DATABASE_URL, which is not set".into());
+    }
+    if args.database_url.is_some() {
+        let interval = Duration::from_millis(args.session_cleanup_interval_ms.max(1000));
+        crate::stores::partitioning(args, interval)?;
+    }
+    let poll = crate::stores::fence::POLL.as_millis() as u64;
+    if args.replay_fence_lease_ms < 2 * poll {
+        return Err(format!(
+            "REPLAY_FENCE_LEASE_MS must be at least {} (two reads of the fence)",
+            2 * poll
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Every check `serve` makes before it touches the network: policies, HTTP settings,
 /// key-wrapping keys, store sizes, and that a database comes with a KEK.
 ///
@@ -270,6 +291,7 @@ pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<Checked, cra
     if args.database_url.is_some() && wrapper.is_none() {
         return Err(NO_KEK.into());
     }
+    store_settings(args, crypto)?;
     let tls = tls_config(args, crypto)?;
     Ok(Checked {
         service,

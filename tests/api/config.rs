@@ -125,3 +125,62 @@ fn keygen_works_with_every_backend_compiled_in_and_deprecated_settings_only_warn
         "{err}"
     );
 }
+
+/// The store settings that cannot work stop `check-config` (and `serve`) with a
+/// message naming them: two Redis topologies, a Sentinel without its primary's name, a
+/// URL that is not Redis, a CA without TLS, a replica without a primary, a fence lease
+/// shorter than two reads; and Cluster URLs show with their passwords redacted.
+#[test]
+fn store_settings_are_checked_and_shown_redacted() {
+    for (env, says) in [
+        (
+            vec![
+                ("REDIS_URL", "redis://a:1"),
+                ("REDIS_CLUSTER_URLS", "redis://b:2"),
+            ],
+            "set only one of REDIS_URL, REDIS_CLUSTER_URLS and REDIS_SENTINEL_URLS",
+        ),
+        (
+            vec![("REDIS_SENTINEL_URLS", "redis://a:1")],
+            "REDIS_SENTINEL_URLS and REDIS_SENTINEL_MASTER go together",
+        ),
+        (
+            vec![("REDIS_URL", "http://a:1")],
+            "REDIS_URL: \"http://a:1\" is not a redis://",
+        ),
+        (
+            vec![
+                ("REDIS_URL", "redis://a:1"),
+                ("REDIS_CA_FILE", "/etc/hostname"),
+            ],
+            "REDIS_CA_FILE is set but REDIS_URL does not use TLS",
+        ),
+        (
+            vec![("PG_READ_URL", "postgres://r/db")],
+            "PG_READ_URL is a replica of DATABASE_URL",
+        ),
+        (
+            vec![("REPLAY_FENCE_LEASE_MS", "10")],
+            "REPLAY_FENCE_LEASE_MS must be at least 500",
+        ),
+    ] {
+        let mut all = vec![("CRYPTO_BACKEND", "ring")];
+        all.extend(env);
+        let ((code, _), err) = run_to_exit_with_stdout(&["check-config"], &all);
+        assert_eq!(code, 1, "{all:?}");
+        assert!(err.contains(says), "{all:?}: {err}");
+    }
+    let ((code, out), err) = run_to_exit_with_stdout(
+        &["check-config"],
+        &[
+            ("CRYPTO_BACKEND", "ring"),
+            ("REDIS_CLUSTER_URLS", "redis://:pw1@h1:1,redis://:pw2@h2:2"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(r#"REDIS_CLUSTER_URLS = "redis://:<redacted>@h1:1,redis://:<redacted>@h2:2""#),
+        "{out}"
+    );
+    assert!(!out.contains("pw1") && !out.contains("pw2"), "{out}");
+}

@@ -56,7 +56,7 @@ fn pg_config(args: &ServeArgs, url: &str) -> PgConfig {
 
 /// Partitions of `SESSION_PARTITION_SEC`, created far enough ahead for the longest
 /// session lifetime until the cleanup job runs again.
-fn partitioning(
+pub(crate) fn partitioning(
     args: &ServeArgs,
     interval: Duration,
 ) -> Result<postgres_adapter::Partitioning, crate::Error> {
