@@ -122,6 +122,25 @@ mod redis_adapter_contract {
         let server = RedisServer::start();
         checks::quotas(Arc::new(RedisQuotas::new(redis(&server)))).await;
     }
+
+    /// Reservations a flush has taken out but Redis has not confirmed yet still count:
+    /// here Redis hangs during the flush, so the window is wide open.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_session_cap_counts_reservations_whose_flush_is_in_flight() {
+        use ports::Quotas;
+        let server = RedisServer::start();
+        let q = RedisQuotas::new(redis(&server));
+        let (client, t) = ("CAP-IN-FLIGHT", session_crypto::stores::fence::now_ms());
+        let expires = t + 600_000;
+        for s in ["S-1", "S-2"] {
+            assert_eq!(q.reserve_session(client, s, expires, 2, t).await, Ok(true));
+        }
+        server.pause(true);
+        tokio::time::sleep(Duration::from_millis(300)).await; // a flush is waiting
+        let third = q.reserve_session(client, "S-3", expires, 2, t).await;
+        server.pause(false);
+        assert_eq!(third, Ok(false), "a third session over a cap of 2");
+    }
 }
 
 /// A fence whose refusal after trouble is short enough for a test (≤ 1.2 s).

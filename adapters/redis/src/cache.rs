@@ -33,7 +33,7 @@ pub struct RedisSessionCache {
 
 use crate::keys::{session as sess_key, tombstone as revoked_key};
 
-/// `SET sess:<id>` unless `revoked:<id>` exists: a lookup that read PostgreSQL before a
+/// `SET sess:{<id>}` unless `revoked:{<id>}` exists: a lookup that read PostgreSQL before a
 /// revocation committed cannot bring the session back into the cache.
 static PUT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(

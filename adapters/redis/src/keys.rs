@@ -13,7 +13,7 @@
 //!
 //! Nonces are spread over [`BUCKETS`] tags by a hash of the whole claim key, so they
 //! land on every shard of a cluster while each bucket keeps one marker beside its
-//! nonces: a claim script checks the marker and sets the nonce in one slot.
+//! nonces: a claim reads the marker and sets the nonce in one transaction, in one slot.
 
 /// How many nonce buckets (hash tags) there are.
 pub const BUCKETS: u16 = 256;

@@ -4,7 +4,7 @@
 //!   lifetime. Best effort: failures are misses. A revocation leaves `revoked:{<id>}`
 //!   until the session's expiry, and a refill is refused while it exists.
 //! * [`RedisNonceStore`]: `SET nonce:{<bucket>}:<clientId>:<nonce> 1 NX EX <ttl>`, in a
-//!   script that first checks the bucket's continuity marker. While Redis is
+//!   transaction that also reads the bucket's continuity marker. While Redis is
 //!   unreachable, or when it has lost a bucket's data, a claim fails with
 //!   [`NonceError::Unavailable`]; what happens then (the fence, the shared fallback) is a
 //!   policy of the composition root (`app`), not of this adapter.

@@ -2,7 +2,7 @@
 //! continuity marker `fence:{<b>}` of its bucket.
 //!
 //! Each bucket's marker holds a random epoch, written when the bucket's data began.
-//! Every instance remembers the epoch it last saw per bucket, and a claim runs only
+//! Every instance remembers the epoch it last saw per bucket, and a claim counts only
 //! if the marker still holds it: a marker that is gone (Redis restarted without its
 //! data, `FLUSHALL`, eviction) or replaced (another instance saw the loss first and
 //! wrote a new one) means the nonces claimed in that bucket before may be gone. The

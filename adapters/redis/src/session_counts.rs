@@ -45,11 +45,14 @@ struct ClientCount {
     expired: Vec<u64>,
     /// Expiry bucket → change not yet in Redis.
     pending: HashMap<u64, i64>,
+    /// Changes on their way to Redis (taken out of `pending` by a flush that has not
+    /// answered yet): still counted, or a decision during the flush would miss them.
+    in_flight: i64,
 }
 
 impl ClientCount {
     fn live(&self) -> i64 {
-        self.redis_live + self.pending.values().sum::<i64>()
+        self.redis_live + self.in_flight + self.pending.values().sum::<i64>()
     }
     /// Whether the next flush must include this client: it has changes, or it is at
     /// least half-way to its cap and its total is older than [`REFRESH`] (clients far
@@ -203,15 +206,21 @@ async fn flush_loop(table: Weak<Table>, redis: Redis) {
             let mut t = lock(&table);
             // Forget clients unused for a while, so the table stays small.
             t.retain(|_, c| {
-                c.pending.values().any(|d| *d != 0)
+                c.in_flight != 0
+                    || c.pending.values().any(|d| *d != 0)
                     || c.used.is_some_and(|u| u.elapsed() < FORGET_AFTER)
             });
             t.iter_mut()
                 .filter(|(_, c)| c.due())
-                .map(|(id, c)| Sync {
-                    client_id: id.clone(),
-                    changes: c.pending.drain().filter(|(_, d)| *d != 0).collect(),
-                    expired: std::mem::take(&mut c.expired),
+                .map(|(id, c)| {
+                    let changes: Vec<(u64, i64)> =
+                        c.pending.drain().filter(|(_, d)| *d != 0).collect();
+                    c.in_flight += changes.iter().map(|(_, d)| d).sum::<i64>();
+                    Sync {
+                        client_id: id.clone(),
+                        changes,
+                        expired: std::mem::take(&mut c.expired),
+                    }
                 })
                 .collect()
         };
@@ -224,6 +233,8 @@ async fn flush_loop(table: Weak<Table>, redis: Redis) {
             Ok(totals) => {
                 for (item, (live, expired)) in batch.into_iter().zip(totals) {
                     let count = t.entry(item.client_id).or_default();
+                    // The total read back includes what this flush pushed.
+                    count.in_flight -= item.changes.iter().map(|(_, d)| d).sum::<i64>();
                     count.redis_live = live;
                     count.expired = expired;
                     count.synced = Some(Instant::now());
@@ -233,6 +244,7 @@ async fn flush_loop(table: Weak<Table>, redis: Redis) {
                 // Keep the changes for the next round.
                 for item in batch {
                     let count = t.entry(item.client_id).or_default();
+                    count.in_flight -= item.changes.iter().map(|(_, d)| d).sum::<i64>();
                     for (bucket, delta) in item.changes {
                         *count.pending.entry(bucket).or_default() += delta;
                     }

@@ -25,7 +25,7 @@ use crate::settings::NO_KEK;
 
 /// Where sessions live: embedded, or PostgreSQL.
 pub type AppSessions = Either<Arc<MemorySessionStore>, PgSessionStore>;
-/// The cache in front of PostgreSQL: Redis `sess:<id>`, behind an optional short-lived
+/// The cache in front of PostgreSQL: Redis `sess:{<id>}`, behind an optional short-lived
 /// in-process level; none without Redis or without PostgreSQL.
 pub type AppCache = Option<Tiered<Option<LocalSessionCache>, RedisSessionCache>>;
 /// The store nonces go to when Redis alone is not enough: PostgreSQL, or the embedded
