@@ -63,7 +63,7 @@ pub async fn revoke(
         .delete_client_sessions(&args.client_id)
         .await
         .map_err(|e| crate::Error::Runtime(e.to_string()))?;
-    if let Some(config) = crate::settings::redis_config(
+    if let Some(config) = crate::redis_settings::redis_config(
         &args.redis,
         crypto,
         Duration::from_secs(5),

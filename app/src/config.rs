@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+pub use crate::redis_settings::RedisArgs;
 use clap::{Args, Parser, Subcommand};
 
 /// Encrypted, replay-proof application-layer channel (ECDH P-256 + HKDF-SHA256 +
@@ -74,31 +75,6 @@ pub struct RevokeArgs {
     /// Redis (the session cache), if the servers use one.
     #[command(flatten)]
     pub redis: RedisArgs,
-}
-
-/// Where Redis is: exactly one of a server, a cluster, or a primary behind Sentinel.
-#[derive(Debug, Clone, Default, Args)]
-pub struct RedisArgs {
-    /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS); when set,
-    /// nonces are claimed in Redis (shared by every instance) and, with DATABASE_URL,
-    /// sessions are cached there.
-    #[arg(long, env = "REDIS_URL")]
-    pub redis_url: Option<String>,
-    /// Seed nodes of a Redis Cluster, comma-separated (`redis://h1:p1,redis://h2:p2`),
-    /// instead of REDIS_URL.
-    #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',')]
-    pub redis_cluster_urls: Vec<String>,
-    /// Sentinels, comma-separated, instead of REDIS_URL; with REDIS_SENTINEL_MASTER.
-    /// The primary is reached with the first URL's password and TLS setting.
-    #[arg(long, env = "REDIS_SENTINEL_URLS", value_delimiter = ',')]
-    pub redis_sentinel_urls: Vec<String>,
-    /// The name of the primary the sentinels monitor.
-    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
-    pub redis_sentinel_master: Option<String>,
-    /// PEM file of the certificate authority that signed the Redis servers' TLS
-    /// certificates (`rediss://`), when the system trust store does not hold it.
-    #[arg(long, env = "REDIS_CA_FILE")]
-    pub redis_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `migrate` settings.

@@ -12,6 +12,7 @@ pub mod client_cmd;
 pub mod config;
 pub mod error;
 pub mod layered;
+pub mod redis_settings;
 pub mod serve;
 pub mod settings;
 pub mod stores;

@@ -127,7 +127,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
         } else {
             "memory"
         },
-        if crate::settings::redis_topology(&args.redis)?.is_some() {
+        if crate::redis_settings::redis_topology(&args.redis)?.is_some() {
             "redis"
         } else {
             "memory"

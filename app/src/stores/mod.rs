@@ -173,7 +173,7 @@ pub async fn build(
     });
     let nonce_health = Arc::clone(&local_nonces);
     let local_quotas = MemoryQuotas::default();
-    let redis = match crate::settings::redis_config(
+    let redis = match crate::redis_settings::redis_config(
         &args.redis,
         crypto,
         Duration::from_millis(args.redis_command_timeout_ms),

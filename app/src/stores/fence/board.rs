@@ -1,0 +1,310 @@
+//! The board: where instances publish episodes of Redis trouble ([`Ledger`]: one
+//! PostgreSQL row, and one row per instance recording what it has taken in), and each
+//! instance's copy of it ([`Board`]), from which a claim learns what it must do.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ports::StoreError;
+use tracing::{debug, warn};
+
+use super::{FenceConfig, POLL, now_ms};
+
+/// An episode as the board records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Episode {
+    /// When it began (ms; 0: never).
+    pub started_ms: u64,
+    /// Its latest report.
+    pub last_seen_ms: u64,
+}
+
+/// One read of the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BoardRead {
+    /// The latest episode.
+    pub episode: Episode,
+    /// The latest moment another instance may have claimed in Redis alone during it.
+    pub others_ms: u64,
+}
+
+/// Where episodes are shared between instances.
+pub trait Ledger: Send + Sync + 'static {
+    /// Records trouble seen at `now_ms`; a report `gap_ms` after the previous one
+    /// begins a new episode. Returns the episode after the report.
+    fn report(
+        &self,
+        now_ms: u64,
+        gap_ms: u64,
+    ) -> impl Future<Output = Result<Episode, StoreError>> + Send;
+    /// Reads the board as `instance` at `now_ms`, recording that it has taken in the
+    /// episode begun at `acked_ms` (`None`: no episode yet).
+    fn read(
+        &self,
+        instance: &str,
+        now_ms: u64,
+        acked_ms: u64,
+        lease_ms: u64,
+    ) -> impl Future<Output = Result<Option<BoardRead>, StoreError>> + Send;
+}
+
+fn as_ms(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Ledger for postgres_adapter::PgNonceStore {
+    async fn report(&self, now_ms: u64, gap_ms: u64) -> Result<Episode, StoreError> {
+        let row = self.report_trouble(now_ms, gap_ms).await?;
+        Ok(Episode {
+            started_ms: as_ms(row.started_at_ms),
+            last_seen_ms: as_ms(row.last_seen_ms),
+        })
+    }
+    async fn read(
+        &self,
+        instance: &str,
+        now_ms: u64,
+        acked_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Option<BoardRead>, StoreError> {
+        let poll = self
+            .poll_fence(instance, now_ms, acked_ms, lease_ms)
+            .await?;
+        Ok(poll.map(|p| BoardRead {
+            episode: Episode {
+                started_ms: as_ms(p.started_at_ms),
+                last_seen_ms: as_ms(p.last_seen_ms),
+            },
+            others_ms: as_ms(p.others_ms),
+        }))
+    }
+}
+
+/// A single instance has nothing to share (the type of a board without a ledger).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLedger;
+
+impl Ledger for NoLedger {
+    async fn report(&self, now_ms: u64, _gap_ms: u64) -> Result<Episode, StoreError> {
+        Ok(Episode {
+            started_ms: now_ms,
+            last_seen_ms: now_ms,
+        })
+    }
+    async fn read(&self, _: &str, _: u64, _: u64, _: u64) -> Result<Option<BoardRead>, StoreError> {
+        Ok(None)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    episode: Episode,
+    /// When this instance took the current episode in (and stopped claiming in Redis
+    /// alone).
+    switched_ms: u64,
+    /// From the last read: the latest moment another instance may have claimed in
+    /// Redis alone during the episode begun at `others_for`.
+    others_ms: u64,
+    others_for: u64,
+    /// When the board was last read successfully (ms).
+    confirmed_ms: u64,
+}
+
+/// What a claim must do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct View {
+    /// Requests stamped before this are refused (0: none).
+    pub(super) refuse_before_ms: u64,
+    /// Whether the shared store must be written too.
+    pub(super) shared: bool,
+}
+
+/// This instance's copy of the board.
+pub struct Board<L> {
+    pub(super) config: FenceConfig,
+    ledger: Option<L>,
+    /// This instance's name on the board.
+    instance: String,
+    state: Mutex<State>,
+    last_report_ms: AtomicU64,
+    /// Fenced refusals so far (also counted in metrics).
+    pub(super) refused: AtomicU64,
+}
+
+impl<L> std::fmt::Debug for Board<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A name for this instance on the board (unique, not secret).
+fn instance_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ms());
+    h.write_u32(std::process::id());
+    format!("{:016x}-{}", h.finish(), std::process::id())
+}
+
+impl<L: Ledger> Board<L> {
+    /// A board shared through `ledger` (`None`: a single instance).
+    pub fn new(config: FenceConfig, ledger: Option<L>) -> Self {
+        Self {
+            config,
+            ledger,
+            instance: instance_name(),
+            state: Mutex::new(State::default()),
+            last_report_ms: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn view(&self, now_ms: u64) -> View {
+        let c = self.config;
+        let s = self.state();
+        let unconfirmed =
+            self.ledger.is_some() && now_ms > s.confirmed_ms.saturating_add(c.lease_ms);
+        let e = s.episode;
+        if e.started_ms == 0 {
+            return View {
+                refuse_before_ms: 0,
+                shared: unconfirmed,
+            };
+        }
+        // The last moment any instance may have claimed in Redis alone: this one when
+        // it switched; the others as the board says, or — before a read that knows
+        // this episode — as late as a whole lease after it began.
+        let mine = e.started_ms.max(s.switched_ms);
+        let others = match &self.ledger {
+            None => 0,
+            Some(_) if s.others_for == e.started_ms => s.others_ms,
+            Some(_) => e.started_ms + c.lease_ms,
+        };
+        View {
+            refuse_before_ms: mine.max(others) + c.margin_ms,
+            shared: unconfirmed || now_ms <= e.last_seen_ms + c.dual_ms(),
+        }
+    }
+
+    /// Takes in an episode read from (or written to) the ledger at `now_ms`. The
+    /// ledger names the episode (its start); this instance's own switch time stays.
+    fn merge(&self, e: Episode, now_ms: u64) {
+        let gap = self.config.episode_gap_ms();
+        let mut s = self.state();
+        if e.started_ms > s.episode.started_ms {
+            // A later episode: taken in now.
+            if s.episode.started_ms == 0 || s.episode.last_seen_ms + gap < e.started_ms {
+                warn!("nonce fence: another instance reported redis trouble");
+            }
+            s.episode.started_ms = e.started_ms;
+            // Before its first read this instance never claimed in Redis alone.
+            if s.confirmed_ms > 0 {
+                s.switched_ms = s.switched_ms.max(now_ms);
+            }
+        } else if e.started_ms < s.episode.started_ms
+            && e.last_seen_ms + gap >= s.episode.started_ms
+        {
+            // The episode this instance began, begun earlier by another.
+            s.episode.started_ms = e.started_ms;
+        }
+        s.episode.last_seen_ms = s.episode.last_seen_ms.max(e.last_seen_ms);
+    }
+
+    /// Trouble seen now: this instance fences at once, and tells the others.
+    pub(super) fn trouble(self: &Arc<Self>, now_ms: u64, why: &str) {
+        {
+            let mut s = self.state();
+            let e = &mut s.episode;
+            let new = e.started_ms == 0 || now_ms > e.last_seen_ms + self.config.episode_gap_ms();
+            if new {
+                warn!(why, "nonce fence: an episode of redis trouble begins");
+                http_adapter::metrics::nonce_fence_episode();
+                e.started_ms = now_ms;
+            }
+            e.last_seen_ms = e.last_seen_ms.max(now_ms);
+            if new {
+                s.switched_ms = now_ms;
+            }
+        }
+        if self.ledger.is_none() {
+            return;
+        }
+        let every = POLL.as_millis() as u64;
+        let last = self.last_report_ms.load(Ordering::Relaxed);
+        if now_ms < last + every
+            || self
+                .last_report_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let board = Arc::clone(self);
+        tokio::spawn(async move {
+            let Some(ledger) = &board.ledger else { return };
+            match ledger.report(now_ms, board.config.episode_gap_ms()).await {
+                Ok(e) => board.merge(e, now_ms),
+                Err(e) => {
+                    // Try again with the next claim.
+                    board.last_report_ms.store(0, Ordering::Relaxed);
+                    warn!(error = %e, "nonce fence: the episode could not be published");
+                }
+            }
+        });
+    }
+
+    /// Reads the board once (the read starting at `now_ms`).
+    ///
+    /// # Errors
+    /// The ledger's error; the lease then runs out.
+    pub async fn refresh(&self, now_ms: u64) -> Result<(), StoreError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let acked = self.state().episode.started_ms;
+        let read = ledger
+            .read(&self.instance, now_ms, acked, self.config.lease_ms)
+            .await?;
+        if let Some(r) = read {
+            self.merge(r.episode, now_ms);
+            let mut s = self.state();
+            s.others_ms = r.others_ms;
+            s.others_for = r.episode.started_ms;
+        }
+        let mut s = self.state();
+        s.confirmed_ms = s.confirmed_ms.max(now_ms);
+        Ok(())
+    }
+
+    /// Reads the board every [`POLL`], for as long as the process runs.
+    pub fn spawn_refresh(self: &Arc<Self>) {
+        if self.ledger.is_none() {
+            return;
+        }
+        let board = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = board.refresh(now_ms()).await {
+                    debug!(error = %e, "nonce fence: board not read");
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        });
+    }
+
+    /// Starts an episode now (Redis lost data before this process saw it).
+    pub fn begin(self: &Arc<Self>, why: &str) {
+        self.trouble(now_ms(), why);
+    }
+
+    /// Fenced refusals so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,183 @@
+//! The nonce fence: replay protection that holds across instances while Redis is
+//! unreachable, and after Redis lost data.
+//!
+//! Redis is the fast record of used nonces, but not a durable one: an outage hides it
+//! and a restart without persistence, a `FLUSHALL`, an eviction or a failover to a
+//! lagging replica empties part of it. [`Fenced`] keeps the rule "a nonce accepted
+//! once is never accepted again while its timestamp can pass the window" with three
+//! pieces:
+//!
+//! * a **shared store** every instance can read (PostgreSQL; the embedded store in a
+//!   single-instance deployment), written whenever Redis alone might not be enough:
+//!   during an *episode* of Redis trouble and for `2 × window` after its last report
+//!   (so nonces claimed there during the outage stay claimed after it), and for any
+//!   request stamped more than the margin ahead of the server's clock (so those
+//!   survive a later loss of Redis data);
+//! * a **fence** at the start of each episode: a nonce claimed in Redis alone before
+//!   it may be gone, and was stamped at most `margin` after its claim, so requests
+//!   stamped before (the last moment any instance claimed in Redis alone) + margin
+//!   are refused while they can pass the window ([`NonceError::Fenced`]; the client
+//!   sends a new request);
+//! * a **board** on which instances publish episodes and take them in ([`Ledger`]:
+//!   PostgreSQL), read by each instance every [`POLL`]. An instance claims in Redis
+//!   alone only within the lease of its last read; past it, in PostgreSQL too, which
+//!   fails closed when PostgreSQL is down. Each read records that the instance has
+//!   taken the episode in, so the others learn when it stopped claiming in Redis
+//!   alone — within a poll or two, or at worst a lease after its last read.
+//!
+//! An episode begins when a claim finds Redis unreachable or a loss is counted
+//! ([`Losses`]). The edges are explained in `docs/operations.md`.
+
+mod board;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ports::{Claim, NonceClaim, NonceError, NonceStore};
+
+use board::View;
+pub use board::{Board, BoardRead, Episode, Ledger, NoLedger};
+
+/// How often an instance reads the board.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// The fence's timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FenceConfig {
+    /// The timestamp window (ms).
+    pub window_ms: u64,
+    /// How far after its claim a request may be stamped and still be claimed in Redis
+    /// alone; also the allowance for clock differences between instances (ms).
+    pub margin_ms: u64,
+    /// How long one read of the board lets an instance claim in Redis alone (ms):
+    /// also how long a PostgreSQL outage leaves Redis-only claims going. Ignored
+    /// without a board (a single instance).
+    pub lease_ms: u64,
+}
+
+impl FenceConfig {
+    /// After its last report, an episode is over once this has passed: no nonce claimed
+    /// in the shared store alone during it can still pass the window.
+    fn dual_ms(&self) -> u64 {
+        self.lease_ms + self.margin_ms + 2 * self.window_ms
+    }
+    /// A report this long after the last one begins a new episode (less than
+    /// [`Self::dual_ms`], so no instance has gone back to Redis alone in between).
+    fn episode_gap_ms(&self) -> u64 {
+        2 * self.window_ms
+    }
+}
+
+/// A primary nonce store that counts the losses of its data it has seen.
+pub trait Losses {
+    /// Losses seen so far (only increases).
+    fn losses(&self) -> u64;
+}
+
+impl Losses for redis_adapter::RedisNonceStore {
+    fn losses(&self) -> u64 {
+        self.redis().losses()
+    }
+}
+
+/// The wall clock (ms since the epoch).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Nonces claimed in a primary (Redis) behind the fence, with a shared store.
+pub struct Fenced<P, S, L> {
+    /// The fast store.
+    pub primary: P,
+    /// The store every instance shares (or the embedded one of a single instance).
+    pub shared: S,
+    /// The fence.
+    pub board: Arc<Board<L>>,
+    /// The primary's losses already taken in.
+    pub losses_seen: AtomicU64,
+}
+
+impl<P, S, L> std::fmt::Debug for Fenced<P, S, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fenced").finish_non_exhaustive()
+    }
+}
+
+impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
+    /// The primary and the shared store behind `board`.
+    pub fn new(primary: P, shared: S, board: Arc<Board<L>>) -> Self {
+        let losses_seen = AtomicU64::new(primary.losses());
+        Self {
+            primary,
+            shared,
+            board,
+            losses_seen,
+        }
+    }
+
+    fn take_in_losses(&self, now_ms: u64) {
+        let losses = self.primary.losses();
+        if self.losses_seen.swap(losses, Ordering::SeqCst) < losses {
+            self.board.trouble(now_ms, "redis lost data");
+        }
+    }
+
+    fn fenced(&self, claim: &Claim<'_>, view: View) -> Result<(), NonceError> {
+        if claim.stamped_ms < view.refuse_before_ms {
+            self.board.refused.fetch_add(1, Ordering::Relaxed);
+            http_adapter::metrics::nonce_fence_refused();
+            return Err(NonceError::Fenced(format!(
+                "stamped {} ms before the fence",
+                view.refuse_before_ms - claim.stamped_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// The shared store first (the durable record), then the primary: a nonce the
+    /// primary already holds is a replay whatever the shared store says; a primary
+    /// that is down keeps the episode alive and leaves the decision to the shared one.
+    async fn claim_in_both(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+        if self.shared.claim(claim).await? == NonceClaim::Replay {
+            return Ok(NonceClaim::Replay);
+        }
+        match self.primary.claim(claim).await {
+            Ok(decided) => Ok(decided),
+            Err(_) => {
+                self.take_in_losses(claim.now_ms);
+                self.board.trouble(claim.now_ms, "redis unavailable");
+                Ok(NonceClaim::Fresh)
+            }
+        }
+    }
+}
+
+impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> NonceStore for Fenced<P, S, L> {
+    async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+        let now = claim.now_ms;
+        self.take_in_losses(now);
+        let view = self.board.view(now);
+        self.fenced(&claim, view)?;
+        let ahead = claim.stamped_ms > now.saturating_add(self.board.config.margin_ms);
+        if view.shared || ahead {
+            return self.claim_in_both(claim).await;
+        }
+        match self.primary.claim(claim).await {
+            Err(NonceError::Unavailable(why)) => {
+                // An outage, or a loss the claim itself found: fence, then decide
+                // under the fence.
+                self.take_in_losses(now);
+                self.board.trouble(now, &why);
+                let view = self.board.view(now);
+                self.fenced(&claim, view)?;
+                self.claim_in_both(claim).await
+            }
+            decided => decided,
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The fence's rules, on a switchable primary and in-memory ledgers.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use memory::MemoryNonceStore;
+use ports::StoreError;
+
+use super::*;
+
+const W: u64 = 300_000;
+const CONFIG: FenceConfig = FenceConfig {
+    window_ms: W,
+    margin_ms: 2_000,
+    lease_ms: 1_000,
+};
+
+/// A primary that can be switched off or emptied, as Redis can.
+#[derive(Default)]
+struct Primary {
+    down: AtomicBool,
+    nonces: Mutex<Arc<MemoryNonceStore>>,
+    losses: AtomicU64,
+}
+
+impl Primary {
+    fn lose_everything(&self) {
+        *self.nonces.lock().unwrap() = Arc::new(MemoryNonceStore::new(1000));
+        self.losses.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl NonceStore for Primary {
+    async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(NonceError::Unavailable("down".into()));
+        }
+        let store = Arc::clone(&self.nonces.lock().unwrap());
+        store.claim(claim).await
+    }
+}
+
+impl Losses for Primary {
+    fn losses(&self) -> u64 {
+        self.losses.load(Ordering::SeqCst)
+    }
+}
+
+/// instance → (seen, acked episode start, acked at)
+type Instances = Arc<Mutex<std::collections::HashMap<String, (u64, u64, u64)>>>;
+
+/// A ledger in memory, shared by the boards of several "instances", that can be
+/// made unreachable; the same rules as the PostgreSQL one.
+#[derive(Default, Clone)]
+struct SharedLedger {
+    fence: Arc<Mutex<Option<Episode>>>,
+    instances: Instances,
+    down: Arc<AtomicBool>,
+}
+
+impl SharedLedger {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("pg down".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Ledger for SharedLedger {
+    async fn report(&self, now_ms: u64, gap_ms: u64) -> Result<Episode, StoreError> {
+        self.check()?;
+        let mut e = self.fence.lock().unwrap();
+        let next = match *e {
+            Some(old) if old.last_seen_ms + gap_ms >= now_ms => Episode {
+                started_ms: old.started_ms,
+                last_seen_ms: old.last_seen_ms.max(now_ms),
+            },
+            _ => Episode {
+                started_ms: now_ms,
+                last_seen_ms: now_ms,
+            },
+        };
+        *e = Some(next);
+        Ok(next)
+    }
+    async fn read(
+        &self,
+        instance: &str,
+        now_ms: u64,
+        acked_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Option<BoardRead>, StoreError> {
+        self.check()?;
+        let mut all = self.instances.lock().unwrap();
+        let fence = *self.fence.lock().unwrap();
+        let others_ms = fence.map_or(0, |f| {
+            all.iter()
+                .filter(|(id, (seen, _, _))| {
+                    id.as_str() != instance && seen + lease_ms >= f.started_ms
+                })
+                .map(|(_, (seen, acked, at))| {
+                    if *acked >= f.started_ms {
+                        *at
+                    } else {
+                        seen + lease_ms
+                    }
+                })
+                .max()
+                .unwrap_or(0)
+        });
+        let current = fence.map_or(0, |f| f.started_ms);
+        let me = all
+            .entry(instance.to_owned())
+            .or_insert((now_ms, acked_ms.max(current), 0));
+        if acked_ms > me.1 {
+            *me = (now_ms, acked_ms, now_ms);
+        } else {
+            me.0 = now_ms;
+        }
+        Ok(fence.map(|episode| BoardRead { episode, others_ms }))
+    }
+}
+
+fn claim(key: &str, now_ms: u64, stamped_ms: u64) -> Claim<'_> {
+    Claim {
+        key,
+        ttl_sec: 2 * W / 1000 + 1,
+        now_ms,
+        stamped_ms,
+    }
+}
+
+/// `key`, stamped and claimed at `t`: fresh once, then a replay.
+async fn single_use<N: NonceStore>(store: &N, key: &str, t: u64) {
+    assert_eq!(store.claim(claim(key, t, t)).await, Ok(NonceClaim::Fresh));
+    assert_eq!(
+        store.claim(claim(key, t + 1, t)).await,
+        Ok(NonceClaim::Replay)
+    );
+}
+
+type Single = Fenced<Arc<Primary>, Arc<MemoryNonceStore>, NoLedger>;
+
+fn single(primary: &Arc<Primary>) -> Single {
+    let board = Arc::new(Board::new(CONFIG, None));
+    Fenced::new(
+        Arc::clone(primary),
+        Arc::new(MemoryNonceStore::new(1000)),
+        board,
+    )
+}
+
+impl<T: Losses> Losses for Arc<T> {
+    fn losses(&self) -> u64 {
+        (**self).losses()
+    }
+}
+
+#[tokio::test]
+async fn a_loss_of_the_primary_fences_what_it_held() {
+    let primary = Arc::new(Primary::default());
+    let store = single(&primary);
+    let t = 1_000_000_000;
+    assert_eq!(store.claim(claim("a", t, t)).await, Ok(NonceClaim::Fresh));
+    primary.lose_everything();
+    // Before the fence: the primary no longer knows "a", so it is refused.
+    let replay = store.claim(claim("a", t + 10, t)).await;
+    assert!(matches!(replay, Err(NonceError::Fenced(_))), "{replay:?}");
+    // A request stamped after the fence is accepted, once.
+    let late = t + 10 + CONFIG.margin_ms;
+    single_use(&store, "b", late).await;
+    assert_eq!(store.board.refused(), 1);
+}
+
+#[tokio::test]
+async fn a_request_stamped_ahead_survives_a_loss_in_the_shared_store() {
+    let primary = Arc::new(Primary::default());
+    let store = single(&primary);
+    let t = 1_000_000_000;
+    // Stamped a minute ahead: also written to the shared store.
+    let ahead = t + 60_000;
+    assert_eq!(
+        store.claim(claim("f", t, ahead)).await,
+        Ok(NonceClaim::Fresh)
+    );
+    primary.lose_everything();
+    // Later, within the window, after the fence: the shared store still has it.
+    let later = t + 30_000;
+    assert_eq!(
+        store.claim(claim("f", later, ahead)).await,
+        Ok(NonceClaim::Replay)
+    );
+}
+
+#[tokio::test]
+async fn nonces_claimed_during_an_outage_stay_claimed_after_it() {
+    let primary = Arc::new(Primary::default());
+    let store = single(&primary);
+    let t = 1_000_000_000;
+    primary.down.store(true, Ordering::SeqCst);
+    // The outage begins: requests stamped before the fence are refused.
+    let early = store.claim(claim("x", t, t)).await;
+    assert!(matches!(early, Err(NonceError::Fenced(_))), "{early:?}");
+    let s = t + CONFIG.margin_ms;
+    assert_eq!(store.claim(claim("y", s, s)).await, Ok(NonceClaim::Fresh));
+    primary.down.store(false, Ordering::SeqCst);
+    // Redis is back but never saw "y": still a replay, for two windows after.
+    for dt in [1, W, 2 * W] {
+        assert_eq!(
+            store.claim(claim("y", s + dt, s)).await,
+            Ok(NonceClaim::Replay)
+        );
+    }
+    // Long after, claims go to Redis alone again.
+    single_use(&store, "z", s + 3 * W).await;
+}
+
+/// Two instances on one Redis and one ledger; only the first loses Redis.
+#[tokio::test]
+async fn an_instance_that_lost_redis_fences_the_others_through_the_ledger() {
+    let redis = Arc::new(Primary::default());
+    let cut_off = Arc::new(Primary::default());
+    cut_off.down.store(true, Ordering::SeqCst);
+    let ledger = SharedLedger::default();
+    let shared = Arc::new(MemoryNonceStore::new(1000));
+    let a = Fenced::new(
+        Arc::clone(&cut_off),
+        Arc::clone(&shared),
+        Arc::new(Board::new(CONFIG, Some(ledger.clone()))),
+    );
+    let b = Fenced::new(
+        Arc::clone(&redis),
+        Arc::clone(&shared),
+        Arc::new(Board::new(CONFIG, Some(ledger.clone()))),
+    );
+    let t = now_ms();
+    a.board.refresh(t).await.unwrap();
+    b.board.refresh(t).await.unwrap();
+    // B accepted "r" in Redis alone just before A lost Redis.
+    assert_eq!(b.claim(claim("r", t, t)).await, Ok(NonceClaim::Fresh));
+    // A: Redis unreachable. The replay of "r" is stamped before the fence.
+    let at_a = a.claim(claim("r", t + 5, t)).await;
+    assert!(matches!(at_a, Err(NonceError::Fenced(_))), "{at_a:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await; // the report lands
+    // Until A reads that B took the episode in, B may be claiming in Redis alone
+    // for a whole lease after its last read: A refuses what B may have accepted.
+    a.board.refresh(t + 10).await.unwrap();
+    let s = t + 100 + CONFIG.margin_ms;
+    let early = a.claim(claim("s", s, s)).await;
+    assert!(matches!(early, Err(NonceError::Fenced(_))), "{early:?}");
+    // B reads the board (and so takes the episode in); A reads that B did.
+    b.board.refresh(t + 20).await.unwrap();
+    b.board.refresh(t + 30).await.unwrap();
+    a.board.refresh(t + 40).await.unwrap();
+    // From now on B writes the shared store too, and A's fence ends a margin
+    // after B took the episode in, not a lease after.
+    let q = t + 40 + CONFIG.margin_ms;
+    assert_eq!(b.claim(claim("q", q, q)).await, Ok(NonceClaim::Fresh));
+    assert_eq!(a.claim(claim("q", q + 1, q)).await, Ok(NonceClaim::Replay));
+    assert_eq!(a.claim(claim("p", q + 2, q)).await, Ok(NonceClaim::Fresh));
+    assert_eq!(b.claim(claim("p", q + 3, q)).await, Ok(NonceClaim::Replay));
+}
+
+/// An instance on a Redis of its own and `shared`, reading `ledger`.
+fn on_board(
+    shared: MemoryNonceStore,
+    ledger: &SharedLedger,
+) -> Fenced<Arc<Primary>, Arc<MemoryNonceStore>, SharedLedger> {
+    Fenced::new(
+        Arc::new(Primary::default()),
+        Arc::new(shared),
+        Arc::new(Board::new(CONFIG, Some(ledger.clone()))),
+    )
+}
+
+/// An instance that cannot read the board keeps claiming in Redis alone for a
+/// lease (a short PostgreSQL outage costs nothing), then fails closed.
+#[tokio::test]
+async fn a_board_that_cannot_be_read_allows_redis_alone_for_one_lease() {
+    let ledger = SharedLedger::default();
+    let b = on_board(MemoryNonceStore::new(1000), &ledger);
+    let t = now_ms();
+    b.board.refresh(t).await.unwrap();
+    ledger.down.store(true, Ordering::SeqCst);
+    assert!(b.board.refresh(t + 500).await.is_err());
+    single_use(&b, "a", t + CONFIG.lease_ms).await;
+    // Past the lease the shared store decides too: here it holds everything, so
+    // only its answer can make a claim a replay.
+    b.shared.claim(claim("b", t, t)).await.unwrap();
+    let late = t + CONFIG.lease_ms + 1;
+    assert_eq!(
+        b.claim(claim("b", late, late)).await,
+        Ok(NonceClaim::Replay)
+    );
+}
+
+#[tokio::test]
+async fn without_a_fresh_board_an_instance_fails_closed_on_the_shared_store() {
+    let ledger = SharedLedger::default();
+    let b = on_board(MemoryNonceStore::new(0), &ledger);
+    let t = now_ms();
+    b.board.refresh(t).await.unwrap();
+    assert_eq!(b.claim(claim("a", t, t)).await, Ok(NonceClaim::Fresh));
+    // The board has not been read for longer than the lease: Redis alone is not
+    // enough (another instance may be claiming elsewhere), and the shared store
+    // (here: one that holds nothing) decides.
+    let late = t + CONFIG.lease_ms + 1;
+    assert_eq!(b.claim(claim("b", late, late)).await, Err(NonceError::Full));
+}
