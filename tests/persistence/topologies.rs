@@ -156,17 +156,17 @@ async fn redis_over_tls_with_a_password_and_a_private_ca() {
     assert_eq!(redis.keys(&cache_key(&session)).len(), 1, "cached in Redis");
 }
 
-/// A Redis Cluster over TLS (clients, replication and the cluster bus) with passwords
-/// and a private CA: nonces and the cache are shared by two instances.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_redis_cluster_over_tls_with_a_private_ca() {
-    let pki = TestPki::new("cluster-tls");
-    let (pg, cluster) = (PgServer::start(), RedisCluster::start_tls(3, &pki));
-    assert!(cluster.urls().starts_with("rediss://"));
+/// Two instances on `redis` (over TLS, CA from `pki`): a purchase accepted by one is a
+/// replay on the other, and its nonce is in Redis. Returns the session.
+async fn two_instances_share_nonces_over_tls(
+    pg: &PgServer,
+    redis: &impl RedisUnderTest,
+    pki: &TestPki,
+) -> domain::client::ClientSession {
     let ca = pki.ca.display().to_string();
     let (a, b) = (
-        stateful(&pg, &cluster, &[("REDIS_CA_FILE", &ca)]),
-        stateful(&pg, &cluster, &[("REDIS_CA_FILE", &ca)]),
+        stateful(pg, redis, &[("REDIS_CA_FILE", &ca)]),
+        stateful(pg, redis, &[("REDIS_CA_FILE", &ca)]),
     );
     let (session, _) = a.client("C").await.init(INIT, None).await.unwrap();
     let sealed = session.seal_request(now(), PAYLOAD).unwrap();
@@ -177,7 +177,18 @@ async fn a_redis_cluster_over_tls_with_a_private_ca() {
         "replay on the other"
     );
     let nonce = sealed.idempotency_key.split_once('.').unwrap().1;
-    assert_eq!(cluster.keys(&format!("nonce:*:C:{nonce}")).len(), 1);
+    assert_eq!(redis.keys(&format!("nonce:*:C:{nonce}")).len(), 1);
+    session
+}
+
+/// A Redis Cluster over TLS (clients, replication and the cluster bus) with passwords
+/// and a private CA: nonces and the cache are shared by two instances.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_cluster_over_tls_with_a_private_ca() {
+    let pki = TestPki::new("cluster-tls");
+    let (pg, cluster) = (PgServer::start(), RedisCluster::start_tls(3, &pki));
+    assert!(cluster.urls().starts_with("rediss://"));
+    let session = two_instances_share_nonces_over_tls(&pg, &cluster, &pki).await;
     assert_eq!(cluster.keys(&cache_key(&session)).len(), 1);
 }
 
@@ -188,19 +199,5 @@ async fn sentinel_over_tls_with_a_private_ca() {
     let pki = TestPki::new("sentinel-tls");
     let (pg, sentinel) = (PgServer::start(), RedisSentinel::start_tls(&pki));
     assert!(sentinel.urls().starts_with("rediss://"));
-    let ca = pki.ca.display().to_string();
-    let (a, b) = (
-        stateful(&pg, &sentinel, &[("REDIS_CA_FILE", &ca)]),
-        stateful(&pg, &sentinel, &[("REDIS_CA_FILE", &ca)]),
-    );
-    let (session, _) = a.client("C").await.init(INIT, None).await.unwrap();
-    let sealed = session.seal_request(now(), PAYLOAD).unwrap();
-    assert_eq!(send_sealed(&a, &session, &sealed).await, 200);
-    assert_eq!(
-        send_sealed(&b, &session, &sealed).await,
-        400,
-        "replay on the other"
-    );
-    let nonce = sealed.idempotency_key.split_once('.').unwrap().1;
-    assert_eq!(sentinel.keys(&format!("nonce:*:C:{nonce}")).len(), 1);
+    two_instances_share_nonces_over_tls(&pg, &sentinel, &pki).await;
 }

@@ -230,10 +230,7 @@ pub async fn build(
     info!(applied = ?applied, kek_id = wrapper.current_id(), "PostgreSQL ready");
     let mut pg = PgSessionStore::new(pool, Arc::clone(&wrapper), &config);
     if let Some(read_url) = &args.pg_read_url {
-        if args.redis.redis_url.is_none()
-            && args.redis.redis_cluster_urls.is_empty()
-            && args.redis.redis_sentinel_urls.is_empty()
-        {
+        if redis.is_none() {
             warn!(
                 "PG_READ_URL without Redis: a replica that lags behind a revocation can serve the revoked session until it catches up"
             );
