@@ -1,6 +1,7 @@
 //! Criterion benches: every operation is one group with the three backends side by
 //! side (`aws-lc-rs`, `ring`, `rustcrypto`), plus the server's whole init and purchase
-//! steps on the memory stores and the backend-independent parsers.
+//! steps on the memory stores — protocol v1 and v2 side by side — and the
+//! backend-independent parsers.
 //!
 //! `cargo bench` runs all; `cargo bench -- ecdh` filters; `scripts/bench-summary.py`
 //! turns criterion's saved estimates into the README table.
@@ -9,15 +10,15 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use domain::client::{ClientSession, Handshake};
+use domain::client::{ClientSession, Handshake, PURCHASE, V2Answer};
 use domain::policy::RequestedTtl;
 use domain::{
     Aad, AbuseLimits, ExchangeRequest, Family, IdempotencyKey, InitBody, InitRequest,
-    ServiceConfig, SessionService,
+    RequestedProtocol, ServiceConfig, SessionService,
 };
 use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::crypto::IV_LEN;
-use ports::{CryptoProvider, NoCache, SessionKey, Stores, SystemClock};
+use ports::{CryptoProvider, NoCache, Protocol, SessionKey, Stores, SystemClock};
 
 static BACKENDS: std::sync::LazyLock<Vec<CryptoProvider>> =
     std::sync::LazyLock::new(crypto_backends::compiled);
@@ -138,88 +139,105 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// A fresh, valid `X-Idempotency-Key` (unique nonce) without calling an RNG.
 fn fresh_key() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}.bench-nonce-{n:016}", http_adapter::client::now_ms())
+    format!("{}.bench-nonce-{n:016}", session_crypto_client::now_ms())
 }
 
+/// The init body of each protocol version.
+fn init_body(client_public_key: Vec<u8>, protocol: Protocol) -> InitBody {
+    InitBody {
+        client_public_key,
+        ttl: RequestedTtl::Absent,
+        protocol: match protocol {
+            Protocol::V1 => RequestedProtocol::Absent,
+            Protocol::V2 => RequestedProtocol::Number(2),
+        },
+    }
+}
+
+fn init_request(key: &str, body: InitBody) -> InitRequest<'_> {
+    InitRequest {
+        family: Family::Unversioned,
+        idempotency_key: Some(key),
+        client_id: Some("BENCH"),
+        authorization: None,
+        remote_ip: None,
+        declared_json: true,
+        body: Ok(body),
+    }
+}
+
+/// The server's whole init, v1 and v2 side by side on each backend
+/// (`server-init/<backend>/v<n>`).
 fn server_init(c: &mut Criterion) {
     let mut g = c.benchmark_group("server-init");
     for &p in BACKENDS.iter() {
         let svc = service(p);
         let client_key = p.key_agreement.generate().unwrap().public_key().0.to_vec();
-        g.bench_function(p.name, |b| {
-            b.iter_batched(
-                fresh_key,
-                |key| {
-                    let req = InitRequest {
-                        family: Family::Unversioned,
-                        idempotency_key: Some(&key),
-                        client_id: Some("BENCH"),
-                        authorization: None,
-                        remote_ip: None,
-                        declared_json: true,
-                        body: Ok(InitBody {
-                            client_public_key: client_key.clone(),
-                            ttl: RequestedTtl::Absent,
-                        }),
-                    };
-                    black_box(futures_executor::block_on(svc.init(req)).unwrap())
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        for protocol in Protocol::ALL {
+            let id = format!("{}/v{}", p.name, protocol.number());
+            g.bench_function(id, |b| {
+                b.iter_batched(
+                    fresh_key,
+                    |key| {
+                        let req = init_request(&key, init_body(client_key.clone(), protocol));
+                        black_box(futures_executor::block_on(svc.init(req)).unwrap())
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
     }
     g.finish();
 }
 
-fn establish(svc: &Service, p: CryptoProvider) -> ClientSession {
+fn establish(svc: &Service, p: CryptoProvider, protocol: Protocol) -> ClientSession {
     let hs = Handshake::start(p).unwrap();
     let key = fresh_key();
-    let out = futures_executor::block_on(svc.init(InitRequest {
-        family: Family::Unversioned,
-        idempotency_key: Some(&key),
-        client_id: Some("BENCH"),
-        authorization: None,
-        remote_ip: None,
-        declared_json: true,
-        body: Ok(InitBody {
-            client_public_key: hs.public_key().0.to_vec(),
-            ttl: RequestedTtl::Absent,
-        }),
-    }))
-    .unwrap();
-    hs.finish(out.session_id.as_str(), &out.server_public_key.0, "BENCH")
-        .unwrap()
+    let body = init_body(hs.public_key().0.to_vec(), protocol);
+    let out = futures_executor::block_on(svc.init(init_request(&key, body))).unwrap();
+    match V2Answer::from_outcome(&out) {
+        None => hs
+            .finish(out.session_id.as_str(), &out.server_public_key.0, "BENCH")
+            .unwrap(),
+        Some(answer) => hs.finish_v2(&answer, "BENCH", None).unwrap(),
+    }
 }
 
+/// The server's whole purchase exchange (open, handler, nonce, seal), v1 and v2 side
+/// by side on each backend (`server-purchase/<backend>/v<n>`).
 fn server_purchase(c: &mut Criterion) {
     let mut g = c.benchmark_group("server-purchase");
     let payload = br#"{"schemeCode":"AEF","amount":5000}"#;
     for &p in BACKENDS.iter() {
         let svc = service(p);
-        let session = establish(&svc, p);
-        g.bench_function(p.name, |b| {
-            b.iter_batched(
-                || {
-                    session
-                        .seal_request(http_adapter::client::now_ms(), payload)
-                        .unwrap()
-                },
-                |mut sealed| {
-                    let req = ExchangeRequest {
-                        kid: Some(session.kid()),
-                        idempotency_key: Some(&sealed.idempotency_key),
-                        client_id: Some("BENCH"),
-                        body: &mut sealed.envelope,
-                    };
-                    let svc = &svc;
-                    let out = futures_executor::block_on(
-                        svc.exchange(req, http_adapter::routes::purchase::purchase_response),
-                    );
-                    black_box(out.unwrap())
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        for protocol in Protocol::ALL {
+            let session = establish(&svc, p, protocol);
+            let id = format!("{}/v{}", p.name, protocol.number());
+            g.bench_function(id, |b| {
+                b.iter_batched(
+                    || {
+                        session
+                            .seal_request(session_crypto_client::now_ms(), payload)
+                            .unwrap()
+                    },
+                    |mut sealed| {
+                        let req = ExchangeRequest {
+                            kid: Some(session.kid()),
+                            idempotency_key: Some(&sealed.idempotency_key),
+                            client_id: Some("BENCH"),
+                            line: PURCHASE,
+                            body: &mut sealed.envelope,
+                        };
+                        let svc = &svc;
+                        let out = futures_executor::block_on(
+                            svc.exchange(req, http_adapter::routes::purchase::purchase_response),
+                        );
+                        black_box(out.unwrap())
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
     }
     g.finish();
 }

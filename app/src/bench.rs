@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http_adapter::client::{Endpoint, InitRoute, ProtocolClient, StepTimings};
 use ports::CryptoProvider;
+use session_crypto_client::{Endpoint, InitRoute, ProtocolClient, StepTimings};
 
 use crate::config::BenchArgs;
 
@@ -39,7 +39,11 @@ async fn worker(
     total: usize,
 ) -> WorkerResult {
     let mut r = WorkerResult::default();
-    let mut client = match ProtocolClient::connect_to(&endpoint, crypto, &args.client_id).await {
+    let protocol = crate::client_cmd::protocol(args.protocol);
+    let mut client = match ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
+        .await
+        .map(|c| c.with_protocol(protocol))
+    {
         Ok(c) => c,
         Err(e) => {
             r.errors = 1;
@@ -73,7 +77,10 @@ async fn worker(
             progress.errors.fetch_add(1, Ordering::Relaxed);
             r.first_error.get_or_insert_with(|| e.to_string());
             // A transport error leaves the connection unusable: reconnect.
-            if let Ok(c) = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id).await {
+            if let Ok(c) = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
+                .await
+                .map(|c| c.with_protocol(protocol))
+            {
                 client = c;
             }
         }
@@ -268,8 +275,8 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::E
     )?);
     let args = Arc::new(args);
     println!(
-        "Benchmark: {} flows (init + purchase) at concurrency {} against {} (client crypto {}, warm-up {})",
-        args.iterations, args.concurrency, args.url, crypto.name, args.warmup
+        "Benchmark: {} flows (init + purchase) at concurrency {} against {} (protocol {}, client crypto {}, warm-up {})",
+        args.iterations, args.concurrency, args.url, args.protocol, crypto.name, args.warmup
     );
     if args.warmup > 0 {
         let (warm, _) = run_phase(&args, &endpoint, crypto, args.warmup, false).await;

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use http_adapter::client::{Endpoint, InitRoute, ProtocolClient, StepTimings};
-use ports::CryptoProvider;
+use ports::{CryptoProvider, P256PublicKey, Protocol};
+use session_crypto_client::{Endpoint, InitRoute, ProtocolClient, StepTimings};
 
 use crate::config::ClientArgs;
 
@@ -49,13 +49,45 @@ pub fn endpoint(
     Ok(endpoint.with_tls(http_adapter::tls::client_config(provider, ca_file)?))
 }
 
+/// The protocol version of `--protocol` (the argument parser allows 1 and 2 only).
+pub fn protocol(number: u8) -> Protocol {
+    Protocol::from_number(number.into()).unwrap_or(Protocol::V2)
+}
+
+/// The server key to pin from `--server-key-file`.
+///
+/// # Errors
+/// An unreadable file or a file that holds no P-256 public key.
+pub fn pinned_key(path: Option<&std::path::Path>) -> Result<Option<P256PublicKey>, crate::Error> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--server-key-file {}: {e}", path.display()))?;
+    domain::signing_key::parse_public_key(&text)
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "--server-key-file {}: no P-256 public key (SPKI PEM or base64 of the point)",
+                path.display()
+            )
+            .into()
+        })
+}
+
 /// Runs the flow and prints what happened.
 ///
 /// # Errors
 /// A message for the user.
 pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
     let endpoint = endpoint(&args.url, args.ca_file.as_deref(), crypto)?;
-    let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id).await?;
+    let pinned = pinned_key(args.server_key_file.as_deref())?;
+    let protocol = protocol(args.protocol);
+    if pinned.is_some() && protocol != Protocol::V2 {
+        return Err("--server-key-file needs --protocol 2".into());
+    }
+    let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
+        .await?
+        .with_protocol(protocol)
+        .with_pinned_key(pinned);
     let route = if args.v1 {
         InitRoute::V1
     } else {
@@ -72,8 +104,16 @@ pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), crate::
     let (answer, purchase) = client.purchase(&session, payload.as_bytes()).await?;
 
     println!(
-        "session-crypto client → {} (crypto backend {}, client id {})",
-        args.url, crypto.name, args.client_id
+        "session-crypto client → {} (protocol {}{}, crypto backend {}, client id {})",
+        args.url,
+        protocol.number(),
+        if client_pinned(&client) {
+            ", server key pinned"
+        } else {
+            ""
+        },
+        crypto.name,
+        args.client_id
     );
     println!();
     print_step(
@@ -100,4 +140,8 @@ pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), crate::
     println!();
     println!("decrypted response: {}", String::from_utf8_lossy(&answer));
     Ok(())
+}
+
+fn client_pinned(client: &ProtocolClient) -> bool {
+    client.pinned_key().is_some()
 }

@@ -56,8 +56,9 @@ pub enum Command {
     Backends,
     /// Apply the embedded database migrations (DATABASE_URL) and exit.
     Migrate(MigrateArgs),
-    /// Print a fresh key-wrapping key (base64 of 32 random bytes) for SESSION_KEK.
-    Keygen,
+    /// Print a fresh key-wrapping key (base64 of 32 random bytes) for SESSION_KEK, or
+    /// with --signing a P-256 signing key pair for SERVER_SIGNING_KEY_FILE.
+    Keygen(KeygenArgs),
     /// End every session of one client id (PostgreSQL, and Redis when set). Running
     /// servers stop accepting them within SESSION_LOCAL_CACHE_MS.
     Revoke(RevokeArgs),
@@ -75,6 +76,15 @@ pub struct RevokeArgs {
     /// Redis (the session cache), if the servers use one.
     #[command(flatten)]
     pub redis: RedisArgs,
+}
+
+/// `keygen` settings.
+#[derive(Debug, Clone, Args)]
+pub struct KeygenArgs {
+    /// Print a P-256 signing key pair (private PKCS#8 PEM, public SPKI PEM, key id)
+    /// instead of a key-wrapping key.
+    #[arg(long)]
+    pub signing: bool,
 }
 
 /// `migrate` settings.
@@ -284,6 +294,14 @@ pub struct ServeArgs {
     /// File holding SESSION_KEK (alternative to SESSION_KEK).
     #[arg(long, env = "SESSION_KEK_FILE")]
     pub session_kek_file: Option<std::path::PathBuf>,
+    /// The server's P-256 signing key (PEM, or base64 of the DER; PKCS#8 or SEC1): v2
+    /// init responses are signed with it and its public key is published at
+    /// GET /.well-known/session-crypto. `session-crypto keygen --signing` makes one.
+    #[arg(long, env = "SERVER_SIGNING_KEY", hide_env_values = true)]
+    pub server_signing_key: Option<String>,
+    /// File holding SERVER_SIGNING_KEY (alternative to SERVER_SIGNING_KEY).
+    #[arg(long, env = "SERVER_SIGNING_KEY_FILE")]
+    pub server_signing_key_file: Option<std::path::PathBuf>,
     /// Retired key-wrapping keys (comma-separated base64) that still unwrap older sessions.
     #[arg(long, env = "SESSION_KEK_PREVIOUS", hide_env_values = true)]
     pub session_kek_previous: Option<String>,
@@ -354,6 +372,13 @@ pub struct ClientArgs {
     /// Create the session with POST /v1/session/init instead of /session/init.
     #[arg(long)]
     pub v1: bool,
+    /// Protocol version to speak (docs/PROTOCOL.md).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub protocol: u8,
+    /// v2: the server's signing public key to pin (PEM file from `keygen --signing`,
+    /// or the `publicKey` of GET /.well-known/session-crypto in a file).
+    #[arg(long)]
+    pub server_key_file: Option<std::path::PathBuf>,
     /// Purchase scheme code.
     #[arg(long, default_value = "AEF")]
     pub scheme_code: String,
@@ -383,6 +408,9 @@ pub struct BenchArgs {
     /// For https:// URLs: PEM file of the CA(s) to trust (default: the system's bundle).
     #[arg(long, env = "CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,
+    /// Protocol version of the flows.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub protocol: u8,
     /// PID of a server on this machine: report its CPU time per flow (from /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,

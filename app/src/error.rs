@@ -3,10 +3,10 @@
 
 use std::net::SocketAddr;
 
-use http_adapter::client::FlowError;
 use http_adapter::tls::TlsError;
 use postgres_adapter::PgError;
 use redis_adapter::RedisError;
+use session_crypto_client::FlowError;
 
 /// Why a command could not run.
 #[derive(Debug, thiserror::Error)]

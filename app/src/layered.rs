@@ -244,7 +244,9 @@ pub fn describe(parsed: &Parsed, subcommand: &str) -> String {
             Some(values) => {
                 let joined = values.join(",");
                 match id {
-                    "session_kek" | "session_kek_previous" => "<redacted>".to_owned(),
+                    "session_kek" | "session_kek_previous" | "server_signing_key" => {
+                        "<redacted>".to_owned()
+                    }
                     "database_url"
                     | "pg_read_url"
                     | "redis_url"

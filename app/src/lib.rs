@@ -11,6 +11,7 @@ pub mod bench;
 pub mod client_cmd;
 pub mod config;
 pub mod error;
+pub mod identity;
 pub mod layered;
 pub mod redis_settings;
 pub mod serve;

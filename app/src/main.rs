@@ -80,7 +80,7 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
         }
         // A key-wrapping key is 32 random bytes whatever the backend: any compiled
         // one's CSPRNG will do (the one named by CRYPTO_BACKEND when it is compiled in).
-        Command::Keygen => {
+        Command::Keygen(args) => {
             let compiled = backend::compiled();
             let crypto = backend::select(cli.backend.as_deref())
                 .ok()
@@ -88,6 +88,10 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
                 .ok_or_else(|| {
                     session_crypto::Error::Config("no crypto backend compiled in".into())
                 })?;
+            if args.signing {
+                print!("{}", session_crypto::identity::generate(crypto)?);
+                return Ok(());
+            }
             let mut kek = zeroize::Zeroizing::new([0u8; 32]);
             crypto.random.fill(kek.as_mut()).map_err(|_| {
                 session_crypto::Error::Runtime("the random number generator failed".into())
@@ -104,7 +108,13 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
         }
         Command::CheckConfig(args) => {
             print!("{}", layered::describe(parsed, "check-config"));
-            settings::validate(args, crypto)?;
+            let checked = settings::validate(args, crypto)?;
+            if let Some(identity) = &checked.identity {
+                println!(
+                    "# v2 init responses are signed: key id {} (GET /.well-known/session-crypto)",
+                    identity.key_id()
+                );
+            }
             println!("# configuration is valid (crypto backend {})", crypto.name);
             Ok(())
         }
@@ -113,6 +123,6 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
             runtime(args.worker_threads)?.block_on(bench::run(args.clone(), crypto))
         }
         Command::Revoke(args) => runtime(None)?.block_on(admin_cmd::revoke(args, crypto)),
-        Command::Backends | Command::Migrate(_) | Command::Keygen => Ok(()),
+        Command::Backends | Command::Migrate(_) | Command::Keygen(_) => Ok(()),
     }
 }

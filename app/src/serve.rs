@@ -116,6 +116,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
         api: api_config,
         wrapper,
         tls,
+        identity,
     } = validate(&args, crypto)?;
     crate::backend::self_test(crypto)?;
     let metrics = args.admin_port.map(|_| install_metrics()).transpose()?;
@@ -133,7 +134,10 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
             "memory"
         },
     );
-    let service = SessionService::new(crypto, stores, config);
+    if let Some(identity) = &identity {
+        tracing::info!(key_id = identity.key_id(), "v2 init responses are signed");
+    }
+    let service = SessionService::new(crypto, stores, config).with_identity(identity);
     let api = Api::new(service, health, api_config);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let tls_provider = tls.as_ref().map_or("none", |(_, name)| *name);

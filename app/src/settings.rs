@@ -191,11 +191,13 @@ pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<Checked, cra
     }
     store_settings(args, crypto)?;
     let tls = tls_config(args, crypto)?;
+    let identity = crate::identity::server_identity(args, crypto)?;
     Ok(Checked {
         service,
         api,
         wrapper,
         tls,
+        identity,
     })
 }
 
@@ -210,6 +212,8 @@ pub struct Checked {
     pub wrapper: Option<KeyWrapper>,
     /// TLS settings and the rustls provider's name, when configured.
     pub tls: Option<(Arc<rustls::ServerConfig>, &'static str)>,
+    /// The v2 signing identity, when configured.
+    pub identity: Option<domain::ServerIdentity>,
 }
 
 /// The TLS server settings from TLS_CERT_FILE and TLS_KEY_FILE, with the name of the

@@ -49,6 +49,11 @@ impl Aad {
         Self(v)
     }
 
+    /// AAD built elsewhere (the v2 encodings of [`crate::v2`]).
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

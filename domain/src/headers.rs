@@ -20,6 +20,10 @@ pub enum HeaderError {
     /// `X-Kid` lacks the `session:` prefix or has nothing after it.
     #[error("malformed X-Kid")]
     Kid,
+    /// A field a v2 AAD binds (the request target, `X-Inner-Content-Type`) is longer
+    /// than its length prefix can say (65,535 bytes).
+    #[error("request target or X-Inner-Content-Type longer than 65535 bytes")]
+    TooLong,
 }
 
 /// `X-Idempotency-Key: <timestamp>.<nonce>` — a replay-protection token.

@@ -2,12 +2,12 @@
 //! the session id in the AAD, so neither the database nor the cache ever holds a raw
 //! session key and a wrapped key copied to another row does not unwrap.
 //!
-//! Wrapped form: `IV (12) ‖ ciphertext (32) ‖ tag (16)` = 60 bytes, stored with the
-//! KEK's id. Rotation: new keys use the current KEK; previous KEKs still unwrap.
+//! Wrapped form: `IV (12) ‖ ciphertext ‖ tag (16)`, stored with the KEK's id; the
+//! ciphertext is the session key (32 bytes: 60 in all), or a v2 session's request and
+//! response keys (64 bytes: 92 in all). Rotation: new keys use the current KEK; previous KEKs still unwrap.
 
 use ports::crypto::{IV_LEN, KEY_LEN, TAG_LEN};
-use ports::{CryptoError, CryptoProvider, SessionKey};
-use zeroize::Zeroize;
+use ports::{CryptoError, CryptoProvider, Protocol, SessionKey, SessionKeys};
 
 use crate::encoding::push_hex;
 use crate::envelope::{Aad, open_envelope, seal_envelope};
@@ -60,8 +60,14 @@ impl std::fmt::Debug for KeyWrapper {
     }
 }
 
-fn aad(session_id: &str) -> Aad {
-    Aad::new("session-crypto", "kek", "v1", session_id)
+/// The wrapping AAD. Its third field was always `v1`; it is now the session's protocol
+/// version, so v1 rows wrapped by earlier releases unwrap unchanged.
+fn aad(session_id: &str, protocol: Protocol) -> Aad {
+    let version = match protocol {
+        Protocol::V1 => "v1",
+        Protocol::V2 => "v2",
+    };
+    Aad::new("session-crypto", "kek", version, session_id)
 }
 
 impl KeyWrapper {
@@ -93,17 +99,24 @@ impl KeyWrapper {
         &self.current.id
     }
 
-    /// Wraps `key` for `session_id` under the current KEK.
+    /// Wraps a session's keys for `session_id` under the current KEK. The protocol
+    /// version is bound too: a v1 wrapped key read back as v2, or the reverse, does not
+    /// unwrap.
     ///
     /// # Errors
     /// [`CryptoError`].
-    pub fn wrap(&self, session_id: &str, key: &SessionKey) -> Result<WrappedKey, CryptoError> {
+    pub fn wrap(&self, session_id: &str, keys: &SessionKeys) -> Result<WrappedKey, CryptoError> {
+        let mut plain = Vec::with_capacity(2 * KEY_LEN + TAG_LEN);
+        plain.extend_from_slice(keys.request().expose());
+        if keys.protocol() == Protocol::V2 {
+            plain.extend_from_slice(keys.response().expose());
+        }
         let bytes = seal_envelope(
             self.crypto.aead,
             self.crypto.random,
             &self.current.key,
-            &aad(session_id),
-            key.expose().to_vec(),
+            &aad(session_id, keys.protocol()),
+            plain,
         )?;
         Ok(WrappedKey {
             kek_id: self.current.id.clone(),
@@ -111,7 +124,7 @@ impl KeyWrapper {
         })
     }
 
-    /// Unwraps a key stored for `session_id`.
+    /// Unwraps the keys stored for `session_id`, a session of version `protocol`.
     ///
     /// # Errors
     /// [`UnwrapError`].
@@ -119,23 +132,46 @@ impl KeyWrapper {
         &self,
         session_id: &str,
         kek_id: &str,
+        protocol: Protocol,
         wrapped: &[u8],
-    ) -> Result<SessionKey, UnwrapError> {
+    ) -> Result<SessionKeys, UnwrapError> {
         let kek = std::iter::once(&self.current)
             .chain(&self.previous)
             .find(|k| k.id == kek_id)
             .ok_or_else(|| UnwrapError::UnknownKek(kek_id.to_owned()))?;
-        if wrapped.len() != WRAPPED_KEY_LEN {
+        if wrapped.len() != wrapped_len(protocol) {
             return Err(UnwrapError::Authentication);
         }
-        let mut buf = wrapped.to_vec();
-        let plain = open_envelope(self.crypto.aead, &kek.key, &aad(session_id), &mut buf)
-            .map_err(|_| UnwrapError::Authentication)?;
-        let key: [u8; KEY_LEN] = (&*plain)
-            .try_into()
-            .map_err(|_| UnwrapError::Authentication)?;
-        buf.zeroize();
-        Ok(SessionKey::from_bytes(key))
+        let mut buf = zeroize::Zeroizing::new(wrapped.to_vec());
+        let plain = open_envelope(
+            self.crypto.aead,
+            &kek.key,
+            &aad(session_id, protocol),
+            &mut buf,
+        )
+        .map_err(|_| UnwrapError::Authentication)?;
+        let key = |i: usize| -> Result<SessionKey, UnwrapError> {
+            let bytes: [u8; KEY_LEN] = plain[i * KEY_LEN..(i + 1) * KEY_LEN]
+                .try_into()
+                .map_err(|_| UnwrapError::Authentication)?;
+            Ok(SessionKey::from_bytes(bytes))
+        };
+        let keys = match protocol {
+            Protocol::V1 => SessionKeys::V1(key(0)?),
+            Protocol::V2 => SessionKeys::V2 {
+                request: key(0)?,
+                response: key(1)?,
+            },
+        };
+        Ok(keys)
+    }
+}
+
+/// Length of the wrapped keys of a session of version `protocol`.
+pub fn wrapped_len(protocol: Protocol) -> usize {
+    match protocol {
+        Protocol::V1 => WRAPPED_KEY_LEN,
+        Protocol::V2 => WRAPPED_KEY_LEN + KEY_LEN,
     }
 }
 

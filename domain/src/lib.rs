@@ -18,14 +18,19 @@ pub mod p256;
 pub mod policy;
 pub mod purchase;
 pub mod service;
+pub mod signing_key;
 pub mod timing;
+pub mod v2;
 
 pub use envelope::{Aad, EnvelopeError, derive_session_key, open_envelope, seal_envelope};
 pub use headers::{ClientId, HeaderError, IdempotencyKey, SessionId};
 pub use limits::AbuseLimits;
 pub use policy::{PolicyError, ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy};
 pub use service::exchange::{ExchangeError, ExchangeOutcome, ExchangeRequest, ResponseContext};
-pub use service::init::{InitBody, InitError, InitOutcome, InitRequest};
+pub use service::init::{
+    InitBody, InitError, InitOutcome, InitRequest, RequestedProtocol, V2Proof,
+};
 pub use service::release::{KeyRelease, ReleaseError};
 pub use service::revoke::RevokeError;
 pub use service::{Family, ServiceConfig, SessionService};
+pub use v2::{RequestLine, ServerIdentity};

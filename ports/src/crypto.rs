@@ -14,7 +14,7 @@ pub const IV_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 
 /// Compares two equal-length secrets without a data-dependent early exit.
-pub fn constant_time_eq(a: &[u8; KEY_LEN], b: &[u8; KEY_LEN]) -> bool {
+pub fn constant_time_eq<const N: usize>(a: &[u8; N], b: &[u8; N]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     // Keep the optimiser from turning the fold back into a short-circuiting compare.
     std::hint::black_box(diff) == 0
@@ -201,6 +201,54 @@ pub trait SecureRandom: Send + Sync {
     fn fill(&self, dest: &mut [u8]) -> Result<(), CryptoError>;
 }
 
+/// Length of a SHA-256 digest and of an HMAC-SHA256 tag.
+pub const DIGEST_LEN: usize = 32;
+/// Length of a P-256 ECDSA signature in its fixed form (IEEE P1363: `r ‖ s`, 32 bytes
+/// each, big-endian), the form WebCrypto produces and expects.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// SHA-256 and HMAC-SHA256 (protocol v2's transcript hash and key confirmation).
+pub trait Digests: Send + Sync {
+    /// SHA-256 of the concatenation of `parts`.
+    fn sha256(&self, parts: &[&[u8]]) -> [u8; DIGEST_LEN];
+
+    /// HMAC-SHA256 (RFC 2104) under `key` of the concatenation of `parts`.
+    fn hmac_sha256(&self, key: &[u8; KEY_LEN], parts: &[&[u8]]) -> [u8; DIGEST_LEN];
+
+    /// Whether `tag` is the HMAC-SHA256 of `parts` under `key`, compared in constant time.
+    fn hmac_sha256_verify(&self, key: &[u8; KEY_LEN], parts: &[&[u8]], tag: &[u8]) -> bool {
+        let expected = self.hmac_sha256(key, parts);
+        match <&[u8; DIGEST_LEN]>::try_from(tag) {
+            Ok(tag) => constant_time_eq(&expected, tag),
+            Err(_) => false,
+        }
+    }
+}
+
+/// A P-256 ECDSA signing key (the server's long-term identity in protocol v2).
+pub trait SigningKey: Send + Sync {
+    /// The public half, SEC1 uncompressed.
+    fn public_key(&self) -> P256PublicKey;
+    /// ECDSA-P256-SHA256 of `message` (hashed by the backend), in the fixed form.
+    ///
+    /// # Errors
+    /// [`CryptoError`] on an internal backend failure.
+    fn sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], CryptoError>;
+}
+
+/// P-256 ECDSA with SHA-256.
+pub trait Ecdsa: Send + Sync {
+    /// A signing key from its private scalar (big-endian, 32 bytes).
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the scalar is zero or not below the group order.
+    fn signing_key(&self, scalar: &[u8; KEY_LEN]) -> Result<Box<dyn SigningKey>, CryptoError>;
+
+    /// Whether `signature` (fixed form, 64 bytes; any other length fails) is a valid
+    /// ECDSA-P256-SHA256 signature of `message` under `public_key`.
+    fn verify(&self, public_key: &P256PublicKey, message: &[u8], signature: &[u8]) -> bool;
+}
+
 /// One backend: a name plus its capabilities, each a `'static` object so that a
 /// provider is `Copy` and can be chosen at run time.
 #[derive(Clone, Copy)]
@@ -215,6 +263,10 @@ pub struct CryptoProvider {
     pub aead: &'static dyn Aes256Gcm,
     /// CSPRNG.
     pub random: &'static dyn SecureRandom,
+    /// SHA-256 and HMAC-SHA256.
+    pub digests: &'static dyn Digests,
+    /// P-256 ECDSA.
+    pub ecdsa: &'static dyn Ecdsa,
 }
 
 impl fmt::Debug for CryptoProvider {

@@ -14,11 +14,11 @@ pub mod store;
 
 pub use bundle::{Ports, Stores};
 pub use crypto::{
-    AeadKey, Aes256Gcm, CryptoError, CryptoProvider, EphemeralKeyPair, HkdfSha256, KeyAgreement,
-    P256PublicKey, SecureRandom, SessionKey, SharedSecret,
+    AeadKey, Aes256Gcm, CryptoError, CryptoProvider, Digests, Ecdsa, EphemeralKeyPair, HkdfSha256,
+    KeyAgreement, P256PublicKey, SecureRandom, SessionKey, SharedSecret, SigningKey,
 };
 pub use limits::{Quotas, RateDecision, RateLimit, Usage};
 pub use store::{
-    Claim, Clock, NoCache, NonceClaim, NonceError, NonceStore, SessionCache, SessionKind,
-    SessionRecord, SessionStore, StoreError, SystemClock,
+    Claim, Clock, NoCache, NonceClaim, NonceError, NonceStore, Protocol, SessionCache, SessionKeys,
+    SessionKind, SessionRecord, SessionStore, StoreError, SystemClock,
 };

@@ -25,13 +25,93 @@ impl SessionKind {
     }
 }
 
-/// A stored session. `Debug` redacts the key and shortens the id.
+/// The protocol version a session speaks (docs/PROTOCOL.md), fixed at its init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// The reference protocol: one key for both directions, `|`-joined AAD.
+    V1,
+    /// Directional keys from a transcript-bound key schedule, length-prefixed AAD that
+    /// binds method, path and (for a response) the request.
+    V2,
+}
+
+impl Protocol {
+    /// Every version this implementation speaks, oldest first.
+    pub const ALL: [Self; 2] = [Self::V1, Self::V2];
+
+    /// The version number on the wire and in the stores.
+    pub const fn number(self) -> u8 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+
+    /// The version with this number, if it is one this implementation speaks.
+    pub fn from_number(n: u64) -> Option<Self> {
+        match n {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+}
+
+/// A session's AES-256-GCM keys; the variant is the session's protocol version.
+#[derive(Clone)]
+pub enum SessionKeys {
+    /// v1: the same key both ways.
+    V1(SessionKey),
+    /// v2: one key per direction.
+    V2 {
+        /// Client → server.
+        request: SessionKey,
+        /// Server → client.
+        response: SessionKey,
+    },
+}
+
+impl SessionKeys {
+    /// The protocol version of the session.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Self::V1(_) => Protocol::V1,
+            Self::V2 { .. } => Protocol::V2,
+        }
+    }
+    /// The key requests are sealed under.
+    pub fn request(&self) -> &SessionKey {
+        match self {
+            Self::V1(key) | Self::V2 { request: key, .. } => key,
+        }
+    }
+    /// The key responses are sealed under.
+    pub fn response(&self) -> &SessionKey {
+        match self {
+            Self::V1(key) | Self::V2 { response: key, .. } => key,
+        }
+    }
+    /// Equality in constant time (same version and every key equal).
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        self.protocol() == other.protocol()
+            && self.request().ct_eq(other.request())
+            && self.response().ct_eq(other.response())
+    }
+}
+
+impl fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKeys::{:?}([REDACTED])", self.protocol())
+    }
+}
+
+/// A stored session. `Debug` redacts the keys and shortens the id.
 #[derive(Clone)]
 pub struct SessionRecord {
     /// `S-` + 32 lowercase hex digits.
     pub id: String,
-    /// The AES-256-GCM session key.
-    pub key: SessionKey,
+    /// The AES-256-GCM keys, and with them the protocol version.
+    pub keys: SessionKeys,
     /// Anonymous or authenticated.
     pub kind: SessionKind,
     /// The `X-ClientId` that created the session (owner).
@@ -53,7 +133,7 @@ impl fmt::Debug for SessionRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionRecord")
             .field("id", &self.id.get(..10).unwrap_or("?"))
-            .field("key", &self.key)
+            .field("keys", &self.keys)
             .field("kind", &self.kind)
             .field("client_id", &self.client_id)
             .field("expires_at_ms", &self.expires_at_ms)

@@ -2,8 +2,8 @@
 //! no longer do (SECURITY.md). Each test fails on a server without the matching fix.
 
 use domain::client::ClientSession;
-use http_adapter::client::{Connection, HttpResponse};
 use hyper::Method;
+use session_crypto_client::{Connection, HttpResponse};
 
 use crate::helpers::*;
 use crate::support::*;

@@ -14,7 +14,9 @@ async fn browser_demo_runs_in_headless_chromium() {
         std::path::Path::new(&chromium).exists(),
         "{chromium} is missing: apt-get install chromium (scripts/test.sh does)"
     );
-    let server = Server::start(&[]);
+    // Signed, so the page checks the signature against the published key too.
+    let key = crate::helpers::signing_key("browser");
+    let server = Server::start(&[("SERVER_SIGNING_KEY_FILE", key.private.to_str().unwrap())]);
     // The screenshot is kept as a test artefact.
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-demo.png");
     let _ = std::fs::remove_file(&shot);
@@ -43,6 +45,11 @@ async fn browser_demo_runs_in_headless_chromium() {
     );
     let page: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(page["statusClass"], "ok", "{page}");
+    let status = page["status"].as_str().unwrap();
+    assert!(
+        status.contains("protocol 2") && status.contains("keys confirmed, signed by"),
+        "{status}"
+    );
     assert_eq!(page["problems"], serde_json::json!([]), "{page}");
     let txn = page["transactionId"].as_str().unwrap();
     assert!(
@@ -66,6 +73,7 @@ async fn browser_demo_runs_in_headless_chromium() {
         "POST /session/init",
         "ecdh-compute",
         "ECDH + HKDF-SHA256",
+        "key confirmation (HMAC)",
         "AES-256-GCM encrypt",
         "POST /transaction/purchase",
         "aes-gcm-decrypt",

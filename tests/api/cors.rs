@@ -1,7 +1,7 @@
 //! CORS, unknown routes, and the documents served (OpenAPI, the demo page).
 
-use http_adapter::client::{Connection, Endpoint};
 use hyper::Method;
+use session_crypto_client::{Connection, Endpoint};
 
 use crate::helpers::*;
 use crate::support::*;

@@ -1,7 +1,7 @@
 //! `POST /transaction/purchase`, the encrypted exchange: the answer, refusals, concurrency, expiry, a full nonce store.
 
-use http_adapter::client::FlowError;
 use hyper::Method;
+use session_crypto_client::FlowError;
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -20,7 +20,7 @@ async fn purchase_success_shape() {
             Method::POST,
             "/transaction/purchase",
             &purchase_headers(session.kid(), &sealed.idempotency_key, "NODE_CLIENT"),
-            sealed.envelope,
+            sealed.envelope.clone(),
         )
         .await
         .unwrap();
@@ -45,9 +45,15 @@ async fn purchase_success_shape() {
     ] {
         assert!(st.contains(&format!("{step};dur=")), "{st}");
     }
+    let head = domain::client::ResponseHead {
+        status: 200,
+        idempotency_key: rkey,
+        content_type: "",
+    };
     let plain = session
         .open_response(
-            rkey,
+            &sealed,
+            head,
             resp.body.to_vec(),
             now(),
             &domain::ReplayPolicy::DEFAULT,

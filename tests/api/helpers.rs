@@ -1,7 +1,7 @@
 //! Requests and checks that several areas share.
 
 use domain::client::ClientSession;
-use http_adapter::client::FlowError;
+use session_crypto_client::FlowError;
 
 use crate::support::*;
 
@@ -31,7 +31,7 @@ pub(crate) fn url_safe_key_text(crypto: ports::CryptoProvider) -> String {
 pub(crate) async fn established(
     server: &Server,
     client_id: &str,
-) -> (http_adapter::client::ProtocolClient, ClientSession) {
+) -> (session_crypto_client::ProtocolClient, ClientSession) {
     let mut client = server.client(client_id).await;
     let (session, _) = client.init(INIT, None).await.unwrap();
     (client, session)
@@ -50,7 +50,7 @@ pub(crate) fn purchase_headers<'a>(
     ]
 }
 
-pub(crate) fn assert_401(result: Result<(Vec<u8>, http_adapter::client::StepTimings), FlowError>) {
+pub(crate) fn assert_401(result: Result<(Vec<u8>, session_crypto_client::StepTimings), FlowError>) {
     match result {
         Err(FlowError::Status { status, body, .. }) => {
             assert_eq!(status, 401);
@@ -67,3 +67,36 @@ pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 pub(crate) const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// A signing key pair in a temporary directory, made by `keygen --signing`.
+pub(crate) struct SigningKey {
+    _dir: tempfile_dir::Dir,
+    pub(crate) private: std::path::PathBuf,
+    pub(crate) public: ports::P256PublicKey,
+}
+
+mod tempfile_dir {
+    /// A directory removed on drop.
+    pub(super) struct Dir(pub(super) std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub(crate) fn signing_key(name: &str) -> SigningKey {
+    let ((code, out), err) = run_to_exit_with_stdout(&["keygen", "--signing"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let dir = std::env::temp_dir().join(format!("sc-v2-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let private = dir.join("signing.pem");
+    let end = out.find("-----END PRIVATE KEY-----").unwrap() + "-----END PRIVATE KEY-----\n".len();
+    std::fs::write(&private, &out[..end]).unwrap();
+    let public = domain::signing_key::parse_public_key(&out[end..]).expect("a public key");
+    SigningKey {
+        _dir: tempfile_dir::Dir(dir),
+        private,
+        public,
+    }
+}

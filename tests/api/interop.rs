@@ -1,7 +1,7 @@
 //! Interoperability: every backend on both init routes, and the independent WebCrypto client.
 
-use http_adapter::client::InitRoute;
 use hyper::Method;
+use session_crypto_client::InitRoute;
 
 use crate::support::*;
 

@@ -1,6 +1,6 @@
 //! Abuse limits: init rate limits, X-Forwarded-For, the session cap, the encryption cap and the idle timeout.
 
-use http_adapter::client::InitRoute;
+use session_crypto_client::InitRoute;
 use std::time::Duration;
 
 use crate::helpers::*;

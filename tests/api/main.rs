@@ -20,3 +20,4 @@ mod observability;
 mod revoke;
 mod tls;
 mod v1;
+mod v2;

@@ -1,7 +1,7 @@
 //! The `/v1` identity family: init semantics and the internal key release.
 
-use http_adapter::client::{Connection, Endpoint};
 use hyper::Method;
+use session_crypto_client::{Connection, Endpoint};
 
 use crate::helpers::*;
 use crate::support::*;

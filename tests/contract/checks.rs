@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ports::{
     Claim, NonceClaim, NonceStore, Quotas, RateDecision, RateLimit, SessionCache, SessionKey,
-    SessionKind, SessionRecord, SessionStore, StoreError,
+    SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError,
 };
 
 use crate::support::now;
@@ -27,7 +27,7 @@ fn session_id() -> String {
 fn record(id: &str, created_at_ms: u64, ttl_ms: u64) -> SessionRecord {
     SessionRecord {
         id: id.to_owned(),
-        key: SessionKey::from_bytes([0x5a; 32]),
+        keys: SessionKeys::V1(SessionKey::from_bytes([0x5a; 32])),
         kind: SessionKind::Authenticated,
         client_id: "CONTRACT_CLIENT".into(),
         created_at_ms,
@@ -35,11 +35,23 @@ fn record(id: &str, created_at_ms: u64, ttl_ms: u64) -> SessionRecord {
     }
 }
 
+/// A protocol v2 session: two directional keys, which must come back as such.
+fn v2_record(id: &str, created_at_ms: u64) -> SessionRecord {
+    SessionRecord {
+        keys: SessionKeys::V2 {
+            request: SessionKey::from_bytes([0x11; 32]),
+            response: SessionKey::from_bytes([0x22; 32]),
+        },
+        ..record(id, created_at_ms, 600_000)
+    }
+}
+
 fn assert_same(found: &SessionRecord, expected: &SessionRecord) {
     assert_eq!(found.id, expected.id);
+    assert_eq!(found.keys.protocol(), expected.keys.protocol());
     assert!(
-        found.key.ct_eq(&expected.key),
-        "the key comes back unchanged"
+        found.keys.ct_eq(&expected.keys),
+        "the keys come back unchanged"
     );
     assert_eq!(found.kind, expected.kind);
     assert_eq!(found.client_id, expected.client_id);
@@ -61,6 +73,9 @@ pub(crate) async fn session_store<S: SessionStore>(store: Arc<S>) {
     assert_same(&store.get(&a.id).await.unwrap().unwrap(), &a);
 
     assert!(store.get(&session_id()).await.unwrap().is_none());
+    let v2 = v2_record(&session_id(), t);
+    store.insert(&v2).await.unwrap();
+    assert_same(&store.get(&v2.id).await.unwrap().expect("inserted"), &v2);
     store.delete(&a.id).await.unwrap();
     assert!(store.get(&a.id).await.unwrap().is_none());
     store.delete(&a.id).await.unwrap();
@@ -91,6 +106,9 @@ pub(crate) async fn session_cache<C: SessionCache>(cache: Arc<C>) {
     cache.delete(&a.id).await.unwrap();
     assert!(cache.get(&a.id).await.unwrap().is_none());
     cache.delete(&a.id).await.unwrap();
+    let v2 = v2_record(&session_id(), now());
+    cache.put(&v2).await.unwrap();
+    assert_same(&cache.get(&v2.id).await.unwrap().expect("cached"), &v2);
 
     // A revoked session stays out: a later refill (a lookup that read the store before
     // the revocation) is refused.

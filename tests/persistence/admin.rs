@@ -1,7 +1,7 @@
 //! The operator commands against a real database.
 
 use crate::support::services::{PgServer, RedisServer};
-use http_adapter::client::InitRoute;
+use session_crypto_client::InitRoute;
 
 use crate::helpers::*;
 use crate::support::*;

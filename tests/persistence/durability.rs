@@ -328,7 +328,15 @@ async fn grouped_inserts_store_every_session_and_refuse_duplicates() {
     let t0 = now();
     let record = move |n: u8| SessionRecord {
         id: format!("S-{:032x}", u128::from(n) + 1),
-        key: SessionKey::from_bytes([n; 32]),
+        // Every third session is a v2 one: the grouped insert carries both versions.
+        keys: if n.is_multiple_of(3) {
+            ports::SessionKeys::V2 {
+                request: SessionKey::from_bytes([n; 32]),
+                response: SessionKey::from_bytes([!n; 32]),
+            }
+        } else {
+            ports::SessionKeys::V1(SessionKey::from_bytes([n; 32]))
+        },
         kind: if n.is_multiple_of(2) {
             SessionKind::Anonymous
         } else {
@@ -348,10 +356,10 @@ async fn grouped_inserts_store_every_session_and_refuse_duplicates() {
     for insert in inserts {
         insert.await.unwrap().unwrap();
     }
-    for n in [0u8, 1, 77, 199] {
+    for n in [0u8, 1, 77, 198, 199] {
         let got = store.get(&record(n).id).await.unwrap().expect("stored");
         let want = record(n);
-        assert_eq!(got.key.expose(), want.key.expose());
+        assert!(got.keys.ct_eq(&want.keys), "session {n}: keys and version");
         assert_eq!(
             (got.kind, &got.client_id, got.expires_at_ms),
             (want.kind, &want.client_id, want.expires_at_ms)

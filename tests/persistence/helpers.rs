@@ -2,7 +2,7 @@
 
 use crate::support::services::{PgServer, RedisServer};
 use crate::support::topologies::{MASTER, RedisCluster, RedisSentinel};
-use http_adapter::client::{FlowError, ProtocolClient};
+use session_crypto_client::{FlowError, ProtocolClient};
 
 use crate::support::*;
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use domain::client::{ClientSession, SealedRequest};
-use http_adapter::client::{Connection, Endpoint, FlowError, InitRoute, ProtocolClient};
 use hyper::Method;
+use session_crypto_client::{Connection, Endpoint, FlowError, InitRoute, ProtocolClient};
 
 use crate::support::*;
 

@@ -42,8 +42,8 @@ async fn trace_logs_hold_no_secrets_plaintexts_or_whole_session_ids() {
     assert_eq!(send_sealed(&server, &sessions[1], &tampered).await, 400);
     // the key release on the internal listener, and a Redis outage
     let internal = server.internal_url.clone().unwrap();
-    let mut conn = http_adapter::client::Connection::open(
-        &http_adapter::client::Endpoint::parse(&internal).unwrap(),
+    let mut conn = session_crypto_client::Connection::open(
+        &session_crypto_client::Endpoint::parse(&internal).unwrap(),
     )
     .await
     .unwrap();

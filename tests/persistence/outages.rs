@@ -1,8 +1,8 @@
 //! Redis and PostgreSQL outages: what keeps working, what fails closed, recovery.
 
 use crate::support::services::{PgServer, RedisServer};
-use http_adapter::client::FlowError;
 use hyper::Method;
+use session_crypto_client::FlowError;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;

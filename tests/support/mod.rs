@@ -12,11 +12,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use http_adapter::client::{
-    Connection, Endpoint, HttpResponse, InitRoute, ProtocolClient, fresh_idempotency_key, now_ms,
-};
 use hyper::Method;
 use ports::CryptoProvider;
+use session_crypto_client::{
+    Connection, Endpoint, HttpResponse, InitRoute, ProtocolClient, fresh_idempotency_key, now_ms,
+};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_session-crypto");
 
@@ -300,7 +300,7 @@ pub async fn post_sealed(
     conn: &mut Connection,
     session: &domain::client::ClientSession,
     sealed: &domain::client::SealedRequest,
-) -> Result<HttpResponse, http_adapter::client::FlowError> {
+) -> Result<HttpResponse, session_crypto_client::FlowError> {
     let headers = [
         ("x-kid", session.kid()),
         ("x-idempotency-key", sealed.idempotency_key.as_str()),
@@ -338,10 +338,10 @@ pub async fn post_init(
 /// The status and body of a flow step the server refused; panics when it succeeded
 /// or failed without an answer.
 pub fn refusal<T: std::fmt::Debug>(
-    result: Result<T, http_adapter::client::FlowError>,
+    result: Result<T, session_crypto_client::FlowError>,
 ) -> (u16, String) {
     match result {
-        Err(http_adapter::client::FlowError::Status { status, body, .. }) => {
+        Err(session_crypto_client::FlowError::Status { status, body, .. }) => {
             (status.as_u16(), body)
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -350,7 +350,7 @@ pub fn refusal<T: std::fmt::Debug>(
 
 pub const INIT: InitRoute = InitRoute::Unversioned;
 pub const PAYLOAD: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
-pub const REVOKE: &[u8] = http_adapter::client::REVOKE_PLAINTEXT;
+pub const REVOKE: &[u8] = session_crypto_client::REVOKE_PLAINTEXT;
 
 /// A throwaway PKI in a temp dir: a CA and a server certificate for `localhost` and
 /// `127.0.0.1` signed by it. Removed on drop.

@@ -10,7 +10,11 @@ use ports::{
     CryptoError, CryptoProvider, EphemeralKeyPair, KeyAgreement, P256PublicKey, SharedSecret,
 };
 
-crypto_ring_like::ring_like!(aws_lc_rs);
+// Expanded inside the generated module, where `signature` is aws-lc-rs'.
+crypto_ring_like::ring_like!(
+    aws_lc_rs,
+    signature::EcdsaKeyPair::from_private_key_and_public_key
+);
 
 /// The provider value for this backend.
 pub static PROVIDER: CryptoProvider = CryptoProvider {
@@ -19,6 +23,8 @@ pub static PROVIDER: CryptoProvider = CryptoProvider {
     hkdf: &ring_like::Hkdf,
     aead: &ring_like::Aead,
     random: &ring_like::Random,
+    digests: &ring_like::Digests,
+    ecdsa: &ring_like::Signatures,
 };
 
 /// P-256 ECDH with aws-lc-rs private keys.

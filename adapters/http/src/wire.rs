@@ -23,6 +23,7 @@ pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 pub(crate) const X_KID: HeaderName = HeaderName::from_static("x-kid");
 pub(crate) const X_IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("x-idempotency-key");
 pub(crate) const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-clientid");
+pub(crate) const X_INNER_CONTENT_TYPE: HeaderName = HeaderName::from_static("x-inner-content-type");
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 

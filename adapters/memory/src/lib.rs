@@ -35,7 +35,7 @@ pub const DEFAULT_SESSION_CAPACITY: usize = 2_000_000;
 fn test_record(id: &str, created: u64, expires: u64) -> ports::SessionRecord {
     ports::SessionRecord {
         id: id.into(),
-        key: ports::SessionKey::from_bytes([7; 32]),
+        keys: ports::SessionKeys::V1(ports::SessionKey::from_bytes([7; 32])),
         kind: ports::SessionKind::Anonymous,
         client_id: "c".into(),
         created_at_ms: created,

@@ -311,7 +311,7 @@ mod tests {
         let q = MemoryQuotas::new(10);
         let session = SessionRecord {
             id: "S-1".into(),
-            key: ports::SessionKey::from_bytes([1; 32]),
+            keys: ports::SessionKeys::V1(ports::SessionKey::from_bytes([1; 32])),
             kind: ports::SessionKind::Anonymous,
             client_id: "c".into(),
             created_at_ms: 900,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::future::{Future, ready};
 use std::sync::{PoisonError, RwLock};
 
-use ports::{SessionKey, SessionKind, SessionRecord, SessionStore, StoreError};
+use ports::{SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError};
 
 use crate::DEFAULT_SESSION_CAPACITY;
 
@@ -14,7 +14,7 @@ use crate::DEFAULT_SESSION_CAPACITY;
 struct Entry {
     /// The id as given, only when it is not `S-` + 32 lowercase hex digits.
     odd_id: Option<Box<str>>,
-    key: SessionKey,
+    keys: SessionKeys,
     kind: SessionKind,
     client_id: Box<str>,
     created_at_ms: u64,
@@ -41,7 +41,7 @@ impl Entry {
     fn new(record: &SessionRecord, regular: bool) -> Self {
         Self {
             odd_id: (!regular).then(|| record.id.clone().into_boxed_str()),
-            key: record.key.clone(),
+            keys: record.keys.clone(),
             kind: record.kind,
             client_id: record.client_id.clone().into_boxed_str(),
             created_at_ms: record.created_at_ms,
@@ -55,7 +55,7 @@ impl Entry {
         }
         Some(SessionRecord {
             id: id.to_owned(),
-            key: self.key.clone(),
+            keys: self.keys.clone(),
             kind: self.kind,
             client_id: self.client_id.to_string(),
             created_at_ms: self.created_at_ms,
@@ -201,7 +201,7 @@ mod tests {
             s.insert_sync(&record("S-1", 0, 100)),
             Err(StoreError::Duplicate)
         );
-        assert_eq!(s.get_sync("S-1").unwrap().key.expose(), &[7; 32]);
+        assert_eq!(s.get_sync("S-1").unwrap().keys.request().expose(), &[7; 32]);
         s.delete_sync("S-1");
         assert!(s.get_sync("S-1").is_none());
     }

@@ -54,10 +54,11 @@ pub(crate) async fn batch_writer(
 ///
 /// ```sql
 /// INSERT INTO sessions (session_id, wrapped_key, kek_id, session_type, client_id,
-///                       created_at, expires_at)
+///                       created_at, expires_at, protocol)
 /// SELECT * FROM unnest($1::varchar[], $2::bytea[], $3::varchar[], $4::varchar[],
-///                      $5::varchar[], $6::timestamptz[], $7::timestamptz[])
-///   AS u(session_id, wrapped_key, kek_id, session_type, client_id, created_at, expires_at)
+///                      $5::varchar[], $6::timestamptz[], $7::timestamptz[], $8::int2[])
+///   AS u(session_id, wrapped_key, kek_id, session_type, client_id, created_at, expires_at,
+///        protocol)
 /// WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = u.session_id OFFSET 0)
 /// ON CONFLICT DO NOTHING RETURNING session_id
 /// ```
@@ -80,6 +81,7 @@ struct InsertBatch {
     client_ids: Vec<String>,
     created: Vec<OffsetDateTime>,
     expires: Vec<OffsetDateTime>,
+    protocols: Vec<i16>,
 }
 
 impl diesel::query_builder::QueryId for InsertBatch {
@@ -96,10 +98,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertBatch {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{Array, Bytea, Timestamptz, Varchar};
+        use diesel::sql_types::{Array, Bytea, SmallInt, Timestamptz, Varchar};
         out.push_sql(
             "INSERT INTO sessions (session_id, wrapped_key, kek_id, session_type, client_id, \
-             created_at, expires_at) SELECT * FROM unnest(",
+             created_at, expires_at, protocol) SELECT * FROM unnest(",
         );
         out.push_bind_param::<Array<Varchar>, _>(&self.ids)?;
         out.push_sql("::varchar[], ");
@@ -114,9 +116,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertBatch {
         out.push_bind_param::<Array<Timestamptz>, _>(&self.created)?;
         out.push_sql("::timestamptz[], ");
         out.push_bind_param::<Array<Timestamptz>, _>(&self.expires)?;
+        out.push_sql("::timestamptz[], ");
+        out.push_bind_param::<Array<SmallInt>, _>(&self.protocols)?;
         out.push_sql(
-            "::timestamptz[]) AS u(session_id, wrapped_key, kek_id, session_type, client_id, \
-             created_at, expires_at) \
+            "::int2[]) AS u(session_id, wrapped_key, kek_id, session_type, client_id, \
+             created_at, expires_at, protocol) \
              WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = u.session_id OFFSET 0) \
              ON CONFLICT DO NOTHING RETURNING session_id",
         );
@@ -136,6 +140,7 @@ async fn insert_batch(pool: &Pool, jobs: Vec<InsertJob>, timeout: Duration) {
         client_ids: rows.iter().map(|r| r.client_id.clone()).collect(),
         created: rows.iter().map(|r| r.created_at).collect(),
         expires: rows.iter().map(|r| r.expires_at).collect(),
+        protocols: rows.iter().map(|r| r.protocol).collect(),
     };
     let result = tokio::time::timeout(timeout, async {
         let mut conn = pool.get().await.map_err(unavailable)?;

@@ -33,7 +33,7 @@ use group_commit::{InsertJob, batch_writer};
 
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use domain::keywrap::KeyWrapper;
-use ports::{SessionKind, SessionRecord, SessionStore, StoreError};
+use ports::{Protocol, SessionKind, SessionRecord, SessionStore, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
@@ -72,6 +72,7 @@ diesel::table! {
         principal -> Nullable<Varchar>,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
+        protocol -> SmallInt,
     }
 }
 
@@ -85,6 +86,7 @@ struct NewSession {
     client_id: String,
     created_at: OffsetDateTime,
     expires_at: OffsetDateTime,
+    protocol: i16,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -97,6 +99,7 @@ struct Row {
     client_id: String,
     created_at: OffsetDateTime,
     expires_at: OffsetDateTime,
+    protocol: i16,
 }
 
 /// Connection and pool settings.
@@ -307,11 +310,20 @@ impl PgSessionStore {
     }
 
     fn to_record(&self, row: Row) -> Option<SessionRecord> {
-        let key = match self
-            .wrapper
-            .unwrap(&row.session_id, &row.kek_id, &row.wrapped_key)
-        {
-            Ok(key) => key,
+        let Some(protocol) = u64::try_from(row.protocol)
+            .ok()
+            .and_then(Protocol::from_number)
+        else {
+            error!(session = %row.session_id.get(..10).unwrap_or("?"), protocol = row.protocol, "stored session has an unknown protocol version");
+            return None;
+        };
+        let keys = match self.wrapper.unwrap(
+            &row.session_id,
+            &row.kek_id,
+            protocol,
+            &row.wrapped_key,
+        ) {
+            Ok(keys) => keys,
             Err(e) => {
                 // Never usable: a moved/tampered row or a retired KEK. Loud, but the
                 // client only sees an unknown session.
@@ -326,7 +338,7 @@ impl PgSessionStore {
         };
         Some(SessionRecord {
             id: row.session_id,
-            key,
+            keys,
             kind,
             client_id: row.client_id,
             created_at_ms: epoch_ms(row.created_at),
@@ -339,7 +351,7 @@ impl SessionStore for PgSessionStore {
     async fn insert(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let wrapped = self
             .wrapper
-            .wrap(&record.id, &record.key)
+            .wrap(&record.id, &record.keys)
             .map_err(|_| unavailable("key wrapping failed"))?;
         let row = NewSession {
             session_id: record.id.clone(),
@@ -349,6 +361,7 @@ impl SessionStore for PgSessionStore {
             client_id: record.client_id.clone(),
             created_at: ms(record.created_at_ms),
             expires_at: ms(record.expires_at_ms),
+            protocol: i16::from(record.keys.protocol().number()),
         };
         let (done, wait) = oneshot::channel();
         self.inserts

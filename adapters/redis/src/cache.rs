@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use domain::encoding::{base64_decode, base64_encode};
 use domain::keywrap::KeyWrapper;
-use ports::{SessionCache, SessionKind, SessionRecord, StoreError};
+use ports::{Protocol, SessionCache, SessionKind, SessionRecord, StoreError};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -22,6 +22,13 @@ struct CachedSession {
     client_id: String,
     created_at: u64,
     expires_at: u64,
+    /// The protocol version; entries written before versions existed are v1.
+    #[serde(default = "v1")]
+    protocol: u8,
+}
+
+fn v1() -> u8 {
+    1
 }
 
 /// `sess:{<id>}` cache entries holding wrapped keys.
@@ -92,7 +99,7 @@ impl SessionCache for RedisSessionCache {
         }
         let wrapped = self
             .wrapper
-            .wrap(&record.id, &record.key)
+            .wrap(&record.id, &record.keys)
             .map_err(|_| StoreError::Unavailable("key wrapping failed".into()))?;
         let value = serde_json::to_string(&CachedSession {
             wrapped_key: base64_encode(&wrapped.bytes),
@@ -101,6 +108,7 @@ impl SessionCache for RedisSessionCache {
             client_id: record.client_id.clone(),
             created_at: record.created_at_ms,
             expires_at: record.expires_at_ms,
+            protocol: record.keys.protocol().number(),
         })
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let (key, tomb) = (sess_key(&record.id), revoked_key(&record.id));
@@ -136,14 +144,18 @@ impl SessionCache for RedisSessionCache {
         let Some(wrapped) = base64_decode(&cached.wrapped_key) else {
             return Ok(None);
         };
-        let Ok(key) = self.wrapper.unwrap(id, &cached.kek_id, &wrapped) else {
+        let Some(protocol) = Protocol::from_number(cached.protocol.into()) else {
+            warn!("session cache entry of an unknown protocol version ignored");
+            return Ok(None);
+        };
+        let Ok(keys) = self.wrapper.unwrap(id, &cached.kek_id, protocol, &wrapped) else {
             // Moved or tampered entry: fall through to the database.
             warn!(session = %id.get(..10).unwrap_or("?"), "cached session key does not unwrap; ignoring the cache entry");
             return Ok(None);
         };
         Ok(Some(SessionRecord {
             id: id.to_owned(),
-            key,
+            keys,
             kind: if cached.kind == SessionKind::Authenticated.as_str() {
                 SessionKind::Authenticated
             } else {

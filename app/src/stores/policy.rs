@@ -264,7 +264,7 @@ mod tests {
     fn record(id: &str) -> SessionRecord {
         SessionRecord {
             id: id.into(),
-            key: SessionKey::from_bytes([1; 32]),
+            keys: ports::SessionKeys::V1(SessionKey::from_bytes([1; 32])),
             kind: SessionKind::Anonymous,
             client_id: "c".into(),
             created_at_ms: 0,

@@ -2,9 +2,10 @@
 
 use std::net::IpAddr;
 
+use ports::crypto::{DIGEST_LEN, SIGNATURE_LEN};
 use ports::{
-    Clock, NonceError, P256PublicKey, Ports, Quotas, RateDecision, RateLimit, SessionCache,
-    SessionKind, SessionRecord, SessionStore, StoreError,
+    Clock, NonceError, P256PublicKey, Ports, Protocol, Quotas, RateDecision, RateLimit,
+    SessionCache, SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError,
 };
 
 use super::{ClaimError, Family, SessionService, required};
@@ -14,6 +15,27 @@ use crate::limits::{init_client_key, init_ip_key};
 use crate::p256::{PublicKeyError, validate_public_key};
 use crate::policy::RequestedTtl;
 use crate::timing::Timings;
+use crate::v2::{self, TranscriptInput};
+
+/// `protocol` in the init body, as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestedProtocol {
+    /// No `protocol` field: v1, answered exactly as before versions existed.
+    Absent,
+    /// A non-negative integer.
+    Number(u64),
+    /// Anything else (a string, a fraction, a negative number, `null`).
+    Invalid,
+}
+
+/// The proof a v2 init response carries.
+#[derive(Debug, Clone)]
+pub struct V2Proof {
+    /// `confirm`: HMAC-SHA256 under the confirmation key (docs/PROTOCOL.md).
+    pub confirm: [u8; DIGEST_LEN],
+    /// With a server signing key: its id and the signature over the transcript.
+    pub signature: Option<(String, [u8; SIGNATURE_LEN])>,
+}
 
 /// The parsed init body. `client_public_key` is already base64-decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +44,8 @@ pub struct InitBody {
     pub client_public_key: Vec<u8>,
     /// `ttlSec` (ignored on `/v1`).
     pub ttl: RequestedTtl,
+    /// `protocol`.
+    pub protocol: RequestedProtocol,
 }
 
 /// An init request as seen by the domain.
@@ -55,6 +79,13 @@ pub struct InitOutcome {
     pub enc_alg: &'static str,
     /// Effective TTL.
     pub expires_in_sec: u64,
+    /// The session's protocol version.
+    pub protocol: Protocol,
+    /// Whether the request named its version (then the answer names it too; an init
+    /// without `protocol` is answered exactly as v1 always was).
+    pub echo_protocol: bool,
+    /// v2's key confirmation and optional signature.
+    pub proof: Option<V2Proof>,
     /// Step durations for `Server-Timing`.
     pub timings: Timings,
 }
@@ -80,6 +111,9 @@ pub enum InitError {
     /// `ttlSec` present but not an integer ≥ 0.
     #[error("ttlSec is not an integer >= 0")]
     Ttl,
+    /// `protocol` names a version this server does not speak.
+    #[error("unsupported protocol version")]
+    UnsupportedProtocol,
     /// Nonce already used by this client.
     #[error("replayed nonce")]
     Replay,
@@ -116,6 +150,7 @@ impl InitError {
             Self::OutsideWindow => "outside_window",
             Self::NotDeclaredJson => "bad_content_type",
             Self::Body(_) | Self::Ttl => "bad_body",
+            Self::UnsupportedProtocol => "unsupported_protocol",
             Self::PublicKey(_) => "bad_public_key",
             Self::Replay => "replay",
             Self::NonceStore(NonceError::Full) => "nonce_store_full",
@@ -142,6 +177,8 @@ impl From<ClaimError> for InitError {
 /// An init that passed every check, ready for key agreement and the durable write.
 struct NewSession<'a> {
     family: Family,
+    protocol: Protocol,
+    echo_protocol: bool,
     session_id: SessionId,
     client: &'a ClientId<'a>,
     peer: &'a P256PublicKey,
@@ -198,6 +235,14 @@ impl<P: Ports> SessionService<P> {
             return Err(InitError::NotDeclaredJson);
         }
         let body = req.body.map_err(InitError::Body)?;
+        let (protocol, echo_protocol) = match body.protocol {
+            RequestedProtocol::Absent => (Protocol::V1, false),
+            RequestedProtocol::Number(n) => (
+                Protocol::from_number(n).ok_or(InitError::UnsupportedProtocol)?,
+                true,
+            ),
+            RequestedProtocol::Invalid => return Err(InitError::UnsupportedProtocol),
+        };
         if body.client_public_key.is_empty() {
             return Err(InitError::Body("clientPublicKey missing or empty"));
         }
@@ -264,6 +309,8 @@ impl<P: Ports> SessionService<P> {
             timings.record("replay-protection", t, clock.monotonic_ns());
             let new = NewSession {
                 family: req.family,
+                protocol,
+                echo_protocol,
                 session_id,
                 client: &client,
                 peer: &peer,
@@ -303,20 +350,29 @@ impl<P: Ports> SessionService<P> {
         let t3 = clock.monotonic_ns();
         timings.record("ecdh-compute", t2, t3);
 
-        let session_key = derive_session_key(
-            crypto.hkdf,
-            &shared,
-            new.session_id.as_str(),
-            new.client.as_str(),
-        )
-        .map_err(|_| InitError::Crypto)?;
+        let (keys, proof) = match new.protocol {
+            Protocol::V1 => {
+                let key = derive_session_key(
+                    crypto.hkdf,
+                    &shared,
+                    new.session_id.as_str(),
+                    new.client.as_str(),
+                )
+                .map_err(|_| InitError::Crypto)?;
+                (SessionKeys::V1(key), None)
+            }
+            Protocol::V2 => {
+                let (keys, proof) = self.v2_schedule(&new, &shared, &server_public_key)?;
+                (keys, Some(proof))
+            }
+        };
         drop(shared);
         let t4 = clock.monotonic_ns();
         timings.record("hkdf", t3, t4);
 
         let record = SessionRecord {
             id: new.session_id.as_str().to_owned(),
-            key: session_key,
+            keys,
             kind: new.kind,
             client_id: new.client.as_str().to_owned(),
             created_at_ms: new.now,
@@ -340,7 +396,45 @@ impl<P: Ports> SessionService<P> {
             server_public_key,
             enc_alg: new.family.enc_alg(),
             expires_in_sec: new.ttl_sec,
+            protocol: new.protocol,
+            echo_protocol: new.echo_protocol,
+            proof,
             timings,
         })
+    }
+
+    /// v2: the transcript hash, the directional keys, the confirmation MAC and, with a
+    /// server identity, the signature.
+    fn v2_schedule(
+        &self,
+        new: &NewSession<'_>,
+        shared: &ports::SharedSecret,
+        server_public_key: &P256PublicKey,
+    ) -> Result<(SessionKeys, V2Proof), InitError> {
+        let crypto = self.crypto;
+        let transcript = TranscriptInput {
+            client_id: new.client.as_str(),
+            session_id: new.session_id.as_str(),
+            client_public_key: new.peer,
+            server_public_key,
+        }
+        .hash(crypto.digests)
+        .map_err(|_| InitError::Crypto)?;
+        let schedule =
+            v2::key_schedule(crypto.hkdf, shared, &transcript).map_err(|_| InitError::Crypto)?;
+        let confirm = v2::confirm_tag(
+            crypto.digests,
+            &schedule.confirm_key,
+            &transcript,
+            new.ttl_sec,
+        );
+        let signature = match &self.identity {
+            Some(identity) => Some((
+                identity.key_id().to_owned(),
+                identity.sign(&transcript).map_err(|_| InitError::Crypto)?,
+            )),
+            None => None,
+        };
+        Ok((schedule.keys, V2Proof { confirm, signature }))
     }
 }

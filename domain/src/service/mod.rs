@@ -21,6 +21,7 @@ use ports::{
 use crate::headers::HeaderError;
 use crate::limits::AbuseLimits;
 use crate::policy::{ReplayPolicy, TtlPolicy, V1TtlPolicy, nonce_key};
+use crate::v2::ServerIdentity;
 
 /// Which route family a request arrived on: the unversioned API-server routes or the
 /// `/v1` identity routes. They share rules and store but differ in TTL rules,
@@ -73,6 +74,8 @@ pub struct SessionService<P> {
     crypto: CryptoProvider,
     ports: P,
     config: ServiceConfig,
+    /// The server's signing key (v2 init responses are signed when it is set).
+    identity: Option<ServerIdentity>,
 }
 
 /// What a session lookup found.
@@ -107,7 +110,20 @@ impl<P: Ports> SessionService<P> {
             crypto,
             ports,
             config,
+            identity: None,
         }
+    }
+
+    /// The service signing v2 init responses with `identity`.
+    #[must_use]
+    pub fn with_identity(mut self, identity: Option<ServerIdentity>) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The server's signing identity, if one is configured.
+    pub fn identity(&self) -> Option<&ServerIdentity> {
+        self.identity.as_ref()
     }
 
     /// The crypto backend in use.

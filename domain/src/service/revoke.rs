@@ -38,6 +38,7 @@ impl<P: Ports> SessionService<P> {
                     req.kid,
                     req.idempotency_key,
                     req.client_id,
+                    req.line,
                     body,
                     &mut timings,
                 )

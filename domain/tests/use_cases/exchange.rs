@@ -71,6 +71,7 @@ fn purchase_session_states() {
                 kid: Some(s.kid()),
                 idempotency_key: Some(&req.idempotency_key),
                 client_id: Some("OWNER"),
+                line: domain::client::PURCHASE,
                 body: &mut body
             },
             echo(&svc)
@@ -85,6 +86,7 @@ fn purchase_session_states() {
             kid: Some(s.kid()),
             idempotency_key: Some(&req.idempotency_key),
             client_id: Some("OWNER"),
+            line: domain::client::PURCHASE,
             body: &mut body,
         },
         echo(&svc),

@@ -1,7 +1,7 @@
 //! The service on the memory stores, the pure-Rust backend and a fake clock, and the
 //! requests the use-case tests share.
 
-use domain::client::{ClientSession, Handshake};
+use domain::client::{ClientSession, Handshake, PURCHASE};
 use domain::policy::RequestedTtl;
 use domain::purchase::PayloadError;
 use domain::{
@@ -73,6 +73,7 @@ pub(crate) fn init_req<'a>(
         body: Ok(InitBody {
             client_public_key: pk,
             ttl,
+            protocol: domain::RequestedProtocol::Absent,
         }),
     }
 }
@@ -113,13 +114,19 @@ pub(crate) fn purchase(
             kid: Some(s.kid()),
             idempotency_key: Some(idem),
             client_id: Some(s.client_id()),
+            line: PURCHASE,
             body,
         },
         echo(svc),
     ))?;
     let plain = s
         .open_response(
-            &out.idempotency_key,
+            &sealed_for(s, idem),
+            domain::client::ResponseHead {
+                status: 200,
+                idempotency_key: &out.idempotency_key,
+                content_type: "",
+            },
             out.envelope,
             NOW,
             &ReplayPolicy::DEFAULT,
@@ -188,6 +195,7 @@ pub(crate) fn buy(svc: &Service, s: &ClientSession) -> Result<(), ExchangeError>
             kid: Some(s.kid()),
             idempotency_key: Some(&req.idempotency_key),
             client_id: Some(s.client_id()),
+            line: PURCHASE,
             body: &mut body,
         },
         echo(svc),
@@ -214,6 +222,23 @@ pub(crate) fn request<'a>(
         kid: Some(s.kid()),
         idempotency_key: Some(idem),
         client_id: Some(s.client_id()),
+        line: PURCHASE,
         body,
+    }
+}
+
+/// What the client remembers of a purchase sealed under `s` with key `idem` (the
+/// request line and nonce a v2 answer is bound to).
+pub(crate) fn sealed_for(s: &ClientSession, idem: &str) -> domain::client::SealedRequest {
+    let _ = s;
+    domain::client::SealedRequest {
+        idempotency_key: idem.to_owned(),
+        envelope: Vec::new(),
+        nonce: idem
+            .split_once('.')
+            .map(|(_, n)| n.to_owned())
+            .unwrap_or_default(),
+        method: PURCHASE.method.to_owned(),
+        target: PURCHASE.target.to_owned(),
     }
 }

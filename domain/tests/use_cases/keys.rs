@@ -32,8 +32,10 @@ fn wrapped_keys_unwrap_only_for_their_session_and_across_rotation() {
     use domain::keywrap::{KeyWrapper, UnwrapError, WRAPPED_KEY_LEN};
     let old = KeyWrapper::new(CRYPTO, [1; 32], vec![]).unwrap();
     let key = ports::SessionKey::from_bytes([0x5a; 32]);
+    let keys = ports::SessionKeys::V1(key.clone());
+    let v1 = ports::Protocol::V1;
     let w = old
-        .wrap("S-000102030405060708090a0b0c0d0e0f", &key)
+        .wrap("S-000102030405060708090a0b0c0d0e0f", &keys)
         .unwrap();
     assert_eq!(w.bytes.len(), WRAPPED_KEY_LEN);
     assert!(
@@ -42,15 +44,26 @@ fn wrapped_keys_unwrap_only_for_their_session_and_across_rotation() {
     );
     assert_eq!(w.kek_id.len(), 16);
     assert_eq!(
-        old.unwrap("S-000102030405060708090a0b0c0d0e0f", &w.kek_id, &w.bytes)
-            .unwrap()
-            .expose(),
+        old.unwrap(
+            "S-000102030405060708090a0b0c0d0e0f",
+            &w.kek_id,
+            v1,
+            &w.bytes
+        )
+        .unwrap()
+        .request()
+        .expose(),
         key.expose()
     );
     // moved to another row
     assert_eq!(
-        old.unwrap("S-ffffffffffffffffffffffffffffffff", &w.kek_id, &w.bytes)
-            .unwrap_err(),
+        old.unwrap(
+            "S-ffffffffffffffffffffffffffffffff",
+            &w.kek_id,
+            v1,
+            &w.bytes
+        )
+        .unwrap_err(),
         UnwrapError::Authentication
     );
     // rotation: the new KEK wraps, the previous one still unwraps
@@ -58,19 +71,81 @@ fn wrapped_keys_unwrap_only_for_their_session_and_across_rotation() {
     assert_ne!(rotated.current_id(), old.current_id());
     assert!(
         rotated
-            .unwrap("S-000102030405060708090a0b0c0d0e0f", &w.kek_id, &w.bytes)
+            .unwrap(
+                "S-000102030405060708090a0b0c0d0e0f",
+                &w.kek_id,
+                v1,
+                &w.bytes
+            )
             .is_ok()
     );
     assert_eq!(
-        rotated.wrap("S-1", &key).unwrap().kek_id,
+        rotated.wrap("S-1", &keys).unwrap().kek_id,
         rotated.current_id()
     );
     // a KEK that is gone
     let fresh = KeyWrapper::new(CRYPTO, [3; 32], vec![]).unwrap();
     assert!(matches!(
-        fresh.unwrap("S-000102030405060708090a0b0c0d0e0f", &w.kek_id, &w.bytes),
+        fresh.unwrap(
+            "S-000102030405060708090a0b0c0d0e0f",
+            &w.kek_id,
+            v1,
+            &w.bytes
+        ),
         Err(UnwrapError::UnknownKek(_))
     ));
+}
+
+#[test]
+fn v2_keys_wrap_with_their_version_bound() {
+    use domain::keywrap::{KeyWrapper, UnwrapError, wrapped_len};
+    use ports::{Protocol, SessionKey, SessionKeys};
+    let wrapper = KeyWrapper::new(CRYPTO, [1; 32], vec![]).unwrap();
+    let id = "S-000102030405060708090a0b0c0d0e0f";
+    let keys = SessionKeys::V2 {
+        request: SessionKey::from_bytes([0x11; 32]),
+        response: SessionKey::from_bytes([0x22; 32]),
+    };
+    let w = wrapper.wrap(id, &keys).unwrap();
+    assert_eq!(w.bytes.len(), wrapped_len(Protocol::V2));
+    for raw in [[0x11u8; 32], [0x22; 32]] {
+        assert!(
+            !w.bytes.windows(32).any(|win| win == raw),
+            "no raw key inside"
+        );
+    }
+    let back = wrapper
+        .unwrap(id, &w.kek_id, Protocol::V2, &w.bytes)
+        .unwrap();
+    assert!(back.ct_eq(&keys));
+    // A row whose protocol column was changed does not unwrap, either way.
+    assert_eq!(
+        wrapper
+            .unwrap(id, &w.kek_id, Protocol::V1, &w.bytes)
+            .unwrap_err(),
+        UnwrapError::Authentication
+    );
+    let v1 = wrapper
+        .wrap(id, &SessionKeys::V1(SessionKey::from_bytes([0x11; 32])))
+        .unwrap();
+    assert_eq!(
+        wrapper
+            .unwrap(id, &v1.kek_id, Protocol::V2, &v1.bytes)
+            .unwrap_err(),
+        UnwrapError::Authentication
+    );
+    // The same 92 bytes relabelled as v1 by truncation do not open either.
+    assert_eq!(
+        wrapper
+            .unwrap(
+                id,
+                &w.kek_id,
+                Protocol::V1,
+                &w.bytes[..wrapped_len(Protocol::V1)]
+            )
+            .unwrap_err(),
+        UnwrapError::Authentication
+    );
 }
 
 #[test]
@@ -95,7 +170,8 @@ fn debug_output_redacts_keys_secrets_and_ids() {
         format!("{:?}", domain::SessionId::parse(&id).unwrap()),
     ];
     let record_key: String = record
-        .key
+        .keys
+        .request()
         .expose()
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -86,6 +86,7 @@ fn sessions_per_client_are_capped_and_a_revocation_frees_a_slot() {
             kid: Some(first.kid()),
             idempotency_key: Some(&req.idempotency_key),
             client_id: Some("A"),
+            line: domain::client::PURCHASE,
             body: &mut body,
         },
         |_| Ok(()),

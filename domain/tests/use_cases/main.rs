@@ -8,3 +8,4 @@ mod keys;
 mod limits;
 mod release;
 mod revoke;
+mod v2;

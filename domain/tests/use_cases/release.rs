@@ -30,7 +30,8 @@ fn release_key_rules() {
         run(svc.release_key(id, Some("C")))
             .unwrap()
             .record
-            .key
+            .keys
+            .request()
             .expose(),
         s.key().expose()
     );

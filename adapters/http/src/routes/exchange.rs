@@ -8,8 +8,11 @@
 use std::time::Instant;
 
 use domain::purchase::PayloadError;
-use domain::{ExchangeError, ExchangeOutcome, ExchangeRequest, ResponseContext, SessionService};
-use hyper::header::{HeaderMap, HeaderValue};
+use domain::{
+    ExchangeError, ExchangeOutcome, ExchangeRequest, RequestLine, ResponseContext, SessionService,
+};
+use hyper::header::HeaderValue;
+use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 use ports::Ports;
 use tracing::{error, info};
@@ -17,8 +20,8 @@ use tracing::{error, info};
 use crate::metrics;
 use crate::pipeline::timing::server_timing;
 use crate::wire::{
-    Body, OCTETS, SERVER_TIMING, X_CLIENT_ID, X_IDEMPOTENCY_KEY, X_KID, code_error, header,
-    response,
+    Body, OCTETS, SERVER_TIMING, X_CLIENT_ID, X_IDEMPOTENCY_KEY, X_INNER_CONTENT_TYPE, X_KID,
+    code_error, header, response,
 };
 
 /// What an encrypted route does with an authentic, fresh request: check its plaintext
@@ -31,24 +34,34 @@ pub(crate) async fn handle<P: Ports>(
     service: &SessionService<P>,
     route: &'static str,
     handler: Handler,
-    headers: &HeaderMap,
+    parts: &Parts,
     mut body: Vec<u8>,
     started: Instant,
 ) -> Response<Body> {
-    let kid = header(headers, &X_KID);
-    let req = request(headers, &mut body);
+    let kid = header(&parts.headers, &X_KID);
+    let req = request(parts, &mut body);
     match service.exchange(req, handler).await {
         Ok(out) => sealed(kid.unwrap_or_default(), out, started),
         Err(e) => failure(route, &e),
     }
 }
 
-/// The domain's view of an encrypted request: its three headers and the envelope.
-pub(crate) fn request<'a>(headers: &'a HeaderMap, body: &'a mut [u8]) -> ExchangeRequest<'a> {
+/// The domain's view of an encrypted request: its three headers, its request line
+/// (method, target as sent, `X-Inner-Content-Type`) and the envelope.
+pub(crate) fn request<'a>(parts: &'a Parts, body: &'a mut [u8]) -> ExchangeRequest<'a> {
+    let headers = &parts.headers;
     ExchangeRequest {
         kid: header(headers, &X_KID),
         idempotency_key: header(headers, &X_IDEMPOTENCY_KEY),
         client_id: header(headers, &X_CLIENT_ID),
+        line: RequestLine {
+            method: parts.method.as_str(),
+            target: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path(), |p| p.as_str()),
+            content_type: header(headers, &X_INNER_CONTENT_TYPE).unwrap_or_default(),
+        },
         body,
     }
 }

@@ -5,10 +5,13 @@ use std::time::Instant;
 
 use domain::encoding::{base64_decode, base64_encode};
 use domain::limits::rate_limited_ip;
-use domain::{Family, InitBody, InitError, InitOutcome, InitRequest, RequestedTtl, SessionService};
+use domain::{
+    Family, InitBody, InitError, InitOutcome, InitRequest, RequestedProtocol, RequestedTtl,
+    SessionService,
+};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
-use ports::{NonceError, Ports};
+use ports::{NonceError, Ports, Protocol};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 
@@ -27,6 +30,9 @@ struct InitJson<'a> {
     /// `Some` whenever the field is present, `null` included (which is then refused).
     #[serde(rename = "ttlSec", default, borrow, deserialize_with = "present")]
     ttl_sec: Option<&'a serde_json::value::RawValue>,
+    /// The protocol version asked for (absent: v1).
+    #[serde(default, borrow, deserialize_with = "present")]
+    protocol: Option<&'a serde_json::value::RawValue>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(
@@ -42,7 +48,30 @@ struct InitResponse<'a> {
     server_public_key: &'a str,
     enc_alg: &'a str,
     expires_in_sec: u64,
+    /// Only when the request named a version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suite: Option<&'a str>,
+    /// v2: base64 HMAC over the transcript (docs/PROTOCOL.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirm: Option<String>,
+    /// v2 with a server signing key: base64 ECDSA P-256 signature (r ‖ s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_key_id: Option<&'a str>,
 }
+
+/// The body of a refused `protocol`: which versions the server speaks.
+#[derive(Serialize)]
+struct Unsupported<'a> {
+    error: &'a str,
+    message: &'a str,
+    supported: [u8; 2],
+}
+
+const SUPPORTED: [u8; 2] = [Protocol::ALL[0].number(), Protocol::ALL[1].number()];
 
 /// Parses an init body (JSON object with `clientPublicKey` in base64 and optional
 /// `ttlSec`); the error is a reason for the logs.
@@ -73,9 +102,17 @@ pub fn parse_init_body(body: &[u8]) -> Result<InitBody, &'static str> {
             }
         }
     };
+    let protocol = match parsed.protocol {
+        None => RequestedProtocol::Absent,
+        Some(raw) => raw
+            .get()
+            .parse()
+            .map_or(RequestedProtocol::Invalid, RequestedProtocol::Number),
+    };
     Ok(InitBody {
         client_public_key,
         ttl,
+        protocol,
     })
 }
 
@@ -130,6 +167,8 @@ pub(crate) async fn handle<P: Ports>(
 fn success(family: Family, out: &InitOutcome, started: Instant) -> Response<Body> {
     metrics::session_created(family);
     let key = base64_encode(&out.server_public_key.0);
+    let proof = out.proof.as_ref();
+    let signature = proof.and_then(|p| p.signature.as_ref());
     let mut r = json(
         StatusCode::OK,
         &InitResponse {
@@ -137,6 +176,12 @@ fn success(family: Family, out: &InitOutcome, started: Instant) -> Response<Body
             server_public_key: &key,
             enc_alg: out.enc_alg,
             expires_in_sec: out.expires_in_sec,
+            protocol: out.echo_protocol.then(|| out.protocol.number()),
+            // Both versions run the same primitives; the version names the construction.
+            suite: out.echo_protocol.then_some(domain::v2::SUITE),
+            confirm: proof.map(|p| base64_encode(&p.confirm)),
+            signature: signature.map(|(_, sig)| base64_encode(sig)),
+            signing_key_id: signature.map(|(id, _)| id.as_str()),
         },
     );
     let h = r.headers_mut();
@@ -171,6 +216,20 @@ fn failure(family: Family, e: &InitError) -> Response<Body> {
         info!(route, status = status.as_u16(), reason = %e, "rejected");
     }
     metrics::rejection(route, e.reason());
+    if *e == InitError::UnsupportedProtocol {
+        // Not a secret: a client must learn what to ask for instead.
+        return json(
+            status,
+            &Unsupported {
+                error: match family {
+                    Family::V1 => "Bad Request",
+                    Family::Unversioned => "UNSUPPORTED_PROTOCOL",
+                },
+                message: "unsupported protocol version",
+                supported: SUPPORTED,
+            },
+        );
+    }
     let mut r = match family {
         Family::V1 => identity_error(status, v1_message(e)),
         Family::Unversioned => code_error(
@@ -204,6 +263,7 @@ fn v1_message(e: &InitError) -> &'static str {
         InitError::Body(_) => "invalid request body",
         InitError::PublicKey(_) => "invalid clientPublicKey",
         InitError::Ttl => "invalid ttlSec",
+        InitError::UnsupportedProtocol => "unsupported protocol version",
         InitError::Replay => "replayed request",
         InitError::NonceStore(NonceError::Full) => "replay protection at capacity",
         InitError::NonceStore(NonceError::Unavailable(_)) => "replay protection unavailable",

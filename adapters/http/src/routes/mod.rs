@@ -10,3 +10,4 @@ pub(crate) mod release_key;
 pub(crate) mod revoke;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub(crate) mod well_known;

@@ -66,7 +66,7 @@ mod tests {
         let sent = app.seal(&session, br#"{"schemeCode":"AEF","amount":5000}"#);
         let (status, resp) = app.post("/transaction/purchase", &sent).await;
         assert_eq!(status, StatusCode::OK);
-        let answer = app.open(&session, resp).await;
+        let answer = app.open(&session, &sent, resp).await;
         let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(v["status"], "SUCCESS");
         assert_eq!(v["schemeCode"], "AEF");

@@ -5,18 +5,27 @@ use domain::encoding::base64_encode;
 use domain::{KeyRelease, ReleaseError, SessionService};
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
-use ports::Ports;
+use ports::{Ports, Protocol};
 use serde::Serialize;
 use tracing::info;
 
 use crate::metrics;
 use crate::wire::{Body, X_CLIENT_ID, header, identity_error, json};
 
+/// v1: `sessionKey`, as the identity service answers. v2: `protocol` and the two
+/// directional keys instead (a v1 consumer finds no `sessionKey` and fails closed).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Released<'a> {
     session_id: &'a str,
-    session_key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_key: Option<&'a str>,
     expires_at: u64,
 }
 
@@ -29,13 +38,21 @@ pub(crate) async fn handle<P: Ports>(
     let id = path.trim_start_matches("/v1/session/");
     match service.release_key(id, header(headers, &X_CLIENT_ID)).await {
         Ok(KeyRelease { record }) => {
-            let key = zeroize::Zeroizing::new(base64_encode(record.key.expose()));
+            let encode = |k: &ports::SessionKey| zeroize::Zeroizing::new(base64_encode(k.expose()));
+            let (request, response) = (
+                encode(record.keys.request()),
+                encode(record.keys.response()),
+            );
+            let v1 = record.keys.protocol() == Protocol::V1;
             info!(session = %&record.id[..10], "session key released on the internal listener");
             json(
                 StatusCode::OK,
                 &Released {
                     session_id: &record.id,
-                    session_key: &key,
+                    session_key: v1.then_some(request.as_str()),
+                    protocol: (!v1).then(|| record.keys.protocol().number()),
+                    request_key: (!v1).then_some(request.as_str()),
+                    response_key: (!v1).then_some(response.as_str()),
                     expires_at: record.expires_at_ms,
                 },
             )

@@ -5,7 +5,7 @@ use std::time::Instant;
 use domain::SessionService;
 use domain::purchase::PayloadError;
 use hyper::Response;
-use hyper::header::HeaderMap;
+use hyper::http::request::Parts;
 use ports::Ports;
 use tracing::info;
 
@@ -38,11 +38,11 @@ fn check(plain: &[u8]) -> Result<(), PayloadError> {
 /// Runs one revocation: 204 once the session is gone from the store and the cache.
 pub(crate) async fn handle<P: Ports>(
     service: &SessionService<P>,
-    headers: &HeaderMap,
+    parts: &Parts,
     mut body: Vec<u8>,
     started: Instant,
 ) -> Response<Body> {
-    let req = exchange::request(headers, &mut body);
+    let req = exchange::request(parts, &mut body);
     match service.revoke(req, check).await {
         Ok(timings) => {
             info!(route = "/session/revoke", "session revoked");

@@ -122,8 +122,9 @@ impl App {
         Sealed {
             kid: s.kid().to_owned(),
             client_id: s.client_id().to_owned(),
-            idempotency_key: sealed.idempotency_key,
-            envelope: sealed.envelope,
+            idempotency_key: sealed.idempotency_key.clone(),
+            envelope: sealed.envelope.clone(),
+            request: sealed,
         }
     }
 
@@ -138,15 +139,27 @@ impl App {
         self.send(req).await
     }
 
-    /// Opens a sealed answer.
-    pub(crate) async fn open(&self, s: &ClientSession, resp: Response<Body>) -> Vec<u8> {
+    /// Opens the sealed answer to `sent`.
+    pub(crate) async fn open(
+        &self,
+        s: &ClientSession,
+        sent: &Sealed,
+        resp: Response<Body>,
+    ) -> Vec<u8> {
         let key = resp.headers()["x-idempotency-key"]
             .to_str()
             .unwrap()
             .to_owned();
+        let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let head = domain::client::ResponseHead {
+            status,
+            idempotency_key: &key,
+            content_type: "",
+        };
         s.open_response(
-            &key,
+            &sent.request,
+            head,
             body.to_vec(),
             SystemClock.now_ms(),
             &ReplayPolicy::DEFAULT,
@@ -162,4 +175,5 @@ pub(crate) struct Sealed {
     client_id: String,
     idempotency_key: String,
     envelope: Vec<u8>,
+    request: domain::client::SealedRequest,
 }

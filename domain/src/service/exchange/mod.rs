@@ -7,7 +7,7 @@
 //! `/transaction/purchase` is one exchange whose handler is the purchase rules.
 
 use ports::crypto::IV_LEN;
-use ports::{Clock, Ports, Quotas, SessionCache, SessionRecord, SessionStore};
+use ports::{Clock, Ports, Protocol, Quotas, SessionCache, SessionRecord, SessionStore};
 use zeroize::Zeroize;
 
 mod error;
@@ -18,10 +18,11 @@ use super::{Lookup, SessionService, required};
 use crate::encoding::uuid_v4;
 use crate::envelope::{Aad, open_envelope_with, seal_envelope_with};
 use crate::headers::{
-    ClientId, IdempotencyKey, RESPONSE_NONCE_PREFIX, SessionId, kid_session_part,
+    ClientId, HeaderError, IdempotencyKey, RESPONSE_NONCE_PREFIX, SessionId, kid_session_part,
 };
 use crate::purchase::PayloadError;
 use crate::timing::Timings;
+use crate::v2::{self, AadFields, RequestLine};
 
 /// An encrypted request as seen by the domain.
 #[derive(Debug)]
@@ -32,9 +33,14 @@ pub struct ExchangeRequest<'a> {
     pub idempotency_key: Option<&'a str>,
     /// `X-ClientId`.
     pub client_id: Option<&'a str>,
+    /// Method, target and `X-Inner-Content-Type` (bound by a v2 session's AAD).
+    pub line: RequestLine<'a>,
     /// The envelope; decrypted in place and wiped before returning.
     pub body: &'a mut [u8],
 }
+
+/// The status of every sealed answer (errors are never sealed).
+pub const SEALED_STATUS: u16 = 200;
 
 /// What a route's handler gets besides the plaintext.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +82,8 @@ pub(crate) struct Authenticated<'b> {
     nonce: String,
     /// The request's timestamp.
     stamped: u64,
+    /// The request line the AAD bound (v2).
+    line: RequestLine<'b>,
 }
 
 impl<P: Ports> SessionService<P> {
@@ -120,7 +128,7 @@ impl<P: Ports> SessionService<P> {
         let (kid, idempotency_key, client_id) = (req.kid, req.idempotency_key, req.client_id);
         let body = req.body;
         let result = self
-            .exchange_inner(kid, idempotency_key, client_id, body, handle)
+            .exchange_inner(kid, idempotency_key, client_id, req.line, body, handle)
             .await;
         body.zeroize();
         result
@@ -176,6 +184,7 @@ impl<P: Ports> SessionService<P> {
         kid: Option<&str>,
         idempotency_key: Option<&str>,
         client_id: Option<&str>,
+        line: RequestLine<'b>,
         body: &'b mut [u8],
         timings: &mut Timings,
     ) -> Result<Authenticated<'b>, ExchangeError> {
@@ -198,14 +207,23 @@ impl<P: Ports> SessionService<P> {
             return Err(ExchangeError::ClientMismatch);
         }
 
-        let aad = Aad::new(key.timestamp_text(), key.nonce(), kid, client.as_str());
+        let aad = match record.keys.protocol() {
+            Protocol::V1 => Aad::new(key.timestamp_text(), key.nonce(), kid, client.as_str()),
+            Protocol::V2 => v2::request_aad(&AadFields {
+                line,
+                kid,
+                client_id: client.as_str(),
+                timestamp: key.timestamp_text(),
+                nonce: key.nonce(),
+            })
+            .map_err(|_| HeaderError::TooLong)?,
+        };
         let t2 = clock.monotonic_ns();
         timings.record("aad-build", t1, t2);
-        // One key schedule for both directions.
         let aead_key = self
             .crypto
             .aead
-            .prepare(&record.key)
+            .prepare(record.keys.request())
             .map_err(|_| ExchangeError::Crypto)?;
         let plaintext = open_envelope_with(&*aead_key, &aad, body)?;
         timings.record("aes-gcm-decrypt", t2, clock.monotonic_ns());
@@ -216,6 +234,7 @@ impl<P: Ports> SessionService<P> {
             now,
             nonce: key.nonce().to_owned(),
             stamped: key.timestamp_ms(),
+            line,
         })
     }
 
@@ -291,6 +310,7 @@ impl<P: Ports> SessionService<P> {
         kid: Option<&str>,
         idempotency_key: Option<&str>,
         client_id: Option<&str>,
+        line: RequestLine<'_>,
         body: &mut [u8],
         handle: F,
     ) -> Result<ExchangeOutcome, ExchangeError>
@@ -300,7 +320,7 @@ impl<P: Ports> SessionService<P> {
         let clock = self.ports.clock();
         let mut timings = Timings::default();
         let request = self
-            .authenticate(kid, idempotency_key, client_id, body, &mut timings)
+            .authenticate(kid, idempotency_key, client_id, line, body, &mut timings)
             .await?;
         let now = request.now;
         // Present: `authenticate` checked them.
@@ -335,13 +355,35 @@ impl<P: Ports> SessionService<P> {
             uuid_v4(nonce_random.try_into().unwrap_or_default())
         );
         let response_ts = now.to_string();
-        let response_aad = Aad::new(&response_ts, &response_nonce, kid, client);
-        let envelope = seal_envelope_with(
-            &*request.aead_key,
-            &iv.try_into().unwrap_or_default(),
-            &response_aad,
-            response_plaintext,
-        )
+        let iv = iv.try_into().unwrap_or_default();
+        let envelope = match request.record.keys.protocol() {
+            // One key schedule for both directions.
+            Protocol::V1 => seal_envelope_with(
+                &*request.aead_key,
+                &iv,
+                &Aad::new(&response_ts, &response_nonce, kid, client),
+                response_plaintext,
+            ),
+            Protocol::V2 => {
+                let fields = AadFields {
+                    // The answer of a built-in route has no inner content type.
+                    line: RequestLine {
+                        content_type: "",
+                        ..request.line
+                    },
+                    kid,
+                    client_id: client,
+                    timestamp: &response_ts,
+                    nonce: &response_nonce,
+                };
+                let aad = v2::response_aad(&fields, &request.nonce, SEALED_STATUS)
+                    .map_err(|_| HeaderError::TooLong)?;
+                self.crypto
+                    .aead
+                    .prepare(request.record.keys.response())
+                    .and_then(|key| seal_envelope_with(&*key, &iv, &aad, response_plaintext))
+            }
+        }
         .map_err(|_| ExchangeError::Crypto)?;
         let response_key = format!("{response_ts}.{response_nonce}");
         timings.record("aes-gcm-encrypt", t, clock.monotonic_ns());

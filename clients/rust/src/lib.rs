@@ -1,9 +1,29 @@
-//! The HTTP client side: one keep-alive HTTP/1.1 connection per [`Connection`], and a
-//! [`ProtocolClient`] that runs init and purchase flows with the domain's client code.
-//! Used by `session-crypto client`, `session-crypto bench` and the end-to-end tests.
+//! # session-crypto-client — call a session-crypto server from Rust
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), session_crypto_client::Error> {
+//! use session_crypto_client::Session;
+//!
+//! let mut session = Session::connect("http://127.0.0.1:3000", "MY_APP").await?;
+//! let answer = session
+//!     .send("POST", "/transaction/purchase", br#"{"schemeCode":"AEF","amount":10}"#)
+//!     .await?;
+//! println!("{}", answer.text()?);
+//! session.revoke().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`Session`] is the library: protocol v2 by default (v1 on request), key
+//! confirmation checked before first use, an optional pinned server key, a new session
+//! once when the server says `SESSION_EXPIRED`, typed [`Error`]s. Below it,
+//! [`ProtocolClient`] runs single protocol steps over one [`Connection`], timed step by
+//! step — what `session-crypto client`, `session-crypto bench` and the end-to-end tests
+//! use. See the crate's README and `docs/PROTOCOL.md`.
 
 mod connection;
 mod protocol;
+mod session;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,7 +32,9 @@ use hyper::StatusCode;
 use ports::CryptoProvider;
 
 pub use connection::{Connection, Endpoint, HttpResponse};
+pub use ports::{P256PublicKey, Protocol};
 pub use protocol::{InitRoute, ProtocolClient, REVOKE_PLAINTEXT, StepTimings};
+pub use session::{Builder, Error, Response, Session};
 
 /// Client-side failures of a flow.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +49,7 @@ pub enum FlowError {
     #[error("{path} answered {status}: {body}")]
     Status {
         /// Path requested.
-        path: &'static str,
+        path: String,
         /// Status received.
         status: StatusCode,
         /// Body, as text.
@@ -36,11 +58,15 @@ pub enum FlowError {
     /// The answer did not follow the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The protocol's client rules refused the answer (a tampered init, a forged or
+    /// misdirected response).
+    #[error("protocol: {0}")]
+    Client(ClientError),
 }
 
 impl From<ClientError> for FlowError {
     fn from(e: ClientError) -> Self {
-        Self::Protocol(e.to_string())
+        Self::Client(e)
     }
 }
 

@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use domain::ReplayPolicy;
-use domain::client::{ClientSession, Handshake};
+use domain::client::{ClientSession, Handshake, ResponseHead, V2Answer};
 use domain::encoding::{base64_decode, base64_encode};
+use domain::{ReplayPolicy, RequestLine};
 use hyper::{Method, StatusCode};
-use ports::CryptoProvider;
+use ports::{CryptoProvider, P256PublicKey, Protocol};
 
 use super::{Connection, Endpoint, FlowError, HttpResponse, fresh_idempotency_key, now_ms};
 
@@ -57,19 +57,20 @@ pub enum InitRoute {
 /// is an error.
 async fn exchange(
     conn: &mut Connection,
-    path: &'static str,
+    method: Method,
+    path: &str,
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
     expected: StatusCode,
     timings: &mut StepTimings,
 ) -> Result<HttpResponse, FlowError> {
     let t = Instant::now();
-    let resp = conn.send(Method::POST, path, headers, body).await?;
+    let resp = conn.send(method, path, headers, body).await?;
     timings.http = t.elapsed();
     timings.server_timing = resp.header("server-timing").map(str::to_owned);
     if resp.status != expected {
         return Err(FlowError::Status {
-            path,
+            path: path.to_owned(),
             status: resp.status,
             body: String::from_utf8_lossy(&resp.body).into(),
         });
@@ -84,6 +85,28 @@ pub struct ProtocolClient {
     crypto: CryptoProvider,
     client_id: String,
     window: ReplayPolicy,
+    protocol: Protocol,
+    pinned: Option<P256PublicKey>,
+}
+
+/// The init answer's fields.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InitAnswer {
+    session_id: String,
+    server_public_key: String,
+    #[serde(default)]
+    expires_in_sec: u64,
+    #[serde(default)]
+    protocol: Option<u64>,
+    #[serde(default)]
+    confirm: Option<String>,
+    #[serde(default)]
+    signature: Option<String>,
+}
+
+fn b64(field: &str, text: &str) -> Result<Vec<u8>, FlowError> {
+    base64_decode(text).ok_or_else(|| FlowError::Protocol(format!("{field} is not base64")))
 }
 
 impl ProtocolClient {
@@ -114,7 +137,40 @@ impl ProtocolClient {
             crypto,
             client_id: client_id.to_owned(),
             window: ReplayPolicy::DEFAULT,
+            protocol: Protocol::V1,
+            pinned: None,
         })
+    }
+
+    /// The protocol version [`Self::init`] asks for (default v1, so that hand-made
+    /// v1 requests keep working; the [`crate::Session`] API defaults to v2).
+    #[must_use]
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// A pinned server signing key: a v2 init whose signature does not verify under it
+    /// is refused.
+    #[must_use]
+    pub fn with_pinned_key(mut self, key: Option<P256PublicKey>) -> Self {
+        self.pinned = key;
+        self
+    }
+
+    /// The pinned server key, if any.
+    pub fn pinned_key(&self) -> Option<&P256PublicKey> {
+        self.pinned.as_ref()
+    }
+
+    /// The version [`Self::init`] asks for.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     /// The underlying connection, for hand-made requests.
@@ -135,16 +191,17 @@ impl ProtocolClient {
         let t = Instant::now();
         let handshake = Handshake::start(self.crypto)?;
         timings.crypto.push(("ecdh-keygen", t.elapsed()));
-        let body = match ttl_sec {
-            Some(ttl) => format!(
-                r#"{{"clientPublicKey":"{}","ttlSec":{ttl}}}"#,
-                base64_encode(&handshake.public_key().0)
-            ),
-            None => format!(
-                r#"{{"clientPublicKey":"{}"}}"#,
-                base64_encode(&handshake.public_key().0)
-            ),
-        };
+        let mut body = format!(
+            r#"{{"clientPublicKey":"{}""#,
+            base64_encode(&handshake.public_key().0)
+        );
+        if let Some(ttl) = ttl_sec {
+            body.push_str(&format!(r#","ttlSec":{ttl}"#));
+        }
+        if self.protocol != Protocol::V1 {
+            body.push_str(&format!(r#","protocol":{}"#, self.protocol.number()));
+        }
+        body.push('}');
         let key = fresh_idempotency_key(self.crypto)?;
         let path = match route {
             InitRoute::Unversioned => "/session/init",
@@ -157,6 +214,7 @@ impl ProtocolClient {
         ];
         let resp = exchange(
             &mut self.conn,
+            Method::POST,
             path,
             &headers,
             body,
@@ -164,18 +222,43 @@ impl ProtocolClient {
             &mut timings,
         )
         .await?;
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct InitAnswer {
-            session_id: String,
-            server_public_key: String,
-        }
         let answer: InitAnswer = serde_json::from_slice(&resp.body)
             .map_err(|e| FlowError::Protocol(format!("init answer: {e}")))?;
-        let server_key = base64_decode(&answer.server_public_key)
-            .ok_or_else(|| FlowError::Protocol("serverPublicKey is not base64".into()))?;
+        let server_key = b64("serverPublicKey", &answer.server_public_key)?;
         let t = Instant::now();
-        let session = handshake.finish(&answer.session_id, &server_key, &self.client_id)?;
+        let session = match self.protocol {
+            Protocol::V1 => {
+                if answer.protocol.is_some_and(|v| v != 1) {
+                    return Err(FlowError::Protocol(
+                        "the server answered another version".into(),
+                    ));
+                }
+                handshake.finish(&answer.session_id, &server_key, &self.client_id)?
+            }
+            Protocol::V2 => {
+                // No silent downgrade: a server that answers v1 (or nothing) to a v2
+                // init is refused.
+                if answer.protocol != Some(2) {
+                    return Err(FlowError::Protocol(
+                        "the server did not answer with protocol 2".into(),
+                    ));
+                }
+                let confirm = b64("confirm", answer.confirm.as_deref().unwrap_or_default())?;
+                let signature = answer
+                    .signature
+                    .as_deref()
+                    .map(|s| b64("signature", s))
+                    .transpose()?;
+                let fields = V2Answer {
+                    session_id: &answer.session_id,
+                    server_public_key: &server_key,
+                    expires_in_sec: answer.expires_in_sec,
+                    confirm: &confirm,
+                    signature: signature.as_deref(),
+                };
+                handshake.finish_v2(&fields, &self.client_id, self.pinned.as_ref())?
+            }
+        };
         timings.crypto.push(("ecdh-compute+hkdf", t.elapsed()));
         Ok((session, timings))
     }
@@ -185,17 +268,23 @@ impl ProtocolClient {
     /// # Errors
     /// [`FlowError`] (a non-204 answer is [`FlowError::Status`]).
     pub async fn revoke(&mut self, session: &ClientSession) -> Result<(), FlowError> {
-        let sealed = session.seal_request(now_ms(), REVOKE_PLAINTEXT)?;
+        let path = "/session/revoke";
+        let line = RequestLine {
+            method: "POST",
+            target: path,
+            content_type: "",
+        };
+        let sealed = session.seal(now_ms(), line, REVOKE_PLAINTEXT)?;
         let headers = [
             ("content-type", "application/octet-stream"),
             ("x-kid", session.kid()),
             ("x-idempotency-key", sealed.idempotency_key.as_str()),
             ("x-clientid", session.client_id()),
         ];
-        let path = "/session/revoke";
         let mut timings = StepTimings::default();
         exchange(
             &mut self.conn,
+            Method::POST,
             path,
             &headers,
             sealed.envelope,
@@ -215,35 +304,47 @@ impl ProtocolClient {
         session: &ClientSession,
         payload: &[u8],
     ) -> Result<(Vec<u8>, StepTimings), FlowError> {
-        self.send(session, "/transaction/purchase", payload).await
+        self.send(session, "POST", "/transaction/purchase", payload)
+            .await
     }
 
-    /// Any encrypted route (steps 6–8): seal `payload`, `POST` it to `path`, check the
-    /// answer's headers and open it.
+    /// Any encrypted route (steps 6–8): seal `payload` for `method` and `path` (a path
+    /// and optional query, bound by a v2 session), send it, check the answer's headers
+    /// and open it.
     ///
     /// # Errors
     /// [`FlowError`] (a non-200 answer is [`FlowError::Status`]).
     pub async fn send(
         &mut self,
         session: &ClientSession,
-        path: &'static str,
+        method: &str,
+        path: &str,
         payload: &[u8],
     ) -> Result<(Vec<u8>, StepTimings), FlowError> {
         let mut timings = StepTimings::default();
         let t = Instant::now();
-        let sealed = session.seal_request(now_ms(), payload)?;
+        let line = RequestLine {
+            method,
+            target: path,
+            content_type: "",
+        };
+        let mut sealed = session.seal(now_ms(), line, payload)?;
         timings.crypto.push(("aes-gcm-encrypt", t.elapsed()));
+        let envelope = std::mem::take(&mut sealed.envelope);
         let headers = [
             ("content-type", "application/octet-stream"),
             ("x-kid", session.kid()),
             ("x-idempotency-key", sealed.idempotency_key.as_str()),
             ("x-clientid", session.client_id()),
         ];
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| FlowError::Protocol(format!("invalid method {method:?}")))?;
         let resp = exchange(
             &mut self.conn,
+            method,
             path,
             &headers,
-            sealed.envelope,
+            envelope,
             StatusCode::OK,
             &mut timings,
         )
@@ -257,7 +358,13 @@ impl ProtocolClient {
             .header("x-idempotency-key")
             .ok_or_else(|| FlowError::Protocol("no response X-Idempotency-Key".into()))?;
         let t = Instant::now();
-        let plain = session.open_response(key, resp.body.to_vec(), now_ms(), &self.window)?;
+        let head = ResponseHead {
+            status: resp.status.as_u16(),
+            idempotency_key: key,
+            content_type: resp.header("x-inner-content-type").unwrap_or_default(),
+        };
+        let plain =
+            session.open_response(&sealed, head, resp.body.to_vec(), now_ms(), &self.window)?;
         timings.crypto.push(("aes-gcm-decrypt", t.elapsed()));
         Ok((plain.to_vec(), timings))
     }

@@ -1,0 +1,310 @@
+//! [`Session`]: the library's API — connect, send, revoke.
+
+use std::sync::Arc;
+
+use domain::client::{ClientError, ClientSession};
+use ports::{CryptoProvider, P256PublicKey, Protocol};
+use zeroize::Zeroizing;
+
+use crate::{Endpoint, FlowError, InitRoute, ProtocolClient};
+
+/// What went wrong, by who can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL is not `http://host[:port]` or `https://host[:port]`, or an `https` URL
+    /// came without TLS settings ([`Builder::tls`]).
+    #[error("invalid server URL: {0}")]
+    Url(String),
+    /// Connecting or talking HTTP failed (nothing is known about the request's fate).
+    #[error("network: {0}")]
+    Network(String),
+    /// The server refused the request: its status, its error code (`CRYPTO_ERROR`,
+    /// `SESSION_EXPIRED`, `RATE_LIMITED`, …) and its body. `CRYPTO_ERROR` covers a
+    /// replay and a request outside the server's time window too: the server does not
+    /// say which check failed.
+    #[error("server refused with {status} {code}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The `error` field of the body (empty if there is none).
+        code: String,
+        /// The body, as text.
+        body: String,
+    },
+    /// The init exchange did not verify: key confirmation failed (the init request or
+    /// response was changed on the way), or the server's signature is missing or not
+    /// made by the pinned key. Nothing was sent under the session.
+    #[error("session set-up refused: {0}")]
+    Handshake(ClientError),
+    /// A sealed response did not verify (forged, replayed, answering another request,
+    /// or stamped outside the window). Its content was discarded.
+    #[error("response refused: {0}")]
+    Response(ClientError),
+    /// The server's answer broke the protocol in some other way.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// Whether the server said the session is gone (after the one automatic re-init).
+    pub fn is_session_expired(&self) -> bool {
+        matches!(self, Self::Refused { status: 401, code, .. } if code == "SESSION_EXPIRED")
+    }
+}
+
+impl From<FlowError> for Error {
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::Url(u) => Self::Url(u),
+            FlowError::Transport(t) => Self::Network(t),
+            FlowError::Status { status, body, .. } => Self::Refused {
+                status: status.as_u16(),
+                code: serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                body,
+            },
+            FlowError::Protocol(p) => Self::Protocol(p),
+            FlowError::Client(
+                c @ (ClientError::Confirmation
+                | ClientError::Signature
+                | ClientError::ServerKey(_)
+                | ClientError::SessionId
+                | ClientError::ClientId(_)),
+            ) => Self::Handshake(c),
+            FlowError::Client(c) => Self::Response(c),
+        }
+    }
+}
+
+/// A decrypted answer.
+#[derive(Debug)]
+pub struct Response {
+    status: u16,
+    body: Zeroizing<Vec<u8>>,
+}
+
+impl Response {
+    /// The HTTP status (200: sealed answers are always successes).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+    /// The decrypted body (wiped when the response is dropped).
+    pub fn bytes(&self) -> &[u8] {
+        &self.body
+    }
+    /// The decrypted body as UTF-8.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if it is not UTF-8.
+    pub fn text(&self) -> Result<&str, Error> {
+        std::str::from_utf8(&self.body).map_err(|_| Error::Protocol("body is not UTF-8".into()))
+    }
+    /// The decrypted body as JSON.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if it is not JSON.
+    pub fn json(&self) -> Result<serde_json::Value, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Protocol(format!("body: {e}")))
+    }
+}
+
+/// Options of a [`Session`]; [`Builder::connect`] opens it.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    url: String,
+    client_id: String,
+    protocol: Protocol,
+    pinned: Option<P256PublicKey>,
+    crypto: Option<CryptoProvider>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    route: InitRoute,
+    ttl_sec: Option<u64>,
+}
+
+impl Builder {
+    /// The protocol version (default 2; 1 for servers that predate it).
+    #[must_use]
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Pins the server's signing key (`GET /.well-known/session-crypto`, or the
+    /// operator's `session-crypto keygen --signing` output): a v2 init that is not
+    /// signed by it is refused. Requires protocol 2.
+    #[must_use]
+    pub fn pinned_key(mut self, key: P256PublicKey) -> Self {
+        self.pinned = Some(key);
+        self
+    }
+
+    /// The crypto backend (default: RustCrypto, with the `rustcrypto` feature).
+    #[must_use]
+    pub fn crypto(mut self, crypto: CryptoProvider) -> Self {
+        self.crypto = Some(crypto);
+        self
+    }
+
+    /// TLS settings for an `https://` URL.
+    #[must_use]
+    pub fn tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Which init route to use (default `POST /session/init`).
+    #[must_use]
+    pub fn init_route(mut self, route: InitRoute) -> Self {
+        self.route = route;
+        self
+    }
+
+    /// The session lifetime to ask for (`ttlSec`; the server clamps it).
+    #[must_use]
+    pub fn ttl_sec(mut self, ttl_sec: u64) -> Self {
+        self.ttl_sec = Some(ttl_sec);
+        self
+    }
+
+    /// Connects and sets up a session.
+    ///
+    /// # Errors
+    /// [`Error`]; [`Error::Handshake`] for a tampered init or a wrong pinned key.
+    pub async fn connect(self) -> Result<Session, Error> {
+        let crypto = match self.crypto {
+            Some(c) => c,
+            None => default_crypto()?,
+        };
+        if self.pinned.is_some() && self.protocol != Protocol::V2 {
+            return Err(Error::Protocol(
+                "a pinned server key needs protocol 2".into(),
+            ));
+        }
+        let mut endpoint = Endpoint::parse(&self.url)?;
+        if let Some(tls) = self.tls {
+            endpoint = endpoint.with_tls(tls);
+        }
+        let mut client = ProtocolClient::connect_to(&endpoint, crypto, &self.client_id)
+            .await?
+            .with_protocol(self.protocol)
+            .with_pinned_key(self.pinned);
+        let (session, _) = client.init(self.route, self.ttl_sec).await?;
+        Ok(Session {
+            client,
+            session,
+            route: self.route,
+            ttl_sec: self.ttl_sec,
+        })
+    }
+}
+
+#[cfg(feature = "rustcrypto")]
+fn default_crypto() -> Result<CryptoProvider, Error> {
+    Ok(crypto_rustcrypto::PROVIDER)
+}
+
+#[cfg(not(feature = "rustcrypto"))]
+fn default_crypto() -> Result<CryptoProvider, Error> {
+    Err(Error::Protocol(
+        "no crypto backend: enable the `rustcrypto` feature or call Builder::crypto".into(),
+    ))
+}
+
+/// An established session over one keep-alive connection.
+#[derive(Debug)]
+pub struct Session {
+    client: ProtocolClient,
+    session: ClientSession,
+    route: InitRoute,
+    ttl_sec: Option<u64>,
+}
+
+impl Session {
+    /// A v2 session with the default backend.
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn connect(url: &str, client_id: &str) -> Result<Self, Error> {
+        Self::builder(url, client_id).connect().await
+    }
+
+    /// Options first (protocol, pinned key, backend, TLS, init route, lifetime).
+    pub fn builder(url: &str, client_id: &str) -> Builder {
+        Builder {
+            url: url.to_owned(),
+            client_id: client_id.to_owned(),
+            protocol: Protocol::V2,
+            pinned: None,
+            crypto: None,
+            tls: None,
+            route: InitRoute::Unversioned,
+            ttl_sec: None,
+        }
+    }
+
+    /// The session's protocol version.
+    pub fn protocol(&self) -> Protocol {
+        self.session.protocol()
+    }
+
+    /// `X-Kid` of the current session (`session:S-…`).
+    pub fn kid(&self) -> &str {
+        self.session.kid()
+    }
+
+    /// Seals `body`, sends it with `method` to `path` (path and optional query; v2
+    /// binds both) and returns the opened answer. When the server answers 401
+    /// `SESSION_EXPIRED` — the session ended, so the request was not processed — a new
+    /// session is set up and the request sent once more, freshly sealed; a second
+    /// `SESSION_EXPIRED` is returned as [`Error::Refused`].
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn send(&mut self, method: &str, path: &str, body: &[u8]) -> Result<Response, Error> {
+        match self.send_once(method, path, body).await {
+            Err(e) if e.is_session_expired() => {
+                self.reinit().await?;
+                self.send_once(method, path, body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_once(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let (plain, _) = self.client.send(&self.session, method, path, body).await?;
+        Ok(Response {
+            status: 200,
+            body: Zeroizing::new(plain),
+        })
+    }
+
+    /// Sets up a new session on the same connection, replacing the current one.
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn reinit(&mut self) -> Result<(), Error> {
+        let (session, _) = self.client.init(self.route, self.ttl_sec).await?;
+        self.session = session;
+        Ok(())
+    }
+
+    /// Ends the session on the server (`POST /session/revoke`).
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn revoke(mut self) -> Result<(), Error> {
+        self.client.revoke(&self.session).await.map_err(Error::from)
+    }
+
+    /// The underlying protocol client and session, for hand-made requests.
+    pub fn parts(&mut self) -> (&mut ProtocolClient, &ClientSession) {
+        (&mut self.client, &self.session)
+    }
+}

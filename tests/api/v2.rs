@@ -1,0 +1,534 @@
+//! Protocol v2 end to end: the real server and the Rust client library
+//! (`session-crypto-client`), on both init routes and every backend; negotiation;
+//! what v2 binds (route, method, the request a response answers); a tampered init
+//! response and a wrong pinned key, caught by the library.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domain::client::ResponseHead;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, Response};
+use ports::Protocol;
+use session_crypto_client::{Error, InitRoute, ProtocolClient, Session};
+
+use crate::helpers::signing_key;
+use crate::support::*;
+
+const BUY: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
+
+#[tokio::test]
+async fn the_library_runs_v2_on_both_init_routes_and_every_backend_with_a_pinned_key() {
+    let key = signing_key("flows");
+    let file = key.private.to_str().unwrap();
+    for crypto in backends() {
+        let server = Server::start_with(crypto, &[("SERVER_SIGNING_KEY_FILE", file)]);
+        for route in [InitRoute::Unversioned, InitRoute::V1] {
+            let mut session = Session::builder(&server.url, "RUST_LIB")
+                .crypto(crypto)
+                .init_route(route)
+                .pinned_key(key.public)
+                .connect()
+                .await
+                .unwrap_or_else(|e| panic!("{} {route:?}: {e}", crypto.name));
+            assert_eq!(session.protocol(), Protocol::V2);
+            let answer = session
+                .send("POST", "/transaction/purchase", BUY)
+                .await
+                .unwrap();
+            assert_eq!(
+                answer.json().unwrap()["status"],
+                "SUCCESS",
+                "{}",
+                crypto.name
+            );
+            session.revoke().await.unwrap();
+        }
+        // And v1 through the same library, for older servers.
+        let mut v1 = Session::builder(&server.url, "RUST_LIB")
+            .crypto(crypto)
+            .protocol(Protocol::V1)
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(v1.protocol(), Protocol::V1);
+        assert_eq!(
+            v1.send("POST", "/transaction/purchase", BUY)
+                .await
+                .unwrap()
+                .json()
+                .unwrap()["schemeCode"],
+            "AEF"
+        );
+    }
+}
+
+#[tokio::test]
+async fn negotiation_echoes_the_version_refuses_unknown_ones_and_leaves_v1_untouched() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect().await;
+    let pk = b64(&fresh_public_key(server.crypto));
+    for path in ["/session/init", "/v1/session/init"] {
+        // One init with `extra` members after the key, under a fresh nonce.
+        let mut init = async |extra: &str| {
+            let key = idem(server.crypto);
+            let headers = crate::helpers::init_headers(&key, "NEGOTIATE");
+            let body = format!(r#"{{"clientPublicKey":"{pk}"{extra}}}"#);
+            post_init(&mut conn, path, &headers, body).await
+        };
+        // No `protocol`: the v1 answer, field for field as before.
+        let v = json(&init("").await);
+        let mut fields: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            ["encAlg", "expiresInSec", "serverPublicKey", "sessionId"],
+            "{path}"
+        );
+        // `protocol: 2`: echoed with the suite and a confirmation; no signature
+        // without a signing key.
+        let v = json(&init(r#","protocol":2"#).await);
+        assert_eq!(v["protocol"], 2, "{path}");
+        assert_eq!(v["suite"], "P256-HKDF-SHA256-A256GCM");
+        assert_eq!(base64_len(&v["confirm"]), 32);
+        assert!(v.get("signature").is_none());
+        // `protocol: 1` is v1, echoed.
+        let v = json(&init(r#","protocol":1"#).await);
+        assert_eq!(v["protocol"], 1);
+        assert!(v.get("confirm").is_none());
+        // Unknown versions: a clear 400 that lists the supported ones.
+        for bad in ["3", "0", "\"2\"", "2.5", "null", "-1"] {
+            let resp = init(&format!(r#","protocol":{bad}"#)).await;
+            assert_eq!(resp.status, 400, "{path} {bad}");
+            let v = json(&resp);
+            assert_eq!(v["supported"], serde_json::json!([1, 2]), "{path} {bad}");
+            assert_eq!(v["message"], "unsupported protocol version");
+        }
+    }
+}
+
+fn base64_len(v: &serde_json::Value) -> usize {
+    domain::encoding::base64_decode(v.as_str().unwrap())
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn the_well_known_document_publishes_the_signing_key_for_pinning() {
+    let key = signing_key("well-known");
+    let server = Server::start(&[("SERVER_SIGNING_KEY_FILE", key.private.to_str().unwrap())]);
+    let mut conn = server.connect().await;
+    let resp = conn
+        .send(Method::GET, "/.well-known/session-crypto", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("cache-control"), Some("public, max-age=300"));
+    let v = json(&resp);
+    assert_eq!(v["protocols"], serde_json::json!([1, 2]));
+    let published = &v["keys"][0];
+    assert_eq!(published["alg"], "ES256");
+    let point = domain::encoding::base64_decode(published["publicKey"].as_str().unwrap()).unwrap();
+    assert_eq!(point, key.public.0.to_vec(), "the key keygen printed");
+    assert_eq!(published["jwk"]["kty"], "EC");
+    // What the document says is what signs: pinning the published key works.
+    let pinned =
+        domain::signing_key::parse_public_key(published["publicKey"].as_str().unwrap()).unwrap();
+    Session::builder(&server.url, "PIN")
+        .crypto(server.crypto)
+        .pinned_key(pinned)
+        .connect()
+        .await
+        .unwrap();
+
+    let unsigned = Server::start(&[]);
+    let mut conn = unsigned.connect().await;
+    let v = json(
+        &conn
+            .send(Method::GET, "/.well-known/session-crypto", &[], "")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(v["keys"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_wrong_pinned_key_or_an_unsigned_server_is_refused_before_any_request() {
+    let key = signing_key("pinned");
+    let other = signing_key("other");
+    let server = Server::start(&[("SERVER_SIGNING_KEY_FILE", key.private.to_str().unwrap())]);
+    let err = Session::builder(&server.url, "PIN")
+        .crypto(server.crypto)
+        .pinned_key(other.public)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Handshake(domain::client::ClientError::Signature)
+        ),
+        "{err}"
+    );
+    let unsigned = Server::start(&[]);
+    let err = Session::builder(&unsigned.url, "PIN")
+        .crypto(unsigned.crypto)
+        .pinned_key(key.public)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Handshake(_)), "{err}");
+    // The CLI client too.
+    let dir = std::env::temp_dir().join(format!("sc-v2-pub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let client_pinned_to = |public: &ports::P256PublicKey, name: &str| {
+        let pem = dir.join(name);
+        std::fs::write(&pem, domain::signing_key::public_key_pem(public)).unwrap();
+        let pem = pem.to_str().unwrap().to_owned();
+        let args = ["client", "--url", &server.url, "--server-key-file", &pem];
+        run_to_exit_with_stdout(&args, &[("CRYPTO_BACKEND", server.crypto.name)])
+    };
+    let ((code, _), err) = client_pinned_to(&other.public, "other.pub.pem");
+    assert_ne!(code, 0);
+    assert!(err.contains("server signature missing or invalid"), "{err}");
+    let ((code, out), err) = client_pinned_to(&key.public, "right.pub.pem");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("protocol 2, server key pinned"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A man in the middle for `POST /session/init`: forwards everything to `upstream`
+/// and passes init answers through `tamper` first.
+async fn tampering_proxy(
+    upstream: String,
+    tamper: fn(&mut serde_json::Value),
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let upstream = Arc::new(upstream);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let upstream = Arc::clone(&upstream);
+            tokio::spawn(async move {
+                let conn = session_crypto_client::Connection::open(
+                    &session_crypto_client::Endpoint::parse(&upstream).unwrap(),
+                )
+                .await
+                .unwrap();
+                let conn = Arc::new(tokio::sync::Mutex::new(conn));
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let conn = Arc::clone(&conn);
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let headers: Vec<(String, String)> = parts
+                                .headers
+                                .iter()
+                                .filter(|(n, _)| *n != "host" && *n != "content-length")
+                                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                                .collect();
+                            let refs: Vec<(&str, &str)> = headers
+                                .iter()
+                                .map(|(n, v)| (n.as_str(), v.as_str()))
+                                .collect();
+                            let path = parts.uri.path_and_query().unwrap().as_str().to_owned();
+                            let resp = conn
+                                .lock()
+                                .await
+                                .send(parts.method.clone(), &path, &refs, body)
+                                .await
+                                .unwrap();
+                            let mut out_body = resp.body.to_vec();
+                            if path.ends_with("/session/init") && resp.status == 200 {
+                                let mut v: serde_json::Value =
+                                    serde_json::from_slice(&out_body).unwrap();
+                                tamper(&mut v);
+                                out_body = serde_json::to_vec(&v).unwrap();
+                            }
+                            let mut answer = Response::new(Full::new(Bytes::from(out_body)));
+                            *answer.status_mut() = resp.status;
+                            for (n, v) in &resp.headers {
+                                if n != "content-length" {
+                                    answer.headers_mut().insert(n, v.clone());
+                                }
+                            }
+                            Ok::<_, Infallible>(answer)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), task)
+}
+
+#[tokio::test]
+async fn a_tampered_init_response_is_refused_by_the_library_at_once() {
+    let server = Server::start(&[]);
+    // The attacker swaps in its own public key (to read the session), or stretches the
+    // lifetime: key confirmation fails either way, before anything is sent under the
+    // session.
+    fn swap_key(v: &mut serde_json::Value) {
+        let attacker = crypto_backends_key();
+        v["serverPublicKey"] = serde_json::Value::String(b64(&attacker));
+    }
+    fn stretch(v: &mut serde_json::Value) {
+        v["expiresInSec"] = serde_json::json!(86_400);
+    }
+    fn downgrade(v: &mut serde_json::Value) {
+        let o = v.as_object_mut().unwrap();
+        for field in ["protocol", "suite", "confirm"] {
+            o.remove(field);
+        }
+    }
+    for (name, tamper) in [
+        ("swapped key", swap_key as fn(&mut serde_json::Value)),
+        ("stretched lifetime", stretch),
+        ("downgrade to v1", downgrade),
+    ] {
+        let (url, proxy) = tampering_proxy(server.url.clone(), tamper).await;
+        let err = Session::builder(&url, "MITM")
+            .crypto(server.crypto)
+            .connect()
+            .await
+            .unwrap_err();
+        match (name, &err) {
+            ("downgrade to v1", Error::Protocol(m)) => assert!(m.contains("protocol 2"), "{m}"),
+            (_, Error::Handshake(domain::client::ClientError::Confirmation)) => {}
+            _ => panic!("{name}: {err}"),
+        }
+        proxy.abort();
+    }
+    // Untouched, the same proxy path works.
+    fn nothing(_: &mut serde_json::Value) {}
+    let (url, proxy) = tampering_proxy(server.url.clone(), nothing).await;
+    let mut session = Session::builder(&url, "MITM")
+        .crypto(server.crypto)
+        .connect()
+        .await
+        .unwrap();
+    session
+        .send("POST", "/transaction/purchase", BUY)
+        .await
+        .unwrap();
+    proxy.abort();
+}
+
+fn crypto_backends_key() -> Vec<u8> {
+    fresh_public_key(default_backend())
+}
+
+async fn v2_client(
+    server: &Server,
+    client_id: &str,
+) -> (ProtocolClient, domain::client::ClientSession) {
+    let mut client = server.client(client_id).await.with_protocol(Protocol::V2);
+    let (session, _) = client.init(InitRoute::Unversioned, None).await.unwrap();
+    assert_eq!(session.protocol(), Protocol::V2);
+    (client, session)
+}
+
+#[tokio::test]
+async fn a_v2_request_replayed_to_another_route_or_target_is_refused_and_keeps_its_nonce() {
+    let server = Server::start(&[]);
+    let (_, session) = v2_client(&server, "RETARGET").await;
+    let mut conn = server.connect().await;
+    let send = |path: &'static str, sealed: &domain::client::SealedRequest| {
+        let headers = vec![
+            ("x-kid".to_owned(), session.kid().to_owned()),
+            (
+                "x-idempotency-key".to_owned(),
+                sealed.idempotency_key.clone(),
+            ),
+            ("x-clientid".to_owned(), session.client_id().to_owned()),
+        ];
+        (path, headers, sealed.envelope.clone())
+    };
+    async fn post(
+        conn: &mut session_crypto_client::Connection,
+        (path, headers, body): (&str, Vec<(String, String)>, Vec<u8>),
+    ) -> session_crypto_client::HttpResponse {
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        conn.send(Method::POST, path, &refs, body).await.unwrap()
+    }
+    // A purchase, captured and sent to another route or with a query added: refused.
+    let buy = session.seal_request(now(), BUY).unwrap();
+    for path in ["/session/revoke", "/transaction/purchase?amount=1"] {
+        assert_code(
+            &post(&mut conn, send(path, &buy)).await,
+            400,
+            "CRYPTO_ERROR",
+        );
+    }
+    // Its nonce was not used up: it goes through where it was sent — once.
+    assert_eq!(
+        post(&mut conn, send("/transaction/purchase", &buy))
+            .await
+            .status,
+        200
+    );
+    assert_code(
+        &post(&mut conn, send("/transaction/purchase", &buy)).await,
+        400,
+        "CRYPTO_ERROR",
+    );
+    // A revocation plaintext sealed for the purchase route does not revoke: v2 binds
+    // the route, where v1 (below) accepts it on /session/revoke.
+    let revoke_for_purchase = session
+        .seal_request(now(), br#"{"action":"revoke"}"#)
+        .unwrap();
+    assert_code(
+        &post(&mut conn, send("/session/revoke", &revoke_for_purchase)).await,
+        400,
+        "CRYPTO_ERROR",
+    );
+    let still = session.seal_request(now(), BUY).unwrap();
+    assert_eq!(
+        post(&mut conn, send("/transaction/purchase", &still))
+            .await
+            .status,
+        200
+    );
+
+    let mut v1 = server.client("RETARGET_V1").await;
+    let (v1_session, _) = v1.init(InitRoute::Unversioned, None).await.unwrap();
+    let revoke = v1_session
+        .seal_request(now(), br#"{"action":"revoke"}"#)
+        .unwrap();
+    let headers = [
+        ("x-kid", v1_session.kid()),
+        ("x-idempotency-key", revoke.idempotency_key.as_str()),
+        ("x-clientid", v1_session.client_id()),
+    ];
+    let resp = conn
+        .send(
+            Method::POST,
+            "/session/revoke",
+            &headers,
+            revoke.envelope.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 204, "v1 does not bind the route");
+}
+
+#[tokio::test]
+async fn a_response_sent_back_as_a_request_is_refused_on_both_versions() {
+    let server = Server::start(&[]);
+    for protocol in Protocol::ALL {
+        let mut client = server.client("REFLECT").await.with_protocol(protocol);
+        let (session, _) = client.init(InitRoute::Unversioned, None).await.unwrap();
+        let mut conn = server.connect().await;
+        let sealed = session.seal_request(now(), BUY).unwrap();
+        let resp = post_sealed(&mut conn, &session, &sealed).await.unwrap();
+        assert_eq!(resp.status, 200);
+        let reflected = domain::client::SealedRequest {
+            idempotency_key: resp.header("x-idempotency-key").unwrap().to_owned(),
+            envelope: resp.body.to_vec(),
+            ..sealed.clone()
+        };
+        let back = post_sealed(&mut conn, &session, &reflected).await.unwrap();
+        assert_code(&back, 400, "CRYPTO_ERROR");
+        // With the response's nonce replaced by a fresh one: still refused.
+        let fresh = domain::client::SealedRequest {
+            idempotency_key: format!("{}.{}", now(), uuid_like()),
+            ..reflected
+        };
+        let back = post_sealed(&mut conn, &session, &fresh).await.unwrap();
+        assert_code(&back, 400, "CRYPTO_ERROR");
+        // And the genuine answer opens for the request it answers only.
+        let head = ResponseHead {
+            status: 200,
+            idempotency_key: resp.header("x-idempotency-key").unwrap(),
+            content_type: "",
+        };
+        let window = domain::ReplayPolicy::DEFAULT;
+        assert!(
+            session
+                .open_response(&sealed, head, resp.body.to_vec(), now(), &window)
+                .is_ok()
+        );
+        if protocol == Protocol::V2 {
+            let other = session.seal_request(now(), BUY).unwrap();
+            assert!(
+                session
+                    .open_response(&other, head, resp.body.to_vec(), now(), &window)
+                    .is_err(),
+                "a v2 answer opens only for its own request"
+            );
+            let as_created = ResponseHead {
+                status: 201,
+                ..head
+            };
+            assert!(
+                session
+                    .open_response(&sealed, as_created, resp.body.to_vec(), now(), &window)
+                    .is_err(),
+                "the status is bound"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_library_sets_up_a_new_session_once_when_the_server_says_expired() {
+    let server = Server::start(&[]);
+    let mut session = Session::builder(&server.url, "REINIT")
+        .crypto(server.crypto)
+        .connect()
+        .await
+        .unwrap();
+    let first_kid = session.kid().to_owned();
+    // End the session behind the library's back.
+    {
+        let (client, current) = session.parts();
+        client.revoke(current).await.unwrap();
+    }
+    let answer = session
+        .send("POST", "/transaction/purchase", BUY)
+        .await
+        .unwrap();
+    assert_eq!(answer.json().unwrap()["status"], "SUCCESS");
+    assert_ne!(session.kid(), first_kid, "a new session");
+}
+
+#[tokio::test]
+async fn the_internal_key_release_hands_out_both_directional_keys_of_a_v2_session() {
+    let server = Server::start(&[("INTERNAL_PORT", "0")]);
+    let (_, session) = v2_client(&server, "RELEASE").await;
+    let internal = server.internal_url.clone().unwrap();
+    let mut conn = session_crypto_client::Connection::open(
+        &session_crypto_client::Endpoint::parse(&internal).unwrap(),
+    )
+    .await
+    .unwrap();
+    let path = format!("/v1/session/{}", &session.kid()[8..]);
+    let resp = conn
+        .send(Method::GET, &path, &[("x-clientid", "RELEASE")], "")
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    let v = json(&resp);
+    assert_eq!(v["protocol"], 2);
+    assert!(v.get("sessionKey").is_none(), "a v1 consumer fails closed");
+    let decode = |f: &str| domain::encoding::base64_decode(v[f].as_str().unwrap()).unwrap();
+    assert_eq!(
+        decode("requestKey"),
+        session.keys().request().expose().to_vec()
+    );
+    assert_eq!(
+        decode("responseKey"),
+        session.keys().response().expose().to_vec()
+    );
+}
