@@ -21,7 +21,13 @@ for dirpath, _dirs, files in os.walk(root):
         meta = json.load(f)
     with open(os.path.join(dirpath, "estimates.json")) as f:
         est = json.load(f)
-    rows.setdefault(meta["group_id"], {})[meta["function_id"]] = est["mean"]["point_estimate"]
+    group, function = meta["group_id"], meta["function_id"]
+    # The server steps run once per protocol version: `server-init/<backend>/v2` is the
+    # row `server-init v2`.
+    if "/v" in function:
+        function, version = function.rsplit("/", 1)
+        group = f"{group} {version}"
+    rows.setdefault(group, {})[function] = est["mean"]["point_estimate"]
 
 def fmt(ns):
     if ns is None:
@@ -59,8 +65,19 @@ print("\n| backend | init ÷ (keygen + ECDH + HKDF) | purchase − (seal + open 
 print("|---|---:|---:|")
 for b in BACKENDS:
     try:
-        init = rows["server-init"][b] / (rows["p256-keygen"][b] + rows["ecdh"][b] + rows["hkdf-sha256-32"][b])
-        over = rows["server-purchase"][b] - rows["aes-256-gcm-seal/64B"][b] - rows["aes-256-gcm-open/64B"][b]
+        init = rows["server-init v1"][b] / (rows["p256-keygen"][b] + rows["ecdh"][b] + rows["hkdf-sha256-32"][b])
+        over = rows["server-purchase v1"][b] - rows["aes-256-gcm-seal/64B"][b] - rows["aes-256-gcm-open/64B"][b]
     except KeyError:
         continue
     print(f"| {b} | {init:.2f}× | {fmt(over)} |")
+
+# Protocol v2 against v1, same run, same backend.
+print("\n| backend | init v2 ÷ v1 | purchase v2 ÷ v1 |")
+print("|---|---:|---:|")
+for b in BACKENDS:
+    try:
+        init = rows["server-init v2"][b] / rows["server-init v1"][b]
+        purchase = rows["server-purchase v2"][b] / rows["server-purchase v1"][b]
+    except KeyError:
+        continue
+    print(f"| {b} | {init:.2f}× | {purchase:.2f}× |")

@@ -9,13 +9,17 @@
 # the PostgreSQL commits and inserted rows (for the capacity model of docs/scaling.md).
 #
 #   scripts/loadtest.sh [ITERATIONS=20000] [CONCURRENCIES="1 10 50"] \
-#                       [BACKENDS="aws-lc-rs ring rustcrypto"] [MODES="memory stores"]
+#                       [BACKENDS="aws-lc-rs ring rustcrypto"] [MODES="memory stores"] \
+#                       [PROTOCOLS="2"]
+#
+# PROTOCOLS="1 2" runs every combination in both protocol versions (one table row each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERATIONS=${1:-20000}
 CONCURRENCIES=${2:-"1 10 50"}
 BACKENDS=${3:-"aws-lc-rs ring rustcrypto"}
 MODES=${4:-"memory stores"}
+PROTOCOLS=${5:-"2"}
 PORT=${LOADTEST_PORT:-3917}
 WARMUP=200   # flows before the measured ones, on every run
 
@@ -63,7 +67,7 @@ pg_counts() { # commits and inserted rows of the session_crypto database
         "SELECT xact_commit, tup_inserted FROM pg_stat_database WHERE datname = 'session_crypto'" | tr '|' ' '
 }
 
-printf '| backend | mode | concurrency | flows/s | init p50 / p99 (ms) | purchase p50 / p99 (ms) | server CPU µs/flow | PostgreSQL µs/flow | Redis µs/flow | load generator µs/flow | machine µs/flow | Redis commands/flow | PostgreSQL commits / rows per flow | errors |\n'
+printf '| backend | mode, protocol | concurrency | flows/s | init p50 / p99 (ms) | purchase p50 / p99 (ms) | server CPU µs/flow | PostgreSQL µs/flow | Redis µs/flow | load generator µs/flow | machine µs/flow | Redis commands/flow | PostgreSQL commits / rows per flow | errors |\n'
 printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for mode in $MODES; do
     env=(RUST_LOG=warn "MEMORY_NONCE_MAX_SIZE=$((ITERATIONS * 2 + 100000))")
@@ -74,51 +78,53 @@ for mode in $MODES; do
     fi
     for backend in $BACKENDS; do
         for c in $CONCURRENCIES; do
-            if [ "$mode" = stores ]; then
-                # Every run starts from empty stores, as a fresh server does in memory
-                # mode (and stays under the per-client session cap, which is on).
-                # (A fresh deployment: the nonce fence's tables too, or the emptied Redis
-                # would read as a loss of data and fence the next server.)
-                psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d session_crypto -qc \
-                    "TRUNCATE sessions, nonces, nonce_fence, nonce_instances" 2>/dev/null || true
-                redis-cli -p "$REDIS_PORT" flushall >/dev/null
-            fi
-            env "${env[@]}" CRYPTO_BACKEND="$backend" PORT="$PORT" "$BIN" serve >"$work/server.log" 2>&1 &
-            SERVER=$!
-            for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
-            n=$ITERATIONS
-            [ "$c" -eq 1 ] && n=$((ITERATIONS / 4))   # sequential runs are slow; fewer flows suffice
-            pg0=$(ticks $(pg_pids)); r0=$(ticks $REDIS_PID); m0=$(busy)
-            if [ "$mode" = stores ]; then rc0=$(redis_commands); read -r pc0 pr0 <<<"$(pg_counts)"; fi
-            CRYPTO_BACKEND=$backend "$BIN" bench --url "http://127.0.0.1:$PORT" -n "$n" -c "$c" --warmup "$WARMUP" \
-                --server-pid "$SERVER" >"$work/bench.txt" 2>&1 || true
-            pg1=$(ticks $(pg_pids)); r1=$(ticks $REDIS_PID); m1=$(busy)
-            kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
-            pgcpu=-; rcpu=-; rcmd=-; pgw=-
-            if [ "$mode" = stores ]; then
-                # Sampled around the whole bench, warm-up flows included.
-                pgcpu=$(( (pg1 - pg0) * 10000 / (n + WARMUP) )); rcpu=$(( (r1 - r0) * 10000 / (n + WARMUP) ))
-                sleep 1   # PostgreSQL publishes its counters within a second
-                rc1=$(redis_commands); read -r pc1 pr1 <<<"$(pg_counts)"
-                rcmd=$(awk -v a="$rc0" -v b="$rc1" -v n=$((n + WARMUP)) 'BEGIN {printf "%.2f", (b - a) / n}')
-                pgw=$(awk -v c0="$pc0" -v c1="$pc1" -v r0="$pr0" -v r1="$pr1" -v n=$((n + WARMUP)) \
-                    'BEGIN {printf "%.3f / %.2f", (c1 - c0) / n, (r1 - r0) / n}')
-            fi
-            # Machine time also spans the warm-up (counted) and the load generator's start-up.
-            mcpu=$(( (m1 - m0) * 10000 / (n + WARMUP) ))
-            awk -v b="$backend" -v m="$mode" -v c="$c" -v pg="$pgcpu" -v r="$rcpu" -v mc="$mcpu" \
-                -v rcmd="$rcmd" -v pgw="$pgw" '
-                /^\/session\/init:/ {sec="i"} /^\/transaction\/purchase:/ {sec="p"} /^Combined/ {sec="c"}
-                /P50:/ { if (sec=="i") ip50=$2; if (sec=="p") pp50=$2 }
-                /P99:/ { if (sec=="i") ip99=$2; if (sec=="p") pp99=$2 }
-                /Flow rate:/ {rate=$3}
-                /Errors:/ {err=$2}
-                /Server CPU:/ {cpu=$3}
-                /Client CPU:/ {lg=$3}
-                END { printf "| %s | %s | %s | %.0f | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", b, m, c, rate, ip50, ip99, pp50, pp99, cpu, pg, r, lg, mc, rcmd, pgw, err }
-            ' "$work/bench.txt"
-            # A run with errors says why (on stderr, below the table rows).
-            grep -m1 "First error" "$work/bench.txt" >&2 || true
+        for protocol in $PROTOCOLS; do
+                if [ "$mode" = stores ]; then
+                    # Every run starts from empty stores, as a fresh server does in memory
+                    # mode (and stays under the per-client session cap, which is on).
+                    # (A fresh deployment: the nonce fence's tables too, or the emptied Redis
+                    # would read as a loss of data and fence the next server.)
+                    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d session_crypto -qc \
+                        "TRUNCATE sessions, nonces, nonce_fence, nonce_instances" 2>/dev/null || true
+                    redis-cli -p "$REDIS_PORT" flushall >/dev/null
+                fi
+                env "${env[@]}" CRYPTO_BACKEND="$backend" PORT="$PORT" "$BIN" serve >"$work/server.log" 2>&1 &
+                SERVER=$!
+                for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+                n=$ITERATIONS
+                [ "$c" -eq 1 ] && n=$((ITERATIONS / 4))   # sequential runs are slow; fewer flows suffice
+                pg0=$(ticks $(pg_pids)); r0=$(ticks $REDIS_PID); m0=$(busy)
+                if [ "$mode" = stores ]; then rc0=$(redis_commands); read -r pc0 pr0 <<<"$(pg_counts)"; fi
+                CRYPTO_BACKEND=$backend "$BIN" bench --url "http://127.0.0.1:$PORT" -n "$n" -c "$c" --warmup "$WARMUP" \
+                    --protocol "$protocol" --server-pid "$SERVER" >"$work/bench.txt" 2>&1 || true
+                pg1=$(ticks $(pg_pids)); r1=$(ticks $REDIS_PID); m1=$(busy)
+                kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
+                pgcpu=-; rcpu=-; rcmd=-; pgw=-
+                if [ "$mode" = stores ]; then
+                    # Sampled around the whole bench, warm-up flows included.
+                    pgcpu=$(( (pg1 - pg0) * 10000 / (n + WARMUP) )); rcpu=$(( (r1 - r0) * 10000 / (n + WARMUP) ))
+                    sleep 1   # PostgreSQL publishes its counters within a second
+                    rc1=$(redis_commands); read -r pc1 pr1 <<<"$(pg_counts)"
+                    rcmd=$(awk -v a="$rc0" -v b="$rc1" -v n=$((n + WARMUP)) 'BEGIN {printf "%.2f", (b - a) / n}')
+                    pgw=$(awk -v c0="$pc0" -v c1="$pc1" -v r0="$pr0" -v r1="$pr1" -v n=$((n + WARMUP)) \
+                        'BEGIN {printf "%.3f / %.2f", (c1 - c0) / n, (r1 - r0) / n}')
+                fi
+                # Machine time also spans the warm-up (counted) and the load generator's start-up.
+                mcpu=$(( (m1 - m0) * 10000 / (n + WARMUP) ))
+                awk -v b="$backend" -v m="$mode v$protocol" -v c="$c" -v pg="$pgcpu" -v r="$rcpu" -v mc="$mcpu" \
+                    -v rcmd="$rcmd" -v pgw="$pgw" '
+                    /^\/session\/init:/ {sec="i"} /^\/transaction\/purchase:/ {sec="p"} /^Combined/ {sec="c"}
+                    /P50:/ { if (sec=="i") ip50=$2; if (sec=="p") pp50=$2 }
+                    /P99:/ { if (sec=="i") ip99=$2; if (sec=="p") pp99=$2 }
+                    /Flow rate:/ {rate=$3}
+                    /Errors:/ {err=$2}
+                    /Server CPU:/ {cpu=$3}
+                    /Client CPU:/ {lg=$3}
+                    END { printf "| %s | %s | %s | %.0f | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", b, m, c, rate, ip50, ip99, pp50, pp99, cpu, pg, r, lg, mc, rcmd, pgw, err }
+                ' "$work/bench.txt"
+                # A run with errors says why (on stderr, below the table rows).
+                grep -m1 "First error" "$work/bench.txt" >&2 || true
+        done
         done
     done
 done

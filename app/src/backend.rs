@@ -95,7 +95,7 @@ fn select_from(
     }
 }
 
-/// A start-up self-test of the chosen backend: the PROTOCOL.md §3.5 session-key and
+/// A start-up self-test of the chosen backend: the docs/PROTOCOL.md §12 session-key and
 /// request-envelope vectors, plus a fresh key agreement. It also warms the backend up
 /// (first use of some libraries costs milliseconds), so the first client does not pay.
 ///

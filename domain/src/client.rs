@@ -1,4 +1,4 @@
-//! The client side of the protocol (PROTOCOL.md §13), shared by the CLI client, the
+//! The client side of the protocol (docs/PROTOCOL.md §12), shared by the CLI client, the
 //! load generator and the tests, on the same crypto providers as the server.
 
 use ports::{CryptoProvider, EphemeralKeyPair, P256PublicKey, Protocol, SessionKey, SessionKeys};
@@ -367,7 +367,7 @@ impl ClientSession {
         })
     }
 
-    /// Step 8, hardened as PROTOCOL.md §5.2 recommends: the AAD uses our **own** kid
+    /// Step 8, hardened as docs/PROTOCOL.md §8.2 recommends: the AAD uses our **own** kid
     /// (a swapped `X-Kid` fails), and the response timestamp must be inside `window`.
     ///
     /// # Errors

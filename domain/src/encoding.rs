@@ -1,4 +1,4 @@
-//! Text encodings of the wire protocol (PROTOCOL.md §2): standard base64 (encoders
+//! Text encodings of the wire protocol (docs/PROTOCOL.md §1): standard base64 (encoders
 //! emit padding; the decoder accepts it optionally and rejects everything else), hex,
 //! ISO-8601 timestamps and UUID v4 strings.
 

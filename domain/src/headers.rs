@@ -1,4 +1,4 @@
-//! Validated newtypes for the protocol's header values (PROTOCOL.md §4, with the
+//! Validated newtypes for the protocol's header values (docs/PROTOCOL.md §2, with the
 //! recommended strict grammars of §4.1, §4.2 and §14 V5–V7).
 
 use std::fmt;

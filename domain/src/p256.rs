@@ -1,4 +1,4 @@
-//! Validation of a peer's P-256 public key (PROTOCOL.md §3.1), done here — before any
+//! Validation of a peer's P-256 public key (docs/PROTOCOL.md §3), done here — before any
 //! key generation and identically for every backend — so an invalid point is always a
 //! 400 and the three backends can never disagree on what is acceptable.
 //!
@@ -49,7 +49,7 @@ pub enum PublicKeyError {
     NotOnCurve,
 }
 
-/// Checks the SEC1 encoding and that the point lies on P-256 (PROTOCOL.md §3.1).
+/// Checks the SEC1 encoding and that the point lies on P-256 (docs/PROTOCOL.md §3).
 ///
 /// # Errors
 /// [`PublicKeyError`] naming the first failed check, in the order of §3.1.
@@ -176,7 +176,7 @@ mod tests {
         hex::decode(hex_str).unwrap()
     }
 
-    // The generator G, and the two public keys of PROTOCOL.md §3.5.
+    // The generator G, and the two public keys of docs/PROTOCOL.md §12.
     const G: &str = "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5";
 
     #[test]

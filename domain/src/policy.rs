@@ -1,4 +1,4 @@
-//! Replay and lifetime policies (PROTOCOL.md §4.1, §6.2, §7.2).
+//! Replay and lifetime policies (docs/PROTOCOL.md §2, §6.2, §7.2).
 
 /// Invalid policy settings, refused at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,7 +145,7 @@ impl TtlPolicy {
     }
 
     /// Validates (integer-valued number ≥ 0) and clamps to [min, max]; absent → default.
-    /// Returns `None` for an invalid value (PROTOCOL.md §5.1 step 7).
+    /// Returns `None` for an invalid value (docs/PROTOCOL.md §8.1 step 7).
     pub fn resolve(&self, requested: RequestedTtl) -> Option<u64> {
         match requested {
             RequestedTtl::Absent => Some(self.default_sec),

@@ -1,4 +1,4 @@
-//! The purchase business payload (PROTOCOL.md §9). JSON itself is parsed by the HTTP
+//! The purchase business payload (docs/PROTOCOL.md §8.2). JSON itself is parsed by the HTTP
 //! adapter; the rules on the values live here.
 
 use std::fmt::Write as _;

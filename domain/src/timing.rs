@@ -1,4 +1,4 @@
-//! Step timings reported in `Server-Timing` (PROTOCOL.md §4.5).
+//! Step timings reported in `Server-Timing` (docs/PROTOCOL.md §2).
 
 /// Up to eight named durations, in execution order. No allocation.
 #[derive(Debug, Clone, Copy, Default)]

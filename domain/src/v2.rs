@@ -1,4 +1,4 @@
-//! Protocol v2 (docs/PROTOCOL.md, part II): the transcript hash, the key schedule, key
+//! Protocol v2 (docs/PROTOCOL.md, part III): the transcript hash, the key schedule, key
 //! confirmation, the server-signature input and the length-prefixed AAD.
 //!
 //! Every byte string here is built from fields each preceded by its length as two
@@ -269,11 +269,8 @@ impl AadFields<'_> {
 /// # Errors
 /// [`FieldTooLong`] (a target over 64 KiB).
 pub fn request_aad(fields: &AadFields<'_>) -> Result<Aad, FieldTooLong> {
-    let p = fields.parts();
-    let mut all: Vec<&[u8]> = Vec::with_capacity(8);
-    all.push(label::REQUEST_AAD);
-    all.extend_from_slice(&p);
-    encode(&all).map(Aad::from_bytes)
+    let [m, t, c, k, id, ts, n] = fields.parts();
+    encode(&[label::REQUEST_AAD, m, t, c, k, id, ts, n]).map(Aad::from_bytes)
 }
 
 /// The response AAD: label, the request's method and target, the response's content
@@ -281,20 +278,37 @@ pub fn request_aad(fields: &AadFields<'_>) -> Result<Aad, FieldTooLong> {
 /// and the response status (three digits).
 ///
 /// # Errors
-/// [`FieldTooLong`].
+/// [`FieldTooLong`]; also for a status outside 100–999 (not an HTTP status).
 pub fn response_aad(
     fields: &AadFields<'_>,
     request_nonce: &str,
     status: u16,
 ) -> Result<Aad, FieldTooLong> {
-    let p = fields.parts();
-    let status = status.to_string();
-    let mut all: Vec<&[u8]> = Vec::with_capacity(10);
-    all.push(label::RESPONSE_AAD);
-    all.extend_from_slice(&p);
-    all.push(request_nonce.as_bytes());
-    all.push(status.as_bytes());
-    encode(&all).map(Aad::from_bytes)
+    let [m, t, c, k, id, ts, n] = fields.parts();
+    // Three decimal digits, without a formatting allocation.
+    let digits = [
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ];
+    let status: &[u8] = if (100..1000).contains(&status) {
+        &digits
+    } else {
+        return Err(FieldTooLong);
+    };
+    let fields = [
+        label::RESPONSE_AAD,
+        m,
+        t,
+        c,
+        k,
+        id,
+        ts,
+        n,
+        request_nonce.as_bytes(),
+        status,
+    ];
+    encode(&fields).map(Aad::from_bytes)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::crypto::SessionKey;
 
-/// How a session was created (identity labels, PROTOCOL.md §7.3 / §14 V16).
+/// How a session was created (identity labels, docs/PROTOCOL.md §6 / §14 V16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionKind {
     /// No trusted upstream authentication.
@@ -123,7 +123,7 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    /// Usable while `now ≤ expires_at` (PROTOCOL.md §7.2).
+    /// Usable while `now ≤ expires_at` (docs/PROTOCOL.md §6).
     pub fn is_expired(&self, now_ms: u64) -> bool {
         now_ms > self.expires_at_ms
     }

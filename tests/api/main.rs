@@ -1,5 +1,5 @@
 //! End-to-end tests of the HTTP API: the real binary on a random port, driven over HTTP by
-//! the project's own client (PROTOCOL.md §5.1, §5.2, §5.5, §8 and the §14 fixes). One
+//! the project's own client (docs/PROTOCOL.md §8.1, §5.2, §5.5, §8 and the §14 fixes). One
 //! module per area; `support::Server` is the shared helper that spawns the app.
 
 #[path = "../support/mod.rs"]

@@ -1,4 +1,4 @@
-// An independent client written from PROTOCOL.md alone (§13), using only WebCrypto
+// An independent client written from the reference's PROTOCOL.md alone (its §13; docs/PROTOCOL.md §12 here), using only WebCrypto
 // as the browser SPAs do. Usage: node client.mjs http://127.0.0.1:3000
 // Prints the decrypted purchase response; exits non-zero on any failure.
 import { webcrypto as crypto } from 'node:crypto';

@@ -261,10 +261,28 @@ async fn the_partitioning_migration_keeps_existing_sessions() {
         "p",
         "partitioned"
     );
-    // New sessions work alongside.
-    let mut client = server.client("C").await;
-    let (s, _) = client.init(INIT, None).await.unwrap();
-    assert_eq!(purchase_status(&mut client, &s).await, 200);
+    // Rows from before protocol versions are v1 sessions.
+    assert_eq!(
+        pg.psql("SELECT string_agg(DISTINCT protocol::text, ',') FROM sessions WHERE session_id IN ('S-a', 'S-b')")
+            .trim(),
+        "1"
+    );
+    // New sessions work alongside, in both versions; a v2 row holds both keys wrapped.
+    for protocol in ports::Protocol::ALL {
+        let mut client = server.client("C").await.with_protocol(protocol);
+        let (s, _) = client.init(INIT, None).await.unwrap();
+        assert_eq!(purchase_status(&mut client, &s).await, 200);
+        let row = pg.psql(&format!(
+            "SELECT protocol, length(wrapped_key) FROM sessions WHERE session_id = '{}'",
+            &s.kid()[8..]
+        ));
+        let want = domain::keywrap::wrapped_len(protocol);
+        assert_eq!(
+            row.trim(),
+            format!("{}|{want}", protocol.number()),
+            "{protocol:?}"
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! # crypto-conformance — one suite, every backend; the fuzz targets' bodies
 //!
 //! Test support (not linked into the service): known-answer checks that every
-//! [`CryptoProvider`] must pass — the protocol vectors of PROTOCOL.md §3.5 (kept in the
+//! [`CryptoProvider`] must pass — the protocol vectors of docs/PROTOCOL.md §12 (kept in the
 //! repository's `vectors/`), RFC 5869 HKDF-SHA256 and the GCM specification's AES-256
 //! test case — plus behavioural checks. `tests/backends.rs` runs the suite once per
 //! backend and adds the cross-backend matrix. [`fuzz`] holds the bodies of the

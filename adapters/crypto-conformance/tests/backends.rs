@@ -267,3 +267,38 @@ fn the_v2_vector_file_is_reproducible() {
         "regenerate: cargo run -p crypto-conformance --bin gen-v2-vectors > vectors/protocol-v2.json"
     );
 }
+
+/// The worked example of docs/PROTOCOL.md shows the vector file's values (so the
+/// document and the file cannot drift apart).
+#[test]
+fn the_protocol_documents_worked_example_is_the_vector_file() {
+    let doc = include_str!("../../../docs/PROTOCOL.md");
+    let v: serde_json::Value =
+        serde_json::from_str(crypto_conformance::v2_vectors::V2_VECTORS).unwrap();
+    for pointer in [
+        "/shared_secret",
+        "/transcript_hash",
+        "/request_key",
+        "/response_key",
+        "/confirm_key",
+        "/confirm_b64",
+        "/signing/public_key_b64",
+        "/signing/key_id_ascii",
+        "/signing/signature_b64",
+        "/request/aad",
+        "/request/envelope",
+        "/response/aad",
+        "/response/envelope",
+    ] {
+        let value = v.pointer(pointer).and_then(|x| x.as_str()).unwrap();
+        assert!(
+            doc.contains(value),
+            "docs/PROTOCOL.md lacks {pointer} = {value}"
+        );
+    }
+    let transcript = v["transcript"].as_str().unwrap();
+    assert!(
+        doc.contains(&transcript[..66]),
+        "the transcript's first bytes"
+    );
+}

@@ -14,7 +14,7 @@ pub enum Dependency {
 }
 
 impl Dependency {
-    /// `/health` wording (PROTOCOL.md §5.3).
+    /// `/health` wording (docs/PROTOCOL.md §8).
     pub fn health_word(self) -> &'static str {
         match self {
             Self::Up => "ok",

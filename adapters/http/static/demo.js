@@ -33,7 +33,7 @@ async function failure(res, what) {
   return new Error(`${what} answered ${res.status} ${detail}`);
 }
 
-// Protocol v2 (docs/PROTOCOL.md, part II): every byte string is a list of fields, each
+// Protocol v2 (docs/PROTOCOL.md, part III): every byte string is a list of fields, each
 // preceded by its length as two big-endian bytes.
 const SUITE = 'P256-HKDF-SHA256-A256GCM';
 function fields(...parts) {

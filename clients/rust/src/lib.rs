@@ -36,6 +36,13 @@ pub use ports::{P256PublicKey, Protocol};
 pub use protocol::{InitRoute, ProtocolClient, REVOKE_PLAINTEXT, StepTimings};
 pub use session::{Builder, Error, Response, Session};
 
+/// A server public key to pin, from `session-crypto keygen --signing`'s PEM or the
+/// `publicKey` (base64) of `GET /.well-known/session-crypto`; `None` if the text holds
+/// no valid P-256 key.
+pub fn parse_server_key(text: &str) -> Option<P256PublicKey> {
+    domain::signing_key::parse_public_key(text)
+}
+
 /// Client-side failures of a flow.
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {

@@ -208,7 +208,7 @@ impl<P: Ports> SessionService<P> {
         }
     }
 
-    /// Creates a session (PROTOCOL.md §5.1 / §5.5 with the §14 fixes). Everything that
+    /// Creates a session (docs/PROTOCOL.md §8.1 / §5.5 with the §14 fixes). Everything that
     /// can be checked without state is checked before the nonce is claimed, so a bad
     /// request never burns a nonce; key generation happens only after the claim.
     ///

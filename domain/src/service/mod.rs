@@ -25,7 +25,7 @@ use crate::v2::ServerIdentity;
 
 /// Which route family a request arrived on: the unversioned API-server routes or the
 /// `/v1` identity routes. They share rules and store but differ in TTL rules,
-/// `encAlg` and error shapes (PROTOCOL.md §14 V1, V2, V11, V12).
+/// `encAlg` and error shapes (the reference specification's divergences V1, V2, V11 and V12; README, "Differences from the reference").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     /// `/session/init`, `/transaction/purchase`.

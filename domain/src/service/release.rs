@@ -1,5 +1,5 @@
 //! Handing a session key to a trusted service on the internal network:
-//! `GET /v1/session/{id}` (PROTOCOL.md §5.6).
+//! `GET /v1/session/{id}` (docs/PROTOCOL.md §8.5).
 
 use ports::{Clock, Ports, SessionRecord, StoreError};
 

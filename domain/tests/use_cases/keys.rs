@@ -8,7 +8,7 @@ use crate::helpers::*;
 
 #[test]
 fn reference_vector_session_key() {
-    // PROTOCOL.md §3.5: HKDF over the vector's Z.
+    // docs/PROTOCOL.md §12: HKDF over the vector's Z.
     let z: [u8; 32] =
         hex::decode("ccfc261f58193c98ca4ad4a53bbac6f0ee29bc4d48438090446908622ca79af6")
             .unwrap()

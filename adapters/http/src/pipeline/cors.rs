@@ -1,4 +1,4 @@
-//! CORS on the public listener (PROTOCOL.md §5.4): preflight answers and the headers
+//! CORS on the public listener (docs/PROTOCOL.md §8): preflight answers and the headers
 //! added to every answer for an allowed origin.
 
 use hyper::Response;

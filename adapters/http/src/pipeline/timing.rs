@@ -1,4 +1,4 @@
-//! The `Server-Timing` header (PROTOCOL.md §4.5).
+//! The `Server-Timing` header (docs/PROTOCOL.md §2).
 
 use std::fmt::Write as _;
 use std::time::Instant;

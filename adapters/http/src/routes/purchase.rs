@@ -1,5 +1,5 @@
 //! `POST /transaction/purchase`: the demo business route, an authenticated exchange
-//! whose handler ([`purchase_response`]) applies the purchase rules (PROTOCOL.md §9).
+//! whose handler ([`purchase_response`]) applies the purchase rules (docs/PROTOCOL.md §8.2).
 
 use domain::ResponseContext;
 use domain::purchase::{PayloadError, Purchase};

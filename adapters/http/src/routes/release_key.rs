@@ -1,5 +1,5 @@
 //! `GET /v1/session/{id}` (internal listener only): the raw session key for a trusted
-//! service on the private network (PROTOCOL.md §5.6).
+//! service on the private network (docs/PROTOCOL.md §8.5).
 
 use domain::encoding::base64_encode;
 use domain::{KeyRelease, ReleaseError, SessionService};

@@ -1,7 +1,7 @@
 //! `GET /.well-known/session-crypto`: what a client needs before its first init — the
 //! protocol versions and suite the server speaks and, when a signing key is
 //! configured, the key that signs v2 init responses, for clients to pin
-//! (docs/PROTOCOL.md, "Server identity"). Public data, cacheable.
+//! (docs/PROTOCOL.md §14). Public data, cacheable.
 
 use domain::encoding::base64_encode;
 use domain::v2::{SUITE, ServerIdentity};

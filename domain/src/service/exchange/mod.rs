@@ -100,7 +100,7 @@ impl<P: Ports> SessionService<P> {
             Lookup::Found(record) => Ok(record),
             Lookup::Missing => Err(ExchangeError::SessionUnknown),
             Lookup::Expired(_) => {
-                // Lazy deletion (PROTOCOL.md §7.6); failures only delay it.
+                // Lazy deletion (docs/PROTOCOL.md §6); failures only delay it.
                 let _ = self.ports.sessions().delete(id).await;
                 let _ = self.ports.cache().delete(id).await;
                 Err(ExchangeError::SessionExpired)
@@ -109,7 +109,7 @@ impl<P: Ports> SessionService<P> {
     }
 
     /// Decrypts a request, hands the plaintext to `handle` (which checks it and builds
-    /// the answer's plaintext), and seals the answer (PROTOCOL.md §5.2).
+    /// the answer's plaintext), and seals the answer (docs/PROTOCOL.md §8.2).
     ///
     /// The nonce is claimed only once the envelope has authenticated, so nobody without
     /// the session key can burn a client's nonces, and two concurrent copies of one
