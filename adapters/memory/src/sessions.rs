@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::future::{Future, ready};
 use std::sync::{PoisonError, RwLock};
 
-use ports::{SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError};
+use ports::{SessionKey, SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError};
 
 use crate::DEFAULT_SESSION_CAPACITY;
 
@@ -14,7 +14,10 @@ use crate::DEFAULT_SESSION_CAPACITY;
 struct Entry {
     /// The id as given, only when it is not `S-` + 32 lowercase hex digits.
     odd_id: Option<Box<str>>,
-    keys: SessionKeys,
+    /// The v1 key, or a v2 session's request key.
+    key: SessionKey,
+    /// A v2 session's response key, boxed: 8 bytes instead of 32 for every v1 session.
+    response_key: Option<Box<SessionKey>>,
     kind: SessionKind,
     client_id: Box<str>,
     created_at_ms: u64,
@@ -41,7 +44,11 @@ impl Entry {
     fn new(record: &SessionRecord, regular: bool) -> Self {
         Self {
             odd_id: (!regular).then(|| record.id.clone().into_boxed_str()),
-            keys: record.keys.clone(),
+            key: record.keys.request().clone(),
+            response_key: match &record.keys {
+                SessionKeys::V1(_) => None,
+                SessionKeys::V2 { response, .. } => Some(Box::new(response.clone())),
+            },
             kind: record.kind,
             client_id: record.client_id.clone().into_boxed_str(),
             created_at_ms: record.created_at_ms,
@@ -55,7 +62,13 @@ impl Entry {
         }
         Some(SessionRecord {
             id: id.to_owned(),
-            keys: self.keys.clone(),
+            keys: match &self.response_key {
+                None => SessionKeys::V1(self.key.clone()),
+                Some(response) => SessionKeys::V2 {
+                    request: self.key.clone(),
+                    response: (**response).clone(),
+                },
+            },
             kind: self.kind,
             client_id: self.client_id.to_string(),
             created_at_ms: self.created_at_ms,
