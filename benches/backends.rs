@@ -7,18 +7,16 @@
 //! turns criterion's saved estimates into the README table.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use domain::client::{ClientSession, Handshake, PURCHASE, V2Answer};
-use domain::policy::RequestedTtl;
-use domain::{
-    Aad, AbuseLimits, ExchangeRequest, Family, IdempotencyKey, InitBody, InitRequest,
-    RequestedProtocol, ServiceConfig, SessionService,
-};
-use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
+use domain::client::PURCHASE;
+use domain::{Aad, ExchangeRequest, IdempotencyKey};
 use ports::crypto::IV_LEN;
-use ports::{CryptoProvider, NoCache, Protocol, SessionKey, Stores, SystemClock};
+use ports::{CryptoProvider, Protocol, SessionKey};
+
+#[path = "support.rs"]
+mod support;
+use support::{establish, fresh_key, init_request, now_ms, service};
 
 static BACKENDS: std::sync::LazyLock<Vec<CryptoProvider>> =
     std::sync::LazyLock::new(crypto_backends::compiled);
@@ -107,41 +105,6 @@ fn aead(c: &mut Criterion) {
     }
 }
 
-type Service = SessionService<
-    Stores<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock, MemoryQuotas>,
->;
-
-fn service(p: CryptoProvider) -> Service {
-    SessionService::new(
-        p,
-        Stores {
-            sessions: MemorySessionStore::new(50_000_000),
-            cache: NoCache,
-            // Room for every nonce a run claims (reserved up front, so no rehash pauses).
-            nonces: MemoryNonceStore::new(4_000_000),
-            clock: SystemClock,
-            // The shipped limits, with the session cap raised so that one client id
-            // can create the millions of sessions a run needs (still counted).
-            quotas: MemoryQuotas::new(50_000_000),
-        },
-        ServiceConfig {
-            limits: AbuseLimits {
-                max_sessions_per_client: u64::MAX,
-                ..AbuseLimits::DEFAULT
-            },
-            ..ServiceConfig::default()
-        },
-    )
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh, valid `X-Idempotency-Key` (unique nonce) without calling an RNG.
-fn fresh_key() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}.bench-nonce-{n:016}", session_crypto_client::now_ms())
-}
-
 /// ECDSA P-256 signing (a v2 init with a server signing key) and verification (a
 /// client that pins the key).
 fn ecdsa(c: &mut Criterion) {
@@ -164,30 +127,6 @@ fn ecdsa(c: &mut Criterion) {
     verify.finish();
 }
 
-/// The init body of each protocol version.
-fn init_body(client_public_key: Vec<u8>, protocol: Protocol) -> InitBody {
-    InitBody {
-        client_public_key,
-        ttl: RequestedTtl::Absent,
-        protocol: match protocol {
-            Protocol::V1 => RequestedProtocol::Absent,
-            Protocol::V2 => RequestedProtocol::Number(2),
-        },
-    }
-}
-
-fn init_request(key: &str, body: InitBody) -> InitRequest<'_> {
-    InitRequest {
-        family: Family::Unversioned,
-        idempotency_key: Some(key),
-        client_id: Some("BENCH"),
-        authorization: None,
-        remote_ip: None,
-        declared_json: true,
-        body: Ok(body),
-    }
-}
-
 /// The server's whole init, v1 and v2 side by side on each backend
 /// (`server-init/<backend>/v<n>`).
 fn server_init(c: &mut Criterion) {
@@ -197,13 +136,13 @@ fn server_init(c: &mut Criterion) {
         for protocol in Protocol::ALL {
             // A fresh service per measurement: stores that already hold the previous
             // run's millions of entries would make the later one slower.
-            let svc = service(p);
+            let svc = service(p, 2_000_000);
             let id = format!("{}/v{}", p.name, protocol.number());
             g.bench_function(id, |b| {
                 b.iter_batched(
                     fresh_key,
                     |key| {
-                        let req = init_request(&key, init_body(client_key.clone(), protocol));
+                        let req = init_request(&key, client_key.clone(), protocol);
                         black_box(futures_executor::block_on(svc.init(req)).unwrap())
                     },
                     BatchSize::SmallInput,
@@ -214,19 +153,6 @@ fn server_init(c: &mut Criterion) {
     g.finish();
 }
 
-fn establish(svc: &Service, p: CryptoProvider, protocol: Protocol) -> ClientSession {
-    let hs = Handshake::start(p).unwrap();
-    let key = fresh_key();
-    let body = init_body(hs.public_key().0.to_vec(), protocol);
-    let out = futures_executor::block_on(svc.init(init_request(&key, body))).unwrap();
-    match V2Answer::from_outcome(&out) {
-        None => hs
-            .finish(out.session_id.as_str(), &out.server_public_key.0, "BENCH")
-            .unwrap(),
-        Some(answer) => hs.finish_v2(&answer, "BENCH", None).unwrap(),
-    }
-}
-
 /// The server's whole purchase exchange (open, handler, nonce, seal), v1 and v2 side
 /// by side on each backend (`server-purchase/<backend>/v<n>`).
 fn server_purchase(c: &mut Criterion) {
@@ -234,16 +160,12 @@ fn server_purchase(c: &mut Criterion) {
     let payload = br#"{"schemeCode":"AEF","amount":5000}"#;
     for &p in BACKENDS.iter() {
         for protocol in Protocol::ALL {
-            let svc = service(p);
+            let svc = service(p, 2_000_000);
             let session = establish(&svc, p, protocol);
             let id = format!("{}/v{}", p.name, protocol.number());
             g.bench_function(id, |b| {
                 b.iter_batched(
-                    || {
-                        session
-                            .seal_request(session_crypto_client::now_ms(), payload)
-                            .unwrap()
-                    },
+                    || session.seal_request(now_ms(), payload).unwrap(),
                     |mut sealed| {
                         let req = ExchangeRequest {
                             kid: Some(session.kid()),

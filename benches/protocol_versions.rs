@@ -8,88 +8,19 @@
 //! `cargo bench --bench protocol_versions` (`ROUNDS=40` for more rounds).
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use domain::client::{ClientSession, Handshake, PURCHASE, SealedRequest, V2Answer};
-use domain::policy::RequestedTtl;
-use domain::{
-    AbuseLimits, ExchangeRequest, Family, InitBody, InitRequest, RequestedProtocol, ServiceConfig,
-    SessionService,
-};
-use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
-use ports::{CryptoProvider, NoCache, Protocol, Stores, SystemClock};
+use domain::ExchangeRequest;
+use domain::client::{ClientSession, PURCHASE, SealedRequest};
+use ports::{CryptoProvider, Protocol};
 
-type Service = SessionService<
-    Stores<MemorySessionStore, NoCache, MemoryNonceStore, SystemClock, MemoryQuotas>,
->;
+#[path = "support.rs"]
+mod support;
+use support::{Service, establish, fresh_key, init_request, now_ms, service};
 
 const PURCHASES_PER_ROUND: usize = 2_000;
 const INITS_PER_ROUND: usize = 100;
 const PAYLOAD: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
-
-fn service(p: CryptoProvider) -> Service {
-    SessionService::new(
-        p,
-        Stores {
-            sessions: MemorySessionStore::new(1_000_000),
-            cache: NoCache,
-            nonces: MemoryNonceStore::new(1_000_000),
-            clock: SystemClock,
-            quotas: MemoryQuotas::new(1_000_000),
-        },
-        ServiceConfig {
-            limits: AbuseLimits {
-                max_sessions_per_client: u64::MAX,
-                ..AbuseLimits::DEFAULT
-            },
-            ..ServiceConfig::default()
-        },
-    )
-}
-
-fn now_ms() -> u64 {
-    session_crypto_client::now_ms()
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn fresh_key() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}.bench-nonce-{n:016}", now_ms())
-}
-
-fn init_request(key: &str, client_public_key: Vec<u8>, protocol: Protocol) -> InitRequest<'_> {
-    InitRequest {
-        family: Family::Unversioned,
-        idempotency_key: Some(key),
-        client_id: Some("BENCH"),
-        authorization: None,
-        remote_ip: None,
-        declared_json: true,
-        body: Ok(InitBody {
-            client_public_key,
-            ttl: RequestedTtl::Absent,
-            protocol: match protocol {
-                Protocol::V1 => RequestedProtocol::Absent,
-                Protocol::V2 => RequestedProtocol::Number(2),
-            },
-        }),
-    }
-}
-
-fn establish(svc: &Service, p: CryptoProvider, protocol: Protocol) -> ClientSession {
-    let hs = Handshake::start(p).unwrap();
-    let key = fresh_key();
-    let req = init_request(&key, hs.public_key().0.to_vec(), protocol);
-    let out = futures_executor::block_on(svc.init(req)).unwrap();
-    match V2Answer::from_outcome(&out) {
-        None => hs
-            .finish(out.session_id.as_str(), &out.server_public_key.0, "BENCH")
-            .unwrap(),
-        Some(answer) => hs.finish_v2(&answer, "BENCH", None).unwrap(),
-    }
-}
 
 /// One version's state: its own service (so neither's store grows under the other).
 struct Side {
@@ -100,13 +31,17 @@ struct Side {
 
 impl Side {
     fn new(p: CryptoProvider, protocol: Protocol) -> Self {
-        Self::with_service(p, protocol, service(p))
+        Self::with_service(p, protocol, service(p, 1_000_000))
     }
 
     /// v2 with a server signing key: every init is signed too.
     fn signed(p: CryptoProvider) -> Self {
         let identity = domain::ServerIdentity::from_scalar(p, &[0x33; 32]).unwrap();
-        Self::with_service(p, Protocol::V2, service(p).with_identity(Some(identity)))
+        Self::with_service(
+            p,
+            Protocol::V2,
+            service(p, 1_000_000).with_identity(Some(identity)),
+        )
     }
 
     fn with_service(p: CryptoProvider, protocol: Protocol, svc: Service) -> Self {
