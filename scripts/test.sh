@@ -35,6 +35,10 @@ fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
+# The TypeScript client library's build tools (typescript, esbuild; pinned in its lock).
+if [ ! -d clients/typescript/node_modules/typescript ] || [ ! -d clients/typescript/node_modules/esbuild ]; then
+    npm ci --prefix clients/typescript --no-audit --no-fund --loglevel=error
+fi
 
 # The idle-connection test holds 2,000 sockets open in the test and in the server.
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -31,7 +31,17 @@ async fn cors_and_unknown_routes() {
         .header("access-control-allow-headers")
         .unwrap()
         .to_ascii_lowercase();
-    for h in ["content-type", "x-idempotency-key", "x-clientid", "x-kid"] {
+    // What the reference SPAs and the client library send (X-Request-Id and traceparent
+    // were refused before, although the server honours X-Request-Id).
+    for h in [
+        "content-type",
+        "x-idempotency-key",
+        "x-clientid",
+        "x-kid",
+        "x-request-id",
+        "traceparent",
+        "x-inner-content-type",
+    ] {
         assert!(allowed.contains(h), "{allowed}");
     }
     let (mut client, session) = established(&server, "SPA").await;
@@ -44,9 +54,14 @@ async fn cors_and_unknown_routes() {
         .await
         .unwrap();
     let exposed = resp.header("access-control-expose-headers").unwrap();
-    for e in ["Server-Timing", "X-Kid", "X-Idempotency-Key"] {
+    for e in ["Server-Timing", "X-Kid", "X-Idempotency-Key", "Date"] {
         assert!(exposed.contains(e), "{exposed}");
     }
+    assert_eq!(
+        resp.header("timing-allow-origin"),
+        Some("http://spa.example"),
+        "Server-Timing readable cross-origin"
+    );
     assert_code(
         &conn.send(Method::GET, "/nope", &[], "").await.unwrap(),
         404,
@@ -112,10 +127,25 @@ async fn openapi_and_the_browser_demo_are_served() {
             .contains("script-src 'self'")
     );
     let html = String::from_utf8_lossy(&page.body).into_owned();
-    assert!(html.contains(r#"<script src="/demo.js"></script>"#));
+    assert!(html.contains(r#"<script type="module" src="/demo.js"></script>"#));
     let script = conn.send(Method::GET, "/demo.js", &[], "").await.unwrap();
     assert_eq!(script.status, 200);
-    assert!(String::from_utf8_lossy(&script.body).contains("crypto.subtle"));
+    assert!(
+        String::from_utf8_lossy(&script.body)
+            .contains("import { SessionCrypto } from '/session-crypto-client.js'")
+    );
+    let library = conn
+        .send(Method::GET, "/session-crypto-client.js", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(library.status, 200);
+    assert!(
+        library
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(String::from_utf8_lossy(&library.body).contains("crypto.subtle"));
     // Not on the internal listener.
     let server = Server::start(&[("INTERNAL_PORT", "0")]);
     let internal = server.internal_url.clone().unwrap();

@@ -19,5 +19,6 @@ mod limits;
 mod observability;
 mod revoke;
 mod tls;
+mod typescript;
 mod v1;
 mod v2;

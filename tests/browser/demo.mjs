@@ -21,6 +21,12 @@ try {
     null,
     { timeout: 30_000 },
   );
+  // The session's keys are non-extractable CryptoKeys: exporting them fails in the page.
+  const exportable = await page.evaluate(async () => {
+    const keys = window.sessionCrypto ? window.sessionCrypto.cryptoKeys : [];
+    const results = await Promise.all(keys.map((k) => crypto.subtle.exportKey('raw', k).then(() => true, () => false)));
+    return { count: keys.length, exported: results.filter(Boolean).length, extractable: keys.map((k) => k.extractable) };
+  });
   const result = await page.evaluate(() => ({
     status: document.getElementById('status').textContent,
     statusClass: document.getElementById('status').className,
@@ -29,7 +35,7 @@ try {
     timings: [...document.querySelectorAll('#timings tr')].map((tr) => [...tr.children].map((td) => td.textContent)),
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ ...result, problems }));
+  console.log(JSON.stringify({ ...result, problems, exportable }));
 } finally {
   await browser.close();
 }

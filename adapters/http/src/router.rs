@@ -32,6 +32,7 @@ enum Route {
     OpenApi,
     Page,
     PageScript,
+    ClientLibrary,
     WellKnown,
 }
 
@@ -70,6 +71,7 @@ const ROUTES: &[(Scope, &str, &str, Route)] = &[
     (Scope::Public,   "GET",  "/.well-known/session-crypto", Route::WellKnown),
     (Scope::Public,   "GET",  "/",                     Route::Page),
     (Scope::Public,   "GET",  "/demo.js",              Route::PageScript),
+    (Scope::Public,   "GET",  "/session-crypto-client.js", Route::ClientLibrary),
     (Scope::Internal, "GET",  "/v1/session/{id}",      Route::ReleaseKey),
 ];
 
@@ -206,6 +208,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
             Route::OpenApi => routes::assets::openapi(),
             Route::Page => routes::assets::page(),
             Route::PageScript => routes::assets::page_script(),
+            Route::ClientLibrary => routes::assets::client_library(),
             Route::WellKnown => routes::well_known::handle(service.identity()),
             Route::Health => {
                 routes::health::health(&self.health, now_ms(), service.crypto().name).await

@@ -17,10 +17,18 @@ pub enum Cors {
     Disabled,
 }
 
-const EXPOSED: HeaderValue =
-    HeaderValue::from_static("Server-Timing, X-Kid, X-Idempotency-Key, Retry-After, X-Request-Id");
-const ALLOWED_HEADERS: HeaderValue =
-    HeaderValue::from_static("Content-Type, X-Idempotency-Key, X-ClientId, X-Kid, Authorization");
+/// Exposed to scripts of an allowed origin: the protocol's response headers, and `Date`
+/// (not CORS-safelisted), from which the client library corrects a skewed clock.
+const EXPOSED: HeaderValue = HeaderValue::from_static(
+    "Server-Timing, X-Kid, X-Idempotency-Key, X-Inner-Content-Type, Retry-After, X-Request-Id, Date",
+);
+/// What a script of an allowed origin may send: the protocol's headers, `X-Request-Id`
+/// (echoed, and the key of the server's log lines) and `traceparent` (W3C Trace Context,
+/// which browser instrumentation adds).
+const ALLOWED_HEADERS: HeaderValue = HeaderValue::from_static(
+    "Content-Type, X-Idempotency-Key, X-ClientId, X-Kid, X-Inner-Content-Type, Authorization, \
+     X-Request-Id, traceparent, tracestate",
+);
 
 impl Cors {
     pub(crate) fn allows(&self, origin: &HeaderValue) -> bool {
@@ -67,8 +75,10 @@ impl Cors {
     pub(crate) fn apply(&self, resp: &mut Response<Body>, origin: Option<HeaderValue>) {
         if let Some(origin) = origin.filter(|o| self.allows(o)) {
             let h = resp.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
+            // So that PerformanceResourceTiming.serverTiming is filled cross-origin.
+            h.insert("timing-allow-origin", origin.clone());
             h.append(header::VARY, HeaderValue::from_static("Origin"));
         }
     }

@@ -1,4 +1,5 @@
-//! `GET /openapi.json` and the browser demo (`GET /`, `GET /demo.js`).
+//! `GET /openapi.json` and the browser demo (`GET /`, `GET /demo.js`,
+//! `GET /session-crypto-client.js`).
 
 use bytes::Bytes;
 use hyper::header::{self, HeaderValue};
@@ -10,6 +11,9 @@ use crate::wire::{Body, JSON, response};
 pub(crate) const OPENAPI: &str = include_str!("../../openapi.json");
 const PAGE: &str = include_str!("../../static/index.html");
 const PAGE_SCRIPT: &str = include_str!("../../static/demo.js");
+/// The TypeScript client library, bundled (`npm run bundle --prefix clients/typescript`;
+/// a test of the library checks that this copy is current).
+const CLIENT_LIBRARY: &str = include_str!("../../static/session-crypto-client.js");
 
 /// `GET /openapi.json`.
 pub(crate) fn openapi() -> Response<Body> {
@@ -24,6 +28,11 @@ pub(crate) fn page() -> Response<Body> {
 /// `GET /demo.js`.
 pub(crate) fn page_script() -> Response<Body> {
     static_asset(PAGE_SCRIPT, "text/javascript; charset=utf-8")
+}
+
+/// `GET /session-crypto-client.js`: the client library the demo imports.
+pub(crate) fn client_library() -> Response<Body> {
+    static_asset(CLIENT_LIBRARY, "text/javascript; charset=utf-8")
 }
 
 /// A page or script of the browser demo: same-origin only, no inline code.

@@ -1,0 +1,65 @@
+// Typed errors: what went wrong, and who can fix it (README, "Errors").
+
+/** Base class of every error the library throws. */
+export class SessionCryptoError extends Error {
+  override name = 'SessionCryptoError';
+}
+
+/** The request did not reach the server, or no answer came back (its fate is unknown). */
+export class NetworkError extends SessionCryptoError {
+  override name = 'NetworkError';
+  constructor(message: string, readonly cause?: unknown) {
+    super(message);
+  }
+}
+
+/**
+ * The server refused the request. `code` is its `error` member (`CRYPTO_ERROR`,
+ * `SESSION_EXPIRED`, `RATE_LIMITED`, `UNSUPPORTED_PROTOCOL`, …).
+ */
+export class ServerRefusedError extends SessionCryptoError {
+  override name = 'ServerRefusedError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly body: string,
+    readonly retryAfterSec?: number,
+  ) {
+    super(`the server refused with ${status} ${code || '(no code)'}`);
+  }
+}
+
+/**
+ * The request was refused while this machine's clock differs from the server's by
+ * `skewMs` (from the answer's `Date` header): the server's timestamp window (±300 s by
+ * default) probably refused it. The library already retried once with the corrected
+ * clock.
+ */
+export class ClockSkewError extends ServerRefusedError {
+  override name = 'ClockSkewError';
+  constructor(
+    status: number,
+    code: string,
+    body: string,
+    readonly skewMs: number,
+  ) {
+    super(status, code, body);
+    this.message = `refused with the clocks ${Math.round(skewMs / 1000)} s apart (server − client)`;
+  }
+}
+
+/**
+ * The server's answer broke the protocol: a tampered init answer (`reason`
+ * `confirmation`), a signature missing or not made by the pinned key (`signature`), a
+ * sealed answer that does not open for this request (`response`), or a malformed answer
+ * (`format`), including a v1 answer to a v2 init (no silent downgrade).
+ */
+export class ProtocolError extends SessionCryptoError {
+  override name = 'ProtocolError';
+  constructor(
+    readonly reason: 'confirmation' | 'signature' | 'response' | 'format',
+    message: string,
+  ) {
+    super(message);
+  }
+}

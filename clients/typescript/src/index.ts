@@ -1,0 +1,314 @@
+// session-crypto-client: an encrypted, replay-proof channel to a session-crypto server,
+// with WebCrypto only (browsers and Node ≥ 20). See README.md and docs/PROTOCOL.md.
+
+import { concat, fromBase64, toBase64, utf8, uuid } from './encoding.js';
+import { ClockSkewError, NetworkError, ProtocolError, ServerRefusedError } from './errors.js';
+import {
+  type InitAnswer,
+  type RequestLine,
+  type SessionKeys,
+  generateKeyPair,
+  importServerKey,
+  open,
+  requestAad,
+  responseAad,
+  seal,
+  v1Session,
+  v2Session,
+} from './protocol.js';
+
+export { ClockSkewError, NetworkError, ProtocolError, ServerRefusedError, SessionCryptoError } from './errors.js';
+
+/** Options of {@link SessionCrypto.connect}. */
+export interface ConnectOptions {
+  /** The server's origin, e.g. `https://api.example.com` (`''`: this page's origin). */
+  baseUrl: string;
+  /** `X-ClientId`: 1–128 visible ASCII characters without `|` and `:`. */
+  clientId: string;
+  /** Protocol version (default 2; 1 for servers that predate v2). */
+  protocol?: 1 | 2;
+  /**
+   * The server's signing key to pin (v2): the `publicKey` (base64) or the `jwk` of
+   * `GET /.well-known/session-crypto`, obtained over a trusted channel. An init answer not
+   * signed by it is refused.
+   */
+  serverKey?: string | JsonWebKey;
+  /** A `fetch` to use instead of the global one (tests, custom agents). */
+  fetch?: typeof fetch;
+  /** Session lifetime to ask for (`ttlSec`; the server clamps it). */
+  ttlSec?: number;
+  /** The init route (default `/session/init`). */
+  initPath?: '/session/init' | '/v1/session/init';
+  /** The timestamp window answers must be stamped within (default 300,000 ms, the server's). */
+  windowMs?: number;
+}
+
+/** What {@link SessionCrypto.fetch} sends besides the path. */
+export interface SealedRequestInit {
+  /** HTTP method (default `POST`). */
+  method?: string;
+  /** The plaintext: bytes, a string (UTF-8), or any other value (sent as JSON). */
+  body?: BufferSource | string | unknown;
+  /** Extra request headers (e.g. `X-Request-Id`); the protocol's own ones win. */
+  headers?: Record<string, string>;
+  /** `X-Inner-Content-Type`, bound by a v2 session (omit for the built-in routes). */
+  contentType?: string;
+}
+
+/** A decrypted answer, shaped like a `Response`. */
+export class SealedResponse {
+  readonly ok = true;
+  constructor(
+    readonly status: number,
+    readonly headers: Headers,
+    private readonly plaintext: ArrayBuffer,
+  ) {}
+  /** The decrypted body. */
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    return this.plaintext.slice(0);
+  }
+  /** The decrypted body as UTF-8 text. */
+  async text(): Promise<string> {
+    return new TextDecoder().decode(this.plaintext);
+  }
+  /** The decrypted body as JSON. */
+  async json<T = unknown>(): Promise<T> {
+    return JSON.parse(await this.text()) as T;
+  }
+}
+
+/** Clock differences above this, seen on a refused request, trigger the one retry. */
+const SKEW_RETRY_MS = 30_000;
+
+/** The server's clock minus ours, from an answer's `Date` header (1 s resolution). */
+function skewOf(res: Response, sentAt: number): number | undefined {
+  const date = res.headers.get('date');
+  const server = date === null ? NaN : Date.parse(date);
+  return Number.isNaN(server) ? undefined : server + 500 - sentAt;
+}
+
+async function refusal(res: Response): Promise<ServerRefusedError> {
+  const body = await res.text().catch(() => '');
+  let code = '';
+  try {
+    const parsed: unknown = JSON.parse(body);
+    if (parsed && typeof parsed === 'object' && typeof (parsed as { error?: unknown }).error === 'string') {
+      code = (parsed as { error: string }).error;
+    }
+  } catch {
+    /* not JSON */
+  }
+  const retry = Number(res.headers.get('retry-after'));
+  return new ServerRefusedError(res.status, code, body, Number.isFinite(retry) && retry > 0 ? retry : undefined);
+}
+
+function plaintextOf(body: SealedRequestInit['body']): Uint8Array {
+  if (body === undefined) return new Uint8Array(0);
+  if (typeof body === 'string') return utf8(body);
+  if (body instanceof Uint8Array) return body;
+  if (body instanceof ArrayBuffer) return new Uint8Array(body);
+  if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  return utf8(JSON.stringify(body));
+}
+
+/**
+ * A session with a session-crypto server. Its keys are non-extractable `CryptoKey`s:
+ * script in the page can use the session while the page runs, but can never export it.
+ */
+export class SessionCrypto {
+  private offsetMs = 0;
+
+  private constructor(
+    private keys: SessionKeys,
+    private readonly options: ConnectOptions & { fetch: typeof fetch },
+    private readonly pinned: CryptoKey | undefined,
+  ) {}
+
+  /** Sets up a session (v2 unless `protocol: 1`). */
+  static async connect(options: ConnectOptions): Promise<SessionCrypto> {
+    const fetcher = options.fetch ?? globalThis.fetch.bind(globalThis);
+    const opts = { ...options, fetch: fetcher };
+    if (options.serverKey !== undefined && (options.protocol ?? 2) !== 2) {
+      throw new TypeError('a pinned serverKey needs protocol 2');
+    }
+    const pinned = options.serverKey === undefined ? undefined : await importServerKey(options.serverKey);
+    const client = new SessionCrypto(undefined as unknown as SessionKeys, opts, pinned);
+    client.keys = await client.init();
+    return client;
+  }
+
+  /** The session's protocol version. */
+  get protocol(): 1 | 2 {
+    return this.keys.protocol;
+  }
+  /** The session id (`S-…`). */
+  get sessionId(): string {
+    return this.keys.sessionId;
+  }
+  /** The session's AES keys (non-extractable), e.g. to check that they cannot be exported. */
+  get cryptoKeys(): readonly CryptoKey[] {
+    return [this.keys.requestKey, this.keys.responseKey];
+  }
+  /** The clock correction in use (server − client, ms), learned from a refused request. */
+  get clockOffsetMs(): number {
+    return this.offsetMs;
+  }
+
+  private now(): number {
+    return Date.now() + this.offsetMs;
+  }
+
+  private idempotencyKey(): [string, string, string] {
+    const ts = String(Math.round(this.now()));
+    const nonce = uuid();
+    return [`${ts}.${nonce}`, ts, nonce];
+  }
+
+  private async send(url: string, init: RequestInit): Promise<Response> {
+    try {
+      return await this.options.fetch(url, init);
+    } catch (e) {
+      throw new NetworkError(`${init.method ?? 'GET'} ${url}: ${e instanceof Error ? e.message : String(e)}`, e);
+    }
+  }
+
+  /** Runs `attempt` and retries it once when it was refused while the clocks disagree. */
+  private async withClockRetry<T>(attempt: () => Promise<{ res: Response; sentAt: number } | T>, done: (r: Response) => Promise<T>): Promise<T> {
+    for (let retried = false; ; retried = true) {
+      const out = await attempt();
+      if (!(out && typeof out === 'object' && 'res' in out && out.res instanceof Response)) return out as T;
+      const { res, sentAt } = out as { res: Response; sentAt: number };
+      if (res.status === 200 || res.status === 204) return done(res);
+      const error = await refusal(res);
+      const skew = skewOf(res, sentAt);
+      const clockSuspect = res.status === 400 && error.code === 'CRYPTO_ERROR' && skew !== undefined && Math.abs(skew) > SKEW_RETRY_MS;
+      if (clockSuspect && !retried) {
+        this.offsetMs += skew;
+        continue;
+      }
+      if (clockSuspect) throw new ClockSkewError(error.status, error.code, error.body, skew);
+      throw error;
+    }
+  }
+
+  private async init(): Promise<SessionKeys> {
+    const { baseUrl, clientId, ttlSec, initPath = '/session/init' } = this.options;
+    const protocol = this.options.protocol ?? 2;
+    return this.withClockRetry(
+      async () => {
+        const keyPair = await generateKeyPair();
+        const rawPublic = new Uint8Array(await crypto.subtle.exportKey('raw', keyPair.publicKey));
+        const body: Record<string, unknown> = { clientPublicKey: toBase64(rawPublic) };
+        if (ttlSec !== undefined) body.ttlSec = ttlSec;
+        if (protocol === 2) body.protocol = 2;
+        const [key] = this.idempotencyKey();
+        const sentAt = Date.now();
+        const res = await this.send(`${baseUrl}${initPath}`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', 'X-Idempotency-Key': key, 'X-ClientId': clientId },
+          body: JSON.stringify(body),
+        });
+        if (res.status !== 200) return { res, sentAt };
+        let answer: InitAnswer;
+        try {
+          answer = (await res.json()) as InitAnswer;
+        } catch {
+          throw new ProtocolError('format', 'the init answer is not JSON');
+        }
+        if (typeof answer.sessionId !== 'string' || !/^S-[0-9a-f]{32}$/.test(answer.sessionId) || typeof answer.serverPublicKey !== 'string') {
+          throw new ProtocolError('format', 'the init answer lacks a valid sessionId or serverPublicKey');
+        }
+        if (protocol === 2) {
+          // No silent downgrade: a v2 init must be answered in v2.
+          if (answer.protocol !== 2) throw new ProtocolError('format', 'the server did not answer with protocol 2');
+          return v2Session(keyPair, rawPublic, answer, clientId, this.pinned);
+        }
+        if (answer.protocol !== undefined && answer.protocol !== 1) {
+          throw new ProtocolError('format', 'the server answered another protocol version');
+        }
+        return v1Session(keyPair, answer, clientId);
+      },
+      async () => {
+        throw new ProtocolError('format', 'unexpected init status');
+      },
+    );
+  }
+
+  /**
+   * Seals `init.body`, sends it to `path` (path and optional query; v2 binds both and the
+   * method) and returns the opened answer. On 401 `SESSION_EXPIRED` a new session is set
+   * up and the request sent once more, freshly sealed (the server did not process it).
+   */
+  async fetch(path: string, init: SealedRequestInit = {}): Promise<SealedResponse> {
+    try {
+      return await this.fetchOnce(path, init);
+    } catch (e) {
+      if (!(e instanceof ServerRefusedError && e.status === 401 && e.code === 'SESSION_EXPIRED')) throw e;
+      this.keys = await this.init();
+      return this.fetchOnce(path, init);
+    }
+  }
+
+  private async fetchOnce(path: string, init: SealedRequestInit): Promise<SealedResponse> {
+    const line: RequestLine = { method: (init.method ?? 'POST').toUpperCase(), target: path, contentType: init.contentType ?? '' };
+    const plaintext = plaintextOf(init.body);
+    let sent: { nonce: string } = { nonce: '' };
+    return this.withClockRetry(
+      async () => {
+        const s = this.keys;
+        const [key, ts, nonce] = this.idempotencyKey();
+        sent = { nonce };
+        const envelope = await seal(s.requestKey, requestAad(s, line, ts, nonce), plaintext);
+        const headers: Record<string, string> = { ...init.headers };
+        for (const name of Object.keys(headers)) {
+          if (/^(x-kid|x-idempotency-key|x-clientid|content-type|x-inner-content-type)$/i.test(name)) delete headers[name];
+        }
+        Object.assign(headers, {
+          'Content-Type': 'application/octet-stream',
+          'X-Kid': s.kid,
+          'X-Idempotency-Key': key,
+          'X-ClientId': s.clientId,
+        });
+        if (init.contentType !== undefined) headers['X-Inner-Content-Type'] = init.contentType;
+        const sentAt = Date.now();
+        const res = await this.send(`${this.options.baseUrl}${path}`, { method: line.method, headers, body: envelope });
+        return { res, sentAt };
+      },
+      (res) => this.openAnswer(res, line, sent.nonce),
+    );
+  }
+
+  private async openAnswer(res: Response, line: RequestLine, requestNonce: string): Promise<SealedResponse> {
+    const s = this.keys;
+    if (res.headers.get('x-kid') !== s.kid) throw new ProtocolError('response', 'the answer names another session');
+    const key = res.headers.get('x-idempotency-key') ?? '';
+    const match = /^(\d{1,16})\.([A-Za-z0-9_-]{16,128})$/.exec(key);
+    if (!match) throw new ProtocolError('response', 'the answer has no valid X-Idempotency-Key');
+    const [, ts, nonce] = match as unknown as [string, string, string];
+    if (Math.abs(Number(ts) - this.now()) > (this.options.windowMs ?? 300_000)) {
+      throw new ProtocolError('response', 'the answer is stamped outside the window');
+    }
+    const answerLine = { ...line, contentType: res.headers.get('x-inner-content-type') ?? '' };
+    const aad = responseAad(s, answerLine, ts, nonce, requestNonce, res.status);
+    const envelope = new Uint8Array(await res.arrayBuffer());
+    const plaintext = await open(s.responseKey, aad, envelope);
+    return new SealedResponse(res.status, res.headers, plaintext);
+  }
+
+  /** Ends the session on the server (`POST /session/revoke`, 204). */
+  async revoke(): Promise<void> {
+    const s = this.keys;
+    const line: RequestLine = { method: 'POST', target: '/session/revoke', contentType: '' };
+    const [key, ts, nonce] = this.idempotencyKey();
+    const envelope = await seal(s.requestKey, requestAad(s, line, ts, nonce), utf8('{"action":"revoke"}'));
+    const res = await this.send(`${this.options.baseUrl}/session/revoke`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/octet-stream', 'X-Kid': s.kid, 'X-Idempotency-Key': key, 'X-ClientId': s.clientId },
+      body: envelope,
+    });
+    if (res.status !== 204) throw await refusal(res);
+  }
+}
+
+// Re-exported helpers for tests and advanced use.
+export { concat, fromBase64, toBase64 };

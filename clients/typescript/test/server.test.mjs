@@ -1,0 +1,120 @@
+// The library against real servers. They are started by tests/api/typescript.rs (one
+// per crypto backend), which passes their URLs as SERVER_URLS="name=url,…"; without it
+// these tests are skipped (run them with `cargo nextest run --test api typescript`).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { ClockSkewError, ProtocolError, ServerRefusedError, SessionCrypto } from '../dist/index.js';
+
+const servers = (process.env.SERVER_URLS ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map((pair) => pair.split('='));
+const skip = servers.length === 0 && 'SERVER_URLS not set (tests/api/typescript.rs starts the servers)';
+const BUY = { schemeCode: 'AEF', amount: 5000 };
+
+for (const [backend, baseUrl] of servers.length ? servers : [['none', '']]) {
+  test(`${backend}: v1 and v2 flows on both init routes, then revoke`, { skip }, async () => {
+    for (const protocol of [1, 2]) {
+      for (const initPath of ['/session/init', '/v1/session/init']) {
+        const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_CLIENT', protocol, initPath });
+        assert.equal(s.protocol, protocol);
+        const answer = await s.fetch('/transaction/purchase', { body: BUY, headers: { 'X-Request-Id': 'ts-test-1' } });
+        assert.equal(answer.status, 200);
+        const v = await answer.json();
+        assert.equal(v.status, 'SUCCESS');
+        assert.equal(v.amount, 5000);
+        for (const key of s.cryptoKeys) await assert.rejects(crypto.subtle.exportKey('raw', key), 'non-extractable');
+        await s.revoke();
+        // Revoked: the next request gets SESSION_EXPIRED, the library starts a new
+        // session once and the request goes through.
+        const old = s.sessionId;
+        assert.equal((await (await s.fetch('/transaction/purchase', { body: BUY })).json()).status, 'SUCCESS');
+        assert.notEqual(s.sessionId, old, 're-init');
+      }
+    }
+  });
+}
+
+const [, baseUrl] = servers[0] ?? ['', ''];
+
+/** A fetch that passes `change` every answer on its way back. */
+function intercepting(change) {
+  return async (url, init) => change(await fetch(url, init), url, init);
+}
+
+test('a replayed or tampered answer is refused by the library', { skip }, async () => {
+  let first;
+  const replaying = intercepting(async (res, url) => {
+    if (!url.endsWith('/transaction/purchase')) return res;
+    const body = new Uint8Array(await res.arrayBuffer());
+    const copy = () => new Response(body.slice(), { status: res.status, headers: res.headers });
+    if (!first) first = copy;
+    return first();
+  });
+  const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_REPLAY', fetch: replaying });
+  await s.fetch('/transaction/purchase', { body: BUY });
+  const response = (e) => e instanceof ProtocolError && e.reason === 'response';
+  await assert.rejects(s.fetch('/transaction/purchase', { body: BUY }), response, 'the first answer, replayed for the second request');
+
+  const flipping = intercepting(async (res, url) => {
+    if (!url.endsWith('/transaction/purchase')) return res;
+    const body = new Uint8Array(await res.arrayBuffer());
+    body[20] ^= 1;
+    return new Response(body, { status: res.status, headers: res.headers });
+  });
+  const t = await SessionCrypto.connect({ baseUrl, clientId: 'TS_TAMPER', fetch: flipping });
+  await assert.rejects(t.fetch('/transaction/purchase', { body: BUY }), response);
+});
+
+test('a tampered init answer is refused at once; a wrong pinned key too', { skip }, async () => {
+  const stretching = intercepting(async (res, url) => {
+    if (!url.endsWith('/session/init')) return res;
+    const v = await res.json();
+    v.expiresInSec = 86400;
+    return new Response(JSON.stringify(v), { status: res.status, headers: res.headers });
+  });
+  await assert.rejects(
+    SessionCrypto.connect({ baseUrl, clientId: 'TS_MITM', fetch: stretching }),
+    (e) => e instanceof ProtocolError && e.reason === 'confirmation',
+  );
+  const downgrading = intercepting(async (res, url) => {
+    if (!url.endsWith('/session/init')) return res;
+    const { protocol: _p, confirm: _c, suite: _s, ...v1 } = await res.json();
+    return new Response(JSON.stringify(v1), { status: res.status, headers: res.headers });
+  });
+  await assert.rejects(SessionCrypto.connect({ baseUrl, clientId: 'TS_MITM', fetch: downgrading }), (e) => e instanceof ProtocolError && e.reason === 'format');
+  const well = await (await fetch(`${baseUrl}/.well-known/session-crypto`)).json();
+  if (well.keys.length) {
+    const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_PIN', serverKey: well.keys[0].jwk });
+    await s.fetch('/transaction/purchase', { body: BUY });
+    const other = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
+    const otherJwk = await crypto.subtle.exportKey('jwk', other.publicKey);
+    await assert.rejects(
+      SessionCrypto.connect({ baseUrl, clientId: 'TS_PIN', serverKey: { kty: otherJwk.kty, crv: otherJwk.crv, x: otherJwk.x, y: otherJwk.y } }),
+      (e) => e instanceof ProtocolError && e.reason === 'signature',
+    );
+  }
+});
+
+test('a client clock ten minutes slow is corrected from the Date header, once', { skip }, async () => {
+  const realNow = Date.now;
+  Date.now = () => realNow() - 600_000;
+  try {
+    const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_SKEW' });
+    assert.ok(Math.abs(s.clockOffsetMs - 600_000) < 5_000, `offset ${s.clockOffsetMs}`);
+    assert.equal((await (await s.fetch('/transaction/purchase', { body: BUY })).json()).status, 'SUCCESS');
+  } finally {
+    Date.now = realNow;
+  }
+  // A server that refuses whatever the clock gets one retry, then the error says why.
+  const alwaysSkewed = async () =>
+    new Response('{"error":"CRYPTO_ERROR"}', { status: 400, headers: { date: new Date(Date.now() + 3_600_000).toUTCString() } });
+  await assert.rejects(SessionCrypto.connect({ baseUrl, clientId: 'TS_SKEW', fetch: alwaysSkewed }), (e) => e instanceof ClockSkewError);
+  // Refusals carry the server's code.
+  const unsupported = async () => new Response('{"error":"RATE_LIMITED"}', { status: 429, headers: { 'retry-after': '3' } });
+  await assert.rejects(
+    SessionCrypto.connect({ baseUrl, clientId: 'TS_X', fetch: unsupported }),
+    (e) => e instanceof ServerRefusedError && e.code === 'RATE_LIMITED' && e.retryAfterSec === 3,
+  );
+});

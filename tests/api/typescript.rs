@@ -1,0 +1,72 @@
+//! The TypeScript client library (`clients/typescript`): type-checked and built with
+//! `tsc`, then its `node --test` suite — the published vectors, the size budget, the
+//! served bundle, and flows against a real server of every backend (signed, so the
+//! pinned-key tests run) — must pass with nothing skipped.
+
+use crate::helpers::signing_key;
+use crate::support::*;
+
+fn node(dir: &std::path::Path, args: &[&str], envs: &[(&str, String)]) -> (bool, String) {
+    let out = std::process::Command::new("node")
+        .args(args)
+        .current_dir(dir)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("node is installed (scripts/test.sh installs it)");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_typescript_library_passes_its_suite_against_every_backend() {
+    let dir = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../clients/typescript"
+    ));
+    assert!(
+        dir.join("node_modules/typescript").exists(),
+        "run `npm ci --prefix clients/typescript` (scripts/test.sh does)"
+    );
+    let (ok, out) = node(
+        dir,
+        &["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"],
+        &[],
+    );
+    assert!(ok, "tsc: {out}");
+    let key = signing_key("typescript");
+    let file = key.private.to_str().unwrap().to_owned();
+    let servers: Vec<Server> = backends()
+        .into_iter()
+        .map(|crypto| Server::start_with(crypto, &[("SERVER_SIGNING_KEY_FILE", &file)]))
+        .collect();
+    let urls: Vec<String> = servers
+        .iter()
+        .map(|s| format!("{}={}", s.crypto.name, s.url))
+        .collect();
+    let dir_owned = dir.to_owned();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        node(
+            &dir_owned,
+            &["--test", "test/"],
+            &[("SERVER_URLS", urls.join(","))],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("# fail 0") && out.contains("# skipped 0"),
+        "{out}"
+    );
+    let passed: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("# pass "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(passed >= 4 + backends().len() + 3, "{out}");
+    assert!(out.contains("bytes minified + gzipped"), "{out}");
+}
