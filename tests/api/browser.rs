@@ -92,3 +92,40 @@ async fn browser_demo_runs_in_headless_chromium() {
     let png = std::fs::read(&shot).expect("screenshot saved");
     assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
 }
+
+/// The client library on a page of another origin, against the server: CORS as an SPA
+/// on its own domain needs it (docs: README, CORS; clients/typescript/README.md).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_library_works_cross_origin_in_headless_chromium() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser"));
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let server = Server::start(&[]);
+    let (script, url) = (dir.join("cross-origin.mjs"), server.url.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .arg(url)
+            .env("CHROMIUM_PATH", &chromium)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(page["status"], "SUCCESS", "{page}");
+    assert_eq!(page["protocol"], 2);
+    // X-Request-Id was allowed by the preflight, honoured and exposed.
+    assert_eq!(page["requestId"], "spa-request-1", "{page}");
+    // Timing-Allow-Origin: the server's steps are visible to the page.
+    let steps = page["serverTiming"]
+        .as_array()
+        .expect("a resource timing entry");
+    assert!(steps.iter().any(|s| s == "aes-gcm-decrypt"), "{page}");
+    assert_eq!(page["problems"], serde_json::json!([]), "{page}");
+}
