@@ -27,10 +27,8 @@ pub use headers::{ClientId, HeaderError, IdempotencyKey, SessionId};
 pub use limits::AbuseLimits;
 pub use policy::{PolicyError, ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy};
 pub use service::exchange::{ExchangeError, ExchangeOutcome, ExchangeRequest, ResponseContext};
-pub use service::init::{
-    InitBody, InitError, InitOutcome, InitRequest, RequestedProtocol, V2Proof,
-};
+pub use service::init::{InitBody, InitError, InitOutcome, InitRequest, RequestedProtocol};
 pub use service::release::{KeyRelease, ReleaseError};
 pub use service::revoke::RevokeError;
 pub use service::{Family, ServiceConfig, SessionService};
-pub use v2::{RequestLine, ServerIdentity};
+pub use v2::{RequestLine, ServerIdentity, V2Proof};

@@ -222,6 +222,42 @@ impl ServerIdentity {
     }
 }
 
+/// The proof a v2 init response carries.
+#[derive(Debug, Clone)]
+pub struct V2Proof {
+    /// `confirm`: HMAC-SHA256 under the confirmation key (docs/PROTOCOL.md).
+    pub confirm: [u8; DIGEST_LEN],
+    /// With a server signing key: its id and the signature over the transcript.
+    pub signature: Option<(String, [u8; SIGNATURE_LEN])>,
+}
+
+/// The server side of a v2 init: the transcript hash, the directional keys, the
+/// confirmation MAC and, with a server identity, the signature.
+///
+/// # Errors
+/// [`CryptoError`] from the backend.
+pub fn server_schedule(
+    crypto: CryptoProvider,
+    identity: Option<&ServerIdentity>,
+    input: &TranscriptInput<'_>,
+    shared: &SharedSecret,
+    expires_in_sec: u64,
+) -> Result<(SessionKeys, V2Proof), CryptoError> {
+    let transcript = input.hash(crypto.digests).map_err(|_| CryptoError)?;
+    let schedule = key_schedule(crypto.hkdf, shared, &transcript)?;
+    let confirm = confirm_tag(
+        crypto.digests,
+        &schedule.confirm_key,
+        &transcript,
+        expires_in_sec,
+    );
+    let signature = match identity {
+        Some(identity) => Some((identity.key_id().to_owned(), identity.sign(&transcript)?)),
+        None => None,
+    };
+    Ok((schedule.keys, V2Proof { confirm, signature }))
+}
+
 /// The parts of a request that a v2 AAD binds besides the idempotency key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestLine<'a> {

@@ -1,9 +1,10 @@
-//! The browser demo driven in headless Chromium.
+//! The browser demo driven in headless Chromium, and the client library cross-origin.
 
 use crate::support::*;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn browser_demo_runs_in_headless_chromium() {
+/// Runs `script` (in tests/browser) with `args` in headless Chromium and returns what
+/// it printed: the page's state as JSON. The scripts wait at most 30 s for the page.
+async fn run_in_chromium(script: &str, args: Vec<String>) -> serde_json::Value {
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser"));
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -14,23 +15,11 @@ async fn browser_demo_runs_in_headless_chromium() {
         std::path::Path::new(&chromium).exists(),
         "{chromium} is missing: apt-get install chromium (scripts/test.sh does)"
     );
-    // Signed, so the page checks the signature against the published key too.
-    let key = crate::helpers::signing_key("browser");
-    let server = Server::start(&[("SERVER_SIGNING_KEY_FILE", key.private.to_str().unwrap())]);
-    // The screenshot is kept as a test artefact.
-    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-demo.png");
-    let _ = std::fs::remove_file(&shot);
-    let (script, url, shot_arg) = (
-        dir.join("demo.mjs"),
-        format!("{}/", server.url),
-        shot.clone(),
-    );
-    // The page waits at most 30 s for the answer; the browser then exits on its own.
+    let script = dir.join(script);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("node")
             .arg(script)
-            .arg(url)
-            .arg(shot_arg)
+            .args(args)
             .env("CHROMIUM_PATH", &chromium)
             .output()
     })
@@ -43,7 +32,19 @@ async fn browser_demo_runs_in_headless_chromium() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let page: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_demo_runs_in_headless_chromium() {
+    // Signed, so the page checks the signature against the published key too.
+    let key = crate::helpers::signing_key("browser");
+    let server = Server::start(&[("SERVER_SIGNING_KEY_FILE", key.private.to_str().unwrap())]);
+    // The screenshot is kept as a test artefact.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-demo.png");
+    let _ = std::fs::remove_file(&shot);
+    let args = vec![format!("{}/", server.url), shot.display().to_string()];
+    let page = run_in_chromium("demo.mjs", args).await;
     assert_eq!(page["statusClass"], "ok", "{page}");
     let status = page["status"].as_str().unwrap();
     assert!(
@@ -97,27 +98,8 @@ async fn browser_demo_runs_in_headless_chromium() {
 /// on its own domain needs it (docs: README, CORS; clients/typescript/README.md).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_client_library_works_cross_origin_in_headless_chromium() {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser"));
-    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let server = Server::start(&[]);
-    let (script, url) = (dir.join("cross-origin.mjs"), server.url.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(script)
-            .arg(url)
-            .env("CHROMIUM_PATH", &chromium)
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let page: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let page = run_in_chromium("cross-origin.mjs", vec![server.url.clone()]).await;
     assert_eq!(page["status"], "SUCCESS", "{page}");
     assert_eq!(page["protocol"], 2);
     // X-Request-Id was allowed by the preflight, honoured and exposed.

@@ -22,3 +22,4 @@ mod tls;
 mod typescript;
 mod v1;
 mod v2;
+mod v2_bindings;

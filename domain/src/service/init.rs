@@ -2,7 +2,6 @@
 
 use std::net::IpAddr;
 
-use ports::crypto::{DIGEST_LEN, SIGNATURE_LEN};
 use ports::{
     Clock, NonceError, P256PublicKey, Ports, Protocol, Quotas, RateDecision, RateLimit,
     SessionCache, SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError,
@@ -15,7 +14,7 @@ use crate::limits::{init_client_key, init_ip_key};
 use crate::p256::{PublicKeyError, validate_public_key};
 use crate::policy::RequestedTtl;
 use crate::timing::Timings;
-use crate::v2::{self, TranscriptInput};
+use crate::v2::{self, TranscriptInput, V2Proof};
 
 /// `protocol` in the init body, as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,15 +25,6 @@ pub enum RequestedProtocol {
     Number(u64),
     /// Anything else (a string, a fraction, a negative number, `null`).
     Invalid,
-}
-
-/// The proof a v2 init response carries.
-#[derive(Debug, Clone)]
-pub struct V2Proof {
-    /// `confirm`: HMAC-SHA256 under the confirmation key (docs/PROTOCOL.md).
-    pub confirm: [u8; DIGEST_LEN],
-    /// With a server signing key: its id and the signature over the transcript.
-    pub signature: Option<(String, [u8; SIGNATURE_LEN])>,
 }
 
 /// The parsed init body. `client_public_key` is already base64-decoded.
@@ -362,7 +352,16 @@ impl<P: Ports> SessionService<P> {
                 (SessionKeys::V1(key), None)
             }
             Protocol::V2 => {
-                let (keys, proof) = self.v2_schedule(&new, &shared, &server_public_key)?;
+                let input = TranscriptInput {
+                    client_id: new.client.as_str(),
+                    session_id: new.session_id.as_str(),
+                    client_public_key: new.peer,
+                    server_public_key: &server_public_key,
+                };
+                let identity = self.identity.as_ref();
+                let (keys, proof) =
+                    v2::server_schedule(crypto, identity, &input, &shared, new.ttl_sec)
+                        .map_err(|_| InitError::Crypto)?;
                 (keys, Some(proof))
             }
         };
@@ -401,40 +400,5 @@ impl<P: Ports> SessionService<P> {
             proof,
             timings,
         })
-    }
-
-    /// v2: the transcript hash, the directional keys, the confirmation MAC and, with a
-    /// server identity, the signature.
-    fn v2_schedule(
-        &self,
-        new: &NewSession<'_>,
-        shared: &ports::SharedSecret,
-        server_public_key: &P256PublicKey,
-    ) -> Result<(SessionKeys, V2Proof), InitError> {
-        let crypto = self.crypto;
-        let transcript = TranscriptInput {
-            client_id: new.client.as_str(),
-            session_id: new.session_id.as_str(),
-            client_public_key: new.peer,
-            server_public_key,
-        }
-        .hash(crypto.digests)
-        .map_err(|_| InitError::Crypto)?;
-        let schedule =
-            v2::key_schedule(crypto.hkdf, shared, &transcript).map_err(|_| InitError::Crypto)?;
-        let confirm = v2::confirm_tag(
-            crypto.digests,
-            &schedule.confirm_key,
-            &transcript,
-            new.ttl_sec,
-        );
-        let signature = match &self.identity {
-            Some(identity) => Some((
-                identity.key_id().to_owned(),
-                identity.sign(&transcript).map_err(|_| InitError::Crypto)?,
-            )),
-            None => None,
-        };
-        Ok((schedule.keys, V2Proof { confirm, signature }))
     }
 }
