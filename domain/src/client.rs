@@ -153,7 +153,7 @@ impl Handshake {
             server_public_key: &peer,
         }
         .hash(self.crypto.digests)
-        .map_err(|_| ClientError::ClientId(HeaderError::ClientId))?;
+        .map_err(|_| ClientError::TooLong)?;
         if let Some(pinned) = pinned {
             let signed = answer.signature.is_some_and(|sig| {
                 self.crypto

@@ -39,6 +39,11 @@ impl Protocol {
     /// Every version this implementation speaks, oldest first.
     pub const ALL: [Self; 2] = [Self::V1, Self::V2];
 
+    /// The numbers of [`Self::ALL`], as servers list them (`supported`, `protocols`).
+    pub fn numbers() -> [u8; 2] {
+        Self::ALL.map(Self::number)
+    }
+
     /// The version number on the wire and in the stores.
     pub const fn number(self) -> u8 {
         match self {

@@ -71,8 +71,6 @@ struct Unsupported<'a> {
     supported: [u8; 2],
 }
 
-const SUPPORTED: [u8; 2] = [Protocol::ALL[0].number(), Protocol::ALL[1].number()];
-
 /// Parses an init body (JSON object with `clientPublicKey` in base64 and optional
 /// `ttlSec`); the error is a reason for the logs.
 ///
@@ -226,7 +224,7 @@ fn failure(family: Family, e: &InitError) -> Response<Body> {
                     Family::Unversioned => "UNSUPPORTED_PROTOCOL",
                 },
                 message: "unsupported protocol version",
-                supported: SUPPORTED,
+                supported: Protocol::numbers(),
             },
         );
     }

@@ -18,7 +18,7 @@ pub(crate) const MAX_AGE_SEC: u64 = 300;
 
 #[derive(Serialize)]
 struct Config<'a> {
-    protocols: Vec<u8>,
+    protocols: [u8; 2],
     suites: [&'a str; 1],
     keys: Vec<Key<'a>>,
 }
@@ -74,7 +74,7 @@ pub(crate) fn handle(identity: Option<&ServerIdentity>) -> Response<Body> {
     let mut r = json(
         StatusCode::OK,
         &Config {
-            protocols: Protocol::ALL.iter().map(|p| p.number()).collect(),
+            protocols: Protocol::numbers(),
             suites: [SUITE],
             keys,
         },
