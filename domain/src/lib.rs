@@ -26,7 +26,9 @@ pub use envelope::{Aad, EnvelopeError, derive_session_key, open_envelope, seal_e
 pub use headers::{ClientId, HeaderError, IdempotencyKey, SessionId};
 pub use limits::AbuseLimits;
 pub use policy::{PolicyError, ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy};
-pub use service::exchange::{ExchangeError, ExchangeOutcome, ExchangeRequest, ResponseContext};
+pub use service::exchange::{
+    Accepted, Answer, ExchangeError, ExchangeOutcome, ExchangeRequest, ResponseContext,
+};
 pub use service::init::{InitBody, InitError, InitOutcome, InitRequest, RequestedProtocol};
 pub use service::release::{KeyRelease, ReleaseError};
 pub use service::revoke::RevokeError;

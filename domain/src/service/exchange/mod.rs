@@ -6,20 +6,18 @@
 //! without using up its nonce.
 //! `/transaction/purchase` is one exchange whose handler is the purchase rules.
 
-use ports::crypto::IV_LEN;
 use ports::{Clock, Ports, Protocol, Quotas, SessionCache, SessionRecord, SessionStore};
 use zeroize::Zeroize;
 
+mod answer;
 mod error;
 
+pub use answer::{Accepted, Answer};
 pub use error::ExchangeError;
 
 use super::{Lookup, SessionService, required};
-use crate::encoding::uuid_v4;
-use crate::envelope::{Aad, open_envelope_with, seal_envelope_with};
-use crate::headers::{
-    ClientId, HeaderError, IdempotencyKey, RESPONSE_NONCE_PREFIX, SessionId, kid_session_part,
-};
+use crate::envelope::{Aad, open_envelope_with};
+use crate::headers::{ClientId, HeaderError, IdempotencyKey, SessionId, kid_session_part};
 use crate::purchase::PayloadError;
 use crate::timing::Timings;
 use crate::v2::{self, AadFields, RequestLine};
@@ -39,7 +37,8 @@ pub struct ExchangeRequest<'a> {
     pub body: &'a mut [u8],
 }
 
-/// The status of every sealed answer (errors are never sealed).
+/// The status of a built-in route's sealed answer (errors are never sealed); a gateway
+/// route seals its upstream's status instead.
 pub const SEALED_STATUS: u16 = 200;
 
 /// What a route's handler gets besides the plaintext.
@@ -125,13 +124,49 @@ impl<P: Ports> SessionService<P> {
     where
         F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
     {
-        let (kid, idempotency_key, client_id) = (req.kid, req.idempotency_key, req.client_id);
-        let body = req.body;
+        let ExchangeRequest {
+            kid,
+            idempotency_key,
+            client_id,
+            line,
+            body,
+        } = req;
         let result = self
-            .exchange_inner(kid, idempotency_key, client_id, req.line, body, handle)
+            .exchange_built_in(
+                ExchangeRequest {
+                    kid,
+                    idempotency_key,
+                    client_id,
+                    line,
+                    body: &mut *body,
+                },
+                handle,
+            )
             .await;
         body.zeroize();
         result
+    }
+
+    async fn exchange_built_in<F>(
+        &self,
+        req: ExchangeRequest<'_>,
+        handle: F,
+    ) -> Result<ExchangeOutcome, ExchangeError>
+    where
+        F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
+    {
+        let (accepted, plaintext) = self
+            .accept(req, |a| Ok(handle(a.plaintext(), &a.context())?))
+            .await?;
+        self.seal(
+            accepted,
+            Answer {
+                status: SEALED_STATUS,
+                // The answer of a built-in route has no inner content type.
+                content_type: "",
+                plaintext,
+            },
+        )
     }
 
     /// The checks of an encrypted request that need neither its body nor any state —
@@ -303,94 +338,5 @@ impl<P: Ports> SessionService<P> {
         // Refused either way; if the deletion fails the counters keep refusing it.
         let _ = self.end_session(record).await;
         Err(refusal)
-    }
-
-    async fn exchange_inner<F>(
-        &self,
-        kid: Option<&str>,
-        idempotency_key: Option<&str>,
-        client_id: Option<&str>,
-        line: RequestLine<'_>,
-        body: &mut [u8],
-        handle: F,
-    ) -> Result<ExchangeOutcome, ExchangeError>
-    where
-        F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
-    {
-        let clock = self.ports.clock();
-        let mut timings = Timings::default();
-        let request = self
-            .authenticate(kid, idempotency_key, client_id, line, body, &mut timings)
-            .await?;
-        let now = request.now;
-        // Present: `authenticate` checked them.
-        let (kid, client) = (kid.unwrap_or_default(), client_id.unwrap_or_default());
-
-        // All the randomness of the answer in one call (use sampling, transaction id,
-        // response nonce, IV): the CSPRNG's per-call cost dominates these small draws.
-        // None of it is secret (all but the sample goes on the wire).
-        let mut random = [0u8; 1 + 8 + 16 + IV_LEN];
-        self.crypto
-            .random
-            .fill(&mut random)
-            .map_err(|_| ExchangeError::Crypto)?;
-        let (sample, rest) = random.split_at(1);
-        let (transaction_random, rest) = rest.split_at(8);
-        let (nonce_random, iv) = rest.split_at(16);
-        let context = ResponseContext {
-            transaction_random: transaction_random.try_into().unwrap_or_default(),
-            now_ms: now,
-        };
-        // The route's check comes first: a plaintext that does not fit the route is
-        // refused before its nonce is used up.
-        let response_plaintext = handle(request.plaintext, &context)?;
-        self.claim(&request, &mut timings).await?;
-        // The request's encryption and the answer's.
-        self.count_use(&request.record, 2, now, sample[0]).await?;
-
-        let t = clock.monotonic_ns();
-        // Marked as a response nonce, so the answer can never pass for a request.
-        let response_nonce = format!(
-            "{RESPONSE_NONCE_PREFIX}{}",
-            uuid_v4(nonce_random.try_into().unwrap_or_default())
-        );
-        let response_ts = now.to_string();
-        let iv = iv.try_into().unwrap_or_default();
-        let envelope = match request.record.keys.protocol() {
-            // One key schedule for both directions.
-            Protocol::V1 => seal_envelope_with(
-                &*request.aead_key,
-                &iv,
-                &Aad::new(&response_ts, &response_nonce, kid, client),
-                response_plaintext,
-            ),
-            Protocol::V2 => {
-                let fields = AadFields {
-                    // The answer of a built-in route has no inner content type.
-                    line: RequestLine {
-                        content_type: "",
-                        ..request.line
-                    },
-                    kid,
-                    client_id: client,
-                    timestamp: &response_ts,
-                    nonce: &response_nonce,
-                };
-                let aad = v2::response_aad(&fields, &request.nonce, SEALED_STATUS)
-                    .map_err(|_| HeaderError::TooLong)?;
-                self.crypto
-                    .aead
-                    .prepare(request.record.keys.response())
-                    .and_then(|key| seal_envelope_with(&*key, &iv, &aad, response_plaintext))
-            }
-        }
-        .map_err(|_| ExchangeError::Crypto)?;
-        let response_key = format!("{response_ts}.{response_nonce}");
-        timings.record("aes-gcm-encrypt", t, clock.monotonic_ns());
-        Ok(ExchangeOutcome {
-            idempotency_key: response_key,
-            envelope,
-            timings,
-        })
     }
 }
