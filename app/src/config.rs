@@ -272,6 +272,9 @@ pub struct ServeArgs {
     /// Where Redis is (one of REDIS_URL, REDIS_CLUSTER_URLS, REDIS_SENTINEL_URLS).
     #[command(flatten)]
     pub redis: RedisArgs,
+    /// The gateway (GATEWAY_UPSTREAM, or the config file's [[gateway.routes]]).
+    #[command(flatten)]
+    pub gateway: crate::gateway_settings::GatewayArgs,
     /// This deployment is one instance: while Redis cannot vouch for a nonce, claim it
     /// in this process's memory instead of PostgreSQL. Never with several instances
     /// (a replay sent to another instance would be accepted). Without DATABASE_URL the

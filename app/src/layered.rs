@@ -64,11 +64,16 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, String)>, crate::Error> {
         .ok_or("internal error: no serve subcommand")?;
     let mut settings = Vec::new();
     for (key, value) in table {
+        if key == "gateway" {
+            let routes = crate::gateway_settings::routes_from_file(&name.to_string(), value)?;
+            settings.push(("gateway_routes".to_owned(), routes));
+            continue;
+        }
         let id = key.to_ascii_lowercase().replace('-', "_");
         let known = serve
             .get_arguments()
             .any(|a| a.get_id().as_str() == id && a.get_long().is_some());
-        if !known || id == "config" {
+        if !known || id == "config" || id == "gateway_routes" {
             return Err(crate::Error::Config(format!(
                 "config file {name}: unknown setting `{key}` (settings are named as in \
                  `session-crypto serve --help`, by environment variable, e.g. `port` or \

@@ -12,6 +12,7 @@ pub mod client_args;
 pub mod client_cmd;
 pub mod config;
 pub mod error;
+pub mod gateway_settings;
 pub mod identity;
 pub mod layered;
 pub mod redis_settings;

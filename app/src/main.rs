@@ -115,6 +115,9 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
                     identity.key_id()
                 );
             }
+            for line in checked.api.gateway.describe() {
+                println!("# gateway route: {line}");
+            }
             println!("# configuration is valid (crypto backend {})", crypto.name);
             Ok(())
         }

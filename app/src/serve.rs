@@ -23,6 +23,12 @@ fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, cr
             Matcher::Full(http_adapter::metrics::REQUEST_DURATION.into()),
             &http_adapter::metrics::LATENCY_BUCKETS,
         )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(http_adapter::metrics::UPSTREAM_DURATION.into()),
+                &http_adapter::metrics::LATENCY_BUCKETS,
+            )
+        })
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|e| crate::Error::Runtime(format!("metrics: {e}")))?;
     http_adapter::metrics::enable();
@@ -134,6 +140,9 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
             "memory"
         },
     );
+    for line in api_config.gateway.describe() {
+        info!(route = %line, "gateway route");
+    }
     if let Some(identity) = &identity {
         tracing::info!(key_id = identity.key_id(), "v2 init responses are signed");
     }

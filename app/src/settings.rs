@@ -31,19 +31,10 @@ pub fn key_wrapper(
     args: &ServeArgs,
     crypto: CryptoProvider,
 ) -> Result<Option<KeyWrapper>, crate::Error> {
-    let current = match (&args.session_kek, &args.session_kek_file) {
-        (Some(_), Some(_)) => return Err("set only one of SESSION_KEK and SESSION_KEK_FILE".into()),
-        (Some(k), None) => Some(decode_kek("SESSION_KEK", k)?),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("SESSION_KEK_FILE {}: {e}", path.display()))?;
-            Some(decode_kek("SESSION_KEK_FILE", &text)?)
-        }
-        (None, None) => None,
-    };
-    let Some(current) = current else {
+    let Some(current) = current_kek(args)? else {
         return Ok(None);
     };
+    let current = *current;
     let previous = args
         .session_kek_previous
         .iter()
@@ -54,6 +45,21 @@ pub fn key_wrapper(
     KeyWrapper::new(crypto, current, previous)
         .map(Some)
         .map_err(|_| "cannot derive the KEK id".into())
+}
+
+/// The current key-wrapping key from SESSION_KEK / SESSION_KEK_FILE.
+fn current_kek(args: &ServeArgs) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, crate::Error> {
+    let kek = match (&args.session_kek, &args.session_kek_file) {
+        (Some(_), Some(_)) => return Err("set only one of SESSION_KEK and SESSION_KEK_FILE".into()),
+        (Some(k), None) => decode_kek("SESSION_KEK", k)?,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("SESSION_KEK_FILE {}: {e}", path.display()))?;
+            decode_kek("SESSION_KEK_FILE", &text)?
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(zeroize::Zeroizing::new(kek)))
 }
 
 /// Validated service policies from the arguments.
@@ -122,6 +128,7 @@ pub fn api_config(args: &ServeArgs) -> Result<ApiConfig, crate::Error> {
         cors: cors(&args.cors_origins),
         trusted_proxies: ranges("TRUSTED_PROXIES", &args.trusted_proxies)?,
         rate_limit_exempt: ranges("RATE_LIMIT_EXEMPT", &args.rate_limit_exempt)?,
+        gateway: Arc::default(),
     })
 }
 
@@ -172,7 +179,7 @@ pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<Checked, cra
         );
     }
     let service = service_config(args)?;
-    let api = api_config(args)?;
+    let mut api = api_config(args)?;
     if args.memory_nonce_max_size == Some(0)
         || args.memory_session_max_size == 0
         || args.memory_nonce_max_bytes < memory::BYTES_PER_NONCE
@@ -189,6 +196,12 @@ pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<Checked, cra
     if args.database_url.is_some() && wrapper.is_none() {
         return Err(NO_KEK.into());
     }
+    let kek = current_kek(args)?;
+    api.gateway = Arc::new(crate::gateway_settings::gateway(
+        args,
+        crypto,
+        kek.as_deref(),
+    )?);
     store_settings(args, crypto)?;
     let tls = tls_config(args, crypto)?;
     let identity = crate::identity::server_identity(args, crypto)?;

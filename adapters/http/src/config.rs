@@ -1,9 +1,11 @@
 //! The HTTP adapter's settings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::limits::IpRange;
 
+use crate::gateway::Gateway;
 use crate::pipeline::body::BodyBudget;
 use crate::pipeline::cors::Cors;
 
@@ -22,6 +24,8 @@ pub struct ApiConfig {
     pub rate_limit_exempt: Vec<IpRange>,
     /// Request bytes buffered at once across all requests (`BODY_BUFFER_BUDGET_BYTES`).
     pub body_budget: BodyBudget,
+    /// The gateway routes (`GATEWAY_UPSTREAM`, `[[gateway.routes]]`); none by default.
+    pub gateway: Arc<Gateway>,
 }
 
 /// Default of `BODY_BUFFER_BUDGET_BYTES`: 64 MiB.
@@ -46,6 +50,7 @@ impl Default for ApiConfig {
             trusted_proxies: Vec::new(),
             rate_limit_exempt: default_exempt_ranges(),
             body_budget: BodyBudget::new(DEFAULT_BODY_BUDGET),
+            gateway: Arc::new(Gateway::off()),
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod config;
 mod deadline;
+pub mod gateway;
 pub mod health;
 pub mod metrics;
 mod pipeline;
@@ -22,6 +23,7 @@ mod wire;
 
 pub use admin::serve_admin;
 pub use config::{ApiConfig, DEFAULT_RATE_LIMIT_EXEMPT};
+pub use gateway::{Gateway, RouteSpec};
 pub use health::{Dependency, HealthCheck, HealthReport};
 pub use pipeline::body::BodyBudget;
 pub use pipeline::cors::Cors;

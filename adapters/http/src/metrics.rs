@@ -21,6 +21,9 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
 /// The histogram that takes [`LATENCY_BUCKETS`].
 pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
 
+/// The gateway's upstream latency histogram, also on [`LATENCY_BUCKETS`].
+pub const UPSTREAM_DURATION: &str = "session_crypto_gateway_upstream_duration_seconds";
+
 /// Describes every metric and turns recording on; call after installing a `metrics`
 /// recorder.
 pub fn enable() {
@@ -73,6 +76,15 @@ pub fn enable() {
         "session_crypto_pg_pool_waiting",
         "Requests waiting for a PostgreSQL connection."
     );
+    metrics::describe_counter!(
+        "session_crypto_gateway_forwarded_total",
+        "Requests a gateway route forwarded, by route prefix and outcome (the upstream status class 2xx…5xx, or unreachable, timeout, too_large, bad_answer)."
+    );
+    metrics::describe_histogram!(
+        UPSTREAM_DURATION,
+        metrics::Unit::Seconds,
+        "Time the upstream took to answer a forwarded request (head and body), by route prefix."
+    );
     ON.store(true, Ordering::Relaxed);
 }
 
@@ -110,6 +122,21 @@ pub(crate) fn rejection(route: &'static str, reason: &'static str) {
     }
     metrics::counter!("session_crypto_rejections_total", "route" => route, "reason" => reason)
         .increment(1);
+}
+
+/// `session_crypto_gateway_forwarded_total{route, outcome}`.
+pub(crate) fn gateway_forwarded(route: &'static str, outcome: &'static str) {
+    if on() {
+        metrics::counter!("session_crypto_gateway_forwarded_total", "route" => route, "outcome" => outcome)
+            .increment(1);
+    }
+}
+
+/// `session_crypto_gateway_upstream_duration_seconds{route}`.
+pub(crate) fn gateway_upstream(route: &'static str, ns: u64) {
+    if on() {
+        metrics::histogram!(UPSTREAM_DURATION, "route" => route).record(ns as f64 / 1e9);
+    }
 }
 
 /// `session_crypto_sessions_created_total{family}`.

@@ -34,6 +34,8 @@ enum Route {
     PageScript,
     ClientLibrary,
     WellKnown,
+    /// The gateway route of this index (`GATEWAY_UPSTREAM`, `[[gateway.routes]]`).
+    Gateway(usize),
 }
 
 /// Which listeners serve a route.
@@ -82,8 +84,12 @@ pub fn routes() -> impl Iterator<Item = (Scope, &'static str, &'static str)> {
         .map(|(scope, method, path, _)| (*scope, *method, *path))
 }
 
-/// A route found for a path: the handler, its method and its path template.
+/// A route found for a path: the handler, its method (`*` for a gateway route, which
+/// checks its own) and its path template (a gateway route's prefix).
 type Found = (Route, &'static str, &'static str);
+
+/// A gateway route's method placeholder in [`Found`].
+const ANY_METHOD: &str = "*";
 
 fn route(listener: Listener, path: &str) -> Option<Found> {
     ROUTES
@@ -121,6 +127,28 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         &self.service
     }
 
+    /// The built-in route for `path`, else (public listener only) the gateway route
+    /// whose prefix it starts with.
+    fn find(&self, listener: Listener, path: &str) -> Option<Found> {
+        route(listener, path).or_else(|| {
+            let (index, r) = self.config.gateway.route(path)?;
+            (listener == Listener::Public).then_some((Route::Gateway(index), ANY_METHOD, r.prefix))
+        })
+    }
+
+    /// `Access-Control-Allow-Methods` for a preflight of `path`.
+    fn preflight_methods(&self, path: &str) -> Option<HeaderValue> {
+        let (route, method, _) = self.find(Listener::Public, path)?;
+        Some(match route {
+            Route::Gateway(index) => {
+                let allow = self.config.gateway.get(index)?.allow.to_str().ok()?;
+                HeaderValue::from_str(&format!("{allow}, OPTIONS")).ok()?
+            }
+            _ if method == "GET" => HeaderValue::from_static("GET, OPTIONS"),
+            _ => HeaderValue::from_static("POST, OPTIONS"),
+        })
+    }
+
     /// Answers one request from the TCP peer `peer`, inside a `request` span carrying
     /// a request id (the client's `X-Request-Id` when it is 1–64 of `[A-Za-z0-9._-]`,
     /// else a fresh one), which is echoed in the response. Never fails: every problem
@@ -139,12 +167,12 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         let started = Instant::now();
         let id = request_id(req.headers());
         // The route template, never the raw path (which may hold a session id).
-        let found = route(listener, req.uri().path());
+        let found = self.find(listener, req.uri().path());
         let template = found.map_or("unmatched", |(_, _, t)| t);
         let span =
             tracing::info_span!("request", id = %id, method = %req.method(), route = template);
         let mut resp = self
-            .handle_inner(listener, peer, found, req, started)
+            .handle_inner(listener, peer, found, req, &id, started)
             .instrument(span)
             .await;
         metrics::request(listener, template, resp.status(), started);
@@ -160,6 +188,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         peer: IpAddr,
         found: Option<Found>,
         req: Request<B>,
+        request_id: &str,
         started: Instant,
     ) -> Response<Body>
     where
@@ -170,10 +199,10 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         let path = req.uri().path().to_owned();
         let cors = &self.config.cors;
         let mut resp = if req.method() == Method::OPTIONS && listener == Listener::Public {
-            let method = route(Listener::Public, &path).map(|(_, m, _)| m);
-            cors.preflight(&path, method, origin.as_ref())
+            cors.preflight(&path, self.preflight_methods(&path), origin.as_ref())
         } else {
-            self.dispatch(peer, found, req, &path, started).await
+            self.dispatch(peer, found, req, &path, request_id, started)
+                .await
         };
         if listener == Listener::Public {
             cors.apply(&mut resp, origin);
@@ -187,6 +216,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         found: Option<Found>,
         req: Request<B>,
         path: &str,
+        request_id: &str,
         started: Instant,
     ) -> Response<Body>
     where
@@ -196,7 +226,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         let Some((route, method, template)) = found else {
             return not_found(path);
         };
-        if req.method().as_str() != method {
+        if method != ANY_METHOD && req.method().as_str() != method {
             return method_not_allowed(path, method);
         }
         let service = &self.service;
@@ -232,6 +262,26 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
                     }
                     Err(f) => body_failure(family, template, f),
                 }
+            }
+            Route::Gateway(index) => {
+                let gateway = &self.config.gateway;
+                let Some(route) = gateway.get(index) else {
+                    return not_found(path);
+                };
+                let target = match routes::gateway::precheck(service, route, &parts) {
+                    Ok(target) => target,
+                    Err(refusal) => return *refusal,
+                };
+                let (bytes, _held) =
+                    match read_body(route.max_body, timeout, budget, &parts.headers, body).await {
+                        Ok(read) => read,
+                        Err(f) => return body_failure(Family::Unversioned, template, f),
+                    };
+                let envelope = routes::gateway::envelope(&parts, &bytes);
+                routes::gateway::handle(
+                    service, gateway, route, &parts, target, envelope, request_id, started,
+                )
+                .await
             }
             Route::Exchange(_) | Route::Revoke => {
                 // Headers and window first: a request that cannot pass is refused before

@@ -27,7 +27,7 @@ const EXPOSED: HeaderValue = HeaderValue::from_static(
 /// which browser instrumentation adds).
 const ALLOWED_HEADERS: HeaderValue = HeaderValue::from_static(
     "Content-Type, X-Idempotency-Key, X-ClientId, X-Kid, X-Inner-Content-Type, Authorization, \
-     X-Request-Id, traceparent, tracestate",
+     X-Envelope, X-Request-Id, traceparent, tracestate",
 );
 
 impl Cors {
@@ -39,29 +39,21 @@ impl Cors {
         }
     }
 
-    /// The answer to `OPTIONS` on `path`, whose route accepts `method` (`None`: no
-    /// such route).
+    /// The answer to `OPTIONS` on `path`, whose route accepts `methods` (e.g.
+    /// `POST, OPTIONS`; `None`: no such route).
     pub(crate) fn preflight(
         &self,
         path: &str,
-        method: Option<&'static str>,
+        methods: Option<HeaderValue>,
         origin: Option<&HeaderValue>,
     ) -> Response<Body> {
-        let Some(method) = method else {
+        let Some(methods) = methods else {
             return not_found(path);
         };
         let mut r = no_content();
         if origin.is_some_and(|o| self.allows(o)) {
             let h = r.headers_mut();
-            let allow = if method == "GET" {
-                "GET, OPTIONS"
-            } else {
-                "POST, OPTIONS"
-            };
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static(allow),
-            );
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, methods);
             h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS);
             h.insert(
                 header::ACCESS_CONTROL_MAX_AGE,

@@ -41,7 +41,7 @@ pub(crate) async fn handle<P: Ports>(
     let kid = header(&parts.headers, &X_KID);
     let req = request(parts, &mut body);
     match service.exchange(req, handler).await {
-        Ok(out) => sealed(kid.unwrap_or_default(), out, started),
+        Ok(out) => sealed(StatusCode::OK, kid.unwrap_or_default(), out, started),
         Err(e) => failure(route, &e),
     }
 }
@@ -66,9 +66,15 @@ pub(crate) fn request<'a>(parts: &'a Parts, body: &'a mut [u8]) -> ExchangeReque
     }
 }
 
-/// 200 with the sealed answer, the request's `X-Kid` and the response's idempotency key.
-fn sealed(kid: &str, out: ExchangeOutcome, started: Instant) -> Response<Body> {
-    let mut r = response(StatusCode::OK, OCTETS, out.envelope);
+/// `status` with the sealed answer, the request's `X-Kid` and the response's
+/// idempotency key.
+pub(crate) fn sealed(
+    status: StatusCode,
+    kid: &str,
+    out: ExchangeOutcome,
+    started: Instant,
+) -> Response<Body> {
+    let mut r = response(status, OCTETS, out.envelope);
     let h = r.headers_mut();
     if let (Ok(kid), Ok(key)) = (
         HeaderValue::from_str(kid),
@@ -92,6 +98,7 @@ pub(crate) fn failure(route: &'static str, e: &ExchangeError) -> Response<Body> 
             (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
         }
         ExchangeError::Crypto => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        ExchangeError::ProtocolNotAllowed => (StatusCode::BAD_REQUEST, "UNSUPPORTED_PROTOCOL"),
         _ => (StatusCode::BAD_REQUEST, "CRYPTO_ERROR"),
     };
     if status.is_server_error() {

@@ -3,6 +3,7 @@
 
 pub(crate) mod assets;
 pub(crate) mod exchange;
+pub(crate) mod gateway;
 pub(crate) mod health;
 pub mod init;
 pub mod purchase;

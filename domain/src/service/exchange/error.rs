@@ -55,6 +55,10 @@ pub enum ExchangeError {
     /// The per-session counters could not be read (fail closed).
     #[error("limit state unavailable: {0}")]
     Quota(StoreError),
+    /// The route does not take sessions of this protocol version (a gateway route
+    /// without `allow_v1`, for a v1 session).
+    #[error("the route does not accept this session's protocol version")]
+    ProtocolNotAllowed,
 }
 
 impl ExchangeError {
@@ -78,6 +82,7 @@ impl ExchangeError {
             Self::SessionIdle => "idle_session",
             Self::KeyExhausted => "key_exhausted",
             Self::Quota(_) => "limits_unavailable",
+            Self::ProtocolNotAllowed => "protocol_not_allowed",
         }
     }
 

@@ -1,0 +1,470 @@
+//! The gateway's routes (docs/PROTOCOL.md §20): which prefix goes to which upstream,
+//! with which methods, timeouts and body limit, validated at start-up; and the checks
+//! of an outer path before anything is forwarded.
+//!
+//! The forwarding itself is in [`upstream`], the route that runs it in
+//! `routes/gateway.rs`.
+
+use std::time::Duration;
+
+use hyper::header::HeaderValue;
+use hyper::{Method, Uri};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+pub(crate) mod upstream;
+
+use upstream::Pool;
+
+/// Methods a gateway route may allow: the ones whose request carries the envelope.
+/// (`HEAD`'s answer cannot carry a sealed body; `OPTIONS` is the CORS preflight.)
+pub const GATEWAY_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// Default per-route upstream timeout (ms): the whole answer, head and body.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Default connect timeout (ms).
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+
+/// One route as configured (a `[[gateway.routes]]` table, or the single-upstream
+/// settings), before validation.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Path prefix, starting and ending with `/` (e.g. `/api/`).
+    pub prefix: String,
+    /// `http://host:port[/base]`.
+    pub upstream: String,
+    /// Allowed methods (default: all of [`GATEWAY_METHODS`]).
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Upstream answer timeout (ms).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Connect timeout (ms).
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Largest request envelope and largest upstream answer (bytes).
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    /// Whether protocol v1 sessions may use the route (their AAD binds no method or path).
+    #[serde(default)]
+    pub allow_v1: bool,
+    /// Speak HTTP/2 (prior knowledge, h2c) to the upstream instead of HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+}
+
+/// A validated gateway route, with its connection pool.
+#[derive(Debug)]
+pub struct GatewayRoute {
+    /// The prefix (leaked once at start-up: it is the route's label in logs and
+    /// metrics, which take `'static` names).
+    pub(crate) prefix: &'static str,
+    /// What the route is called in error messages (`GATEWAY_UPSTREAM`, or
+    /// `gateway.routes[1]`).
+    pub(crate) source: String,
+    /// `scheme://authority`.
+    pub(crate) origin: String,
+    /// The upstream's base path, without a trailing `/` (often empty).
+    pub(crate) base_path: String,
+    pub(crate) methods: Vec<Method>,
+    /// `Allow` / `Access-Control-Allow-Methods`.
+    pub(crate) allow: HeaderValue,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_body: usize,
+    pub(crate) allow_v1: bool,
+    pub(crate) http2: bool,
+    pub(crate) pool: Pool,
+}
+
+/// The gateway: its routes and the key of the `X-Session-Id` hash.
+pub struct Gateway {
+    routes: Vec<GatewayRoute>,
+    session_hash_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.session_hash_key.zeroize();
+    }
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self::off()
+    }
+}
+
+impl Gateway {
+    /// No gateway routes.
+    pub fn off() -> Self {
+        Self {
+            routes: Vec::new(),
+            session_hash_key: [0; 32],
+        }
+    }
+
+    /// Validates `specs` — each with the name of the setting it came from — against
+    /// each other and the built-in routes `built_in` (path templates), and opens a
+    /// connection pool per route. `default_body_limit` applies where a route sets none;
+    /// `session_hash_key` keys the `X-Session-Id` hash.
+    ///
+    /// # Errors
+    /// A message naming the setting at fault.
+    pub fn new(
+        specs: Vec<(String, RouteSpec)>,
+        built_in: &[&str],
+        default_body_limit: usize,
+        session_hash_key: [u8; 32],
+    ) -> Result<Self, String> {
+        let mut routes: Vec<GatewayRoute> = Vec::with_capacity(specs.len());
+        for (source, spec) in specs {
+            let route = GatewayRoute::new(source, spec, default_body_limit)?;
+            if let Some(path) = built_in.iter().find(|p| covers(route.prefix, p)) {
+                return Err(format!(
+                    "{}: prefix {} covers the built-in route {path}; choose another prefix",
+                    route.source, route.prefix
+                ));
+            }
+            if let Some(other) = routes
+                .iter()
+                .find(|r| r.prefix.starts_with(route.prefix) || route.prefix.starts_with(r.prefix))
+            {
+                return Err(format!(
+                    "{}: prefix {} overlaps {} of {}; prefixes must not contain each other",
+                    route.source, route.prefix, other.prefix, other.source
+                ));
+            }
+            routes.push(route);
+        }
+        Ok(Self {
+            routes,
+            session_hash_key,
+        })
+    }
+
+    /// Whether any route is configured.
+    pub fn is_on(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
+    /// The route whose prefix `path` starts with.
+    pub(crate) fn route(&self, path: &str) -> Option<(usize, &GatewayRoute)> {
+        self.routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| path.starts_with(r.prefix))
+    }
+
+    pub(crate) fn get(&self, index: usize) -> Option<&GatewayRoute> {
+        self.routes.get(index)
+    }
+
+    pub(crate) fn session_hash_key(&self) -> &[u8; 32] {
+        &self.session_hash_key
+    }
+
+    /// One line per route, for `check-config` and the start-up log.
+    pub fn describe(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} → {}{}/ ({}; {}, timeout {} ms, connect {} ms, body ≤ {} B, v1 {}; from {})",
+                    r.prefix,
+                    r.origin,
+                    r.base_path,
+                    r.allow.to_str().unwrap_or_default(),
+                    if r.http2 { "h2c" } else { "HTTP/1.1" },
+                    r.timeout.as_millis(),
+                    r.connect_timeout.as_millis(),
+                    r.max_body,
+                    if r.allow_v1 { "allowed" } else { "refused" },
+                    r.source,
+                )
+            })
+            .collect()
+    }
+}
+
+/// Whether a request path could match both `prefix` and the built-in route `template`
+/// (an exact path, or a prefix ending in `{id}`).
+fn covers(prefix: &str, template: &str) -> bool {
+    match template.strip_suffix("{id}") {
+        Some(t) => t.starts_with(prefix) || prefix.starts_with(t),
+        None => template.starts_with(prefix),
+    }
+}
+
+impl GatewayRoute {
+    fn new(source: String, spec: RouteSpec, default_body_limit: usize) -> Result<Self, String> {
+        let prefix = spec.prefix.trim();
+        if !prefix.starts_with('/')
+            || !prefix.ends_with('/')
+            || prefix.contains(['?', '#', '%', '\\', ' '])
+            || check_rest(&prefix[1..]).is_err()
+        {
+            return Err(format!(
+                "{source}: prefix {prefix:?} must start and end with `/` and hold plain path \
+                 segments (e.g. /api/)"
+            ));
+        }
+        let (origin, base_path) = parse_upstream(&spec.upstream)
+            .map_err(|why| format!("{source}: upstream {:?}: {why}", spec.upstream))?;
+        let methods: Vec<String> = match &spec.methods {
+            None => GATEWAY_METHODS.iter().map(|m| m.to_string()).collect(),
+            Some(list) => list.iter().map(|m| m.trim().to_ascii_uppercase()).collect(),
+        };
+        if methods.is_empty() {
+            return Err(format!("{source}: methods must name at least one method"));
+        }
+        let mut parsed = Vec::new();
+        for m in &methods {
+            if !GATEWAY_METHODS.contains(&m.as_str()) {
+                return Err(format!(
+                    "{source}: method {m:?} cannot be forwarded (allowed: {})",
+                    GATEWAY_METHODS.join(", ")
+                ));
+            }
+            let m = Method::from_bytes(m.as_bytes()).map_err(|e| format!("{source}: {e}"))?;
+            if !parsed.contains(&m) {
+                parsed.push(m);
+            }
+        }
+        let allow = parsed
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let positive = |name: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(format!("{source}: {name} must be > 0")),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let timeout = positive("timeout_ms", spec.timeout_ms, DEFAULT_TIMEOUT_MS)?;
+        let connect = positive(
+            "connect_timeout_ms",
+            spec.connect_timeout_ms,
+            DEFAULT_CONNECT_TIMEOUT_MS,
+        )?;
+        let max_body = positive(
+            "max_body_bytes",
+            spec.max_body_bytes.map(|b| b as u64),
+            default_body_limit as u64,
+        )? as usize;
+        let connect_timeout = Duration::from_millis(connect);
+        Ok(Self {
+            prefix: Box::leak(prefix.to_owned().into_boxed_str()),
+            source,
+            origin,
+            base_path,
+            allow: HeaderValue::from_str(&allow).map_err(|e| e.to_string())?,
+            methods: parsed,
+            timeout: Duration::from_millis(timeout),
+            connect_timeout,
+            max_body,
+            allow_v1: spec.allow_v1,
+            http2: spec.http2,
+            pool: Pool::new(connect_timeout, spec.http2),
+        })
+    }
+
+    /// The upstream target of an outer path and query: the rest after the prefix, under
+    /// the upstream's base path, with the query as sent.
+    pub(crate) fn target(&self, path: &str, query: Option<&str>) -> Result<String, PathRefused> {
+        let rest = path.strip_prefix(self.prefix).ok_or(PathRefused)?;
+        check_rest(rest)?;
+        let mut target = format!("{}{}/{rest}", self.origin, self.base_path);
+        if let Some(q) = query {
+            target.push('?');
+            target.push_str(q);
+        }
+        Ok(target)
+    }
+}
+
+/// An outer path the gateway does not forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PathRefused;
+
+/// Refuses a path after the prefix that an upstream could resolve outside the route:
+/// dot segments (`.`, `..`, also percent-encoded), encoded slashes or backslashes, and
+/// empty interior segments (`//`).
+fn check_rest(rest: &str) -> Result<(), PathRefused> {
+    let lower = rest.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+        return Err(PathRefused);
+    }
+    let segments: Vec<&str> = lower.split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let decoded = segment.replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
+            return Err(PathRefused);
+        }
+        // Only the last segment may be empty (a trailing slash, or the prefix itself).
+        if segment.is_empty() && i + 1 != segments.len() {
+            return Err(PathRefused);
+        }
+    }
+    Ok(())
+}
+
+/// `(scheme://authority, base path without trailing /)` of an upstream URL.
+fn parse_upstream(text: &str) -> Result<(String, String), String> {
+    let uri: Uri = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("not a URL ({e})"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(
+                "https upstreams are not supported (the gateway speaks plain HTTP/1.1 \
+                        or h2c to an upstream on a trusted network: use http://)"
+                    .into(),
+            );
+        }
+        _ => return Err("must be an http:// URL (http://host:port[/base])".into()),
+    }
+    let authority = uri.authority().ok_or("has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("must not hold credentials".into());
+    }
+    if authority.host().is_empty() {
+        return Err("has no host".into());
+    }
+    if uri.query().is_some() || text.contains('#') {
+        return Err("must not have a query or fragment".into());
+    }
+    let base = uri.path().trim_end_matches('/');
+    check_rest(base.trim_start_matches('/')).map_err(|_| "has an unsafe path".to_owned())?;
+    Ok((format!("http://{authority}"), base.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(prefix: &str, upstream: &str) -> (String, RouteSpec) {
+        (
+            "test".into(),
+            RouteSpec {
+                prefix: prefix.into(),
+                upstream: upstream.into(),
+                methods: None,
+                timeout_ms: None,
+                connect_timeout_ms: None,
+                max_body_bytes: None,
+                allow_v1: false,
+                http2: false,
+            },
+        )
+    }
+
+    fn gateway(specs: Vec<(String, RouteSpec)>) -> Result<Gateway, String> {
+        Gateway::new(
+            specs,
+            &["/session/init", "/v1/session/{id}", "/"],
+            1024,
+            [7; 32],
+        )
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_the_path_goes_under_the_upstream_base_with_the_query() {
+        let g = gateway(vec![
+            spec("/api/", "http://127.0.0.1:8080"),
+            spec("/orders/", "http://127.0.0.1:9000/v2/"),
+        ])
+        .unwrap();
+        let (_, api) = g.route("/api/echo/x").unwrap();
+        assert_eq!(
+            api.target("/api/echo/x", Some("a=1&b=%20")).unwrap(),
+            "http://127.0.0.1:8080/echo/x?a=1&b=%20"
+        );
+        let (_, orders) = g.route("/orders/17").unwrap();
+        assert_eq!(
+            orders.target("/orders/17", None).unwrap(),
+            "http://127.0.0.1:9000/v2/17"
+        );
+        assert_eq!(
+            orders.target("/orders/", None).unwrap(),
+            "http://127.0.0.1:9000/v2/"
+        );
+        assert!(g.route("/apix").is_none());
+        assert!(g.route("/api").is_none());
+    }
+
+    #[tokio::test]
+    async fn paths_that_could_leave_the_route_are_refused() {
+        let g = gateway(vec![spec("/api/", "http://127.0.0.1:8080/base")]).unwrap();
+        let (_, r) = g.route("/api/").unwrap();
+        for path in [
+            "/api/../admin",
+            "/api/a/../../x",
+            "/api/%2e%2e/x",
+            "/api/.%2E/x",
+            "/api/./x",
+            "/api/a%2fb",
+            "/api/a%5Cb",
+            "/api/a\\b",
+            "/api//x",
+        ] {
+            assert_eq!(r.target(path, None), Err(PathRefused), "{path}");
+        }
+        assert!(r.target("/api/a.b/..c/x.", None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_refused_naming_the_setting() {
+        let refused = |specs: Vec<(String, RouteSpec)>, needle: &str| {
+            let e = gateway(specs).unwrap_err();
+            assert!(e.contains(needle) && e.starts_with("test"), "{e}");
+        };
+        refused(vec![spec("/api/", "ftp://x")], "http://");
+        refused(vec![spec("/api/", "https://x")], "https upstreams");
+        refused(vec![spec("/api/", "not a url")], "not a URL");
+        refused(vec![spec("/api/", "http://u:p@x")], "credentials");
+        refused(vec![spec("/api/", "http://x/?q=1")], "query");
+        refused(vec![spec("api/", "http://x")], "prefix");
+        refused(vec![spec("/api", "http://x")], "prefix");
+        refused(vec![spec("/a/../", "http://x")], "prefix");
+        refused(
+            vec![spec("/api/", "http://x"), spec("/api/v2/", "http://y")],
+            "overlaps /api/",
+        );
+        refused(
+            vec![spec("/session/", "http://x")],
+            "built-in route /session/init",
+        );
+        refused(vec![spec("/v1/session/x/", "http://x")], "built-in");
+        let mut bad = spec("/api/", "http://x");
+        bad.1.methods = Some(vec!["HEAD".into()]);
+        refused(vec![bad], "HEAD");
+        let mut bad = spec("/api/", "http://x");
+        bad.1.timeout_ms = Some(0);
+        refused(vec![bad], "timeout_ms");
+    }
+
+    #[tokio::test]
+    async fn defaults_and_methods() {
+        let mut s = spec("/api/", "http://x:1");
+        s.1.methods = Some(vec!["post".into(), "GET".into(), "POST".into()]);
+        let g = gateway(vec![s]).unwrap();
+        let (_, r) = g.route("/api/a").unwrap();
+        assert_eq!(r.allow, "POST, GET");
+        assert_eq!(r.max_body, 1024);
+        assert_eq!(r.timeout, Duration::from_millis(DEFAULT_TIMEOUT_MS));
+        assert!(!r.allow_v1);
+        assert_eq!(g.describe().len(), 1);
+    }
+}

@@ -1,0 +1,285 @@
+//! Talking to an upstream: a pooled hyper-util client per route (keep-alive, connect
+//! timeout, HTTP/1.1 or h2c), the forwarded request's headers, and reading the answer
+//! within the route's timeout and body limit.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// The identity headers the gateway sets; a client's copies are removed.
+pub(crate) const X_SESSION_CLIENT_ID: HeaderName = HeaderName::from_static("x-session-client-id");
+pub(crate) const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+pub(crate) const X_SESSION_PROTOCOL: HeaderName = HeaderName::from_static("x-session-protocol");
+
+/// Headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1), the ones the gateway
+/// sets itself, and the protocol's own (they describe the envelope, not the request).
+const NOT_FORWARDED: [&str; 17] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+    "host",
+    "content-length",
+    "content-type",
+    "x-kid",
+    "x-idempotency-key",
+    "x-clientid",
+    "x-inner-content-type",
+];
+
+/// The content type of a forwarded request whose client named none.
+pub(crate) const DEFAULT_CONTENT_TYPE: &str = "application/json";
+
+/// A route's connection pool.
+#[derive(Debug, Clone)]
+pub(crate) struct Pool(Client<HttpConnector, Full<Bytes>>);
+
+impl Pool {
+    /// Keep-alive connections (90 s idle), `connect_timeout`, TCP_NODELAY; HTTP/2 with
+    /// prior knowledge when `http2`.
+    pub(crate) fn new(connect_timeout: Duration, http2: bool) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_only(http2)
+            .build(connector);
+        Self(client)
+    }
+}
+
+/// Who the request comes from, as the upstream is told.
+pub(crate) struct Identity<'a> {
+    pub(crate) client_id: &'a str,
+    /// The keyed hash of the session id.
+    pub(crate) session: &'a str,
+    pub(crate) protocol: u8,
+    pub(crate) request_id: &'a str,
+}
+
+/// The forwarded request: the client's end-to-end headers (less [`NOT_FORWARDED`],
+/// the headers named by `Connection`, and any `X-Session-*`), the inner content type,
+/// the identity headers and the request id.
+pub(crate) fn request(
+    method: Method,
+    target: &str,
+    headers: &HeaderMap,
+    content_type: Option<&str>,
+    identity: &Identity<'_>,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
+    let named_by_connection: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = method;
+    *req.uri_mut() = target.parse::<hyper::Uri>()?;
+    let out = req.headers_mut();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if NOT_FORWARDED.contains(&n)
+            || n.starts_with("x-session-")
+            || n == "x-request-id"
+            || named_by_connection.iter().any(|c| c == n)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    let text = |v: &str| HeaderValue::from_str(v);
+    out.insert(
+        header::CONTENT_TYPE,
+        text(content_type.unwrap_or(DEFAULT_CONTENT_TYPE))?,
+    );
+    out.insert(X_SESSION_CLIENT_ID, text(identity.client_id)?);
+    out.insert(X_SESSION_ID, text(identity.session)?);
+    out.insert(
+        X_SESSION_PROTOCOL,
+        HeaderValue::from(u16::from(identity.protocol)),
+    );
+    out.insert("x-request-id", text(identity.request_id)?);
+    Ok(req)
+}
+
+/// Why the upstream gave no usable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No connection (refused, unreachable, connect timeout) or a broken one.
+    Unreachable,
+    /// No whole answer within the route's timeout.
+    Timeout,
+    /// The answer's body is over the route's limit.
+    TooLarge,
+    /// The answer cannot be passed on (a content type that is not visible ASCII).
+    BadAnswer,
+}
+
+impl Failure {
+    /// The metrics and log label.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::TooLarge => "too_large",
+            Self::BadAnswer => "bad_answer",
+        }
+    }
+}
+
+/// The upstream's answer, read whole.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    /// Its `Content-Type`, empty when it sent none.
+    pub(crate) content_type: String,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Sends `req` and reads the whole answer within `timeout`, at most `max_body` bytes.
+pub(crate) async fn send(
+    pool: &Pool,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Answer, Failure> {
+    let exchange = async {
+        let resp = pool.0.request(req).await.map_err(|e| {
+            tracing::info!(error = %e, connect = e.is_connect(), "upstream request failed");
+            Failure::Unreachable
+        })?;
+        let (parts, body) = resp.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max_body as u64) {
+            return Err(Failure::TooLarge);
+        }
+        let content_type = match parts.headers.get(header::CONTENT_TYPE) {
+            None => String::new(),
+            Some(v) => v.to_str().map_err(|_| Failure::BadAnswer)?.to_owned(),
+        };
+        let body = Limited::new(body, max_body).collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Failure::TooLarge
+            } else {
+                Failure::Unreachable
+            }
+        })?;
+        Ok(Answer {
+            status: parts.status,
+            content_type,
+            body: body.to_bytes().into(),
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(Failure::Timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_protocol_and_spoofed_identity_headers_are_not_forwarded() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("connection", "keep-alive, x-drop-me"),
+            ("x-drop-me", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("te", "trailers"),
+            ("host", "gateway.example"),
+            ("content-type", "application/octet-stream"),
+            ("x-kid", "session:S-00"),
+            ("x-session-client-id", "mallory"),
+            ("x-session-id", "forged"),
+            ("X-Session-Protocol", "2"),
+            ("x-session-admin", "1"),
+            ("x-request-id", "client-chosen"),
+            ("accept", "application/json"),
+            ("authorization", "Bearer app-token"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static(v),
+            );
+        }
+        let identity = Identity {
+            client_id: "alice",
+            session: "hash",
+            protocol: 2,
+            request_id: "rid-1",
+        };
+        let req = request(
+            Method::POST,
+            "http://127.0.0.1:1/x",
+            &h,
+            Some("text/plain"),
+            &identity,
+            Bytes::from_static(b"hi"),
+        )
+        .unwrap();
+        let out = req.headers();
+        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        for gone in [
+            "connection",
+            "x-drop-me",
+            "keep-alive",
+            "transfer-encoding",
+            "upgrade",
+            "te",
+            "host",
+            "x-kid",
+            "x-session-admin",
+        ] {
+            assert!(!names.contains(&gone), "{gone} forwarded: {names:?}");
+        }
+        assert_eq!(out["content-type"], "text/plain");
+        assert_eq!(out["x-session-client-id"], "alice");
+        assert_eq!(out["x-session-id"], "hash");
+        assert_eq!(out["x-session-protocol"], "2");
+        assert_eq!(out["x-request-id"], "rid-1");
+        assert_eq!(out.get_all("x-session-client-id").iter().count(), 1);
+        assert_eq!(out["accept"], "application/json");
+        assert_eq!(out["authorization"], "Bearer app-token");
+        assert!(out.contains_key("traceparent"));
+
+        let req = request(
+            Method::GET,
+            "http://127.0.0.1:1/x",
+            &HeaderMap::new(),
+            None,
+            &identity,
+            Bytes::new(),
+        )
+        .unwrap();
+        assert_eq!(req.headers()["content-type"], DEFAULT_CONTENT_TYPE);
+    }
+}

@@ -1,0 +1,205 @@
+//! A gateway route (docs/PROTOCOL.md §20): an encrypted request to `<prefix><rest>` is
+//! authenticated like any exchange, its plaintext forwarded to `<upstream>/<rest>` with
+//! the same method and query and the session's identity, and the upstream's status,
+//! content type and body sealed into the answer.
+
+use std::time::Instant;
+
+use domain::{Answer, ExchangeError, SessionService};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+use ports::{Clock, Ports, Protocol};
+use tracing::{debug, warn};
+use zeroize::Zeroize;
+
+use crate::gateway::upstream::{self, Failure, Identity};
+use crate::gateway::{Gateway, GatewayRoute};
+use crate::metrics;
+use crate::routes::exchange;
+use crate::wire::{Body, X_INNER_CONTENT_TYPE, X_KID, code_error, header};
+
+/// The header that carries a `GET`'s envelope, base64 (a browser's `fetch` cannot
+/// send a body with `GET`).
+pub(crate) const X_ENVELOPE: HeaderName = HeaderName::from_static("x-envelope");
+
+/// An inner status whose answer may not carry content on the wire (RFC 9110 §15.3.5,
+/// §15.3.6, §15.4.5): sent as 200 with the real status in `X-Inner-Status`.
+const X_INNER_STATUS: HeaderName = HeaderName::from_static("x-inner-status");
+
+/// The checks a gateway request passes before its body is read: the route's methods,
+/// a path that stays inside the route, the headers and the window. `Ok` holds the
+/// upstream target.
+pub(crate) fn precheck<P: Ports>(
+    service: &SessionService<P>,
+    route: &GatewayRoute,
+    parts: &Parts,
+) -> Result<String, Box<Response<Body>>> {
+    if !route.methods.contains(&parts.method) {
+        let mut r = code_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
+        r.headers_mut().insert(header::ALLOW, route.allow.clone());
+        return Err(Box::new(r));
+    }
+    let Ok(target) = route.target(parts.uri.path(), parts.uri.query()) else {
+        metrics::rejection(route.prefix, "bad_path");
+        return Err(Box::new(code_error(StatusCode::BAD_REQUEST, "INVALID_PATH")));
+    };
+    let req = exchange::request(parts, &mut []);
+    service
+        .precheck(req.kid, req.idempotency_key, req.client_id)
+        .map_err(|e| Box::new(exchange::failure(route.prefix, &e)))?;
+    Ok(target)
+}
+
+/// The envelope of a request: the body, or for a `GET` the `X-Envelope` header (and
+/// then no body). Anything else reads as an envelope that cannot open.
+pub(crate) fn envelope(parts: &Parts, body: &[u8]) -> Vec<u8> {
+    let in_header = header(&parts.headers, &X_ENVELOPE);
+    match (parts.method == Method::GET, in_header) {
+        (true, Some(text)) if body.is_empty() => {
+            domain::encoding::base64_decode(text).unwrap_or_default()
+        }
+        (false, None) => body.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// Runs one forwarded exchange: `body` is the envelope, `target` the upstream URL.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn handle<P: Ports>(
+    service: &SessionService<P>,
+    gateway: &Gateway,
+    route: &GatewayRoute,
+    parts: &Parts,
+    target: String,
+    mut body: Vec<u8>,
+    request_id: &str,
+    started: Instant,
+) -> Response<Body> {
+    let resp = forward(
+        service, gateway, route, parts, target, &mut body, request_id, started,
+    )
+    .await;
+    body.zeroize();
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward<P: Ports>(
+    service: &SessionService<P>,
+    gateway: &Gateway,
+    route: &GatewayRoute,
+    parts: &Parts,
+    target: String,
+    body: &mut [u8],
+    request_id: &str,
+    started: Instant,
+) -> Response<Body> {
+    let kid = header(&parts.headers, &X_KID).unwrap_or_default();
+    let req = exchange::request(parts, body);
+    let accepted = service
+        .accept(req, |a| {
+            if a.protocol() == Protocol::V1 && !route.allow_v1 {
+                Err(ExchangeError::ProtocolNotAllowed)
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    let mut accepted = match accepted {
+        Ok((accepted, ())) => accepted,
+        Err(e) => return exchange::failure(route.prefix, &e),
+    };
+    let session = session_hash(service, gateway, accepted.session_id());
+    let identity = Identity {
+        client_id: accepted.client_id(),
+        session: &session,
+        protocol: accepted.protocol().number(),
+        request_id,
+    };
+    let inner_type = header(&parts.headers, &X_INNER_CONTENT_TYPE);
+    let Ok(upstream_req) = upstream::request(
+        parts.method.clone(),
+        &target,
+        &parts.headers,
+        inner_type,
+        &identity,
+        bytes::Bytes::copy_from_slice(accepted.plaintext()),
+    ) else {
+        // A header value the upstream request cannot carry: the client's request.
+        return code_error(StatusCode::BAD_REQUEST, "CRYPTO_ERROR");
+    };
+    let clock = service.ports().clock();
+    let t0 = clock.monotonic_ns();
+    let answer = upstream::send(&route.pool, upstream_req, route.timeout, route.max_body).await;
+    let t1 = clock.monotonic_ns();
+    accepted.record_step("upstream", t0, t1);
+    metrics::gateway_upstream(route.prefix, t1.saturating_sub(t0));
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(failure) => {
+            metrics::gateway_forwarded(route.prefix, failure.reason());
+            warn!(
+                route = route.prefix,
+                reason = failure.reason(),
+                "upstream failed"
+            );
+            return match failure {
+                Failure::Timeout => code_error(StatusCode::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT"),
+                _ => code_error(StatusCode::BAD_GATEWAY, "BAD_GATEWAY"),
+            };
+        }
+    };
+    let status = answer.status;
+    metrics::gateway_forwarded(route.prefix, status_class(status));
+    debug!(
+        route = route.prefix,
+        upstream_status = status.as_u16(),
+        "forwarded"
+    );
+    let sealed = service.seal(
+        accepted,
+        Answer {
+            status: status.as_u16(),
+            content_type: &answer.content_type,
+            plaintext: answer.body,
+        },
+    );
+    let out = match sealed {
+        Ok(out) => out,
+        Err(e) => return exchange::failure(route.prefix, &e),
+    };
+    let bodiless = matches!(status.as_u16(), 204 | 205 | 304);
+    let wire_status = if bodiless { StatusCode::OK } else { status };
+    let mut resp = exchange::sealed(wire_status, kid, out, started);
+    let h = resp.headers_mut();
+    if bodiless {
+        h.insert(X_INNER_STATUS, HeaderValue::from(status.as_u16()));
+    }
+    if !answer.content_type.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&answer.content_type)
+    {
+        h.insert(X_INNER_CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// `X-Session-Id`: the first 16 bytes of HMAC-SHA256 over the session id, hex — stable
+/// for the session and the gateway's key, and useless to present as a session.
+fn session_hash<P: Ports>(service: &SessionService<P>, gateway: &Gateway, id: &str) -> String {
+    let mac = service.crypto().digests.hmac_sha256(
+        gateway.session_hash_key(),
+        &[b"session-crypto gateway session id\0", id.as_bytes()],
+    );
+    mac[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
