@@ -11,6 +11,8 @@ mod config;
 mod connections;
 mod cors;
 mod exchange;
+mod gateway;
+mod gateway_refusals;
 mod helpers;
 mod init;
 mod interop;

@@ -7,6 +7,7 @@
 
 pub mod services;
 pub mod topologies;
+pub mod upstream;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

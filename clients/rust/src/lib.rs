@@ -33,7 +33,7 @@ use ports::CryptoProvider;
 
 pub use connection::{Connection, Endpoint, HttpResponse};
 pub use ports::{P256PublicKey, Protocol};
-pub use protocol::{InitRoute, ProtocolClient, REVOKE_PLAINTEXT, StepTimings};
+pub use protocol::{Fetched, InitRoute, Outgoing, ProtocolClient, REVOKE_PLAINTEXT, StepTimings};
 pub use session::{Builder, Error, Response, Session};
 
 /// A server public key to pin, from `session-crypto keygen --signing`'s PEM or the

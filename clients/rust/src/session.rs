@@ -6,7 +6,7 @@ use domain::client::{ClientError, ClientSession};
 use ports::{CryptoProvider, P256PublicKey, Protocol};
 use zeroize::Zeroizing;
 
-use crate::{Endpoint, FlowError, InitRoute, ProtocolClient};
+use crate::{Endpoint, FlowError, InitRoute, Outgoing, ProtocolClient};
 
 /// What went wrong, by who can fix it.
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +82,19 @@ impl From<FlowError> for Error {
 #[derive(Debug)]
 pub struct Response {
     status: u16,
+    content_type: String,
     body: Zeroizing<Vec<u8>>,
 }
 
 impl Response {
-    /// The HTTP status (200: sealed answers are always successes).
+    /// The answer's status: 200 from the built-in routes; on a gateway route the
+    /// upstream's (sealed answers of every status are responses, not errors).
     pub fn status(&self) -> u16 {
         self.status
+    }
+    /// The answer's content type (`X-Inner-Content-Type`; empty when it has none).
+    pub fn content_type(&self) -> &str {
+        &self.content_type
     }
     /// The decrypted body (wiped when the response is dropped).
     pub fn bytes(&self) -> &[u8] {
@@ -255,33 +261,54 @@ impl Session {
     }
 
     /// Seals `body`, sends it with `method` to `path` (path and optional query; v2
-    /// binds both) and returns the opened answer. When the server answers 401
-    /// `SESSION_EXPIRED` — the session ended, so the request was not processed — a new
-    /// session is set up and the request sent once more, freshly sealed; a second
-    /// `SESSION_EXPIRED` is returned as [`Error::Refused`].
+    /// binds both) and returns the opened answer — [`Self::fetch`] without a content
+    /// type.
     ///
     /// # Errors
     /// [`Error`].
     pub async fn send(&mut self, method: &str, path: &str, body: &[u8]) -> Result<Response, Error> {
-        match self.send_once(method, path, body).await {
+        self.fetch(method, path, None, body).await
+    }
+
+    /// A request to any encrypted route, a gateway route (`/api/orders`) included:
+    /// `body` sealed, `content_type` sent as `X-Inner-Content-Type` (bound by v2; a
+    /// gateway defaults to `application/json` without it). The answer's status is the
+    /// upstream's — a sealed 404 is a [`Response`], the gateway's own errors (502, 504)
+    /// are [`Error::Refused`]. When the server answers 401 `SESSION_EXPIRED` — the
+    /// session ended, so the request was not processed — a new session is set up and
+    /// the request sent once more, freshly sealed; a second `SESSION_EXPIRED` is
+    /// returned as [`Error::Refused`].
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn fetch(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let request = Outgoing {
+            method,
+            path,
+            content_type,
+            body,
+        };
+        match self.fetch_once(request).await {
             Err(e) if e.is_session_expired() => {
                 self.reinit().await?;
-                self.send_once(method, path, body).await
+                self.fetch_once(request).await
             }
             other => other,
         }
     }
 
-    async fn send_once(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> Result<Response, Error> {
-        let (plain, _) = self.client.send(&self.session, method, path, body).await?;
+    async fn fetch_once(&mut self, request: Outgoing<'_>) -> Result<Response, Error> {
+        let (answer, _) = self.client.fetch(&self.session, request).await?;
         Ok(Response {
-            status: 200,
-            body: Zeroizing::new(plain),
+            status: answer.status.as_u16(),
+            content_type: answer.content_type,
+            body: Zeroizing::new(answer.body),
         })
     }
 

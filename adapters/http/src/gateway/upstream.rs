@@ -19,7 +19,7 @@ pub(crate) const X_SESSION_PROTOCOL: HeaderName = HeaderName::from_static("x-ses
 
 /// Headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1), the ones the gateway
 /// sets itself, and the protocol's own (they describe the envelope, not the request).
-const NOT_FORWARDED: [&str; 17] = [
+const NOT_FORWARDED: [&str; 18] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -37,6 +37,7 @@ const NOT_FORWARDED: [&str; 17] = [
     "x-idempotency-key",
     "x-clientid",
     "x-inner-content-type",
+    "x-envelope",
 ];
 
 /// The content type of a forwarded request whose client named none.

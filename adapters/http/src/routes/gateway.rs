@@ -42,7 +42,10 @@ pub(crate) fn precheck<P: Ports>(
     }
     let Ok(target) = route.target(parts.uri.path(), parts.uri.query()) else {
         metrics::rejection(route.prefix, "bad_path");
-        return Err(Box::new(code_error(StatusCode::BAD_REQUEST, "INVALID_PATH")));
+        return Err(Box::new(code_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PATH",
+        )));
     };
     let req = exchange::request(parts, &mut []);
     service
