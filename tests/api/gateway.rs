@@ -3,14 +3,11 @@
 //! the upstream, what comes back sealed, identity headers, h2c, the routes table, and
 //! the settings refused at start-up. Refusals are in `gateway_refusals.rs`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use domain::RequestLine;
 use hyper::Method;
 use session_crypto_client::{Outgoing, Protocol, Session};
 
-use crate::support::upstream::Upstream;
+use crate::support::upstream::{PythonUpstream, Upstream};
 use crate::support::{Server, assert_code, backends, run_to_exit};
 
 pub(crate) fn gateway_server(upstream: &Upstream, extra: &[(&str, &str)]) -> Server {
@@ -431,41 +428,4 @@ pub(crate) fn tempfile_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("sc-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// `tests/gateway/upstream.py` on a free port.
-struct PythonUpstream {
-    child: Child,
-    url: String,
-}
-
-impl PythonUpstream {
-    fn start() -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/gateway/upstream.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("listening ").expect("port line");
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PythonUpstream {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

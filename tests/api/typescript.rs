@@ -39,9 +39,19 @@ async fn the_typescript_library_passes_its_suite_against_every_backend() {
     assert!(ok, "tsc: {out}");
     let key = signing_key("typescript");
     let file = key.private.to_str().unwrap().to_owned();
+    // Every server is also a gateway to a Python echo service (test/gateway.test.mjs).
+    let python = crate::support::upstream::PythonUpstream::start();
     let servers: Vec<Server> = backends()
         .into_iter()
-        .map(|crypto| Server::start_with(crypto, &[("SERVER_SIGNING_KEY_FILE", &file)]))
+        .map(|crypto| {
+            Server::start_with(
+                crypto,
+                &[
+                    ("SERVER_SIGNING_KEY_FILE", &file),
+                    ("GATEWAY_UPSTREAM", &python.url),
+                ],
+            )
+        })
         .collect();
     let urls: Vec<String> = servers
         .iter()
@@ -67,6 +77,7 @@ async fn the_typescript_library_passes_its_suite_against_every_backend() {
         .find_map(|l| l.strip_prefix("# pass "))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
-    assert!(passed >= 4 + backends().len() + 3, "{out}");
+    assert!(passed >= 4 + 2 * backends().len() + 3, "{out}");
+    drop(python);
     assert!(out.contains("bytes minified + gzipped"), "{out}");
 }

@@ -9,7 +9,9 @@
 //! - anything else: 200 `application/json` `{"echo":<n>}` with the request count.
 
 use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -169,5 +171,42 @@ async fn answer(
             Some("application/json"),
             format!("{{\"echo\":{n}}}").into_bytes(),
         ),
+    }
+}
+
+/// `tests/gateway/upstream.py` on a free port.
+pub struct PythonUpstream {
+    child: Child,
+    pub url: String,
+}
+
+impl PythonUpstream {
+    pub fn start() -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/gateway/upstream.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("listening ").expect("port line");
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PythonUpstream {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -57,12 +57,21 @@ export interface SealedRequestInit {
 
 /** A decrypted answer, shaped like a `Response`. */
 export class SealedResponse {
-  readonly ok = true;
+  /** Whether the status is 2xx. */
+  readonly ok: boolean;
+  /**
+   * @param status The answer's status: 200 from the built-in routes; on a gateway route
+   *   the upstream's (also for a 204 or 304, which travel as 200 with `X-Inner-Status`).
+   * @param headers The answer's headers, with `Content-Type` replaced by the decrypted
+   *   body's (`X-Inner-Content-Type`; removed when it has none).
+   */
   constructor(
     readonly status: number,
     readonly headers: Headers,
     private readonly plaintext: ArrayBuffer,
-  ) {}
+  ) {
+    this.ok = status >= 200 && status < 300;
+  }
   /** The decrypted body. */
   async arrayBuffer(): Promise<ArrayBuffer> {
     return this.plaintext.slice(0);
@@ -173,12 +182,11 @@ export class SessionCrypto {
   }
 
   /** Runs `attempt` and retries it once when it was refused while the clocks disagree. */
-  private async withClockRetry<T>(attempt: () => Promise<{ res: Response; sentAt: number } | T>, done: (r: Response) => Promise<T>): Promise<T> {
+  private async withClockRetry<T>(attempt: () => Promise<T | Refusal>): Promise<T> {
     for (let retried = false; ; retried = true) {
       const out = await attempt();
-      if (!(out && typeof out === 'object' && 'res' in out && out.res instanceof Response)) return out as T;
-      const { res, sentAt } = out as { res: Response; sentAt: number };
-      if (res.status === 200 || res.status === 204) return done(res);
+      if (!(out instanceof Refusal)) return out;
+      const { res, sentAt } = out;
       const error = await refusal(res);
       const skew = skewOf(res, sentAt);
       const clockSuspect = res.status === 400 && error.code === 'CRYPTO_ERROR' && skew !== undefined && Math.abs(skew) > SKEW_RETRY_MS;
@@ -208,7 +216,7 @@ export class SessionCrypto {
           headers: { 'Content-Type': 'application/json', 'X-Idempotency-Key': key, 'X-ClientId': clientId },
           body: JSON.stringify(body),
         });
-        if (res.status !== 200) return { res, sentAt };
+        if (res.status !== 200) return new Refusal(res, sentAt);
         let answer: InitAnswer;
         try {
           answer = (await res.json()) as InitAnswer;
@@ -228,16 +236,18 @@ export class SessionCrypto {
         }
         return v1Session(keyPair, answer, clientId);
       },
-      async () => {
-        throw new ProtocolError('format', 'unexpected init status');
-      },
     );
   }
 
   /**
    * Seals `init.body`, sends it to `path` (path and optional query; v2 binds both and the
-   * method) and returns the opened answer. On 401 `SESSION_EXPIRED` a new session is set
-   * up and the request sent once more, freshly sealed (the server did not process it).
+   * method) and returns the opened answer. Works on the built-in routes and on gateway
+   * routes (`s.fetch('/api/orders', { method: 'POST', body })`): a sealed answer of any
+   * status is returned (a gateway passes its upstream's 404 on sealed); the server's own
+   * refusals (400, 401, 502, 504, …) throw {@link ServerRefusedError}. A `GET` carries
+   * its envelope in `X-Envelope` (a `fetch` cannot send a `GET` body). On 401
+   * `SESSION_EXPIRED` a new session is set up and the request sent once more, freshly
+   * sealed (the server did not process it).
    */
   async fetch(path: string, init: SealedRequestInit = {}): Promise<SealedResponse> {
     try {
@@ -250,18 +260,21 @@ export class SessionCrypto {
   }
 
   private async fetchOnce(path: string, init: SealedRequestInit): Promise<SealedResponse> {
-    const line: RequestLine = { method: (init.method ?? 'POST').toUpperCase(), target: path, contentType: init.contentType ?? '' };
+    // The target as it goes on the wire: URL parsing percent-encodes and removes dot
+    // segments, and the server binds what it receives.
+    // (A relative baseUrl, e.g. '' on the page's own origin, resolves against the page.)
+    const url = new URL(`${this.options.baseUrl}${path}`, (globalThis as { location?: { href: string } }).location?.href);
+    const target = `${url.pathname}${url.search}`;
+    const line: RequestLine = { method: (init.method ?? 'POST').toUpperCase(), target, contentType: init.contentType ?? '' };
     const plaintext = plaintextOf(init.body);
-    let sent: { nonce: string } = { nonce: '' };
     return this.withClockRetry(
       async () => {
         const s = this.keys;
         const [key, ts, nonce] = this.idempotencyKey();
-        sent = { nonce };
         const envelope = await seal(s.requestKey, requestAad(s, line, ts, nonce), plaintext);
         const headers: Record<string, string> = { ...init.headers };
         for (const name of Object.keys(headers)) {
-          if (/^(x-kid|x-idempotency-key|x-clientid|content-type|x-inner-content-type)$/i.test(name)) delete headers[name];
+          if (/^(x-kid|x-idempotency-key|x-clientid|content-type|x-inner-content-type|x-envelope)$/i.test(name)) delete headers[name];
         }
         Object.assign(headers, {
           'Content-Type': 'application/octet-stream',
@@ -270,11 +283,14 @@ export class SessionCrypto {
           'X-ClientId': s.clientId,
         });
         if (init.contentType !== undefined) headers['X-Inner-Content-Type'] = init.contentType;
+        const isGet = line.method === 'GET';
+        if (isGet) headers['X-Envelope'] = toBase64(envelope);
         const sentAt = Date.now();
-        const res = await this.send(`${this.options.baseUrl}${path}`, { method: line.method, headers, body: envelope });
-        return { res, sentAt };
+        const res = await this.send(url.href, { method: line.method, headers, body: isGet ? null : envelope });
+        // Sealed answers carry the server's X-Idempotency-Key; its own errors do not.
+        if (!res.headers.has('x-idempotency-key')) return new Refusal(res, sentAt);
+        return this.openAnswer(res, line, nonce);
       },
-      (res) => this.openAnswer(res, line, sent.nonce),
     );
   }
 
@@ -288,11 +304,19 @@ export class SessionCrypto {
     if (Math.abs(Number(ts) - this.now()) > (this.options.windowMs ?? 300_000)) {
       throw new ProtocolError('response', 'the answer is stamped outside the window');
     }
-    const answerLine = { ...line, contentType: res.headers.get('x-inner-content-type') ?? '' };
-    const aad = responseAad(s, answerLine, ts, nonce, requestNonce, res.status);
+    const contentType = res.headers.get('x-inner-content-type') ?? '';
+    const inner = res.headers.get('x-inner-status');
+    if (inner !== null && (res.status !== 200 || !/^[1-5][0-9]{2}$/.test(inner))) {
+      throw new ProtocolError('response', 'malformed X-Inner-Status');
+    }
+    const status = inner === null ? res.status : Number(inner);
+    const aad = responseAad(s, { ...line, contentType }, ts, nonce, requestNonce, status);
     const envelope = new Uint8Array(await res.arrayBuffer());
     const plaintext = await open(s.responseKey, aad, envelope);
-    return new SealedResponse(res.status, res.headers, plaintext);
+    const headers = new Headers(res.headers);
+    if (contentType) headers.set('content-type', contentType);
+    else headers.delete('content-type');
+    return new SealedResponse(status, headers, plaintext);
   }
 
   /** Ends the session on the server (`POST /session/revoke`, 204). */
@@ -308,6 +332,14 @@ export class SessionCrypto {
     });
     if (res.status !== 204) throw await refusal(res);
   }
+}
+
+/** An answer that is not the one the attempt waited for (a refusal, maybe from clock skew). */
+class Refusal {
+  constructor(
+    readonly res: Response,
+    readonly sentAt: number,
+  ) {}
 }
 
 // Re-exported helpers for tests and advanced use.
