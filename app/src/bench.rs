@@ -139,7 +139,7 @@ impl ServerSteps {
     }
 }
 
-fn micros(d: Duration) -> u32 {
+pub(crate) fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
@@ -200,7 +200,7 @@ fn print_summary(title: &str, s: Option<Summary>) {
 }
 
 /// CPU time (user + system) of a process, from /proc (Linux; USER_HZ = 100).
-fn cpu_time(pid: &str) -> Option<Duration> {
+pub(crate) fn cpu_time(pid: &str) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -265,6 +265,9 @@ async fn run_phase(
 /// # Errors
 /// A message for the user.
 pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
+    if args.gateway.is_some() {
+        return crate::bench_gateway::run(args, crypto).await;
+    }
     if args.iterations == 0 || args.concurrency == 0 {
         return Err("--iterations and --concurrency must be > 0".into());
     }

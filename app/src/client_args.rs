@@ -63,4 +63,25 @@ pub struct BenchArgs {
     /// Runtime worker threads for the load generator (default: one per CPU).
     #[arg(long)]
     pub worker_threads: Option<usize>,
+    /// Gateway mode: instead of init + purchase flows, send -n encrypted POSTs to this
+    /// gateway path (e.g. /api/echo) over one session per worker, and as many
+    /// purchases, in alternating rounds; reports the gateway's CPU per request against
+    /// the purchase route's.
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Gateway mode: the same upstream called directly (e.g. http://127.0.0.1:9000/echo),
+    /// in the same rounds, for the latency the gateway adds.
+    #[arg(long, requires = "gateway")]
+    pub direct: Option<String>,
+    /// Gateway mode: PID of the upstream, to report its CPU per request too.
+    #[arg(long, requires = "gateway")]
+    pub upstream_pid: Option<u32>,
+    /// Gateway mode: pace every phase to this many requests per second in all (0: as
+    /// fast as the server answers), so that the phases' CPU per request is compared at
+    /// the same load.
+    #[arg(long, default_value_t = 0, requires = "gateway")]
+    pub rate: u64,
+    /// Gateway mode: rounds of (direct, purchase, gateway); medians are reported.
+    #[arg(long, default_value_t = 3, requires = "gateway")]
+    pub rounds: usize,
 }

@@ -8,6 +8,7 @@
 pub mod admin_cmd;
 pub mod backend;
 pub mod bench;
+pub mod bench_gateway;
 pub mod client_args;
 pub mod client_cmd;
 pub mod config;

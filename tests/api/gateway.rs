@@ -352,6 +352,119 @@ timeout_ms = 5000
     );
 }
 
+#[tokio::test]
+async fn an_upstream_on_a_unix_socket() {
+    let dir = tempfile_dir("gateway-unix");
+    let socket = dir.join("orders.sock");
+    let _ = std::fs::remove_file(&socket);
+    let upstream = Upstream::start_unix(&socket);
+    let server = gateway_server(&upstream, &[]);
+    let mut s = session(&server, Protocol::V2).await;
+    let answer = s
+        .fetch(
+            "POST",
+            "/api/orders?x=1",
+            Some("text/plain"),
+            b"over a socket",
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let got = upstream.received().pop().unwrap();
+    assert_eq!(
+        (got.method.as_str(), got.target.as_str()),
+        ("POST", "/orders?x=1")
+    );
+    assert_eq!(got.body, b"over a socket");
+    assert_eq!(got.header("host"), Some("localhost"));
+    assert_eq!(got.header("x-session-client-id"), Some("GATEWAY_APP"));
+    // Several requests reuse the connection; a socket nobody listens on is a 502.
+    for _ in 0..3 {
+        assert_eq!(
+            s.send("GET", "/api/status/201", b"")
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+    }
+    let closed = gateway_server_at(&format!("unix:{}", dir.join("nobody.sock").display()));
+    let mut s = session(&closed, Protocol::V2).await;
+    let err = s.send("POST", "/api/x", b"{}").await.unwrap_err();
+    assert!(err.to_string().contains("BAD_GATEWAY"), "{err}");
+}
+
+#[test]
+fn the_gateway_benchmark_compares_direct_purchase_and_gateway_in_rounds() {
+    let upstream = Upstream::start();
+    let server = gateway_server(&upstream, &[]);
+    let direct = format!("{}/echo", upstream.url);
+    let pid = server.pid().to_string();
+    let started = std::time::Instant::now();
+    let ((code, out), err) = crate::support::run_to_exit_with_stdout(
+        &[
+            "bench",
+            "--url",
+            &server.url,
+            "--gateway",
+            "/api/echo",
+            "--direct",
+            &direct,
+            "-n",
+            "100",
+            "-c",
+            "4",
+            "--rounds",
+            "2",
+            "--warmup",
+            "1",
+            "--rate",
+            "400",
+            "--server-pid",
+            &pid,
+        ],
+        &[("CRYPTO_BACKEND", server.crypto.name)],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Paced: 2 rounds × 3 phases × 100 requests at 400/s take at least 1.5 s.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("| 1 |") || l.starts_with("| 2 |"))
+        .collect();
+    assert_eq!(rows.len(), 6, "{out}");
+    for (row, phase) in rows.iter().zip(
+        ["direct upstream", "purchase route", "gateway"]
+            .iter()
+            .cycle(),
+    ) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[2], *phase, "{row}");
+        assert_eq!(
+            (cells[3], cells[4]),
+            ("100", "0"),
+            "{row}: requests, errors"
+        );
+        let rate: f64 = cells[5].parse().unwrap();
+        assert!(rate <= 440.0, "paced to 400/s: {row}");
+    }
+    assert!(out.contains("Medians over 2 rounds:"), "{out}");
+    assert!(
+        out.contains("Latency the gateway adds (p50, gateway − direct):"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Server CPU per forwarded request ÷ per purchase:"),
+        "{out}"
+    );
+    // 100 direct + warm-up on the upstream, and the gateway's 2 × 100 + warm-up.
+    assert!(upstream.count() >= 400, "{}", upstream.count());
+}
+
+fn gateway_server_at(upstream: &str) -> Server {
+    Server::start(&[("GATEWAY_UPSTREAM", upstream)])
+}
+
 #[test]
 fn bad_gateway_settings_stop_start_up_naming_the_setting() {
     let backend = crate::support::default_backend().name;

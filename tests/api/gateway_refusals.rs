@@ -281,7 +281,7 @@ async fn an_upstream_down_is_502_and_a_slow_one_504_within_the_timeout() {
 
     // A slow upstream: 504 after the route's 500 ms, while other requests are served.
     let slow = seal(cs, "POST", "/slow/slow/3000", b"{}");
-    let (server_ref, cs_ref) = (&server, &*cs);
+    let (server_ref, cs_ref) = (&server, cs);
     let pending = async move {
         let t = Instant::now();
         let r = send(server_ref, cs_ref, "POST", "/slow/slow/3000", &slow, None).await;

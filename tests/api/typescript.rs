@@ -1,7 +1,9 @@
 //! The TypeScript client library (`clients/typescript`): type-checked and built with
 //! `tsc`, then its `node --test` suite — the published vectors, the size budget, the
 //! served bundle, and flows against a real server of every backend (signed, so the
-//! pinned-key tests run) — must pass with nothing skipped.
+//! pinned-key tests run) — must pass with nothing skipped; then the README's "Protect your
+//! API" example (examples/gateway: the orders service, the gateway, the Node client) runs
+//! as written.
 
 use crate::helpers::signing_key;
 use crate::support::*;
@@ -40,7 +42,7 @@ async fn the_typescript_library_passes_its_suite_against_every_backend() {
     let key = signing_key("typescript");
     let file = key.private.to_str().unwrap().to_owned();
     // Every server is also a gateway to a Python echo service (test/gateway.test.mjs).
-    let python = crate::support::upstream::PythonUpstream::start();
+    let python = upstream::PythonUpstream::start();
     let servers: Vec<Server> = backends()
         .into_iter()
         .map(|crypto| {
@@ -78,6 +80,48 @@ async fn the_typescript_library_passes_its_suite_against_every_backend() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     assert!(passed >= 4 + 2 * backends().len() + 3, "{out}");
-    drop(python);
     assert!(out.contains("bytes minified + gzipped"), "{out}");
+    drop(python);
+
+    // The README's "Protect your API" example, as written: the orders service, the
+    // gateway in front of it, and the Node client.
+    let mut orders = std::process::Command::new("python3")
+        .arg(dir.join("../../examples/gateway/orders.py"))
+        .arg("0")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(orders.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let upstream = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let gateway = Server::start(&[("GATEWAY_UPSTREAM", &upstream)]);
+    let url = gateway.url.clone();
+    let example = dir.join("../../examples/gateway/client.mjs");
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        node(
+            std::path::Path::new("."),
+            &[example.to_str().unwrap(), &url],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let _ = orders.kill();
+    let _ = orders.wait();
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines[0].starts_with("201 { id: '1', item: 'book', qty: 2, owner: 'shop-web' }"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("200 [ { id: '1'"), "{out}");
+    assert!(
+        lines[2].starts_with("404 { error: 'no such order' }"),
+        "{out}"
+    );
+    assert_eq!(lines[3], "204", "{out}");
 }

@@ -43,12 +43,23 @@ impl Received {
 /// The running upstream; stops with the test process.
 pub struct Upstream {
     pub url: String,
-    pub addr: SocketAddr,
+    /// The TCP address (none on a Unix socket).
+    pub addr: Option<SocketAddr>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Upstream {
     pub fn start() -> Self {
+        Self::start_at(None)
+    }
+
+    /// The same service on a Unix domain socket at `path` (`url` is `unix:<path>`).
+    pub fn start_unix(path: &std::path::Path) -> Self {
+        Self::start_at(Some(path.to_owned()))
+    }
+
+    fn start_at(unix: Option<std::path::PathBuf>) -> Self {
+        let unix_url = unix.as_ref().map(|p| format!("unix:{}", p.display()));
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&received);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -59,26 +70,30 @@ impl Upstream {
                 .build()
                 .unwrap();
             rt.block_on(async move {
+                if let Some(path) = unix {
+                    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+                    tx.send(None).unwrap();
+                    loop {
+                        if let Ok((stream, _)) = listener.accept().await {
+                            tokio::spawn(serve(stream, Arc::clone(&log)));
+                        }
+                    }
+                }
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
+                tx.send(Some(listener.local_addr().unwrap())).unwrap();
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let log = Arc::clone(&log);
-                    tokio::spawn(async move {
-                        let service =
-                            hyper::service::service_fn(move |req| answer(Arc::clone(&log), req));
-                        let _ = auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
+                    if let Ok((stream, _)) = listener.accept().await {
+                        tokio::spawn(serve(stream, Arc::clone(&log)));
+                    }
                 }
             });
         });
         let addr = rx.recv().unwrap();
         Self {
-            url: format!("http://{addr}"),
+            url: match addr {
+                Some(addr) => format!("http://{addr}"),
+                None => unix_url.unwrap_or_default(),
+            },
             addr,
             received,
         }
@@ -103,6 +118,16 @@ impl Upstream {
         );
         all[before].clone()
     }
+}
+
+async fn serve<S>(stream: S, log: Arc<Mutex<Vec<Received>>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| answer(Arc::clone(&log), req));
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 async fn answer(

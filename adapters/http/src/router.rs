@@ -277,7 +277,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
                         Ok(read) => read,
                         Err(f) => return body_failure(Family::Unversioned, template, f),
                     };
-                let envelope = routes::gateway::envelope(&parts, &bytes);
+                let envelope = routes::gateway::envelope(&parts, bytes);
                 routes::gateway::handle(
                     service, gateway, route, &parts, target, envelope, request_id, started,
                 )

@@ -28,10 +28,11 @@ mod session;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use domain::client::ClientError;
-use hyper::StatusCode;
 use ports::CryptoProvider;
 
 pub use connection::{Connection, Endpoint, HttpResponse};
+/// The HTTP types of [`Connection::send`] and [`Fetched`].
+pub use hyper::{Method, StatusCode};
 pub use ports::{P256PublicKey, Protocol};
 pub use protocol::{Fetched, InitRoute, Outgoing, ProtocolClient, REVOKE_PLAINTEXT, StepTimings};
 pub use session::{Builder, Error, Response, Session};

@@ -12,6 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::h1_pool::{Address, H1Pool, SendError};
+
 /// The identity headers the gateway sets; a client's copies are removed.
 pub(crate) const X_SESSION_CLIENT_ID: HeaderName = HeaderName::from_static("x-session-client-id");
 pub(crate) const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
@@ -43,14 +45,47 @@ const NOT_FORWARDED: [&str; 18] = [
 /// The content type of a forwarded request whose client named none.
 pub(crate) const DEFAULT_CONTENT_TYPE: &str = "application/json";
 
-/// A route's connection pool.
-#[derive(Debug, Clone)]
-pub(crate) struct Pool(Client<HttpConnector, Full<Bytes>>);
+/// A route's connection pool: HTTP/1.1 connections driven by their requests
+/// ([`H1Pool`]), or for h2c upstreams hyper-util's client (one multiplexed connection).
+#[derive(Debug)]
+pub(crate) enum Pool {
+    Http1 {
+        pool: H1Pool,
+        /// The `Host` of every request.
+        host: HeaderValue,
+    },
+    Http2 {
+        client: Box<Client<HttpConnector, Full<Bytes>>>,
+        /// `http://host:port`, before each origin-form target.
+        origin: String,
+    },
+}
 
 impl Pool {
-    /// Keep-alive connections (90 s idle), `connect_timeout`, TCP_NODELAY; HTTP/2 with
-    /// prior knowledge when `http2`.
-    pub(crate) fn new(connect_timeout: Duration, http2: bool) -> Self {
+    /// Keep-alive connections (90 s idle) to `origin` (`http://host:port`, or
+    /// `unix:<path>`), `connect_timeout`, TCP_NODELAY; HTTP/2 with prior knowledge when
+    /// `http2` (TCP only).
+    pub(crate) fn new(
+        origin: &str,
+        connect_timeout: Duration,
+        http2: bool,
+    ) -> Result<Self, String> {
+        if let Some(path) = origin.strip_prefix("unix:") {
+            if http2 {
+                return Err("http2 is only supported over TCP (http://) upstreams".into());
+            }
+            return Ok(Self::Http1 {
+                pool: H1Pool::new(Address::Unix(path.into()), connect_timeout),
+                host: HeaderValue::from_static("localhost"),
+            });
+        }
+        let authority = origin.trim_start_matches("http://");
+        if !http2 {
+            return Ok(Self::Http1 {
+                pool: H1Pool::new(Address::Tcp(authority.to_owned()), connect_timeout),
+                host: HeaderValue::from_str(authority).map_err(|e| e.to_string())?,
+            });
+        }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -59,9 +94,12 @@ impl Pool {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .http2_only(http2)
+            .http2_only(true)
             .build(connector);
-        Self(client)
+        Ok(Self::Http2 {
+            client: Box::new(client),
+            origin: origin.to_owned(),
+        })
     }
 }
 
@@ -155,47 +193,83 @@ pub(crate) struct Answer {
     pub(crate) body: Vec<u8>,
 }
 
-/// Sends `req` and reads the whole answer within `timeout`, at most `max_body` bytes.
+impl From<SendError> for Failure {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Connect(e) => tracing::info!(error = %e, "cannot connect to the upstream"),
+            SendError::Http(e) => tracing::info!(error = %e, "upstream request failed"),
+        }
+        Self::Unreachable
+    }
+}
+
+/// Sends `req` (origin-form target) and reads the whole answer within `timeout`, at
+/// most `max_body` bytes.
 pub(crate) async fn send(
     pool: &Pool,
-    req: Request<Full<Bytes>>,
+    mut req: Request<Full<Bytes>>,
     timeout: Duration,
     max_body: usize,
 ) -> Result<Answer, Failure> {
     let exchange = async {
-        let resp = pool.0.request(req).await.map_err(|e| {
-            tracing::info!(error = %e, connect = e.is_connect(), "upstream request failed");
-            Failure::Unreachable
-        })?;
-        let (parts, body) = resp.into_parts();
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max_body as u64) {
-            return Err(Failure::TooLarge);
-        }
-        let content_type = match parts.headers.get(header::CONTENT_TYPE) {
-            None => String::new(),
-            Some(v) => v.to_str().map_err(|_| Failure::BadAnswer)?.to_owned(),
-        };
-        let body = Limited::new(body, max_body).collect().await.map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Failure::TooLarge
-            } else {
-                Failure::Unreachable
+        match pool {
+            Pool::Http1 { pool, host } => {
+                req.headers_mut().insert(header::HOST, host.clone());
+                pool.send(req, |resp| read_answer(resp, max_body)).await
             }
-        })?;
-        Ok(Answer {
-            status: parts.status,
-            content_type,
-            body: body.to_bytes().into(),
-        })
+            Pool::Http2 { client, origin } => {
+                // The client picks the connection by the absolute URI.
+                let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                *req.uri_mut() = format!("{origin}{target}")
+                    .parse()
+                    .map_err(|_| Failure::Unreachable)?;
+                let resp = client.request(req).await.map_err(|e| {
+                    tracing::info!(error = %e, connect = e.is_connect(), "upstream request failed");
+                    Failure::Unreachable
+                })?;
+                read_answer(resp, max_body).await
+            }
+        }
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(Failure::Timeout))
+}
+
+/// The answer's status, content type and body (at most `max_body` bytes).
+async fn read_answer(
+    resp: hyper::Response<hyper::body::Incoming>,
+    max_body: usize,
+) -> Result<Answer, Failure> {
+    let (parts, body) = resp.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body as u64) {
+        return Err(Failure::TooLarge);
+    }
+    let content_type = match parts.headers.get(header::CONTENT_TYPE) {
+        None => String::new(),
+        Some(v) => v.to_str().map_err(|_| Failure::BadAnswer)?.to_owned(),
+    };
+    let body = Limited::new(body, max_body).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            Failure::TooLarge
+        } else {
+            Failure::Unreachable
+        }
+    })?;
+    // One copy, with room for the tag the sealing appends.
+    let bytes = body.to_bytes();
+    let mut plaintext = Vec::with_capacity(bytes.len() + ports::crypto::TAG_LEN);
+    plaintext.extend_from_slice(&bytes);
+    Ok(Answer {
+        status: parts.status,
+        content_type,
+        body: plaintext,
+    })
 }
 
 #[cfg(test)]

@@ -56,13 +56,13 @@ pub(crate) fn precheck<P: Ports>(
 
 /// The envelope of a request: the body, or for a `GET` the `X-Envelope` header (and
 /// then no body). Anything else reads as an envelope that cannot open.
-pub(crate) fn envelope(parts: &Parts, body: &[u8]) -> Vec<u8> {
+pub(crate) fn envelope(parts: &Parts, body: bytes::Bytes) -> Vec<u8> {
     let in_header = header(&parts.headers, &X_ENVELOPE);
     match (parts.method == Method::GET, in_header) {
         (true, Some(text)) if body.is_empty() => {
             domain::encoding::base64_decode(text).unwrap_or_default()
         }
-        (false, None) => body.to_vec(),
+        (false, None) => Vec::from(body),
         _ => Vec::new(),
     }
 }
@@ -194,7 +194,13 @@ fn session_hash<P: Ports>(service: &SessionService<P>, gateway: &Gateway, id: &s
         gateway.session_hash_key(),
         &[b"session-crypto gateway session id\0", id.as_bytes()],
     );
-    mac[..16].iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for b in &mac[..16] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 fn status_class(status: StatusCode) -> &'static str {
