@@ -429,14 +429,8 @@ mod tests {
             "/echo/x?a=1&b=%20"
         );
         let (_, orders) = g.route("/orders/17").unwrap();
-        assert_eq!(
-            orders.target("/orders/17", None).unwrap(),
-            "http://127.0.0.1:9000/v2/17"
-        );
-        assert_eq!(
-            orders.target("/orders/", None).unwrap(),
-            "http://127.0.0.1:9000/v2/"
-        );
+        assert_eq!(orders.target("/orders/17", None).unwrap(), "/v2/17");
+        assert_eq!(orders.target("/orders/", None).unwrap(), "/v2/");
         assert!(g.route("/apix").is_none());
         assert!(g.route("/api").is_none());
     }
