@@ -12,6 +12,7 @@ mod connections;
 mod cors;
 mod exchange;
 mod gateway;
+mod gateway_config;
 mod gateway_refusals;
 mod helpers;
 mod init;

@@ -5,17 +5,14 @@
 //! The forwarding itself is in [`upstream`], the route that runs it in
 //! `routes/gateway.rs`.
 
-use std::time::Duration;
-
-use hyper::header::HeaderValue;
-use hyper::{Method, Uri};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 mod h1_pool;
+mod route;
 pub(crate) mod upstream;
 
-use upstream::Pool;
+pub use route::GatewayRoute;
 
 /// Methods a gateway route may allow: the ones whose request carries the envelope.
 /// (`HEAD`'s answer cannot carry a sealed body; `OPTIONS` is the CORS preflight.)
@@ -54,30 +51,6 @@ pub struct RouteSpec {
     /// Speak HTTP/2 (prior knowledge, h2c) to the upstream instead of HTTP/1.1.
     #[serde(default)]
     pub http2: bool,
-}
-
-/// A validated gateway route, with its connection pool.
-#[derive(Debug)]
-pub struct GatewayRoute {
-    /// The prefix (leaked once at start-up: it is the route's label in logs and
-    /// metrics, which take `'static` names).
-    pub(crate) prefix: &'static str,
-    /// What the route is called in error messages (`GATEWAY_UPSTREAM`, or
-    /// `gateway.routes[1]`).
-    pub(crate) source: String,
-    /// `scheme://authority`.
-    pub(crate) origin: String,
-    /// The upstream's base path, without a trailing `/` (often empty).
-    pub(crate) base_path: String,
-    pub(crate) methods: Vec<Method>,
-    /// `Allow` / `Access-Control-Allow-Methods`.
-    pub(crate) allow: HeaderValue,
-    pub(crate) timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) max_body: usize,
-    pub(crate) allow_v1: bool,
-    pub(crate) http2: bool,
-    pub(crate) pool: Pool,
 }
 
 /// The gateway: its routes and the key of the `X-Session-Id` hash.
@@ -208,187 +181,11 @@ fn covers(prefix: &str, template: &str) -> bool {
     }
 }
 
-impl GatewayRoute {
-    fn new(source: String, spec: RouteSpec, default_body_limit: usize) -> Result<Self, String> {
-        let prefix = spec.prefix.trim();
-        if !prefix.starts_with('/')
-            || !prefix.ends_with('/')
-            || prefix.contains(['?', '#', '%', '\\', ' '])
-            || check_rest(&prefix[1..]).is_err()
-        {
-            return Err(format!(
-                "{source}: prefix {prefix:?} must start and end with `/` and hold plain path \
-                 segments (e.g. /api/)"
-            ));
-        }
-        let (origin, base_path) = parse_upstream(&spec.upstream)
-            .map_err(|why| format!("{source}: upstream {:?}: {why}", spec.upstream))?;
-        let methods: Vec<String> = match &spec.methods {
-            None => GATEWAY_METHODS.iter().map(|m| m.to_string()).collect(),
-            Some(list) => list.iter().map(|m| m.trim().to_ascii_uppercase()).collect(),
-        };
-        if methods.is_empty() {
-            return Err(format!("{source}: methods must name at least one method"));
-        }
-        let mut parsed = Vec::new();
-        for m in &methods {
-            if !GATEWAY_METHODS.contains(&m.as_str()) {
-                return Err(format!(
-                    "{source}: method {m:?} cannot be forwarded (allowed: {})",
-                    GATEWAY_METHODS.join(", ")
-                ));
-            }
-            let m = Method::from_bytes(m.as_bytes()).map_err(|e| format!("{source}: {e}"))?;
-            if !parsed.contains(&m) {
-                parsed.push(m);
-            }
-        }
-        let allow = parsed
-            .iter()
-            .map(Method::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let positive = |name: &str, v: Option<u64>, default: u64| match v {
-            Some(0) => Err(format!("{source}: {name} must be > 0")),
-            Some(v) => Ok(v),
-            None => Ok(default),
-        };
-        let timeout = positive("timeout_ms", spec.timeout_ms, DEFAULT_TIMEOUT_MS)?;
-        let connect = positive(
-            "connect_timeout_ms",
-            spec.connect_timeout_ms,
-            DEFAULT_CONNECT_TIMEOUT_MS,
-        )?;
-        let max_body = positive(
-            "max_body_bytes",
-            spec.max_body_bytes.map(|b| b as u64),
-            default_body_limit as u64,
-        )? as usize;
-        let connect_timeout = Duration::from_millis(connect);
-        let pool = Pool::new(&origin, connect_timeout, spec.http2)
-            .map_err(|why| format!("{source}: {why}"))?;
-        Ok(Self {
-            prefix: Box::leak(prefix.to_owned().into_boxed_str()),
-            source,
-            origin,
-            base_path,
-            allow: HeaderValue::from_str(&allow).map_err(|e| e.to_string())?,
-            methods: parsed,
-            timeout: Duration::from_millis(timeout),
-            connect_timeout,
-            max_body,
-            allow_v1: spec.allow_v1,
-            http2: spec.http2,
-            pool,
-        })
-    }
-
-    /// The upstream target of an outer path and query (origin form): the rest after the
-    /// prefix, under the upstream's base path, with the query as sent.
-    pub(crate) fn target(&self, path: &str, query: Option<&str>) -> Result<String, PathRefused> {
-        let rest = path.strip_prefix(self.prefix).ok_or(PathRefused)?;
-        check_rest(rest)?;
-        let mut target = format!("{}/{rest}", self.base_path);
-        if let Some(q) = query {
-            target.push('?');
-            target.push_str(q);
-        }
-        Ok(target)
-    }
-}
-
-/// An outer path the gateway does not forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PathRefused;
-
-/// Refuses a path after the prefix that an upstream could resolve outside the route:
-/// dot segments (`.`, `..`, also percent-encoded), encoded slashes or backslashes, and
-/// empty interior segments (`//`).
-fn check_rest(rest: &str) -> Result<(), PathRefused> {
-    // Without allocating: this runs on every forwarded request.
-    let bytes = rest.as_bytes();
-    let encoded = |i: usize, hex: &[u8; 2]| {
-        bytes
-            .get(i + 1..i + 3)
-            .is_some_and(|h| h.eq_ignore_ascii_case(hex))
-    };
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'\\' || (b == b'%' && (encoded(i, b"2f") || encoded(i, b"5c"))) {
-            return Err(PathRefused);
-        }
-    }
-    let mut segments = rest.split('/').peekable();
-    while let Some(segment) = segments.next() {
-        // `.` and `..`, with each dot possibly written `%2e`.
-        let mut dots = 0;
-        let mut s = segment.as_bytes();
-        while !s.is_empty() {
-            if s[0] == b'.' {
-                s = &s[1..];
-            } else if s.len() >= 3 && s[0] == b'%' && s[1..3].eq_ignore_ascii_case(b"2e") {
-                s = &s[3..];
-            } else {
-                dots = 3;
-                break;
-            }
-            dots += 1;
-        }
-        if dots == 1 || dots == 2 {
-            return Err(PathRefused);
-        }
-        // Only the last segment may be empty (a trailing slash, or the prefix itself).
-        if segment.is_empty() && segments.peek().is_some() {
-            return Err(PathRefused);
-        }
-    }
-    Ok(())
-}
-
-/// `(scheme://authority, base path without trailing /)` of an upstream URL, or
-/// `(unix:<path>, "")` for a Unix domain socket.
-fn parse_upstream(text: &str) -> Result<(String, String), String> {
-    if let Some(path) = text.trim().strip_prefix("unix:") {
-        if !path.starts_with('/') {
-            return Err("a unix: upstream is an absolute socket path (unix:/run/app.sock)".into());
-        }
-        return Ok((format!("unix:{path}"), String::new()));
-    }
-    let uri: Uri = text
-        .trim()
-        .parse()
-        .map_err(|e| format!("not a URL ({e})"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "https upstreams are not supported (the gateway speaks plain HTTP/1.1 \
-                        or h2c to an upstream on a trusted network: use http://)"
-                    .into(),
-            );
-        }
-        _ => {
-            return Err(
-                "must be an http:// URL (http://host:port[/base]) or unix:<socket path>".into(),
-            );
-        }
-    }
-    let authority = uri.authority().ok_or("has no host")?;
-    if authority.as_str().contains('@') {
-        return Err("must not hold credentials".into());
-    }
-    if authority.host().is_empty() {
-        return Err("has no host".into());
-    }
-    if uri.query().is_some() || text.contains('#') {
-        return Err("must not have a query or fragment".into());
-    }
-    let base = uri.path().trim_end_matches('/');
-    check_rest(base.trim_start_matches('/')).map_err(|_| "has an unsafe path".to_owned())?;
-    Ok((format!("http://{authority}"), base.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::route::PathRefused;
     use super::*;
 
     fn spec(prefix: &str, upstream: &str) -> (String, RouteSpec) {

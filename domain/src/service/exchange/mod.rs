@@ -131,42 +131,30 @@ impl<P: Ports> SessionService<P> {
             line,
             body,
         } = req;
-        let result = self
-            .exchange_built_in(
-                ExchangeRequest {
-                    kid,
-                    idempotency_key,
-                    client_id,
-                    line,
-                    body: &mut *body,
+        let req = ExchangeRequest {
+            kid,
+            idempotency_key,
+            client_id,
+            line,
+            body: &mut *body,
+        };
+        let result = async {
+            let (accepted, plaintext) = self
+                .accept(req, |a| Ok(handle(a.plaintext(), &a.context())?))
+                .await?;
+            self.seal(
+                accepted,
+                Answer {
+                    status: SEALED_STATUS,
+                    // The answer of a built-in route has no inner content type.
+                    content_type: "",
+                    plaintext,
                 },
-                handle,
             )
-            .await;
+        }
+        .await;
         body.zeroize();
         result
-    }
-
-    async fn exchange_built_in<F>(
-        &self,
-        req: ExchangeRequest<'_>,
-        handle: F,
-    ) -> Result<ExchangeOutcome, ExchangeError>
-    where
-        F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
-    {
-        let (accepted, plaintext) = self
-            .accept(req, |a| Ok(handle(a.plaintext(), &a.context())?))
-            .await?;
-        self.seal(
-            accepted,
-            Answer {
-                status: SEALED_STATUS,
-                // The answer of a built-in route has no inner content type.
-                content_type: "",
-                plaintext,
-            },
-        )
     }
 
     /// The checks of an encrypted request that need neither its body nor any state —

@@ -1,0 +1,133 @@
+//! [`ProtocolClient::fetch`]: a request to any encrypted route, gateway routes
+//! included, and its answer of any status.
+
+use std::time::Instant;
+
+use domain::RequestLine;
+use domain::client::{ClientSession, ResponseHead};
+use domain::encoding::base64_encode;
+use hyper::{Method, StatusCode};
+
+use super::{ProtocolClient, StepTimings};
+use crate::{FlowError, now_ms};
+
+impl ProtocolClient {
+    /// A request to any encrypted route, gateway routes included (docs/PROTOCOL.md
+    /// §20): the body sealed (a `GET`'s envelope in `X-Envelope`), its content type in
+    /// `X-Inner-Content-Type` (bound by v2). A sealed answer is opened whatever its
+    /// status — the upstream's, from `X-Inner-Status` when the status cannot carry a
+    /// body — and an unsealed one (the gateway's own errors) is [`FlowError::Status`].
+    ///
+    /// # Errors
+    /// [`FlowError`].
+    pub async fn fetch(
+        &mut self,
+        session: &ClientSession,
+        request: Outgoing<'_>,
+    ) -> Result<(Fetched, StepTimings), FlowError> {
+        let Outgoing {
+            method,
+            path,
+            content_type,
+            body,
+        } = request;
+        let mut timings = StepTimings::default();
+        let t = Instant::now();
+        let line = RequestLine {
+            method,
+            target: path,
+            content_type: content_type.unwrap_or_default(),
+        };
+        let mut sealed = session.seal(now_ms(), line, body)?;
+        timings.crypto.push(("aes-gcm-encrypt", t.elapsed()));
+        let envelope = std::mem::take(&mut sealed.envelope);
+        let in_header = (method == "GET").then(|| base64_encode(&envelope));
+        let mut headers = vec![
+            ("content-type", "application/octet-stream"),
+            ("x-kid", session.kid()),
+            ("x-idempotency-key", sealed.idempotency_key.as_str()),
+            ("x-clientid", session.client_id()),
+        ];
+        if let Some(ct) = content_type {
+            headers.push(("x-inner-content-type", ct));
+        }
+        if let Some(text) = &in_header {
+            headers.push(("x-envelope", text));
+        }
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| FlowError::Protocol(format!("invalid method {method:?}")))?;
+        let t = Instant::now();
+        let body = if in_header.is_some() {
+            Vec::new()
+        } else {
+            envelope
+        };
+        let resp = self.conn.send(method, path, &headers, body).await?;
+        timings.http = t.elapsed();
+        timings.server_timing = resp.header("server-timing").map(str::to_owned);
+        let Some(key) = resp.header("x-idempotency-key") else {
+            return Err(FlowError::Status {
+                path: path.to_owned(),
+                status: resp.status,
+                body: String::from_utf8_lossy(&resp.body).into(),
+            });
+        };
+        if resp.header("x-kid") != Some(session.kid()) {
+            return Err(FlowError::Protocol(
+                "response X-Kid differs from ours".into(),
+            ));
+        }
+        let status = match resp.header("x-inner-status") {
+            None => resp.status,
+            Some(text) => text
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .filter(|_| resp.status == StatusCode::OK)
+                .ok_or_else(|| FlowError::Protocol("malformed X-Inner-Status".into()))?,
+        };
+        let content_type = resp.header("x-inner-content-type").unwrap_or_default();
+        let t = Instant::now();
+        let head = ResponseHead {
+            status: status.as_u16(),
+            idempotency_key: key,
+            content_type,
+        };
+        let plain =
+            session.open_response(&sealed, head, resp.body.to_vec(), now_ms(), &self.window)?;
+        timings.crypto.push(("aes-gcm-decrypt", t.elapsed()));
+        Ok((
+            Fetched {
+                status,
+                content_type: content_type.to_owned(),
+                body: plain.to_vec(),
+            },
+            timings,
+        ))
+    }
+}
+
+/// A request to an encrypted route.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// `GET`, `POST`, …
+    pub method: &'a str,
+    /// Path and optional query.
+    pub path: &'a str,
+    /// The plaintext's content type (`X-Inner-Content-Type`); `None` sends none (a
+    /// gateway then tells its upstream `application/json`).
+    pub content_type: Option<&'a str>,
+    /// The plaintext.
+    pub body: &'a [u8],
+}
+
+/// An opened answer.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Its status (the upstream's, on a gateway route).
+    pub status: StatusCode,
+    /// Its `X-Inner-Content-Type` (empty when none).
+    pub content_type: String,
+    /// The plaintext.
+    pub body: Vec<u8>,
+}
