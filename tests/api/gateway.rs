@@ -283,6 +283,21 @@ async fn a_python_upstream_behind_the_gateway() {
 }
 
 #[tokio::test]
+async fn connections_the_upstream_closed_while_idle_are_not_reused() {
+    let upstream = Upstream::start_closing_idle_after(std::time::Duration::from_millis(150));
+    let server = gateway_server(&upstream, &[]);
+    let mut s = session(&server, Protocol::V2).await;
+    for i in 0..6 {
+        let answer = s.send("POST", "/api/orders", b"{}").await;
+        assert_eq!(answer.map(|a| a.status()).ok(), Some(200), "request {i}");
+        // Longer than the upstream keeps an idle connection, every other time.
+        let pause = if i % 2 == 0 { 400 } else { 20 };
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+    }
+    assert_eq!(upstream.count(), 6);
+}
+
+#[tokio::test]
 async fn an_upstream_on_a_unix_socket() {
     let dir = tempfile_dir("gateway-unix");
     let socket = dir.join("orders.sock");

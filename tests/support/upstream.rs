@@ -50,15 +50,21 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Self {
-        Self::start_at(None)
+        Self::start_at(None, None)
     }
 
     /// The same service on a Unix domain socket at `path` (`url` is `unix:<path>`).
     pub fn start_unix(path: &std::path::Path) -> Self {
-        Self::start_at(Some(path.to_owned()))
+        Self::start_at(Some(path.to_owned()), None)
     }
 
-    fn start_at(unix: Option<std::path::PathBuf>) -> Self {
+    /// The same service closing every keep-alive connection left idle for `idle` (as
+    /// Node's default 5 s `keepAliveTimeout` does).
+    pub fn start_closing_idle_after(idle: Duration) -> Self {
+        Self::start_at(None, Some(idle))
+    }
+
+    fn start_at(unix: Option<std::path::PathBuf>, idle: Option<Duration>) -> Self {
         let unix_url = unix.as_ref().map(|p| format!("unix:{}", p.display()));
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&received);
@@ -75,7 +81,7 @@ impl Upstream {
                     tx.send(None).unwrap();
                     loop {
                         if let Ok((stream, _)) = listener.accept().await {
-                            tokio::spawn(serve(stream, Arc::clone(&log)));
+                            tokio::spawn(serve(stream, Arc::clone(&log), idle));
                         }
                     }
                 }
@@ -83,7 +89,7 @@ impl Upstream {
                 tx.send(Some(listener.local_addr().unwrap())).unwrap();
                 loop {
                     if let Ok((stream, _)) = listener.accept().await {
-                        tokio::spawn(serve(stream, Arc::clone(&log)));
+                        tokio::spawn(serve(stream, Arc::clone(&log), idle));
                     }
                 }
             });
@@ -120,12 +126,19 @@ impl Upstream {
     }
 }
 
-async fn serve<S>(stream: S, log: Arc<Mutex<Vec<Received>>>)
+async fn serve<S>(stream: S, log: Arc<Mutex<Vec<Received>>>, idle: Option<Duration>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| answer(Arc::clone(&log), req));
-    let _ = auto::Builder::new(TokioExecutor::new())
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Some(idle) = idle {
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(idle);
+    }
+    let _ = builder
         .serve_connection(TokioIo::new(stream), service)
         .await;
 }

@@ -130,6 +130,8 @@ pub(crate) enum SendError {
     Connect(String),
     /// The connection failed during the exchange.
     Http(hyper::Error),
+    /// The upstream closed the connection before answering.
+    Closed,
 }
 
 impl H1Pool {
@@ -208,7 +210,9 @@ impl H1Pool {
                 .map_err(|e| E::from(SendError::Http(e)))?;
             read(resp).await
         };
-        let (out, open) = drive(&mut conn, exchange).await;
+        let Some((out, open)) = drive(&mut conn, exchange).await else {
+            return Err(E::from(SendError::Closed));
+        };
         if out.is_ok() && open {
             self.checkin(sender, conn);
         }
@@ -218,21 +222,22 @@ impl H1Pool {
 
 /// Polls `fut` to completion while driving `conn`; also says whether `conn` is still
 /// open. `fut` is polled again right after `conn`, so what the connection just did
-/// (written the request, read the answer) is picked up in the same wake-up.
-async fn drive<F: Future>(conn: &mut Conn, fut: F) -> (F::Output, bool) {
+/// (written the request, read the answer) is picked up in the same wake-up. `None`: the
+/// connection ended and `fut` cannot finish without it.
+async fn drive<F: Future>(conn: &mut Conn, fut: F) -> Option<(F::Output, bool)> {
     let mut fut = pin!(fut);
-    let mut closed = false;
     poll_fn(|cx| {
         if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready((out, !closed));
+            return Poll::Ready(Some((out, true)));
         }
-        if closed {
-            return Poll::Pending;
+        if Pin::new(&mut *conn).poll(cx).is_pending() {
+            return fut.as_mut().poll(cx).map(|out| Some((out, true)));
         }
-        if Pin::new(&mut *conn).poll(cx).is_ready() {
-            closed = true;
+        // The connection is done: whatever it delivered is there now, or never.
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Some((out, false))),
+            Poll::Pending => Poll::Ready(None),
         }
-        fut.as_mut().poll(cx).map(|out| (out, !closed))
     })
     .await
 }

@@ -198,6 +198,9 @@ impl From<SendError> for Failure {
         match e {
             SendError::Connect(e) => tracing::info!(error = %e, "cannot connect to the upstream"),
             SendError::Http(e) => tracing::info!(error = %e, "upstream request failed"),
+            SendError::Closed => {
+                tracing::info!("the upstream closed the connection before answering")
+            }
         }
         Self::Unreachable
     }
