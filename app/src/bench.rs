@@ -268,6 +268,9 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::E
     if args.gateway.is_some() {
         return crate::bench_gateway::run(args, crypto).await;
     }
+    if args.rate > 0 {
+        return crate::bench_open::run(args, crypto).await;
+    }
     if args.iterations == 0 || args.concurrency == 0 {
         return Err("--iterations and --concurrency must be > 0".into());
     }

@@ -76,11 +76,19 @@ pub struct BenchArgs {
     /// Gateway mode: PID of the upstream, to report its CPU per request too.
     #[arg(long, requires = "gateway")]
     pub upstream_pid: Option<u32>,
-    /// Gateway mode: pace every phase to this many requests per second in all (0: as
-    /// fast as the server answers), so that the phases' CPU per request is compared at
-    /// the same load.
-    #[arg(long, default_value_t = 0, requires = "gateway")]
+    /// Open loop: schedule this many flows per second, whatever the server does, with
+    /// latencies from each flow's scheduled start (HDR percentiles) and the flows that
+    /// could not start on time; 0 = closed loop (each connection sends its next flow
+    /// when the last one is answered). Gateway mode: pace every phase to this many
+    /// requests per second in all.
+    #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Open loop: run this long (s) instead of -n flows.
+    #[arg(long = "duration", value_name = "SECONDS")]
+    pub duration_sec: Option<f64>,
+    /// Open loop: write the whole report to this file as JSON instead of printing it.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
     /// Gateway mode: rounds of (direct, purchase, gateway); medians are reported.
     #[arg(long, default_value_t = 3, requires = "gateway")]
     pub rounds: usize,

@@ -9,6 +9,7 @@ pub mod admin_cmd;
 pub mod backend;
 pub mod bench;
 pub mod bench_gateway;
+pub mod bench_open;
 pub mod client_args;
 pub mod client_cmd;
 pub mod config;

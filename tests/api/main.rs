@@ -6,6 +6,7 @@
 mod support;
 
 mod attacks;
+mod bench_open;
 mod browser;
 mod config;
 mod connections;

@@ -1,0 +1,397 @@
+//! `session-crypto bench --rate R`: the open-loop load generator. Flows (init +
+//! purchase) are *scheduled* at a fixed rate, `R` per second, whatever the server does;
+//! `-c` connections take them in turn. A flow's latency is measured from its scheduled
+//! start, so time spent waiting for a free connection — when the server falls behind —
+//! counts (no coordinated omission), and a flow that a connection picks up more than
+//! [`LATE`] after its scheduled time is reported as late to start. Percentiles come from
+//! HDR histograms (microseconds, 3 significant digits).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ports::CryptoProvider;
+use serde::Serialize;
+use session_crypto_client::{Endpoint, InitRoute, ProtocolClient};
+use tokio::sync::{Mutex, mpsc};
+
+use crate::bench::cpu_time;
+use crate::config::BenchArgs;
+
+const PAYLOAD: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
+
+/// A flow picked up later than this after its scheduled start is late.
+pub const LATE: Duration = Duration::from_millis(2);
+
+/// The schedule: flow `i` starts at `start + i / rate`.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    start: Instant,
+    interval: Duration,
+}
+
+impl Schedule {
+    /// `rate` flows per second from `start`.
+    pub fn new(start: Instant, rate: f64) -> Self {
+        Self {
+            start,
+            interval: Duration::from_secs_f64(1.0 / rate),
+        }
+    }
+
+    /// When flow `i` is due.
+    pub fn due(&self, i: usize) -> Instant {
+        self.start + self.interval.mul_f64(i as f64)
+    }
+}
+
+/// Latency percentiles of one series (milliseconds).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            mean_ms: h.mean() / 1000.0,
+        }
+    }
+}
+
+/// The whole report (`--json` writes it as is).
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenLoopReport {
+    /// `"open-loop"`.
+    pub mode: &'static str,
+    /// The server.
+    pub url: String,
+    /// Protocol version of the flows.
+    pub protocol: u8,
+    /// Scheduled flows per second.
+    pub target_rate: f64,
+    /// Completed flows per second over the run (first scheduled start to last end).
+    pub achieved_rate: f64,
+    /// Connections.
+    pub concurrency: usize,
+    /// Flows scheduled.
+    pub scheduled: usize,
+    /// Flows that completed.
+    pub ok: usize,
+    /// Flows that failed.
+    pub errors: usize,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+    /// Flows picked up more than `late_threshold_ms` after their scheduled start.
+    pub late_to_start: usize,
+    /// The threshold (ms).
+    pub late_threshold_ms: f64,
+    /// The latest pick-up after a scheduled start (ms).
+    pub max_start_delay_ms: f64,
+    /// Run time (s).
+    pub elapsed_sec: f64,
+    /// Init latency from the flow's scheduled start.
+    pub init: Percentiles,
+    /// Purchase latency (from the end of its init).
+    pub purchase: Percentiles,
+    /// Whole-flow latency from its scheduled start.
+    pub flow: Percentiles,
+    /// The server's CPU per flow (µs), with `--server-pid`.
+    pub server_cpu_us_per_flow: Option<f64>,
+    /// The load generator's CPU per flow (µs).
+    pub client_cpu_us_per_flow: Option<f64>,
+}
+
+#[derive(Debug)]
+struct Series {
+    init: Histogram<u64>,
+    purchase: Histogram<u64>,
+    flow: Histogram<u64>,
+    late: usize,
+    max_delay: Duration,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+impl Series {
+    fn new() -> Result<Self, String> {
+        let h = || Histogram::<u64>::new(3).map_err(|e| e.to_string());
+        Ok(Self {
+            init: h()?,
+            purchase: h()?,
+            flow: h()?,
+            late: 0,
+            max_delay: Duration::ZERO,
+            errors: 0,
+            first_error: None,
+        })
+    }
+
+    fn merge(&mut self, other: &Self) -> Result<(), String> {
+        self.init.add(&other.init).map_err(|e| e.to_string())?;
+        self.purchase
+            .add(&other.purchase)
+            .map_err(|e| e.to_string())?;
+        self.flow.add(&other.flow).map_err(|e| e.to_string())?;
+        self.late += other.late;
+        self.max_delay = self.max_delay.max(other.max_delay);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+        Ok(())
+    }
+}
+
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// One connection: takes due flows from `due` until the schedule ends.
+async fn connection(
+    args: Arc<BenchArgs>,
+    endpoint: Arc<Endpoint>,
+    crypto: CryptoProvider,
+    due: Arc<Mutex<mpsc::UnboundedReceiver<Instant>>>,
+) -> Result<Series, String> {
+    let mut s = Series::new()?;
+    let protocol = crate::client_cmd::protocol(args.protocol);
+    let connect = || async {
+        ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
+            .await
+            .map(|c| c.with_protocol(protocol))
+    };
+    let mut client = connect().await.map_err(|e| e.to_string())?;
+    loop {
+        let Some(scheduled) = due.lock().await.recv().await else {
+            return Ok(s);
+        };
+        let picked = Instant::now();
+        let delay = picked.saturating_duration_since(scheduled);
+        s.max_delay = s.max_delay.max(delay);
+        if delay > LATE {
+            s.late += 1;
+        }
+        let outcome = match client.init(InitRoute::Unversioned, Some(1800)).await {
+            Ok((session, _)) => {
+                let inited = Instant::now();
+                client
+                    .purchase(&session, PAYLOAD)
+                    .await
+                    .map(|_| (inited, Instant::now()))
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok((inited, done)) => {
+                let record = |h: &mut Histogram<u64>, d: Duration| h.record(us(d)).ok();
+                record(&mut s.init, inited - scheduled);
+                record(&mut s.purchase, done - inited);
+                record(&mut s.flow, done - scheduled);
+            }
+            Err(e) => {
+                s.errors += 1;
+                s.first_error.get_or_insert_with(|| e.to_string());
+                if let Ok(c) = connect().await {
+                    client = c;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the open-loop load and prints (or with `--json`, writes) the report.
+///
+/// # Errors
+/// A message for the user.
+pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
+    let rate = args.rate as f64;
+    let total = match args.duration_sec {
+        Some(d) => (rate * d).round() as usize,
+        None => args.iterations,
+    };
+    if total == 0 || args.concurrency == 0 {
+        return Err("--rate × --duration (or -n) and --concurrency must be > 0".into());
+    }
+    let endpoint = Arc::new(crate::client_cmd::endpoint(
+        &args.url,
+        args.ca_file.as_deref(),
+        crypto,
+    )?);
+    let args = Arc::new(args);
+    if args.warmup > 0 {
+        let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
+            .await
+            .map_err(|e| crate::Error::Runtime(format!("warm-up: {e}")))?
+            .with_protocol(crate::client_cmd::protocol(args.protocol));
+        for _ in 0..args.warmup {
+            let (session, _) = client
+                .init(InitRoute::Unversioned, Some(1800))
+                .await
+                .map_err(|e| crate::Error::Runtime(format!("warm-up failed: {e}")))?;
+            client
+                .purchase(&session, PAYLOAD)
+                .await
+                .map_err(|e| crate::Error::Runtime(format!("warm-up failed: {e}")))?;
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let rx = Arc::new(Mutex::new(rx));
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            tokio::spawn(connection(
+                Arc::clone(&args),
+                Arc::clone(&endpoint),
+                crypto,
+                Arc::clone(&rx),
+            ))
+        })
+        .collect();
+    // Let the connections open before the schedule starts.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let server_pid = args.server_pid.map(|p| p.to_string());
+    let server_before = server_pid.as_deref().and_then(cpu_time);
+    let client_before = cpu_time("self");
+    let schedule = Schedule::new(Instant::now(), rate);
+    for i in 0..total {
+        let due = schedule.due(i);
+        tokio::time::sleep_until(due.into()).await;
+        if tx.send(due).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let mut all = Series::new().map_err(crate::Error::Runtime)?;
+    for w in workers {
+        let series = w
+            .await
+            .map_err(|e| crate::Error::Runtime(e.to_string()))?
+            .map_err(|e| crate::Error::Runtime(format!("connection: {e}")))?;
+        all.merge(&series).map_err(crate::Error::Runtime)?;
+    }
+    let elapsed = schedule.due(0).elapsed().as_secs_f64();
+    let ok = all.flow.len() as usize;
+    let per_flow = |before: Option<Duration>, pid: Option<&str>| {
+        let used = cpu_time(pid?)?.checked_sub(before?)?;
+        Some(used.as_secs_f64() * 1e6 / ok.max(1) as f64)
+    };
+    let report = OpenLoopReport {
+        mode: "open-loop",
+        url: args.url.clone(),
+        protocol: args.protocol,
+        target_rate: rate,
+        achieved_rate: ok as f64 / elapsed,
+        concurrency: args.concurrency,
+        scheduled: total,
+        ok,
+        errors: all.errors,
+        first_error: all.first_error.clone(),
+        late_to_start: all.late,
+        late_threshold_ms: LATE.as_secs_f64() * 1000.0,
+        max_start_delay_ms: all.max_delay.as_secs_f64() * 1000.0,
+        elapsed_sec: elapsed,
+        init: Percentiles::of(&all.init),
+        purchase: Percentiles::of(&all.purchase),
+        flow: Percentiles::of(&all.flow),
+        server_cpu_us_per_flow: per_flow(server_before, server_pid.as_deref()),
+        client_cpu_us_per_flow: per_flow(client_before, Some("self")),
+    };
+    match &args.json {
+        Some(path) => {
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| crate::Error::Runtime(e.to_string()))?;
+            std::fs::write(path, text + "\n")
+                .map_err(|e| format!("--json {}: {e}", path.display()))?;
+        }
+        None => print_report(&report),
+    }
+    if report.errors > 0 {
+        Err(crate::Error::Runtime(format!(
+            "{} flows failed",
+            report.errors
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn print_report(r: &OpenLoopReport) {
+    println!(
+        "Open-loop benchmark: {} flows (init + purchase) scheduled at {:.0} flows/s over {} connections against {} (protocol {})",
+        r.scheduled, r.target_rate, r.concurrency, r.url, r.protocol
+    );
+    println!(
+        "  Achieved: {:.1} flows/s, {} ok, {} errors, in {:.3} s",
+        r.achieved_rate, r.ok, r.errors, r.elapsed_sec
+    );
+    println!(
+        "  Late to start (> {:.0} ms after schedule): {} (max start delay {:.3} ms)",
+        r.late_threshold_ms, r.late_to_start, r.max_start_delay_ms
+    );
+    for (name, p) in [
+        ("init (from scheduled start)", &r.init),
+        ("purchase", &r.purchase),
+        ("flow (from scheduled start)", &r.flow),
+    ] {
+        println!(
+            "  {name}: p50 {:.3} ms, p90 {:.3}, p99 {:.3}, p99.9 {:.3}, max {:.3}, mean {:.3}",
+            p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms, p.mean_ms
+        );
+    }
+    if let Some(us) = r.server_cpu_us_per_flow {
+        println!("Server CPU: {us:.1} µs per flow");
+    }
+    if let Some(us) = r.client_cpu_us_per_flow {
+        println!("Client CPU: {us:.1} µs per flow");
+    }
+    if let Some(e) = &r.first_error {
+        println!("  First error: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flows_are_due_at_fixed_intervals_from_the_start() {
+        let start = Instant::now();
+        let s = Schedule::new(start, 400.0);
+        assert_eq!(s.due(0), start);
+        assert_eq!(s.due(1) - start, Duration::from_micros(2500));
+        assert_eq!(s.due(400) - start, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram_in_milliseconds() {
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for us in 1..=1000u64 {
+            h.record(us * 10).unwrap();
+        }
+        let p = Percentiles::of(&h);
+        assert_eq!(p.count, 1000);
+        assert!((p.p50_ms - 5.0).abs() < 0.01, "{p:?}");
+        assert!((p.p99_ms - 9.9).abs() < 0.01, "{p:?}");
+        assert!((p.max_ms - 10.0).abs() < 0.01, "{p:?}");
+    }
+}
