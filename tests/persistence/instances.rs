@@ -114,23 +114,31 @@ pub(crate) async fn abuse_limits_hold_across_instances(pg: &PgServer, redis: &im
     let rate_limited = (429, r#"{"error":"RATE_LIMITED"}"#.to_owned());
     let too_many = (429, r#"{"error":"TOO_MANY_SESSIONS"}"#.to_owned());
 
-    // One budget of 5 inits a minute for client R, whichever instance answers.
+    // Instances share their session counts through Redis every 100 ms (an instance
+    // deciding for a client it has never seen may admit one more: the documented
+    // overshoot of one interval).
+    let shared = Duration::from_millis(300);
+
+    // One budget of 5 inits a minute for client R, whichever instance answers. Each
+    // session is revoked, and the next init waits until the revocation's count is
+    // shared: otherwise, on a loaded machine, the session cap (2) could refuse it first.
     for (i, server) in [&a, &b, &c, &a, &b].into_iter().enumerate() {
         let mut r = server.client("R").await;
-        let (s, _) = r.init(INIT, None).await.unwrap();
-        r.revoke(&s)
+        let (s, _) = r
+            .init(INIT, None)
             .await
             .unwrap_or_else(|e| panic!("init {i}: {e}"));
+        r.revoke(&s)
+            .await
+            .unwrap_or_else(|e| panic!("revoke {i}: {e}"));
+        tokio::time::sleep(shared).await;
     }
     for server in [&a, &b, &c] {
         assert_eq!(init_status(server, "R").await, rate_limited);
     }
     assert!(redis.ttl("rl:init:client:R") > 0);
 
-    // Two live sessions for client S in all. Instances share their counts through
-    // Redis every 100 ms (an instance deciding for a client it has never seen may
-    // admit one more: the documented overshoot of one interval).
-    let shared = Duration::from_millis(300);
+    // Two live sessions for client S in all.
     let mut on_a = a.client("S").await;
     let (first, _) = on_a.init(INIT, None).await.unwrap();
     tokio::time::sleep(shared).await;
