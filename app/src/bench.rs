@@ -260,6 +260,14 @@ async fn run_phase(
     (results, elapsed)
 }
 
+/// The server the benchmark modes load (`--url`, `--ca-file`).
+pub(crate) fn endpoint(
+    args: &BenchArgs,
+    crypto: CryptoProvider,
+) -> Result<Arc<Endpoint>, crate::Error> {
+    crate::client_cmd::endpoint(&args.url, args.ca_file.as_deref(), crypto).map(Arc::new)
+}
+
 /// Runs the load and prints the report.
 ///
 /// # Errors
@@ -274,11 +282,7 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::E
     if args.iterations == 0 || args.concurrency == 0 {
         return Err("--iterations and --concurrency must be > 0".into());
     }
-    let endpoint = Arc::new(crate::client_cmd::endpoint(
-        &args.url,
-        args.ca_file.as_deref(),
-        crypto,
-    )?);
+    let endpoint = endpoint(&args, crypto)?;
     let args = Arc::new(args);
     println!(
         "Benchmark: {} flows (init + purchase) at concurrency {} against {} (protocol {}, client crypto {}, warm-up {})",

@@ -215,11 +215,7 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::E
     if !path.starts_with('/') {
         return Err("--gateway must be a path (e.g. /api/echo)".into());
     }
-    let endpoint = Arc::new(crate::client_cmd::endpoint(
-        &args.url,
-        args.ca_file.as_deref(),
-        crypto,
-    )?);
+    let endpoint = crate::bench::endpoint(&args, crypto)?;
     let direct = match &args.direct {
         None => None,
         Some(url) => {

@@ -233,11 +233,7 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::E
     if total == 0 || args.concurrency == 0 {
         return Err("--rate × --duration (or -n) and --concurrency must be > 0".into());
     }
-    let endpoint = Arc::new(crate::client_cmd::endpoint(
-        &args.url,
-        args.ca_file.as_deref(),
-        crypto,
-    )?);
+    let endpoint = crate::bench::endpoint(&args, crypto)?;
     let args = Arc::new(args);
     if args.warmup > 0 {
         let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)

@@ -278,10 +278,14 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
                         Err(f) => return body_failure(Family::Unversioned, template, f),
                     };
                 let envelope = routes::gateway::envelope(&parts, bytes);
-                routes::gateway::handle(
-                    service, gateway, route, &parts, target, envelope, request_id, started,
-                )
-                .await
+                let request = routes::gateway::Forward {
+                    route,
+                    parts: &parts,
+                    target,
+                    request_id,
+                    started,
+                };
+                routes::gateway::handle(service, gateway, request, envelope).await
             }
             Route::Exchange(_) | Route::Revoke => {
                 // Headers and window first: a request that cannot pass is refused before

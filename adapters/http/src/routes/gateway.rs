@@ -67,37 +67,41 @@ pub(crate) fn envelope(parts: &Parts, body: bytes::Bytes) -> Vec<u8> {
     }
 }
 
-/// Runs one forwarded exchange: `body` is the envelope, `target` the upstream URL.
-#[allow(clippy::too_many_arguments)]
+/// One request to forward: its route, head, upstream target and request id.
+pub(crate) struct Forward<'a> {
+    pub(crate) route: &'a GatewayRoute,
+    pub(crate) parts: &'a Parts,
+    /// The upstream target (origin form), from [`precheck`].
+    pub(crate) target: String,
+    pub(crate) request_id: &'a str,
+    pub(crate) started: Instant,
+}
+
+/// Runs one forwarded exchange: `body` is the envelope; it is wiped before returning.
 pub(crate) async fn handle<P: Ports>(
     service: &SessionService<P>,
     gateway: &Gateway,
-    route: &GatewayRoute,
-    parts: &Parts,
-    target: String,
+    request: Forward<'_>,
     mut body: Vec<u8>,
-    request_id: &str,
-    started: Instant,
 ) -> Response<Body> {
-    let resp = forward(
-        service, gateway, route, parts, target, &mut body, request_id, started,
-    )
-    .await;
+    let resp = forward(service, gateway, &request, &mut body).await;
     body.zeroize();
     resp
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn forward<P: Ports>(
     service: &SessionService<P>,
     gateway: &Gateway,
-    route: &GatewayRoute,
-    parts: &Parts,
-    target: String,
+    request: &Forward<'_>,
     body: &mut [u8],
-    request_id: &str,
-    started: Instant,
 ) -> Response<Body> {
+    let Forward {
+        route,
+        parts,
+        ref target,
+        request_id,
+        started,
+    } = *request;
     let kid = header(&parts.headers, &X_KID).unwrap_or_default();
     let req = exchange::request(parts, body);
     let accepted = service
@@ -123,7 +127,7 @@ async fn forward<P: Ports>(
     let inner_type = header(&parts.headers, &X_INNER_CONTENT_TYPE);
     let Ok(upstream_req) = upstream::request(
         parts.method.clone(),
-        &target,
+        target,
         &parts.headers,
         inner_type,
         &identity,
