@@ -195,6 +195,22 @@ pub trait SessionCache: Send + Sync {
     /// # Errors
     /// Any failure; callers treat it as a miss.
     fn put(&self, record: &SessionRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Caches a session the init is creating, *before* its durable write: nothing can
+    /// have revoked an id no store holds yet, so a cache may skip what
+    /// [`SessionCache::put`] checks for a refill (the Redis cache: a plain `SET` instead
+    /// of a script that first looks for a tombstone). Callers MUST make the durable write
+    /// only after this returns (a revocation finds the session only then, and its
+    /// tombstone comes later than this entry) and [`SessionCache::delete`] the entry when
+    /// that write fails. By default the same as `put`.
+    ///
+    /// # Errors
+    /// Any failure; callers go on with the durable write (a later lookup misses).
+    fn put_new(
+        &self,
+        record: &SessionRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.put(record)
+    }
     /// A cached record, if any.
     ///
     /// # Errors
@@ -246,6 +262,12 @@ impl<C: SessionCache> SessionCache for Option<C> {
     async fn put(&self, record: &SessionRecord) -> Result<(), StoreError> {
         match self {
             Some(c) => c.put(record).await,
+            None => Ok(()),
+        }
+    }
+    async fn put_new(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        match self {
+            Some(c) => c.put_new(record).await,
             None => Ok(()),
         }
     }

@@ -106,6 +106,11 @@ impl<Near: SessionCache, Far: SessionCache> SessionCache for Tiered<Near, Far> {
             }
         }
     }
+    async fn put_new(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let far = self.far.put_new(record).await;
+        self.near.put_new(record).await?;
+        far
+    }
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         if let Ok(Some(hit)) = self.near.get(id).await {
             return Ok(Some(hit));

@@ -377,14 +377,15 @@ impl<P: Ports> SessionService<P> {
             created_at_ms: new.now,
             expires_at_ms: new.now.saturating_add(new.ttl_sec.saturating_mul(1000)),
         };
-        // The durable write and the (best-effort) cache write go out together; the
-        // answer waits for both, so the session is committed before the client learns
-        // its id. A cache failure only costs a store read later; if the store write
-        // fails, the cache entry is withdrawn.
+        // The (best-effort) cache write, then the durable write; the answer waits for
+        // both, so the session is committed before the client learns its id. In this
+        // order a revocation can find the session only after its cache entry exists, so
+        // the revocation's tombstone always comes later and the entry needs no check
+        // for one (`put_new`). A cache failure only costs a store read later; if the
+        // store write fails, the cache entry is withdrawn.
         let (cache, store) = (self.ports.cache(), self.ports.sessions());
-        let (stored, _) =
-            futures_util::future::join(store.insert(&record), cache.put(&record)).await;
-        if let Err(e) = stored {
+        let _ = cache.put_new(&record).await;
+        if let Err(e) = store.insert(&record).await {
             let _ = cache.delete(&record.id).await;
             return Err(InitError::Store(e));
         }

@@ -160,7 +160,7 @@ impl SessionStore for DownStore {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct RecordingCache(pub(crate) std::sync::Mutex<Vec<String>>);
+pub(crate) struct RecordingCache(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 impl ports::SessionCache for RecordingCache {
     async fn put(&self, r: &ports::SessionRecord) -> Result<(), ports::StoreError> {
         self.0.lock().unwrap().push(r.id.clone());

@@ -242,6 +242,56 @@ fn a_failed_store_write_answers_store_error_and_leaves_no_cache_entry() {
         RequestedTtl::Absent,
     )));
     assert!(matches!(r, Err(InitError::Store(_))), "{r:?}");
-    // the cache write went out with the store write, and was withdrawn
+    // the cache write went out before the store write, and was withdrawn
     assert!(svc.ports().cache.0.lock().unwrap().is_empty());
+}
+
+/// A store whose insert reports whether the cache already held the session.
+struct CheckingStore(
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::sync::Mutex<Vec<bool>>,
+);
+impl SessionStore for CheckingStore {
+    async fn insert(&self, r: &ports::SessionRecord) -> Result<(), ports::StoreError> {
+        let cached = self.0.lock().unwrap().contains(&r.id);
+        self.1.lock().unwrap().push(cached);
+        Ok(())
+    }
+    async fn get(&self, _: &str) -> Result<Option<ports::SessionRecord>, ports::StoreError> {
+        Ok(None)
+    }
+    async fn delete(&self, _: &str) -> Result<(), ports::StoreError> {
+        Ok(())
+    }
+}
+
+/// The cache entry of a new session exists before its durable write: a revocation can
+/// find the session only in the store, so its tombstone always lands after the entry
+/// (which is why the entry needs no check for one).
+#[test]
+fn a_new_session_is_cached_before_it_is_stored() {
+    let cache = RecordingCache::default();
+    let sessions = CheckingStore(std::sync::Arc::clone(&cache.0), Default::default());
+    let svc = SessionService::new(
+        CRYPTO,
+        Stores {
+            sessions,
+            cache,
+            nonces: MemoryNonceStore::new(100),
+            clock: FakeClock(AtomicU64::new(NOW)),
+            quotas: MemoryQuotas::default(),
+        },
+        ServiceConfig::default(),
+    );
+    let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
+    let k = key(1);
+    let out = run(svc.init(init_req(
+        Family::Unversioned,
+        &k,
+        "C",
+        pk,
+        RequestedTtl::Absent,
+    )));
+    assert!(out.is_ok(), "{out:?}");
+    assert_eq!(*svc.ports().sessions.1.lock().unwrap(), vec![true]);
 }
