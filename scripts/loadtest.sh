@@ -13,8 +13,22 @@
 #                       [PROTOCOLS="2"]
 #
 # PROTOCOLS="1 2" runs every combination in both protocol versions (one table row each).
+#
+#   scripts/loadtest.sh compare [RUNS=5] [FLOWS=15000] [BACKEND=aws-lc-rs] [SECONDS=10]
+#
+# measures the two store modes against each other, back to back in one run: RUNS
+# alternating closed-loop runs at concurrency 50 (memory, stores, memory, stores, …;
+# fresh server and empty stores each), their medians and the ratios stores ÷ memory,
+# then an open-loop run on the stores at half the median stores rate for SECONDS, with
+# its p99 ÷ p50 and the flows late to start — each set against the targets of the
+# README's "Stores mode against memory mode" section.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+COMPARE=""
+if [ "${1:-}" = compare ]; then
+    COMPARE=1 RUNS=${2:-5} FLOWS=${3:-15000} CMP_BACKEND=${4:-aws-lc-rs} OPEN_SEC=${5:-10}
+    set --
+fi
 ITERATIONS=${1:-20000}
 CONCURRENCIES=${2:-"1 10 50"}
 BACKENDS=${3:-"aws-lc-rs ring rustcrypto"}
@@ -67,30 +81,58 @@ pg_counts() { # commits and inserted rows of the session_crypto database
         "SELECT xact_commit, tup_inserted FROM pg_stat_database WHERE datname = 'session_crypto'" | tr '|' ' '
 }
 
+# A fresh release server of this mode and backend on $PORT (stores emptied first), its
+# pid in $SERVER.
+start_server() { # mode backend [env…]
+    local mode=$1 backend=$2; shift 2
+    local env=(RUST_LOG=warn "MEMORY_NONCE_MAX_SIZE=$((ITERATIONS * 2 + 100000))" "$@")
+    if [ "$mode" = stores ]; then
+        [ -z "$PG_STARTED" ] && start_stores
+        [ -z "${KEK:-}" ] && KEK=$("$BIN" keygen --backend aws-lc-rs)
+        env+=("DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/session_crypto" "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+              "SESSION_KEK=$KEK")
+        # Every run starts from empty stores, as a fresh server does in memory
+        # mode (and stays under the per-client session cap, which is on).
+        # (A fresh deployment: the nonce fence's tables too, or the emptied Redis
+        # would read as a loss of data and fence the next server.)
+        psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d session_crypto -qc \
+            "TRUNCATE sessions, nonces, nonce_fence, nonce_instances" 2>/dev/null || true
+        redis-cli -p "$REDIS_PORT" flushall >/dev/null
+    fi
+    env "${env[@]}" CRYPTO_BACKEND="$backend" PORT="$PORT" "$BIN" serve >"$work/server.log" 2>&1 &
+    SERVER=$!
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+stop_server() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""; }
+
+# Fields of a closed-loop report: flows/s, init p50, init p99, purchase p50, purchase
+# p99, server CPU µs/flow, load generator µs/flow, errors.
+report_fields() {
+    awk '
+        /^\/session\/init:/ {sec="i"} /^\/transaction\/purchase:/ {sec="p"} /^Combined/ {sec="c"}
+        /P50:/ { if (sec=="i") ip50=$2; if (sec=="p") pp50=$2 }
+        /P99:/ { if (sec=="i") ip99=$2; if (sec=="p") pp99=$2 }
+        /Flow rate:/ {rate=$3}
+        /Errors:/ {err=$2}
+        /Server CPU:/ {cpu=$3}
+        /Client CPU:/ {lg=$3}
+        END { printf "%.0f %s %s %s %s %s %s %s\n", rate, ip50, ip99, pp50, pp99, cpu, lg, err }
+    ' "$1"
+}
+
+if [ -n "$COMPARE" ]; then
+    # shellcheck source=scripts/loadtest-compare.sh
+    . scripts/loadtest-compare.sh
+    exit 0
+fi
+
 printf '| backend | mode, protocol | concurrency | flows/s | init p50 / p99 (ms) | purchase p50 / p99 (ms) | server CPU µs/flow | PostgreSQL µs/flow | Redis µs/flow | load generator µs/flow | machine µs/flow | Redis commands/flow | PostgreSQL commits / rows per flow | errors |\n'
 printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for mode in $MODES; do
-    env=(RUST_LOG=warn "MEMORY_NONCE_MAX_SIZE=$((ITERATIONS * 2 + 100000))")
-    if [ "$mode" = stores ]; then
-        [ -z "$PG_STARTED" ] && start_stores
-        env+=("DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/session_crypto" "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
-              "SESSION_KEK=$("$BIN" keygen --backend aws-lc-rs)")
-    fi
     for backend in $BACKENDS; do
         for c in $CONCURRENCIES; do
         for protocol in $PROTOCOLS; do
-                if [ "$mode" = stores ]; then
-                    # Every run starts from empty stores, as a fresh server does in memory
-                    # mode (and stays under the per-client session cap, which is on).
-                    # (A fresh deployment: the nonce fence's tables too, or the emptied Redis
-                    # would read as a loss of data and fence the next server.)
-                    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d session_crypto -qc \
-                        "TRUNCATE sessions, nonces, nonce_fence, nonce_instances" 2>/dev/null || true
-                    redis-cli -p "$REDIS_PORT" flushall >/dev/null
-                fi
-                env "${env[@]}" CRYPTO_BACKEND="$backend" PORT="$PORT" "$BIN" serve >"$work/server.log" 2>&1 &
-                SERVER=$!
-                for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+                start_server "$mode" "$backend"
                 n=$ITERATIONS
                 [ "$c" -eq 1 ] && n=$((ITERATIONS / 4))   # sequential runs are slow; fewer flows suffice
                 pg0=$(ticks $(pg_pids)); r0=$(ticks $REDIS_PID); m0=$(busy)
@@ -98,7 +140,7 @@ for mode in $MODES; do
                 CRYPTO_BACKEND=$backend "$BIN" bench --url "http://127.0.0.1:$PORT" -n "$n" -c "$c" --warmup "$WARMUP" \
                     --protocol "$protocol" --server-pid "$SERVER" >"$work/bench.txt" 2>&1 || true
                 pg1=$(ticks $(pg_pids)); r1=$(ticks $REDIS_PID); m1=$(busy)
-                kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
+                stop_server
                 pgcpu=-; rcpu=-; rcmd=-; pgw=-
                 if [ "$mode" = stores ]; then
                     # Sampled around the whole bench, warm-up flows included.
@@ -111,17 +153,10 @@ for mode in $MODES; do
                 fi
                 # Machine time also spans the warm-up (counted) and the load generator's start-up.
                 mcpu=$(( (m1 - m0) * 10000 / (n + WARMUP) ))
-                awk -v b="$backend" -v m="$mode v$protocol" -v c="$c" -v pg="$pgcpu" -v r="$rcpu" -v mc="$mcpu" \
-                    -v rcmd="$rcmd" -v pgw="$pgw" '
-                    /^\/session\/init:/ {sec="i"} /^\/transaction\/purchase:/ {sec="p"} /^Combined/ {sec="c"}
-                    /P50:/ { if (sec=="i") ip50=$2; if (sec=="p") pp50=$2 }
-                    /P99:/ { if (sec=="i") ip99=$2; if (sec=="p") pp99=$2 }
-                    /Flow rate:/ {rate=$3}
-                    /Errors:/ {err=$2}
-                    /Server CPU:/ {cpu=$3}
-                    /Client CPU:/ {lg=$3}
-                    END { printf "| %s | %s | %s | %.0f | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", b, m, c, rate, ip50, ip99, pp50, pp99, cpu, pg, r, lg, mc, rcmd, pgw, err }
-                ' "$work/bench.txt"
+                read -r rate ip50 ip99 pp50 pp99 cpu lg err <<<"$(report_fields "$work/bench.txt")"
+                printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+                    "$backend" "$mode v$protocol" "$c" "$rate" "$ip50" "$ip99" "$pp50" "$pp99" "$cpu" \
+                    "$pgcpu" "$rcpu" "$lg" "$mcpu" "$rcmd" "$pgw" "$err"
                 # A run with errors says why (on stderr, below the table rows).
                 grep -m1 "First error" "$work/bench.txt" >&2 || true
         done
