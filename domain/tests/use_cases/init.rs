@@ -221,26 +221,8 @@ fn ttl_rules_per_family() {
 
 #[test]
 fn a_failed_store_write_answers_store_error_and_leaves_no_cache_entry() {
-    let svc = SessionService::new(
-        CRYPTO,
-        Stores {
-            sessions: DownStore,
-            cache: RecordingCache::default(),
-            nonces: MemoryNonceStore::new(100),
-            clock: FakeClock(AtomicU64::new(NOW)),
-            quotas: MemoryQuotas::default(),
-        },
-        ServiceConfig::default(),
-    );
-    let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
-    let k = key(1);
-    let r = run(svc.init(init_req(
-        Family::Unversioned,
-        &k,
-        "C",
-        pk,
-        RequestedTtl::Absent,
-    )));
+    let svc = with_store_and_cache(DownStore, RecordingCache::default());
+    let r = init_once(&svc);
     assert!(matches!(r, Err(InitError::Store(_))), "{r:?}");
     // the cache write went out before the store write, and was withdrawn
     assert!(svc.ports().cache.0.lock().unwrap().is_empty());
@@ -272,7 +254,18 @@ impl SessionStore for CheckingStore {
 fn a_new_session_is_cached_before_it_is_stored() {
     let cache = RecordingCache::default();
     let sessions = CheckingStore(std::sync::Arc::clone(&cache.0), Default::default());
-    let svc = SessionService::new(
+    let svc = with_store_and_cache(sessions, cache);
+    let out = init_once(&svc);
+    assert!(out.is_ok(), "{out:?}");
+    assert_eq!(*svc.ports().sessions.1.lock().unwrap(), vec![true]);
+}
+
+/// A service over this session store and cache (memory nonces and quotas).
+fn with_store_and_cache<S: SessionStore + 'static, C: ports::SessionCache + 'static>(
+    sessions: S,
+    cache: C,
+) -> SessionService<Stores<S, C, MemoryNonceStore, FakeClock, MemoryQuotas>> {
+    SessionService::new(
         CRYPTO,
         Stores {
             sessions,
@@ -282,16 +275,18 @@ fn a_new_session_is_cached_before_it_is_stored() {
             quotas: MemoryQuotas::default(),
         },
         ServiceConfig::default(),
-    );
+    )
+}
+
+/// One unversioned init of client `C`.
+fn init_once<P: ports::Ports>(svc: &SessionService<P>) -> Result<domain::InitOutcome, InitError> {
     let pk = Handshake::start(CRYPTO).unwrap().public_key().0.to_vec();
     let k = key(1);
-    let out = run(svc.init(init_req(
+    run(svc.init(init_req(
         Family::Unversioned,
         &k,
         "C",
         pk,
         RequestedTtl::Absent,
-    )));
-    assert!(out.is_ok(), "{out:?}");
-    assert_eq!(*svc.ports().sessions.1.lock().unwrap(), vec![true]);
+    )))
 }
