@@ -69,7 +69,8 @@ r = json.load(open(sys.argv[1]))
 i, p = r["init"], r["purchase"]
 ri, rp = i["p99_ms"] / i["p50_ms"], p["p99_ms"] / p["p50_ms"]
 print(f"\nachieved {r['achieved_rate']:.0f} of {r['target_rate']:.0f} flows/s, {r['ok']} flows, {r['errors']} errors, "
-      f"server CPU {r['server_cpu_us_per_flow'] or 0:.1f} µs/flow, largest start delay {r['max_start_delay_ms']:.2f} ms\n")
+      f"server CPU {r['server_cpu_us_per_flow'] or 0:.1f} µs/flow, start delay p50 {r['start_delay']['p50_ms']:.3f} / "
+      f"p99 {r['start_delay']['p99_ms']:.3f} / max {r['max_start_delay_ms']:.2f} ms\n")
 print("| open loop | p50 (ms) | p99 (ms) | p99 ÷ p50 | target | met |")
 print("|---|---:|---:|---:|---:|---|")
 print(f"| init | {i['p50_ms']:.3f} | {i['p99_ms']:.3f} | {ri:.2f}× | ≤ 4× | {'yes' if ri <= 4 else 'no'} |")

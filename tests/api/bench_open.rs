@@ -49,6 +49,17 @@ fn the_open_loop_bench_keeps_its_schedule_and_writes_the_whole_report_as_json() 
     let achieved = v["achieved_rate"].as_f64().unwrap();
     assert!((80.0..=101.0).contains(&achieved), "{v}");
     assert!(v["late_to_start"].as_u64().is_some(), "{v}");
+    // Every flow's pick-up delay is in the start-delay series; its largest is the one
+    // reported as the largest start delay.
+    assert_eq!(v["start_delay"]["count"], 150, "{v}");
+    let (max_delay, max_start) = (
+        v["start_delay"]["max_ms"].as_f64().unwrap(),
+        v["max_start_delay_ms"].as_f64().unwrap(),
+    );
+    assert!(
+        (max_delay - max_start).abs() <= 0.01 * max_start + 0.002,
+        "{v}"
+    );
     assert!(
         v["server_cpu_us_per_flow"]
             .as_f64()
@@ -129,6 +140,9 @@ fn a_server_slower_than_the_schedule_makes_flows_late_and_counts_the_wait() {
     assert_eq!(v["ok"], 400);
     let late = v["late_to_start"].as_u64().unwrap();
     assert!(late > 100, "{v}");
+    // More than a quarter of the flows started over 2 ms late, so the start delays'
+    // p90 is past that threshold too.
+    assert!(v["start_delay"]["p90_ms"].as_f64().unwrap() > 2.0, "{v}");
     assert!(v["achieved_rate"].as_f64().unwrap() < 20000.0, "{v}");
     // The last flows waited for the earlier ones: their latency from the schedule is
     // much more than a single purchase's.
