@@ -59,17 +59,16 @@ pub(crate) async fn batch_writer(
 ///                      $5::varchar[], $6::timestamptz[], $7::timestamptz[], $8::int2[])
 ///   AS u(session_id, wrapped_key, kek_id, session_type, client_id, created_at, expires_at,
 ///        protocol)
+/// WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = u.session_id OFFSET 0)
 /// ON CONFLICT DO NOTHING RETURNING session_id
 /// ```
 ///
-/// The table is partitioned by expiry, so its primary key is (id, expiry): the conflict
-/// refuses an id stored again with its expiry (a retried write), not one stored with
-/// another. Ids are 128 random bits, so that second kind happens only through a broken
-/// random generator, and the lookup then refuses the id altogether
-/// (`PgSessionStore::find`: fail closed). Until issue 17 the insert also refused it,
-/// with `WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = u.session_id
-/// OFFSET 0)`: a probe of every partition's primary key for every row, measured with
-/// `pgbench` at 38 % of PostgreSQL's CPU for a six-row insert (265 → 165 µs).
+/// The table is partitioned by expiry, so its primary key is (id, expiry): the
+/// `NOT EXISTS` refuses an id that is there with another expiry. `OFFSET 0` keeps it a
+/// per-row probe of each partition's primary-key index; as an anti-join the planner
+/// chose a sequential scan of every partition for each batch (measured: PostgreSQL CPU
+/// per flow ×8). Two inserts of one id racing in separate batches could both land; ids
+/// are 128 random bits, so that never happens but by a bug elsewhere.
 ///
 /// Its text never changes, so each connection prepares it once (a query type of its
 /// own, because diesel never caches `sql_query`); a multi-row `VALUES` list was a new
@@ -122,6 +121,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertBatch {
         out.push_sql(
             "::int2[]) AS u(session_id, wrapped_key, kek_id, session_type, client_id, \
              created_at, expires_at, protocol) \
+             WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = u.session_id OFFSET 0) \
              ON CONFLICT DO NOTHING RETURNING session_id",
         );
         Ok(())

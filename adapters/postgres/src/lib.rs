@@ -287,27 +287,18 @@ impl PgSessionStore {
         .await
     }
 
-    /// The session stored under `id`. Two rows of one id (possible only with two
-    /// expiries, through a broken random generator: the insert does not look for the
-    /// id in other partitions) make it unknown: neither is served.
     async fn find(&self, pool: &Pool, id: &str) -> Result<Option<Row>, StoreError> {
-        let mut rows = self
-            .timed("get", async {
-                let mut conn = pool.get().await.map_err(unavailable)?;
-                sessions::table
-                    .find(id)
-                    .select(Row::as_select())
-                    .limit(2)
-                    .load::<Row>(&mut conn)
-                    .await
-                    .map_err(unavailable)
-            })
-            .await?;
-        if rows.len() > 1 {
-            error!(session = %id.get(..10).unwrap_or("?"), "two stored sessions share one id; refusing both");
-            return Ok(None);
-        }
-        Ok(rows.pop())
+        self.timed("get", async {
+            let mut conn = pool.get().await.map_err(unavailable)?;
+            sessions::table
+                .find(id)
+                .select(Row::as_select())
+                .first::<Row>(&mut conn)
+                .await
+                .optional()
+                .map_err(unavailable)
+        })
+        .await
     }
 
     /// Reads sessions from `replica` first (`PG_READ_URL`), from the primary when the
