@@ -12,17 +12,12 @@ printf '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for i in $(seq "$RUNS"); do
     for mode in memory stores; do
         start_server "$mode" "$CMP_BACKEND"
-        pg0=$(ticks $(pg_pids)); r0=$(ticks $REDIS_PID); m0=$(busy)
+        cpu_before
         CRYPTO_BACKEND=$CMP_BACKEND "$BIN" bench --url "http://127.0.0.1:$PORT" -n "$FLOWS" -c 50 \
             --warmup "$WARMUP" --server-pid "$SERVER" >"$work/bench.txt" 2>&1 || true
-        pg1=$(ticks $(pg_pids)); r1=$(ticks $REDIS_PID); m1=$(busy)
+        cpu_after "$mode" $((FLOWS + WARMUP))
         stop_server
-        n=$((FLOWS + WARMUP))
-        pgcpu=0 rcpu=0
-        if [ "$mode" = stores ]; then
-            pgcpu=$(( (pg1 - pg0) * 10000 / n )); rcpu=$(( (r1 - r0) * 10000 / n ))
-        fi
-        mcpu=$(( (m1 - m0) * 10000 / n ))
+        [ "$mode" = memory ] && pgcpu=0 rcpu=0
         read -r rate ip50 ip99 pp50 pp99 cpu lg err <<<"$(report_fields "$work/bench.txt")"
         echo "$mode $rate $cpu $pgcpu $rcpu $lg $mcpu $err" >>"$runs"
         printf '| %s | %s | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s |\n' "$i" "$mode" "$rate" \
@@ -42,18 +37,17 @@ med = {m: [statistics.median(c) for c in zip(*v)] for m, v in by.items()}
 pairs = list(zip(by["memory"], by["stores"]))
 per_run = lambda k: statistics.median(s[k] / m[k] for m, s in pairs if m[k] > 0)
 open(sys.argv[2], "w").write(str(int(med["stores"][0] * 0.5)))
-out = sys.stdout
-print(f"\nMedians of {len(pairs)} runs per mode:\n", file=out)
-print("| mode | " + " | ".join(cols) + " |", file=out)
-print("|---|" + "---:|" * len(cols), file=out)
+print(f"\nMedians of {len(pairs)} runs per mode:\n")
+print("| mode | " + " | ".join(cols) + " |")
+print("|---|" + "---:|" * len(cols))
 for m in ("memory", "stores"):
-    print(f"| {m} | " + " | ".join(f"{v:.0f}" for v in med[m]) + " |", file=out)
+    print(f"| {m} | " + " | ".join(f"{v:.0f}" for v in med[m]) + " |")
 rate, cpu = med["stores"][0] / med["memory"][0], med["stores"][1] / med["memory"][1]
-print(f"\n| stores ÷ memory | ratio of the medians | median of the per-run ratios | target | met |", file=out)
-print("|---|---:|---:|---:|---|", file=out)
-print(f"| flows/s | {rate:.2f}× | {per_run(0):.2f}× | ≥ 0.75× | {'yes' if rate >= 0.75 else 'no'} |", file=out)
-print(f"| server CPU per flow | {cpu:.2f}× | {per_run(1):.2f}× | ≤ 1.25× | {'yes' if cpu <= 1.25 else 'no'} |", file=out)
-print(f"| machine CPU per flow | {med['stores'][5] / med['memory'][5]:.2f}× | {per_run(5):.2f}× | — | |", file=out)
+print(f"\n| stores ÷ memory | ratio of the medians | median of the per-run ratios | target | met |")
+print("|---|---:|---:|---:|---|")
+print(f"| flows/s | {rate:.2f}× | {per_run(0):.2f}× | ≥ 0.75× | {'yes' if rate >= 0.75 else 'no'} |")
+print(f"| server CPU per flow | {cpu:.2f}× | {per_run(1):.2f}× | ≤ 1.25× | {'yes' if cpu <= 1.25 else 'no'} |")
+print(f"| machine CPU per flow | {med['stores'][5] / med['memory'][5]:.2f}× | {per_run(5):.2f}× | — | |")
 EOF
 OPEN_RATE=$(cat "$work/open_rate")
 

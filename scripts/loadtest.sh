@@ -105,6 +105,20 @@ start_server() { # mode backend [env…]
 }
 stop_server() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""; }
 
+# CPU of PostgreSQL, Redis and the whole machine around one bench: cpu_before, the
+# bench, then `cpu_after MODE FLOWS` sets pgcpu and rcpu (stores mode; "-" otherwise)
+# and mcpu, in µs per flow.
+cpu_before() { pg0=$(ticks $(pg_pids)); r0=$(ticks $REDIS_PID); m0=$(busy); }
+cpu_after() {
+    local pg1 r1 m1
+    pg1=$(ticks $(pg_pids)); r1=$(ticks $REDIS_PID); m1=$(busy)
+    pgcpu=- rcpu=-
+    if [ "$1" = stores ]; then
+        pgcpu=$(( (pg1 - pg0) * 10000 / $2 )); rcpu=$(( (r1 - r0) * 10000 / $2 ))
+    fi
+    mcpu=$(( (m1 - m0) * 10000 / $2 ))
+}
+
 # Fields of a closed-loop report: flows/s, init p50, init p99, purchase p50, purchase
 # p99, server CPU µs/flow, load generator µs/flow, errors.
 report_fields() {
@@ -135,24 +149,22 @@ for mode in $MODES; do
                 start_server "$mode" "$backend"
                 n=$ITERATIONS
                 [ "$c" -eq 1 ] && n=$((ITERATIONS / 4))   # sequential runs are slow; fewer flows suffice
-                pg0=$(ticks $(pg_pids)); r0=$(ticks $REDIS_PID); m0=$(busy)
+                cpu_before
                 if [ "$mode" = stores ]; then rc0=$(redis_commands); read -r pc0 pr0 <<<"$(pg_counts)"; fi
                 CRYPTO_BACKEND=$backend "$BIN" bench --url "http://127.0.0.1:$PORT" -n "$n" -c "$c" --warmup "$WARMUP" \
                     --protocol "$protocol" --server-pid "$SERVER" >"$work/bench.txt" 2>&1 || true
-                pg1=$(ticks $(pg_pids)); r1=$(ticks $REDIS_PID); m1=$(busy)
+                # Sampled around the whole bench, warm-up flows included (machine time
+                # also spans the load generator's start-up).
+                cpu_after "$mode" $((n + WARMUP))
                 stop_server
-                pgcpu=-; rcpu=-; rcmd=-; pgw=-
+                rcmd=-; pgw=-
                 if [ "$mode" = stores ]; then
-                    # Sampled around the whole bench, warm-up flows included.
-                    pgcpu=$(( (pg1 - pg0) * 10000 / (n + WARMUP) )); rcpu=$(( (r1 - r0) * 10000 / (n + WARMUP) ))
                     sleep 1   # PostgreSQL publishes its counters within a second
                     rc1=$(redis_commands); read -r pc1 pr1 <<<"$(pg_counts)"
                     rcmd=$(awk -v a="$rc0" -v b="$rc1" -v n=$((n + WARMUP)) 'BEGIN {printf "%.2f", (b - a) / n}')
                     pgw=$(awk -v c0="$pc0" -v c1="$pc1" -v r0="$pr0" -v r1="$pr1" -v n=$((n + WARMUP)) \
                         'BEGIN {printf "%.3f / %.2f", (c1 - c0) / n, (r1 - r0) / n}')
                 fi
-                # Machine time also spans the warm-up (counted) and the load generator's start-up.
-                mcpu=$(( (m1 - m0) * 10000 / (n + WARMUP) ))
                 read -r rate ip50 ip99 pp50 pp99 cpu lg err <<<"$(report_fields "$work/bench.txt")"
                 printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
                     "$backend" "$mode v$protocol" "$c" "$rate" "$ip50" "$ip99" "$pp50" "$pp99" "$cpu" \

@@ -109,8 +109,8 @@ pub struct OpenLoopReport {
     /// The latest pick-up after a scheduled start (ms).
     pub max_start_delay_ms: f64,
     /// How long after its scheduled start each flow was picked up: the load generator's
-    /// own timing (its timer ticks every millisecond) when connections are free, the
-    /// wait for a free connection when the server falls behind.
+    /// own wake-ups when connections are free, the wait for a free connection when the
+    /// server falls behind.
     pub start_delay: Percentiles,
     /// Run time (s).
     pub elapsed_sec: f64,
