@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The gateway's cost: start the echo upstream (app/examples/echo_upstream.rs) and a fresh
+# The gateway's cost: start the echo upstream (clients/cli/examples/echo_upstream.rs) and a fresh
 # release server with GATEWAY_UPSTREAM, then run `session-crypto bench --gateway` —
 # rounds of (direct upstream, purchase route, gateway), each phase paced to the same
 # request rate so their CPU per request compares at the same load — in two set-ups:
@@ -23,7 +23,7 @@ PORT=${LOADTEST_PORT:-3917}
 export CRYPTO_BACKEND=${CRYPTO_BACKEND:-aws-lc-rs}
 
 cargo build --release --all-features -q
-cargo build --release --all-features -q -p session-crypto --example echo_upstream
+cargo build --release --all-features -q -p session-crypto-cli --example echo_upstream
 BIN=target/release/session-crypto
 work=$(mktemp -d)
 SERVER="" UPSTREAM=""

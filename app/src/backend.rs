@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crypto_backends::Tls;
+use http_adapter::tls::TlsError;
 use ports::CryptoProvider;
 
 /// The providers compiled into this binary (by Cargo feature), in the list's order.
@@ -26,16 +26,20 @@ fn all_names(prefix: &str, last: &str) -> String {
     }
 }
 
-/// The rustls provider for TLS with `crypto`, and its name: the backend's own when the
-/// list says it is one, else whichever this build has.
+/// The rustls provider for TLS with `crypto`, and its name, as the backend list says
+/// ([`crypto_backends::tls_provider`]).
 ///
 /// # Errors
-/// A message when this build has no rustls provider for the backend.
+/// [`TlsError::NoProvider`] when this build has no rustls provider for the backend.
 pub fn tls_provider(
     crypto: CryptoProvider,
 ) -> Result<(Arc<rustls::crypto::CryptoProvider>, &'static str), crate::Error> {
-    let own = crypto_backends::find(crypto.name).is_some_and(|b| b.tls == Tls::Own);
-    Ok(http_adapter::tls::provider(crypto.name, own)?)
+    crypto_backends::tls_provider(crypto.name).ok_or_else(|| {
+        TlsError::NoProvider {
+            backend: crypto.name.to_owned(),
+        }
+        .into()
+    })
 }
 
 /// Chooses the backend.

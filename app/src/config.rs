@@ -6,7 +6,7 @@ use std::net::IpAddr;
 pub use crate::redis_settings::RedisArgs;
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::client_args::{BenchArgs, ClientArgs};
+pub use session_crypto_cli::args::{BenchArgs, ClientArgs};
 
 /// Encrypted, replay-proof application-layer channel (ECDH P-256 + HKDF-SHA256 +
 /// AES-256-GCM envelopes) — server, client and load generator.

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use http_adapter::tls::TlsError;
 use postgres_adapter::PgError;
 use redis_adapter::RedisError;
-use session_crypto_client::FlowError;
 
 /// Why a command could not run.
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +32,9 @@ pub enum Error {
         /// The operating system's reason.
         source: std::io::Error,
     },
-    /// A client flow failed (`client`, `bench`).
+    /// A client tool failed (`client`, `bench`).
     #[error(transparent)]
-    Flow(#[from] FlowError),
+    Client(#[from] session_crypto_cli::Error),
     /// The process could not do its work (runtime, random numbers, a store command).
     #[error("{0}")]
     Runtime(String),

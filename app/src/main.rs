@@ -2,7 +2,8 @@
 
 use session_crypto::config::{Command, LogFormat};
 use session_crypto::layered::{self, Parsed};
-use session_crypto::{admin_cmd, backend, bench, client_cmd, serve, settings};
+use session_crypto::{admin_cmd, backend, serve, settings};
+use session_crypto_cli::{bench, client};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -121,9 +122,9 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
             println!("# configuration is valid (crypto backend {})", crypto.name);
             Ok(())
         }
-        Command::Client(args) => runtime(Some(1))?.block_on(client_cmd::run(args.clone(), crypto)),
+        Command::Client(args) => Ok(runtime(Some(1))?.block_on(client::run(args.clone(), crypto))?),
         Command::Bench(args) => {
-            runtime(args.worker_threads)?.block_on(bench::run(args.clone(), crypto))
+            Ok(runtime(args.worker_threads)?.block_on(bench::run(args.clone(), crypto))?)
         }
         Command::Revoke(args) => runtime(None)?.block_on(admin_cmd::revoke(args, crypto)),
         Command::Backends | Command::Migrate(_) | Command::Keygen(_) => Ok(()),

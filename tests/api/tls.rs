@@ -15,12 +15,8 @@ fn https_serves_every_backend_to_the_client_and_the_load_generator() {
     for crypto in backends() {
         let server = Server::start_with(crypto, &[("TLS_CERT_FILE", cert), ("TLS_KEY_FILE", key)]);
         assert!(server.url.starts_with("https://"), "{}", server.banner);
-        // aws-lc-rs and ring use their own rustls provider; RustCrypto borrows one.
-        let provider = if crypto.name == "rustcrypto" {
-            "aws-lc-rs"
-        } else {
-            crypto.name
-        };
+        // The provider the backend list gives the backend (its own, or a borrowed one).
+        let (_, provider) = crypto_backends::tls_provider(crypto.name).unwrap();
         assert!(
             server
                 .banner
@@ -144,7 +140,8 @@ async fn https_offers_http2_by_alpn() {
         ("TLS_KEY_FILE", pki.key.to_str().unwrap()),
     ]);
     let (provider, _) = session_crypto::backend::tls_provider(server.crypto).unwrap();
-    let mut config = (*http_adapter::tls::client_config(provider, Some(&pki.ca)).unwrap()).clone();
+    let mut config =
+        (*session_crypto_client::tls::client_config(provider, Some(&pki.ca)).unwrap()).clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let addr = server.url.trim_start_matches("https://").to_owned();
     let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();

@@ -2,31 +2,38 @@
 //!
 //! Every place that needs "all the backends" reads [`backend_list!`]: the backend
 //! choice of the binary, the conformance suite and the cross matrix, the Wycheproof
-//! tests, the fuzz targets' cross-check, the benches and the TLS provider choice. Each
+//! tests, the fuzz targets' cross-check, the benches and the rustls provider TLS uses
+//! ([`tls_provider`]: the server, Redis over TLS and the client tools). Each
 //! backend is compiled in by its feature (see `Cargo.toml`); the application's
 //! `backend-<name>` features switch those on.
 //!
 //! Adding a backend: its crate, its lines in this crate's `Cargo.toml` (the optional
 //! dependency, its feature, and its name in `all`), one line in [`backend_list!`], and
 //! one `backend-<name>` feature line in `app/Cargo.toml` (CONTRIBUTING.md has the
-//! steps).
+//! steps). Everything else — `all-backends`, the TLS provider and what the tests expect
+//! of it, the names in messages — follows from the list.
 //!
-//! A registry, not an adapter: it depends on `ports` and the backend crates only.
+//! A registry, not an adapter: it depends on `ports`, rustls (for the providers of the
+//! backends that are rustls providers) and the backend crates only.
+
+use std::sync::Arc;
 
 use ports::CryptoProvider;
 
 /// Calls `$callback! { … }` with the list of backends, one line each:
-/// `module_name = "CRYPTO_BACKEND name" in crate_name if "feature", tls own|any;`.
+/// `module_name = "CRYPTO_BACKEND name" in crate_name if "feature", tls <rustls module>|any;`.
 ///
-/// `tls own`: the backend is also a rustls provider, used for TLS when it is chosen.
-/// `tls any`: TLS uses whichever rustls provider the build has.
+/// `tls aws_lc_rs` (a module of `rustls::crypto`): the backend is also that rustls
+/// provider, which TLS uses when the backend is chosen (the backend's feature in
+/// `Cargo.toml` switches it on in rustls).
+/// `tls any`: TLS uses the first compiled backend's rustls provider, in the list's order.
 /// The first line is the default backend (the binary's default feature).
 #[macro_export]
 macro_rules! backend_list {
     ($callback:ident) => {
         $callback! {
-            aws_lc_rs = "aws-lc-rs" in crypto_aws_lc_rs if "aws-lc-rs", tls own;
-            ring = "ring" in crypto_ring if "ring", tls own;
+            aws_lc_rs = "aws-lc-rs" in crypto_aws_lc_rs if "aws-lc-rs", tls aws_lc_rs;
+            ring = "ring" in crypto_ring if "ring", tls ring;
             rustcrypto = "rustcrypto" in crypto_rustcrypto if "rustcrypto", tls any;
         }
     };
@@ -35,11 +42,14 @@ macro_rules! backend_list {
 /// How TLS picks its rustls provider for a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tls {
-    /// The rustls provider of the same name.
+    /// The backend is itself a rustls provider, and TLS uses it.
     Own,
-    /// Whichever rustls provider the build has.
+    /// The first compiled backend's rustls provider, in the list's order.
     Any,
 }
+
+/// A function that builds a rustls provider.
+pub type RustlsProvider = fn() -> rustls::crypto::CryptoProvider;
 
 /// One backend of the list.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +60,8 @@ pub struct Backend {
     pub provider: Option<CryptoProvider>,
     /// How TLS picks its rustls provider.
     pub tls: Tls,
+    /// Its own rustls provider, when it is one and this build compiled it in.
+    pub rustls: Option<RustlsProvider>,
 }
 
 macro_rules! registry {
@@ -67,6 +79,7 @@ macro_rules! registry {
                     Some(::$krate::PROVIDER);
                 #[cfg(not(feature = $feature))]
                 pub(crate) const PROVIDER: Option<ports::CryptoProvider> = None;
+                registry!(@rustls $feature, $tls);
             }
         )*
 
@@ -75,12 +88,23 @@ macro_rules! registry {
             Backend {
                 name: $name,
                 provider: $module::PROVIDER,
-                tls: registry!(@tls $tls),
+                tls: $module::TLS,
+                rustls: $module::RUSTLS,
             },
         )*];
     };
-    (@tls own) => { Tls::Own };
-    (@tls any) => { Tls::Any };
+    (@rustls $feature:literal, any) => {
+        pub(crate) const TLS: super::Tls = super::Tls::Any;
+        pub(crate) const RUSTLS: Option<super::RustlsProvider> = None;
+    };
+    (@rustls $feature:literal, $rustls:ident) => {
+        pub(crate) const TLS: super::Tls = super::Tls::Own;
+        #[cfg(feature = $feature)]
+        pub(crate) const RUSTLS: Option<super::RustlsProvider> =
+            Some(rustls::crypto::$rustls::default_provider);
+        #[cfg(not(feature = $feature))]
+        pub(crate) const RUSTLS: Option<super::RustlsProvider> = None;
+    };
 }
 
 backend_list!(registry);
@@ -100,6 +124,19 @@ pub fn find(name: &str) -> Option<&'static Backend> {
     ALL.iter().find(|b| b.name == name)
 }
 
+/// The rustls provider TLS uses with the backend `name`, and the name of the backend
+/// it comes from: the backend's own when it is a rustls provider, else the first
+/// compiled backend's that is one. `None` when this build has no fitting provider
+/// (e.g. RustCrypto alone).
+pub fn tls_provider(name: &str) -> Option<(Arc<rustls::crypto::CryptoProvider>, &'static str)> {
+    let chosen = find(name)?;
+    let from = match chosen.tls {
+        Tls::Own => chosen,
+        Tls::Any => ALL.iter().find(|b| b.rustls.is_some())?,
+    };
+    from.rustls.map(|make| (Arc::new(make()), from.name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +152,30 @@ mod tests {
             compiled().len(),
             ALL.iter().filter(|b| b.provider.is_some()).count()
         );
+    }
+
+    #[test]
+    fn tls_follows_the_list() {
+        for b in ALL {
+            let chosen = tls_provider(b.name).map(|(_, name)| name);
+            match b.tls {
+                Tls::Own => assert_eq!(chosen, b.rustls.map(|_| b.name)),
+                Tls::Any => assert_eq!(
+                    chosen,
+                    ALL.iter().find(|o| o.rustls.is_some()).map(|o| o.name)
+                ),
+            }
+        }
+        assert!(tls_provider("no-such-backend").is_none());
+    }
+
+    #[cfg(all(feature = "aws-lc-rs", feature = "rustcrypto"))]
+    #[test]
+    fn rustcrypto_borrows_the_first_rustls_provider() {
+        assert_eq!(
+            tls_provider("rustcrypto").map(|(_, n)| n),
+            Some("aws-lc-rs")
+        );
+        assert_eq!(tls_provider("aws-lc-rs").map(|(_, n)| n), Some("aws-lc-rs"));
     }
 }

@@ -1,13 +1,13 @@
-//! TLS with rustls: the crypto provider that matches the selected backend, the server
-//! configuration from PEM files, and the client configuration from a CA file.
+//! TLS with rustls: the server configuration from PEM files (the rustls provider comes
+//! from the backend list, `crypto_backends::tls_provider`).
 
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// Why TLS could not be set up; each names the setting or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum TlsError {
     /// A PEM file could not be read or holds nothing usable.
     #[error("{setting} {}: {problem}", path.display())]
     File {
-        /// `TLS_CERT_FILE`, `TLS_KEY_FILE` or `CA file`.
+        /// `TLS_CERT_FILE` or `TLS_KEY_FILE`.
         setting: &'static str,
         /// The file.
         path: std::path::PathBuf,
@@ -46,33 +46,6 @@ fn file_error(setting: &'static str, path: &Path, problem: impl ToString) -> Tls
         path: path.to_owned(),
         problem: problem.to_string(),
     }
-}
-
-/// The rustls provider for a crypto backend, and its name. With `own`, the backend is
-/// itself a rustls provider (aws-lc-rs, ring) and only that one is used; otherwise
-/// (RustCrypto: rustls-rustcrypto is experimental, so it is not used) aws-lc-rs when it
-/// is compiled in, else ring.
-///
-/// # Errors
-/// [`TlsError::NoProvider`] when this build has no rustls provider for the backend.
-pub fn provider(backend: &str, own: bool) -> Result<(Arc<CryptoProvider>, &'static str), TlsError> {
-    let wants = |name: &str| !own || backend == name;
-    #[cfg(not(any(feature = "tls-aws-lc-rs", feature = "tls-ring")))]
-    let _ = wants;
-    #[cfg(feature = "tls-aws-lc-rs")]
-    if wants("aws-lc-rs") {
-        return Ok((
-            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-            "aws-lc-rs",
-        ));
-    }
-    #[cfg(feature = "tls-ring")]
-    if wants("ring") {
-        return Ok((Arc::new(rustls::crypto::ring::default_provider()), "ring"));
-    }
-    Err(TlsError::NoProvider {
-        backend: backend.to_owned(),
-    })
 }
 
 /// A server configuration (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`) from a PEM
@@ -104,35 +77,5 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .map_err(TlsError::Pair)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// The system's CA bundle, used when no CA file is given.
-const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// A client configuration trusting the certificates in `ca_file` (PEM), or the
-/// system's CA bundle without one.
-///
-/// # Errors
-/// [`TlsError`], naming the file at fault.
-pub fn client_config(
-    provider: Arc<CryptoProvider>,
-    ca_file: Option<&Path>,
-) -> Result<Arc<ClientConfig>, TlsError> {
-    let path = ca_file.unwrap_or(Path::new(SYSTEM_ROOTS));
-    let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|e| file_error("CA file", path, format!("{e} (use --ca-file)")))?;
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(file_error("CA file", path, "no usable certificate"));
-    }
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Config)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

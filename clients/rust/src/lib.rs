@@ -24,6 +24,7 @@
 mod connection;
 mod protocol;
 mod session;
+pub mod tls;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -53,6 +54,10 @@ pub enum FlowError {
     /// Connecting or talking HTTP failed.
     #[error("transport: {0}")]
     Transport(String),
+    /// The TLS settings could not be built (a CA file that cannot be read or holds no
+    /// certificate).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server answered with a non-200 status.
     #[error("{path} answered {status}: {body}")]
     Status {

@@ -15,6 +15,9 @@ pub enum Error {
     /// came without TLS settings ([`Builder::tls`]).
     #[error("invalid server URL: {0}")]
     Url(String),
+    /// The TLS settings could not be built (see [`crate::tls::client_config`]).
+    #[error("TLS settings: {0}")]
+    Tls(String),
     /// Connecting or talking HTTP failed (nothing is known about the request's fate).
     #[error("network: {0}")]
     Network(String),
@@ -57,6 +60,7 @@ impl From<FlowError> for Error {
         match e {
             FlowError::Url(u) => Self::Url(u),
             FlowError::Transport(t) => Self::Network(t),
+            FlowError::Tls(t) => Self::Tls(t),
             FlowError::Status { status, body, .. } => Self::Refused {
                 status: status.as_u16(),
                 code: serde_json::from_str::<serde_json::Value>(&body)

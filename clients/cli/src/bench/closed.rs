@@ -1,4 +1,5 @@
-//! `session-crypto bench`: the load generator.
+//! `session-crypto bench` in closed loop: each connection sends its next flow (init +
+//! purchase) when the last one is answered; min/mean/percentiles per step.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 use ports::CryptoProvider;
 use session_crypto_client::{Endpoint, InitRoute, ProtocolClient, StepTimings};
 
-use crate::config::BenchArgs;
+use super::common::{Summary, cpu_time, micros, summarize};
+use super::endpoint;
+use crate::args::BenchArgs;
 
 const PAYLOAD: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
 
@@ -39,7 +42,7 @@ async fn worker(
     total: usize,
 ) -> WorkerResult {
     let mut r = WorkerResult::default();
-    let protocol = crate::client_cmd::protocol(args.protocol);
+    let protocol = crate::client::protocol(args.protocol);
     let mut client = match ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
         .await
         .map(|c| c.with_protocol(protocol))
@@ -139,50 +142,6 @@ impl ServerSteps {
     }
 }
 
-pub(crate) fn micros(d: Duration) -> u32 {
-    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
-}
-
-/// Latency summary of one series (microsecond samples).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Summary {
-    /// Samples.
-    pub count: usize,
-    /// Min (ms).
-    pub min: f64,
-    /// Mean (ms).
-    pub mean: f64,
-    /// Median (ms).
-    pub p50: f64,
-    /// 95th percentile (ms).
-    pub p95: f64,
-    /// 99th percentile (ms).
-    pub p99: f64,
-    /// Max (ms).
-    pub max: f64,
-}
-
-/// Nearest-rank percentiles.
-pub fn summarize(samples: &mut [u32]) -> Option<Summary> {
-    if samples.is_empty() {
-        return None;
-    }
-    samples.sort_unstable();
-    let n = samples.len();
-    let rank =
-        |p: f64| samples[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1] as f64 / 1000.0;
-    let sum: u64 = samples.iter().map(|&s| u64::from(s)).sum();
-    Some(Summary {
-        count: n,
-        min: samples[0] as f64 / 1000.0,
-        mean: sum as f64 / n as f64 / 1000.0,
-        p50: rank(50.0),
-        p95: rank(95.0),
-        p99: rank(99.0),
-        max: samples[n - 1] as f64 / 1000.0,
-    })
-}
-
 fn print_summary(title: &str, s: Option<Summary>) {
     println!("{title}");
     match s {
@@ -197,16 +156,6 @@ fn print_summary(title: &str, s: Option<Summary>) {
             println!("  Max: {:.3} ms", s.max);
         }
     }
-}
-
-/// CPU time (user + system) of a process, from /proc (Linux; USER_HZ = 100).
-pub(crate) fn cpu_time(pid: &str) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
 }
 
 async fn run_phase(
@@ -260,25 +209,12 @@ async fn run_phase(
     (results, elapsed)
 }
 
-/// The server the benchmark modes load (`--url`, `--ca-file`).
-pub(crate) fn endpoint(
-    args: &BenchArgs,
-    crypto: CryptoProvider,
-) -> Result<Arc<Endpoint>, crate::Error> {
-    crate::client_cmd::endpoint(&args.url, args.ca_file.as_deref(), crypto).map(Arc::new)
-}
-
-/// Runs the load and prints the report.
+/// Runs the closed loop (each connection sends its next flow when the last one is
+/// answered) and prints the report.
 ///
 /// # Errors
 /// A message for the user.
-pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
-    if args.gateway.is_some() {
-        return crate::bench_gateway::run(args, crypto).await;
-    }
-    if args.rate > 0 {
-        return crate::bench_open::run(args, crypto).await;
-    }
+pub(crate) async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
     if args.iterations == 0 || args.concurrency == 0 {
         return Err("--iterations and --concurrency must be > 0".into());
     }
@@ -378,20 +314,6 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::E
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let mut v: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
-        let s = summarize(&mut v).unwrap();
-        assert_eq!(
-            (s.min, s.p50, s.p95, s.p99, s.max),
-            (1.0, 50.0, 95.0, 99.0, 100.0)
-        );
-        assert!((s.mean - 50.5).abs() < 1e-9);
-        assert_eq!(summarize(&mut []), None);
-        let mut one = vec![2500];
-        assert_eq!(summarize(&mut one).unwrap().p99, 2.5);
-    }
 
     #[test]
     fn server_timing_means_per_step() {

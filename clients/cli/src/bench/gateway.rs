@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use ports::CryptoProvider;
 use session_crypto_client::{Connection, Endpoint, InitRoute, Method, Outgoing, ProtocolClient};
 
-use crate::bench::{cpu_time, micros, summarize};
-use crate::config::BenchArgs;
+use super::common::{cpu_time, micros, summarize};
+use crate::args::BenchArgs;
 
 const BODY: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
 
@@ -99,7 +99,7 @@ async fn worker(
         }
         return Ok((samples, errors));
     }
-    let protocol = crate::client_cmd::protocol(args.protocol);
+    let protocol = crate::client::protocol(args.protocol);
     let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
         .await
         .map_err(|e| e.to_string())?
@@ -207,7 +207,7 @@ fn show(us: Option<f64>) -> String {
 ///
 /// # Errors
 /// A message for the user.
-pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
+pub(crate) async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
     if args.iterations == 0 || args.concurrency == 0 || args.rounds == 0 {
         return Err("--iterations, --concurrency and --rounds must be > 0".into());
     }
@@ -215,7 +215,7 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::E
     if !path.starts_with('/') {
         return Err("--gateway must be a path (e.g. /api/echo)".into());
     }
-    let endpoint = crate::bench::endpoint(&args, crypto)?;
+    let endpoint = super::endpoint(&args, crypto)?;
     let direct = match &args.direct {
         None => None,
         Some(url) => {

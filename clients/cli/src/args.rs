@@ -1,5 +1,5 @@
 //! The settings of the two client-side subcommands, `client` and `bench` (the server's
-//! are in `config.rs`).
+//! are in the binary's `app/src/config.rs`, which embeds these).
 
 use clap::Args;
 

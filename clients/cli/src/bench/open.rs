@@ -15,8 +15,8 @@ use serde::Serialize;
 use session_crypto_client::{Endpoint, InitRoute, ProtocolClient};
 use tokio::sync::{Mutex, mpsc};
 
-use crate::bench::cpu_time;
-use crate::config::BenchArgs;
+use super::common::cpu_time;
+use crate::args::BenchArgs;
 
 const PAYLOAD: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
 
@@ -183,7 +183,7 @@ async fn connection(
     due: Arc<Mutex<mpsc::UnboundedReceiver<Instant>>>,
 ) -> Result<Series, String> {
     let mut s = Series::new()?;
-    let protocol = crate::client_cmd::protocol(args.protocol);
+    let protocol = crate::client::protocol(args.protocol);
     let connect = || async {
         ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
             .await
@@ -233,7 +233,7 @@ async fn connection(
 ///
 /// # Errors
 /// A message for the user.
-pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
+pub(crate) async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
     let rate = args.rate as f64;
     let total = match args.duration_sec {
         Some(d) => (rate * d).round() as usize,
@@ -242,13 +242,13 @@ pub async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), crate::E
     if total == 0 || args.concurrency == 0 {
         return Err("--rate × --duration (or -n) and --concurrency must be > 0".into());
     }
-    let endpoint = crate::bench::endpoint(&args, crypto)?;
+    let endpoint = super::endpoint(&args, crypto)?;
     let args = Arc::new(args);
     if args.warmup > 0 {
         let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
             .await
             .map_err(|e| crate::Error::Runtime(format!("warm-up: {e}")))?
-            .with_protocol(crate::client_cmd::protocol(args.protocol));
+            .with_protocol(crate::client::protocol(args.protocol));
         for _ in 0..args.warmup {
             let (session, _) = client
                 .init(InitRoute::Unversioned, Some(1800))

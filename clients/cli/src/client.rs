@@ -5,7 +5,7 @@ use std::time::Duration;
 use ports::{CryptoProvider, P256PublicKey, Protocol};
 use session_crypto_client::{Endpoint, InitRoute, ProtocolClient, StepTimings};
 
-use crate::config::ClientArgs;
+use crate::args::ClientArgs;
 
 fn ms(d: Duration) -> String {
     format!("{:>9.3} ms", d.as_secs_f64() * 1e3)
@@ -28,8 +28,8 @@ fn print_step(title: &str, t: &StepTimings, crypto_before_http: usize) {
 }
 
 /// The server endpoint for `url`; for `https`, with a TLS client that trusts
-/// `ca_file` (or the system's CA bundle) and uses the rustls provider matching the
-/// crypto backend.
+/// `ca_file` (or the system's CA bundle) and uses the rustls provider the backend list
+/// gives the crypto backend.
 ///
 /// # Errors
 /// A bad URL, or TLS settings that cannot be built.
@@ -45,8 +45,16 @@ pub fn endpoint(
         }
         return Ok(endpoint);
     }
-    let (provider, _) = crate::backend::tls_provider(crypto)?;
-    Ok(endpoint.with_tls(http_adapter::tls::client_config(provider, ca_file)?))
+    let (provider, _) = crypto_backends::tls_provider(crypto.name).ok_or_else(|| {
+        format!(
+            "https:// needs a rustls provider, and this build has none for the {} backend: \
+             build with --features backend-aws-lc-rs or backend-ring",
+            crypto.name
+        )
+    })?;
+    let tls = session_crypto_client::tls::client_config(provider, ca_file)
+        .map_err(|e| format!("{e} (--ca-file)"))?;
+    Ok(endpoint.with_tls(tls))
 }
 
 /// The protocol version of `--protocol` (the argument parser allows 1 and 2 only).
@@ -62,7 +70,7 @@ pub fn pinned_key(path: Option<&std::path::Path>) -> Result<Option<P256PublicKey
     let Some(path) = path else { return Ok(None) };
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("--server-key-file {}: {e}", path.display()))?;
-    domain::signing_key::parse_public_key(&text)
+    session_crypto_client::parse_server_key(&text)
         .map(Some)
         .ok_or_else(|| {
             format!(
@@ -73,7 +81,8 @@ pub fn pinned_key(path: Option<&std::path::Path>) -> Result<Option<P256PublicKey
         })
 }
 
-/// Runs the flow and prints what happened.
+/// `session-crypto client`: runs one init and one purchase and prints what happened,
+/// step by step.
 ///
 /// # Errors
 /// A message for the user.
