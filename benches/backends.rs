@@ -176,7 +176,7 @@ fn server_purchase(c: &mut Criterion) {
                         };
                         let svc = &svc;
                         let out = futures_executor::block_on(
-                            svc.exchange(req, http_adapter::routes::purchase::purchase_response),
+                            svc.exchange(req, &http_adapter::routes::purchase::PurchaseRoute),
                         );
                         black_box(out.unwrap())
                     },

@@ -69,7 +69,7 @@ impl Side {
             };
             let out = futures_executor::block_on(
                 self.svc
-                    .exchange(req, http_adapter::routes::purchase::purchase_response),
+                    .exchange(req, &http_adapter::routes::purchase::PurchaseRoute),
             );
             black_box(out.unwrap());
         }

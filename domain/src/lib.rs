@@ -27,7 +27,8 @@ pub use headers::{ClientId, HeaderError, IdempotencyKey, SessionId};
 pub use limits::AbuseLimits;
 pub use policy::{PolicyError, ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy};
 pub use service::exchange::{
-    Accepted, Answer, ExchangeError, ExchangeOutcome, ExchangeRequest, ResponseContext,
+    Accepted, Answer, EncryptedRoute, ExchangeError, ExchangeOutcome, ExchangeRequest,
+    PayloadError, ResponseContext, RouteError,
 };
 pub use service::init::{InitBody, InitError, InitOutcome, InitRequest, RequestedProtocol};
 pub use service::release::{KeyRelease, ReleaseError};

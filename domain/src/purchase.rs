@@ -4,26 +4,13 @@
 use std::fmt::Write as _;
 
 use crate::encoding::{iso_timestamp, push_hex};
+use crate::service::exchange::PayloadError;
 
 /// Longest accepted `schemeCode`.
 pub const MAX_SCHEME_CODE_LEN: usize = 64;
 /// Largest accepted `amount`: 10^15, so every client's number type holds it (JavaScript
 /// numbers are exact to 2^53 ≈ 9 × 10^15) and the confirmation message stays short.
 pub const MAX_AMOUNT: f64 = 1e15;
-
-/// Why a purchase payload was refused (wire: 400 `CRYPTO_ERROR`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PayloadError {
-    /// The plaintext is not a JSON object with the expected fields/types.
-    #[error("payload is not valid purchase JSON: {0}")]
-    Shape(&'static str),
-    /// `schemeCode` empty, longer than 64 characters, or holding a control character.
-    #[error("schemeCode must be 1-64 characters, none of them a control character")]
-    SchemeCode,
-    /// `amount` not finite, not positive, or above [`MAX_AMOUNT`].
-    #[error("amount must be a number > 0 and <= 1e15")]
-    Amount,
-}
 
 /// A validated purchase request.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +53,25 @@ impl<'a> Purchase<'a> {
 
     /// Confirms the (mock) transaction: nothing is persisted.
     pub fn confirm(&self, transaction_random: [u8; 8], now_ms: u64) -> Receipt<'a> {
+        Receipt::confirm(
+            self.scheme_code,
+            self.amount_text,
+            transaction_random,
+            now_ms,
+        )
+    }
+}
+
+impl<'a> Receipt<'a> {
+    /// The receipt of a purchase whose `scheme_code` and `amount_text` passed
+    /// [`Purchase::validate`] (the confirmation of a route that checked the purchase
+    /// before its nonce was claimed and confirms it after).
+    pub fn confirm(
+        scheme_code: &'a str,
+        amount_text: &'a str,
+        transaction_random: [u8; 8],
+        now_ms: u64,
+    ) -> Self {
         let mut transaction_id = String::with_capacity(20);
         transaction_id.push_str("TXN-");
         push_hex(&mut transaction_id, &transaction_random, true);
@@ -73,13 +79,12 @@ impl<'a> Purchase<'a> {
         let mut message = String::with_capacity(64);
         let _ = write!(
             message,
-            "Purchase of {} for scheme {} processed successfully",
-            self.amount_text, self.scheme_code
+            "Purchase of {amount_text} for scheme {scheme_code} processed successfully"
         );
-        Receipt {
+        Self {
             transaction_id,
-            scheme_code: self.scheme_code,
-            amount_text: self.amount_text,
+            scheme_code,
+            amount_text,
             timestamp: iso_timestamp(now_ms),
             message,
         }

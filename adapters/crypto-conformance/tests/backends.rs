@@ -227,7 +227,9 @@ fn cross_matrix_protocol_v2() {
                     line: PURCHASE,
                     body: &mut body,
                 },
-                |plain, _| Ok([b"echo:".as_slice(), plain].concat()),
+                &|plain: &[u8], _: &domain::ResponseContext| {
+                    Ok::<_, domain::PayloadError>([b"echo:".as_slice(), plain].concat())
+                },
             ))
             .unwrap_or_else(|e| panic!("client {} / server {}: {e}", client.name, server.name));
             let head = ResponseHead {

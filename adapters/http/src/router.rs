@@ -15,7 +15,6 @@ use ports::{Clock, Ports};
 use crate::config::ApiConfig;
 use crate::health::HealthCheck;
 use crate::metrics;
-use crate::pipeline::body::{body_failure, read_body};
 use crate::pipeline::request_id::request_id;
 use crate::routes;
 use crate::wire::{Body, Listener, X_REQUEST_ID, code_error, family_of, identity_error, not_found};
@@ -23,8 +22,8 @@ use crate::wire::{Body, Listener, X_REQUEST_ID, code_error, family_of, identity_
 #[derive(Clone, Copy)]
 enum Route {
     Init(Family),
-    /// An encrypted business route: the authenticated exchange with this handler.
-    Exchange(routes::exchange::Handler),
+    /// `POST /transaction/purchase`: an encrypted route.
+    Purchase,
     Revoke,
     ReleaseKey,
     Health,
@@ -64,7 +63,7 @@ impl Scope {
 #[rustfmt::skip]
 const ROUTES: &[(Scope, &str, &str, Route)] = &[
     (Scope::Public,   "POST", "/session/init",         Route::Init(Family::Unversioned)),
-    (Scope::Public,   "POST", "/transaction/purchase", Route::Exchange(routes::purchase::purchase_response)),
+    (Scope::Public,   "POST", "/transaction/purchase", Route::Purchase),
     (Scope::Public,   "POST", "/session/revoke",       Route::Revoke),
     (Scope::Both,     "POST", "/v1/session/init",      Route::Init(Family::V1)),
     (Scope::Both,     "GET",  "/health",               Route::Health),
@@ -230,10 +229,17 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
             return method_not_allowed(path, method);
         }
         let service = &self.service;
+        let config = &self.config;
         let now_ms = || service.ports().clock().now_ms();
         let (parts, body) = req.into_parts();
-        let (limit, timeout) = (self.config.body_limit, self.config.body_timeout);
-        let budget = &self.config.body_budget;
+        let incoming = routes::Incoming {
+            parts,
+            body,
+            template,
+            peer,
+            request_id,
+            started,
+        };
         match route {
             Route::OpenApi => routes::assets::openapi(),
             Route::Page => routes::assets::page(),
@@ -244,70 +250,16 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
                 routes::health::health(&self.health, now_ms(), service.crypto().name).await
             }
             Route::Ready => routes::health::ready(&self.health, now_ms()).await,
-            Route::ReleaseKey => routes::release_key::handle(service, &parts.headers, path).await,
-            Route::Init(family) => {
-                match read_body(limit, timeout, budget, &parts.headers, body).await {
-                    Ok((bytes, _held)) => {
-                        let config = &self.config;
-                        routes::init::handle(
-                            service,
-                            config,
-                            family,
-                            peer,
-                            &parts.headers,
-                            &bytes,
-                            started,
-                        )
-                        .await
-                    }
-                    Err(f) => body_failure(family, template, f),
-                }
+            Route::ReleaseKey => {
+                routes::release_key::handle(service, &incoming.parts.headers, path).await
             }
-            Route::Gateway(index) => {
-                let gateway = &self.config.gateway;
-                let Some(route) = gateway.get(index) else {
-                    return not_found(path);
-                };
-                let target = match routes::gateway::precheck(service, route, &parts) {
-                    Ok(target) => target,
-                    Err(refusal) => return *refusal,
-                };
-                let (bytes, _held) =
-                    match read_body(route.max_body, timeout, budget, &parts.headers, body).await {
-                        Ok(read) => read,
-                        Err(f) => return body_failure(Family::Unversioned, template, f),
-                    };
-                let envelope = routes::gateway::envelope(&parts, bytes);
-                let request = routes::gateway::Forward {
-                    route,
-                    parts: &parts,
-                    target,
-                    request_id,
-                    started,
-                };
-                routes::gateway::handle(service, gateway, request, envelope).await
+            Route::Init(family) => routes::init::serve(service, config, family, incoming).await,
+            Route::Purchase => {
+                let route = &routes::purchase::PurchaseRoute;
+                routes::exchange::serve(service, config, route, incoming).await
             }
-            Route::Exchange(_) | Route::Revoke => {
-                // Headers and window first: a request that cannot pass is refused before
-                // its body is read and buffered.
-                let req = routes::exchange::request(&parts, &mut []);
-                if let Err(e) = service.precheck(req.kid, req.idempotency_key, req.client_id) {
-                    return routes::exchange::failure(template, &e);
-                }
-                let (bytes, _held) =
-                    match read_body(limit, timeout, budget, &parts.headers, body).await {
-                        Ok(read) => read,
-                        Err(f) => return body_failure(Family::Unversioned, template, f),
-                    };
-                let body = Vec::from(bytes);
-                match route {
-                    Route::Exchange(handler) => {
-                        routes::exchange::handle(service, template, handler, &parts, body, started)
-                            .await
-                    }
-                    _ => routes::revoke::handle(service, &parts, body, started).await,
-                }
-            }
+            Route::Revoke => routes::revoke::serve(service, config, incoming).await,
+            Route::Gateway(index) => routes::gateway::serve(service, config, index, incoming).await,
         }
     }
 }

@@ -4,8 +4,8 @@ use ports::{Clock, Ports};
 use zeroize::Zeroize;
 
 use super::SessionService;
+use super::exchange::PayloadError;
 use super::exchange::{ExchangeError, ExchangeRequest};
-use crate::purchase::PayloadError;
 use crate::timing::Timings;
 
 /// A revocation is authenticated exactly like an exchange (possession of the session
@@ -45,8 +45,11 @@ impl<P: Ports> SessionService<P> {
                 .await?;
             // The route's check before the nonce is used up (see the exchange).
             check(authenticated.plaintext)?;
-            self.claim(&authenticated, &mut timings).await?;
             let t = clock.monotonic_ns();
+            self.claim_request(&authenticated).await?;
+            let t0 = t;
+            let t = clock.monotonic_ns();
+            timings.record("replay-protection", t0, t);
             self.end_session(&authenticated.record)
                 .await
                 .map_err(ExchangeError::Store)?;

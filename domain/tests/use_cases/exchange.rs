@@ -1,8 +1,8 @@
 //! The authenticated exchange: round trip, session states, decryption and payload failures, a full nonce store, and the AAD properties.
 
+use domain::PayloadError;
 use domain::client::{ClientSession, Handshake};
 use domain::policy::RequestedTtl;
-use domain::purchase::PayloadError;
 use domain::{
     Aad, ExchangeError, ExchangeRequest, Family, InitError, ServiceConfig, SessionService,
 };
@@ -66,7 +66,7 @@ fn purchase_session_states() {
     let req = s.seal_request(expires, b"{}").unwrap();
     let mut body = req.envelope;
     assert!(
-        run(svc.exchange(
+        run(svc.exchange_plain(
             ExchangeRequest {
                 kid: Some(s.kid()),
                 idempotency_key: Some(&req.idempotency_key),
@@ -81,7 +81,7 @@ fn purchase_session_states() {
     svc.ports().clock.0.store(expires + 1, Ordering::SeqCst);
     let req = s.seal_request(expires + 1, b"{}").unwrap();
     let mut body = req.envelope;
-    let r = run(svc.exchange(
+    let r = run(svc.exchange_plain(
         ExchangeRequest {
             kid: Some(s.kid()),
             idempotency_key: Some(&req.idempotency_key),
@@ -126,7 +126,7 @@ fn payload_rejection_is_reported() {
     let req = s.seal_request(NOW, b"{}").unwrap();
     let mut body = req.envelope;
     let r = run(
-        svc.exchange(request(&s, &req.idempotency_key, &mut body), |_, _| {
+        svc.exchange_plain(request(&s, &req.idempotency_key, &mut body), |_, _| {
             Err(PayloadError::Amount)
         }),
     );
@@ -217,7 +217,7 @@ fn a_plaintext_refused_by_its_route_does_not_use_up_the_nonce() {
     let req = s.seal_request(NOW, br#"{"x":1}"#).unwrap();
     let mut body = req.envelope.clone();
     let r = run(
-        svc.exchange(request(&s, &req.idempotency_key, &mut body), |_, _| {
+        svc.exchange_plain(request(&s, &req.idempotency_key, &mut body), |_, _| {
             Err(PayloadError::Shape("not this route's plaintext"))
         }),
     );
@@ -260,7 +260,7 @@ fn a_response_nonce_is_refused_as_a_request_nonce() {
     let req = s.seal_request(NOW, br#"{"x":1}"#).unwrap();
     let mut body = req.envelope;
     let out = run(
-        svc.exchange(request(&s, &req.idempotency_key, &mut body), |plain, _| {
+        svc.exchange_plain(request(&s, &req.idempotency_key, &mut body), |plain, _| {
             Ok(plain.to_vec())
         }),
     )

@@ -3,13 +3,12 @@
 
 use domain::client::{ClientSession, Handshake, PURCHASE};
 use domain::policy::RequestedTtl;
-use domain::purchase::PayloadError;
 use domain::{
-    AbuseLimits, ExchangeError, ExchangeRequest, Family, InitBody, InitError, InitRequest,
-    ReplayPolicy, ServiceConfig, SessionService,
+    AbuseLimits, ExchangeError, ExchangeOutcome, ExchangeRequest, Family, InitBody, InitError,
+    InitRequest, PayloadError, ReplayPolicy, ResponseContext, ServiceConfig, SessionService,
 };
 use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
-use ports::{Clock, CryptoProvider, NoCache, SessionStore, Stores};
+use ports::{Clock, CryptoProvider, NoCache, Ports, SessionStore, Stores};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,6 +51,33 @@ pub(crate) fn run<F: Future>(f: F) -> F::Output {
     futures_executor::block_on(f)
 }
 
+/// The exchange on a route that is a plain function (all check, no handler of its own),
+/// whose only failures are the exchange's.
+pub(crate) trait PlainExchange {
+    async fn exchange_plain<'a, F>(
+        &'a self,
+        req: ExchangeRequest<'a>,
+        route: F,
+    ) -> Result<ExchangeOutcome, ExchangeError>
+    where
+        F: Fn(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError> + Sync + 'a;
+}
+
+impl<P: Ports> PlainExchange for SessionService<P> {
+    async fn exchange_plain<'a, F>(
+        &'a self,
+        req: ExchangeRequest<'a>,
+        route: F,
+    ) -> Result<ExchangeOutcome, ExchangeError>
+    where
+        F: Fn(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError> + Sync + 'a,
+    {
+        self.exchange(req, &route)
+            .await
+            .map_err(ExchangeError::from)
+    }
+}
+
 pub(crate) fn key(n: u32) -> String {
     format!("{NOW}.nonce-{n:0>16}")
 }
@@ -79,7 +105,7 @@ pub(crate) fn init_req<'a>(
 }
 
 /// init through the service, then derive the client session.
-pub(crate) fn establish(svc: &Service, client: &str, n: u32) -> ClientSession {
+pub(crate) fn establish<P: Ports>(svc: &SessionService<P>, client: &str, n: u32) -> ClientSession {
     let hs = Handshake::start(CRYPTO).unwrap();
     let k = key(n);
     let out = run(svc.init(init_req(
@@ -96,8 +122,8 @@ pub(crate) fn establish(svc: &Service, client: &str, n: u32) -> ClientSession {
 
 pub(crate) fn echo(
     svc: &Service,
-) -> impl FnOnce(&[u8], &domain::ResponseContext) -> Result<Vec<u8>, PayloadError> + '_ {
-    |plain: &[u8], _: &domain::ResponseContext| {
+) -> impl Fn(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError> + Sync + '_ {
+    |plain: &[u8], _: &ResponseContext| {
         let _ = svc;
         Ok([b"echo:".as_slice(), plain].concat())
     }
@@ -109,7 +135,7 @@ pub(crate) fn purchase(
     idem: &str,
     body: &mut [u8],
 ) -> Result<Vec<u8>, ExchangeError> {
-    let out = run(svc.exchange(
+    let out = run(svc.exchange_plain(
         ExchangeRequest {
             kid: Some(s.kid()),
             idempotency_key: Some(idem),
@@ -190,7 +216,7 @@ pub(crate) fn buy(svc: &Service, s: &ClientSession) -> Result<(), ExchangeError>
     let now = svc.ports().clock.now_ms();
     let req = s.seal_request(now, b"{}").unwrap();
     let mut body = req.envelope;
-    run(svc.exchange(
+    run(svc.exchange_plain(
         ExchangeRequest {
             kid: Some(s.kid()),
             idempotency_key: Some(&req.idempotency_key),

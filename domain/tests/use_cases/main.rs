@@ -8,4 +8,5 @@ mod keys;
 mod limits;
 mod release;
 mod revoke;
+mod routes;
 mod v2;

@@ -55,7 +55,7 @@ fn a_cache_refill_racing_a_revocation_does_not_bring_the_session_back() {
     let req = s.seal_request(now, br#"{"x":1}"#).unwrap();
     let mut body = req.envelope;
     let r = run(
-        svc.exchange(request(&s, &req.idempotency_key, &mut body), |plain, _| {
+        svc.exchange_plain(request(&s, &req.idempotency_key, &mut body), |plain, _| {
             Ok(plain.to_vec())
         }),
     );

@@ -40,7 +40,7 @@ fn send(
     sealed: &SealedRequest,
 ) -> Result<domain::ExchangeOutcome, ExchangeError> {
     let mut body = sealed.envelope.clone();
-    run(svc.exchange(
+    run(svc.exchange_plain(
         ExchangeRequest {
             kid: Some(s.kid()),
             idempotency_key: Some(&sealed.idempotency_key),

@@ -1,68 +1,182 @@
 //! What every encrypted route shares on the wire: the domain request from the
 //! headers, the sealed answer, and the mapping of [`ExchangeError`] to statuses.
 //!
-//! An encrypted business route is a [`Handler`] — plaintext in, plaintext out — in a
-//! file of its own under `routes/`, and one `Route::Exchange(..)` line in the route
-//! table; [`handle`] does the rest.
+//! An encrypted business route is a [`domain::EncryptedRoute`] — a pure check of the
+//! plaintext before the nonce claim, an async handler after it — in a file of its own
+//! under `routes/`, with a [`HandlerFailure`] for its handler's error and one line in
+//! the route table; [`handle`] does the rest.
 
 use std::time::Instant;
 
-use domain::purchase::PayloadError;
+use bytes::Bytes;
 use domain::{
-    ExchangeError, ExchangeOutcome, ExchangeRequest, RequestLine, ResponseContext, SessionService,
+    EncryptedRoute, ExchangeError, ExchangeOutcome, ExchangeRequest, Family, RequestLine,
+    RouteError, SessionService,
 };
+use hyper::body::Body as HttpBody;
 use hyper::header::HeaderValue;
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 use ports::Ports;
 use tracing::{error, info};
 
+use super::Incoming;
+use crate::config::ApiConfig;
 use crate::metrics;
+use crate::pipeline::body::{body_failure, read_body};
 use crate::pipeline::timing::server_timing;
 use crate::wire::{
     Body, OCTETS, SERVER_TIMING, X_CLIENT_ID, X_IDEMPOTENCY_KEY, X_INNER_CONTENT_TYPE, X_KID,
     code_error, header, response,
 };
 
-/// What an encrypted route does with an authentic, fresh request: check its plaintext
-/// and build the answer's plaintext. It runs only after the envelope has opened and the
-/// nonce has been claimed.
-pub(crate) type Handler = fn(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>;
+/// How an encrypted route's handler error is answered: its status and error code
+/// (unsealed, like every refusal; the reason goes to the log).
+pub(crate) trait HandlerFailure: std::error::Error {
+    /// The status and the `error` code of the answer.
+    fn answer(&self) -> (StatusCode, &'static str);
+}
 
-/// Runs one authenticated exchange on `route` (its template, for logs and metrics).
-pub(crate) async fn handle<P: Ports>(
+/// Runs one authenticated exchange on `route`, served at `template` (for logs and
+/// metrics).
+async fn handle<P, R>(
     service: &SessionService<P>,
-    route: &'static str,
-    handler: Handler,
-    parts: &Parts,
+    template: &'static str,
+    route: &R,
+    headers: &EncryptedHeaders<'_>,
     mut body: Vec<u8>,
     started: Instant,
-) -> Response<Body> {
-    let kid = header(&parts.headers, &X_KID);
-    let req = request(parts, &mut body);
-    match service.exchange(req, handler).await {
-        Ok(out) => sealed(StatusCode::OK, kid.unwrap_or_default(), out, started),
-        Err(e) => failure(route, &e),
+) -> Response<Body>
+where
+    P: Ports,
+    R: EncryptedRoute,
+    R::Error: HandlerFailure,
+{
+    match service.exchange(headers.request(&mut body), route).await {
+        Ok(out) => sealed(StatusCode::OK, headers.kid(), out, started),
+        Err(RouteError::Exchange(e)) => failure(template, &e),
+        Err(RouteError::Handler(e)) => {
+            let (status, code) = e.answer();
+            error!(route = template, status = status.as_u16(), reason = %e, "handler failed");
+            metrics::rejection(template, "handler");
+            code_error(status, code)
+        }
     }
 }
 
-/// The domain's view of an encrypted request: its three headers, its request line
-/// (method, target as sent, `X-Inner-Content-Type`) and the envelope.
-pub(crate) fn request<'a>(parts: &'a Parts, body: &'a mut [u8]) -> ExchangeRequest<'a> {
-    let headers = &parts.headers;
-    ExchangeRequest {
-        kid: header(headers, &X_KID),
-        idempotency_key: header(headers, &X_IDEMPOTENCY_KEY),
-        client_id: header(headers, &X_CLIENT_ID),
-        line: RequestLine {
-            method: parts.method.as_str(),
-            target: parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| parts.uri.path(), |p| p.as_str()),
-            content_type: header(headers, &X_INNER_CONTENT_TYPE).unwrap_or_default(),
-        },
+/// The headers of an encrypted request the domain reads — its three protocol headers
+/// and its request line (method, target as sent, `X-Inner-Content-Type`) — looked up
+/// once per request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EncryptedHeaders<'a> {
+    kid: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+    client_id: Option<&'a str>,
+    line: RequestLine<'a>,
+}
+
+impl<'a> EncryptedHeaders<'a> {
+    /// Reads them from the request's head.
+    pub(crate) fn of(parts: &'a Parts) -> Self {
+        let headers = &parts.headers;
+        Self {
+            kid: header(headers, &X_KID),
+            idempotency_key: header(headers, &X_IDEMPOTENCY_KEY),
+            client_id: header(headers, &X_CLIENT_ID),
+            line: RequestLine {
+                method: parts.method.as_str(),
+                target: parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| parts.uri.path(), |p| p.as_str()),
+                content_type: header(headers, &X_INNER_CONTENT_TYPE).unwrap_or_default(),
+            },
+        }
+    }
+
+    /// `X-Kid` (the answer repeats it).
+    pub(crate) fn kid(&self) -> &'a str {
+        self.kid.unwrap_or_default()
+    }
+
+    /// The checks that need neither the body nor any state (header grammars, the
+    /// window): a request that cannot pass is refused before its body is read.
+    pub(crate) fn precheck<P: Ports>(
+        &self,
+        service: &SessionService<P>,
+    ) -> Result<(), ExchangeError> {
+        service.precheck(self.kid, self.idempotency_key, self.client_id)
+    }
+
+    /// The domain's view of the request, with its envelope.
+    pub(crate) fn request<'b>(&self, body: &'b mut [u8]) -> ExchangeRequest<'b>
+    where
+        'a: 'b,
+    {
+        ExchangeRequest {
+            kid: self.kid,
+            idempotency_key: self.idempotency_key,
+            client_id: self.client_id,
+            line: self.line,
+            body,
+        }
+    }
+}
+
+/// The steps every built-in encrypted route takes before its exchange: the headers and
+/// the window first (so a request that cannot pass is refused before its body is read
+/// and buffered), then the body within the configured limits.
+///
+/// # Errors
+/// The answer to send instead.
+pub(crate) async fn read_envelope<P, B>(
+    service: &SessionService<P>,
+    config: &ApiConfig,
+    headers: &EncryptedHeaders<'_>,
+    parts: &Parts,
+    body: B,
+    template: &'static str,
+) -> Result<Vec<u8>, Response<Body>>
+where
+    P: Ports,
+    B: HttpBody<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    headers
+        .precheck(service)
+        .map_err(|e| failure(template, &e))?;
+    let (limit, timeout) = (config.body_limit, config.body_timeout);
+    match read_body(limit, timeout, &config.body_budget, &parts.headers, body).await {
+        Ok((bytes, _held)) => Ok(Vec::from(bytes)),
+        Err(f) => Err(body_failure(Family::Unversioned, template, f)),
+    }
+}
+
+/// Serves one request on an encrypted route.
+pub(crate) async fn serve<P, R, B>(
+    service: &SessionService<P>,
+    config: &ApiConfig,
+    route: &R,
+    req: Incoming<'_, B>,
+) -> Response<Body>
+where
+    P: Ports,
+    R: EncryptedRoute,
+    R::Error: HandlerFailure,
+    B: HttpBody<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Incoming {
+        parts,
         body,
+        template,
+        started,
+        ..
+    } = req;
+    let headers = EncryptedHeaders::of(&parts);
+    match read_envelope(service, config, &headers, &parts, body, template).await {
+        Ok(body) => handle(service, template, route, &headers, body, started).await,
+        Err(refused) => refused,
     }
 }
 

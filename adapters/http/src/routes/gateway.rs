@@ -5,7 +5,9 @@
 
 use std::time::Instant;
 
-use domain::{Answer, ExchangeError, SessionService};
+use bytes::Bytes;
+use domain::{Answer, ExchangeError, Family, SessionService};
+use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
@@ -13,11 +15,14 @@ use ports::{Clock, Ports, Protocol};
 use tracing::{debug, warn};
 use zeroize::Zeroize;
 
+use crate::config::ApiConfig;
 use crate::gateway::upstream::{self, Failure, Identity};
 use crate::gateway::{Gateway, GatewayRoute};
 use crate::metrics;
-use crate::routes::exchange;
-use crate::wire::{Body, X_INNER_CONTENT_TYPE, X_KID, code_error, header};
+use crate::pipeline::body::{body_failure, read_body};
+use crate::routes::Incoming;
+use crate::routes::exchange::{self, EncryptedHeaders};
+use crate::wire::{Body, X_INNER_CONTENT_TYPE, code_error, header, not_found};
 
 /// The header that carries a `GET`'s envelope, base64 (a browser's `fetch` cannot
 /// send a body with `GET`).
@@ -27,13 +32,62 @@ pub(crate) const X_ENVELOPE: HeaderName = HeaderName::from_static("x-envelope");
 /// §15.3.6, §15.4.5): sent as 200 with the real status in `X-Inner-Status`.
 const X_INNER_STATUS: HeaderName = HeaderName::from_static("x-inner-status");
 
+/// Serves one request on the gateway route at `index` of the configured routes.
+pub(crate) async fn serve<P, B>(
+    service: &SessionService<P>,
+    config: &ApiConfig,
+    index: usize,
+    req: Incoming<'_, B>,
+) -> Response<Body>
+where
+    P: Ports,
+    B: HttpBody<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let gateway = &config.gateway;
+    let Some(route) = gateway.get(index) else {
+        return not_found(req.parts.uri.path());
+    };
+    let Incoming {
+        parts,
+        body,
+        template,
+        request_id,
+        started,
+        ..
+    } = req;
+    let headers = EncryptedHeaders::of(&parts);
+    let target = match precheck(service, route, &parts, &headers) {
+        Ok(target) => target,
+        Err(refusal) => return *refusal,
+    };
+    let (limit, timeout) = (route.max_body, config.body_timeout);
+    let bytes = match read_body(limit, timeout, &config.body_budget, &parts.headers, body).await {
+        Ok((bytes, _held)) => bytes,
+        Err(f) => return body_failure(Family::Unversioned, template, f),
+    };
+    let mut envelope = envelope(&parts, bytes);
+    let request = Forward {
+        route,
+        parts: &parts,
+        headers: &headers,
+        target,
+        request_id,
+        started,
+    };
+    let resp = forward(service, gateway, &request, &mut envelope).await;
+    envelope.zeroize();
+    resp
+}
+
 /// The checks a gateway request passes before its body is read: the route's methods,
 /// a path that stays inside the route, the headers and the window. `Ok` holds the
 /// upstream target.
-pub(crate) fn precheck<P: Ports>(
+fn precheck<P: Ports>(
     service: &SessionService<P>,
     route: &GatewayRoute,
     parts: &Parts,
+    headers: &EncryptedHeaders<'_>,
 ) -> Result<String, Box<Response<Body>>> {
     if !route.methods.contains(&parts.method) {
         let mut r = code_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
@@ -47,16 +101,15 @@ pub(crate) fn precheck<P: Ports>(
             "INVALID_PATH",
         )));
     };
-    let req = exchange::request(parts, &mut []);
-    service
-        .precheck(req.kid, req.idempotency_key, req.client_id)
+    headers
+        .precheck(service)
         .map_err(|e| Box::new(exchange::failure(route.prefix, &e)))?;
     Ok(target)
 }
 
 /// The envelope of a request: the body, or for a `GET` the `X-Envelope` header (and
 /// then no body). Anything else reads as an envelope that cannot open.
-pub(crate) fn envelope(parts: &Parts, body: bytes::Bytes) -> Vec<u8> {
+fn envelope(parts: &Parts, body: Bytes) -> Vec<u8> {
     let in_header = header(&parts.headers, &X_ENVELOPE);
     match (parts.method == Method::GET, in_header) {
         (true, Some(text)) if body.is_empty() => {
@@ -68,25 +121,14 @@ pub(crate) fn envelope(parts: &Parts, body: bytes::Bytes) -> Vec<u8> {
 }
 
 /// One request to forward: its route, head, upstream target and request id.
-pub(crate) struct Forward<'a> {
-    pub(crate) route: &'a GatewayRoute,
-    pub(crate) parts: &'a Parts,
+struct Forward<'a> {
+    route: &'a GatewayRoute,
+    parts: &'a Parts,
+    headers: &'a EncryptedHeaders<'a>,
     /// The upstream target (origin form), from [`precheck`].
-    pub(crate) target: String,
-    pub(crate) request_id: &'a str,
-    pub(crate) started: Instant,
-}
-
-/// Runs one forwarded exchange: `body` is the envelope; it is wiped before returning.
-pub(crate) async fn handle<P: Ports>(
-    service: &SessionService<P>,
-    gateway: &Gateway,
-    request: Forward<'_>,
-    mut body: Vec<u8>,
-) -> Response<Body> {
-    let resp = forward(service, gateway, &request, &mut body).await;
-    body.zeroize();
-    resp
+    target: String,
+    request_id: &'a str,
+    started: Instant,
 }
 
 async fn forward<P: Ports>(
@@ -98,14 +140,13 @@ async fn forward<P: Ports>(
     let Forward {
         route,
         parts,
+        headers,
         ref target,
         request_id,
         started,
     } = *request;
-    let kid = header(&parts.headers, &X_KID).unwrap_or_default();
-    let req = exchange::request(parts, body);
     let accepted = service
-        .accept(req, |a| {
+        .accept(headers.request(body), |a| {
             if a.protocol() == Protocol::V1 && !route.allow_v1 {
                 Err(ExchangeError::ProtocolNotAllowed)
             } else {
@@ -117,7 +158,7 @@ async fn forward<P: Ports>(
         Ok((accepted, ())) => accepted,
         Err(e) => return exchange::failure(route.prefix, &e),
     };
-    let session = session_hash(service, gateway, accepted.session_id());
+    let session = service.session_pseudonym(&accepted, gateway.session_hash_key());
     let identity = Identity {
         client_id: accepted.client_id(),
         session: &session,
@@ -131,7 +172,7 @@ async fn forward<P: Ports>(
         &parts.headers,
         inner_type,
         &identity,
-        bytes::Bytes::copy_from_slice(accepted.plaintext()),
+        Bytes::copy_from_slice(accepted.plaintext()),
     ) else {
         // A header value the upstream request cannot carry: the client's request.
         return code_error(StatusCode::BAD_REQUEST, "CRYPTO_ERROR");
@@ -178,7 +219,7 @@ async fn forward<P: Ports>(
     };
     let bodiless = matches!(status.as_u16(), 204 | 205 | 304);
     let wire_status = if bodiless { StatusCode::OK } else { status };
-    let mut resp = exchange::sealed(wire_status, kid, out, started);
+    let mut resp = exchange::sealed(wire_status, headers.kid(), out, started);
     let h = resp.headers_mut();
     if bodiless {
         h.insert(X_INNER_STATUS, HeaderValue::from(status.as_u16()));
@@ -189,22 +230,6 @@ async fn forward<P: Ports>(
         h.insert(X_INNER_CONTENT_TYPE, v);
     }
     resp
-}
-
-/// `X-Session-Id`: the first 16 bytes of HMAC-SHA256 over the session id, hex — stable
-/// for the session and the gateway's key, and useless to present as a session.
-fn session_hash<P: Ports>(service: &SessionService<P>, gateway: &Gateway, id: &str) -> String {
-    let mac = service.crypto().digests.hmac_sha256(
-        gateway.session_hash_key(),
-        &[b"session-crypto gateway session id\0", id.as_bytes()],
-    );
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for b in &mac[..16] {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    out
 }
 
 fn status_class(status: StatusCode) -> &'static str {

@@ -3,20 +3,24 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use bytes::Bytes;
 use domain::encoding::{base64_decode, base64_encode};
 use domain::limits::rate_limited_ip;
 use domain::{
     Family, InitBody, InitError, InitOutcome, InitRequest, RequestedProtocol, RequestedTtl,
     SessionService,
 };
+use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use ports::{NonceError, Ports, Protocol};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 
+use super::Incoming;
 use crate::config::ApiConfig;
 use crate::metrics;
+use crate::pipeline::body::{body_failure, read_body};
 use crate::pipeline::timing::server_timing;
 use crate::wire::{
     Body, SERVER_TIMING, X_CLIENT_ID, X_FORWARDED_FOR, X_IDEMPOTENCY_KEY, X_KID, code_error,
@@ -123,8 +127,46 @@ fn declares_json(headers: &HeaderMap) -> bool {
     })
 }
 
+/// Serves one init: reads its body within the configured limits, then [`handle`].
+pub(crate) async fn serve<P, B>(
+    service: &SessionService<P>,
+    config: &ApiConfig,
+    family: Family,
+    req: Incoming<'_, B>,
+) -> Response<Body>
+where
+    P: Ports,
+    B: HttpBody<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Incoming {
+        parts,
+        body,
+        template,
+        peer,
+        started,
+        ..
+    } = req;
+    let (limit, timeout) = (config.body_limit, config.body_timeout);
+    match read_body(limit, timeout, &config.body_budget, &parts.headers, body).await {
+        Ok((bytes, _held)) => {
+            handle(
+                service,
+                config,
+                family,
+                peer,
+                &parts.headers,
+                &bytes,
+                started,
+            )
+            .await
+        }
+        Err(f) => body_failure(family, template, f),
+    }
+}
+
 /// Decodes an init, runs it, and answers in the family's shape.
-pub(crate) async fn handle<P: Ports>(
+async fn handle<P: Ports>(
     service: &SessionService<P>,
     config: &ApiConfig,
     family: Family,

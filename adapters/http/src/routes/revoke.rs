@@ -1,15 +1,15 @@
 //! `POST /session/revoke`: the client ends its own session.
 
-use std::time::Instant;
-
-use domain::SessionService;
-use domain::purchase::PayloadError;
+use bytes::Bytes;
+use domain::{PayloadError, SessionService};
 use hyper::Response;
-use hyper::http::request::Parts;
+use hyper::body::Body as HttpBody;
 use ports::Ports;
 use tracing::info;
 
-use super::exchange;
+use super::Incoming;
+use super::exchange::{self, EncryptedHeaders};
+use crate::config::ApiConfig;
 use crate::metrics;
 use crate::pipeline::timing::server_timing;
 use crate::wire::{Body, SERVER_TIMING, is_json_object, no_content};
@@ -35,14 +35,31 @@ fn check(plain: &[u8]) -> Result<(), PayloadError> {
     }
 }
 
-/// Runs one revocation: 204 once the session is gone from the store and the cache.
-pub(crate) async fn handle<P: Ports>(
+/// Serves one revocation: 204 once the session is gone from the store and the cache.
+pub(crate) async fn serve<P, B>(
     service: &SessionService<P>,
-    parts: &Parts,
-    mut body: Vec<u8>,
-    started: Instant,
-) -> Response<Body> {
-    let req = exchange::request(parts, &mut body);
+    config: &ApiConfig,
+    req: Incoming<'_, B>,
+) -> Response<Body>
+where
+    P: Ports,
+    B: HttpBody<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Incoming {
+        parts,
+        body,
+        template,
+        started,
+        ..
+    } = req;
+    let headers = EncryptedHeaders::of(&parts);
+    let mut body =
+        match exchange::read_envelope(service, config, &headers, &parts, body, template).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
+    let req = headers.request(&mut body);
     match service.revoke(req, check).await {
         Ok(timings) => {
             info!(route = "/session/revoke", "session revoked");

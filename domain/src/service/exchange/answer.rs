@@ -10,7 +10,7 @@ use ports::crypto::IV_LEN;
 use ports::{Clock, Ports, Protocol};
 
 use super::{Authenticated, ExchangeError, ExchangeOutcome, ExchangeRequest, ResponseContext};
-use crate::encoding::uuid_v4;
+use crate::encoding::{push_hex, uuid_v4};
 use crate::envelope::{Aad, seal_envelope_with};
 use crate::headers::{HeaderError, RESPONSE_NONCE_PREFIX};
 use crate::service::SessionService;
@@ -99,6 +99,21 @@ impl<P: Ports> SessionService<P> {
     where
         F: FnOnce(&Accepted<'a>) -> Result<T, ExchangeError>,
     {
+        let (mut accepted, sample) = self.open(req).await?;
+        // The route's check comes first: a request that does not fit the route is
+        // refused before its nonce is used up.
+        let checked = check(&accepted)?;
+        let (start, end) = self.admit(&accepted, sample).await?;
+        accepted.record_step("replay-protection", start, end);
+        Ok((accepted, checked))
+    }
+
+    /// Authenticates and opens a request, and draws the answer's randomness; nothing
+    /// is claimed yet. Returns the use-sampling byte for [`Self::admit`].
+    pub(super) async fn open<'a>(
+        &self,
+        req: ExchangeRequest<'a>,
+    ) -> Result<(Accepted<'a>, u8), ExchangeError> {
         let mut timings = Timings::default();
         let request = self
             .authenticate(
@@ -125,12 +140,12 @@ impl<P: Ports> SessionService<P> {
             .fill(&mut random)
             .map_err(|_| ExchangeError::Crypto)?;
         let (sample, rest) = random.split_at(1);
-        let (transaction_random, rest) = rest.split_at(8);
+        let (route_random, rest) = rest.split_at(8);
         let context = ResponseContext {
-            transaction_random: transaction_random.try_into().unwrap_or_default(),
+            random: route_random.try_into().unwrap_or_default(),
             now_ms: request.now,
         };
-        let mut accepted = Accepted {
+        let accepted = Accepted {
             request,
             kid,
             client_id,
@@ -138,14 +153,41 @@ impl<P: Ports> SessionService<P> {
             context,
             timings,
         };
-        // The route's check comes first: a request that does not fit the route is
-        // refused before its nonce is used up.
-        let checked = check(&accepted)?;
-        self.claim(&accepted.request, &mut accepted.timings).await?;
-        // The request's encryption and the answer's.
-        self.count_use(&accepted.request.record, 2, accepted.request.now, sample[0])
+        Ok((accepted, sample[0]))
+    }
+
+    /// Claims the nonce of an opened request its route accepted, and counts the use
+    /// (the request's encryption and the answer's). Returns the claim's start and end
+    /// (monotonic ns) for `Server-Timing`.
+    pub(super) async fn admit(
+        &self,
+        accepted: &Accepted<'_>,
+        sample: u8,
+    ) -> Result<(u64, u64), ExchangeError> {
+        let clock = self.ports.clock();
+        let start = clock.monotonic_ns();
+        self.claim_request(&accepted.request).await?;
+        let end = clock.monotonic_ns();
+        self.count_use(&accepted.request.record, 2, accepted.request.now, sample)
             .await?;
-        Ok((accepted, checked))
+        Ok((start, end))
+    }
+
+    /// The session's pseudonym for a gateway's upstream (`X-Session-Id`,
+    /// docs/PROTOCOL.md §20): the first 16 bytes of HMAC-SHA256, under the gateway's
+    /// `key`, over a label and the session id, in lowercase hex — stable for the
+    /// session and the key, and useless to present as a session.
+    pub fn session_pseudonym(&self, accepted: &Accepted<'_>, key: &[u8; 32]) -> String {
+        let mac = self.crypto.digests.hmac_sha256(
+            key,
+            &[
+                b"session-crypto gateway session id\0",
+                accepted.session_id().as_bytes(),
+            ],
+        );
+        let mut out = String::with_capacity(32);
+        push_hex(&mut out, &mac[..16], false);
+        out
     }
 
     /// Seals `answer` to the request `accepted` came from: a response nonce marked as

@@ -2,9 +2,9 @@
 
 use ports::{NonceError, StoreError};
 
+use super::PayloadError;
 use crate::envelope::EnvelopeError;
 use crate::headers::HeaderError;
-use crate::purchase::PayloadError;
 use crate::service::ClaimError;
 
 /// Why an authenticated exchange failed.

@@ -1,24 +1,26 @@
 //! The authenticated exchange every encrypted route is built on: check the headers and
-//! the window, find the live session, open the request envelope, hand the plaintext to
-//! the route's handler, claim the nonce, count the use, and seal the handler's answer.
-//! The nonce is claimed only for a request that fits its route (an authentic envelope
-//! whose plaintext the handler accepts), so a request sent to the wrong route is refused
-//! without using up its nonce.
-//! `/transaction/purchase` is one exchange whose handler is the purchase rules.
+//! the window, find the live session, open the request envelope, run the route's pure
+//! check on the plaintext, claim the nonce, count the use, run the route's handler, and
+//! seal its answer. The nonce is claimed only for a request that fits its route (an
+//! authentic envelope whose plaintext the check accepts), so a request sent to the
+//! wrong route is refused without using up its nonce; the handler runs only after the
+//! claim, so two racing copies of one request never both act ([`EncryptedRoute`]).
+//! `/transaction/purchase` is one such route.
 
 use ports::{Clock, Ports, Protocol, Quotas, SessionCache, SessionRecord, SessionStore};
 use zeroize::Zeroize;
 
 mod answer;
 mod error;
+mod route;
 
 pub use answer::{Accepted, Answer};
 pub use error::ExchangeError;
+pub use route::{EncryptedRoute, PayloadError, RouteError};
 
 use super::{Lookup, SessionService, required};
 use crate::envelope::{Aad, open_envelope_with};
 use crate::headers::{ClientId, HeaderError, IdempotencyKey, SessionId, kid_session_part};
-use crate::purchase::PayloadError;
 use crate::timing::Timings;
 use crate::v2::{self, AadFields, RequestLine};
 
@@ -41,11 +43,11 @@ pub struct ExchangeRequest<'a> {
 /// route seals its upstream's status instead.
 pub const SEALED_STATUS: u16 = 200;
 
-/// What a route's handler gets besides the plaintext.
+/// What a route's check and handler get besides the plaintext.
 #[derive(Debug, Clone, Copy)]
 pub struct ResponseContext {
-    /// Random bytes for the handler's own use (the purchase's transaction id).
-    pub transaction_random: [u8; 8],
+    /// Random bytes for the route's own use (the purchase's transaction id).
+    pub random: [u8; 8],
     /// Server time of the request, epoch ms.
     pub now_ms: u64,
 }
@@ -107,23 +109,24 @@ impl<P: Ports> SessionService<P> {
         }
     }
 
-    /// Decrypts a request, hands the plaintext to `handle` (which checks it and builds
-    /// the answer's plaintext), and seals the answer (docs/PROTOCOL.md §8.2).
+    /// Runs one exchange on `route` (docs/PROTOCOL.md §8.2): opens the request, runs the
+    /// route's check on the plaintext, claims the nonce and counts the use, runs the
+    /// route's handler, and seals its answer.
     ///
-    /// The nonce is claimed only once the envelope has authenticated, so nobody without
-    /// the session key can burn a client's nonces, and two concurrent copies of one
-    /// request cannot both pass. The request body is wiped before returning.
+    /// The nonce is claimed only once the envelope has authenticated and the route has
+    /// accepted the plaintext, so nobody without the session key can burn a client's
+    /// nonces and a misdirected request keeps its nonce; the handler runs only after the
+    /// claim, so of two concurrent copies of one request at most one acts. The request
+    /// body is wiped before returning.
     ///
     /// # Errors
-    /// [`ExchangeError`].
-    pub async fn exchange<F>(
+    /// [`RouteError::Exchange`] for a refused request, [`RouteError::Handler`] when the
+    /// handler failed (its nonce is used).
+    pub async fn exchange<R: EncryptedRoute>(
         &self,
         req: ExchangeRequest<'_>,
-        handle: F,
-    ) -> Result<ExchangeOutcome, ExchangeError>
-    where
-        F: FnOnce(&[u8], &ResponseContext) -> Result<Vec<u8>, PayloadError>,
-    {
+        route: &R,
+    ) -> Result<ExchangeOutcome, RouteError<R::Error>> {
         let ExchangeRequest {
             kid,
             idempotency_key,
@@ -139,10 +142,20 @@ impl<P: Ports> SessionService<P> {
             body: &mut *body,
         };
         let result = async {
-            let (accepted, plaintext) = self
-                .accept(req, |a| Ok(handle(a.plaintext(), &a.context())?))
-                .await?;
-            self.seal(
+            let (mut accepted, sample) = self.open(req).await?;
+            let context = accepted.context();
+            // The pure check before the claim: a refused plaintext keeps its nonce.
+            let checked = route
+                .check(accepted.plaintext(), &context)
+                .map_err(ExchangeError::from)?;
+            let (start, end) = self.admit(&accepted, sample).await?;
+            // Only a request whose nonce this call claimed gets here.
+            let plaintext = route
+                .handle(checked, context)
+                .await
+                .map_err(RouteError::Handler)?;
+            accepted.record_step("replay-protection", start, end);
+            Ok(self.seal(
                 accepted,
                 Answer {
                     status: SEALED_STATUS,
@@ -150,7 +163,7 @@ impl<P: Ports> SessionService<P> {
                     content_type: "",
                     plaintext,
                 },
-            )
+            )?)
         }
         .await;
         body.zeroize();
@@ -262,13 +275,10 @@ impl<P: Ports> SessionService<P> {
     }
 
     /// Claims the nonce of an authentic request that its route accepted.
-    pub(crate) async fn claim(
+    pub(crate) async fn claim_request(
         &self,
         request: &Authenticated<'_>,
-        timings: &mut Timings,
     ) -> Result<(), ExchangeError> {
-        let clock = self.ports.clock();
-        let t = clock.monotonic_ns();
         self.claim_nonce(
             &request.record.client_id,
             &request.nonce,
@@ -276,7 +286,6 @@ impl<P: Ports> SessionService<P> {
             request.stamped,
         )
         .await?;
-        timings.record("replay-protection", t, clock.monotonic_ns());
         Ok(())
     }
 
