@@ -11,6 +11,7 @@ mod browser;
 mod config;
 mod connections;
 mod cors;
+mod docs;
 mod exchange;
 mod gateway;
 mod gateway_config;
