@@ -28,7 +28,7 @@ pub struct CryptoError;
 /// A SEC1 uncompressed P-256 public key (65 bytes).
 ///
 /// Constructing one does not validate the point: the domain validates peer keys
-/// (`domain::pubkey`) before handing them to a backend.
+/// (`domain::p256`) before handing them to a backend.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct P256PublicKey(pub [u8; P256_PUBLIC_KEY_LEN]);
 

@@ -146,7 +146,7 @@ pub(crate) fn session_created(family: Family) {
     }
     metrics::counter!("session_crypto_sessions_created_total", "family" => match family {
         Family::Unversioned => "unversioned",
-        Family::V1 => "v1",
+        Family::V1Paths => "v1",
     })
     .increment(1);
 }

@@ -65,7 +65,7 @@ const ROUTES: &[(Scope, &str, &str, Route)] = &[
     (Scope::Public,   "POST", "/session/init",         Route::Init(Family::Unversioned)),
     (Scope::Public,   "POST", "/transaction/purchase", Route::Purchase),
     (Scope::Public,   "POST", "/session/revoke",       Route::Revoke),
-    (Scope::Both,     "POST", "/v1/session/init",      Route::Init(Family::V1)),
+    (Scope::Both,     "POST", "/v1/session/init",      Route::Init(Family::V1Paths)),
     (Scope::Both,     "GET",  "/health",               Route::Health),
     (Scope::Both,     "GET",  "/ready",                Route::Ready),
     (Scope::Public,   "GET",  "/openapi.json",         Route::OpenApi),
@@ -267,7 +267,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
 /// 405 in the family's shape, with `Allow`.
 fn method_not_allowed(path: &str, method: &'static str) -> Response<Body> {
     let mut r = match family_of(path) {
-        Family::V1 => identity_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        Family::V1Paths => identity_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         Family::Unversioned => code_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
     };
     let allow = if method == "GET" { "GET" } else { "POST" };
@@ -332,7 +332,7 @@ mod tests {
         ));
         assert!(matches!(
             route(Listener::Internal, "/v1/session/init"),
-            Some((Route::Init(Family::V1), "POST", _))
+            Some((Route::Init(Family::V1Paths), "POST", _))
         ));
         assert!(route(Listener::Internal, "/session/init").is_none());
         assert!(matches!(

@@ -61,7 +61,7 @@ pub(crate) fn header_list(headers: &HeaderMap, name: &HeaderName) -> Option<Stri
 /// The route family a path belongs to (decides the error shape).
 pub(crate) fn family_of(path: &str) -> Family {
     if path.starts_with("/v1/") {
-        Family::V1
+        Family::V1Paths
     } else {
         Family::Unversioned
     }
@@ -70,7 +70,7 @@ pub(crate) fn family_of(path: &str) -> Family {
 /// 404 in the family's shape.
 pub(crate) fn not_found(path: &str) -> Response<Body> {
     match family_of(path) {
-        Family::V1 => identity_error(StatusCode::NOT_FOUND, "no such route"),
+        Family::V1Paths => identity_error(StatusCode::NOT_FOUND, "no such route"),
         Family::Unversioned => code_error(StatusCode::NOT_FOUND, "NOT_FOUND"),
     }
 }

@@ -221,7 +221,7 @@ impl<P: Ports> SessionService<P> {
         if !self.config.replay.in_window(key.timestamp_ms(), now) {
             return Err(InitError::OutsideWindow);
         }
-        if req.family == Family::V1 && !req.declared_json {
+        if req.family == Family::V1Paths && !req.declared_json {
             return Err(InitError::NotDeclaredJson);
         }
         let body = req.body.map_err(InitError::Body)?;
@@ -245,7 +245,7 @@ impl<P: Ports> SessionService<P> {
                 self.config.ttl.resolve(body.ttl).ok_or(InitError::Ttl)?,
                 SessionKind::Anonymous,
             ),
-            Family::V1 => {
+            Family::V1Paths => {
                 let policy = self.config.v1_ttl;
                 if policy.trust_upstream_auth && req.authorization.is_some_and(|a| !a.is_empty()) {
                     (policy.authenticated_sec, SessionKind::Authenticated)

@@ -23,15 +23,18 @@ use crate::limits::AbuseLimits;
 use crate::policy::{ReplayPolicy, TtlPolicy, V1TtlPolicy, nonce_key};
 use crate::v2::ServerIdentity;
 
-/// Which route family a request arrived on: the unversioned API-server routes or the
-/// `/v1` identity routes. They share rules and store but differ in TTL rules,
-/// `encAlg` and error shapes (the reference specification's divergences V1, V2, V11 and V12; README, "Differences from the reference").
+/// Which route family a request arrived on — a matter of URL paths, not of protocol
+/// version (`ports::Protocol`): the unversioned API-server routes or the `/v1/...`
+/// identity routes. They share rules and store but differ in TTL rules, `encAlg` and
+/// error shapes (the reference specification's divergences V1, V2, V11 and V12;
+/// docs/http-api.md, "Differences from the reference"). `/v1/session/init` with
+/// `"protocol": 2` makes a protocol-2 session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     /// `/session/init`, `/transaction/purchase`.
     Unversioned,
-    /// `/v1/session/init`, `/v1/session/{id}`.
-    V1,
+    /// The `/v1/...` paths: `/v1/session/init`, `/v1/session/{id}`.
+    V1Paths,
 }
 
 impl Family {
@@ -39,7 +42,7 @@ impl Family {
     pub fn enc_alg(self) -> &'static str {
         match self {
             Self::Unversioned => "A256GCM",
-            Self::V1 => "aes-256-gcm",
+            Self::V1Paths => "aes-256-gcm",
         }
     }
 }

@@ -150,7 +150,7 @@ fn nonce_store_full_fails_closed() {
     let (k1, k2) = (key(1), key(2));
     assert!(
         run(svc.init(init_req(
-            Family::V1,
+            Family::V1Paths,
             &k1,
             "C",
             pk.clone(),
@@ -158,7 +158,13 @@ fn nonce_store_full_fails_closed() {
         )))
         .is_ok()
     );
-    let r = run(svc.init(init_req(Family::V1, &k2, "C", pk, RequestedTtl::Absent)));
+    let r = run(svc.init(init_req(
+        Family::V1Paths,
+        &k2,
+        "C",
+        pk,
+        RequestedTtl::Absent,
+    )));
     assert!(matches!(
         r,
         Err(InitError::NonceStore(ports::NonceError::Full))

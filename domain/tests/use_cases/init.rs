@@ -173,21 +173,21 @@ fn ttl_rules_per_family() {
             "A256GCM",
         ),
         (
-            Family::V1,
+            Family::V1Paths,
             RequestedTtl::Number(300.0),
             None,
             1800,
             "aes-256-gcm",
         ),
         (
-            Family::V1,
+            Family::V1Paths,
             RequestedTtl::Absent,
             Some("Bearer x"),
             3600,
             "aes-256-gcm",
         ),
         (
-            Family::V1,
+            Family::V1Paths,
             RequestedTtl::Absent,
             Some(""),
             1800,
@@ -204,7 +204,7 @@ fn ttl_rules_per_family() {
             .unwrap()
             .unwrap();
         assert_eq!(rec.expires_at_ms, NOW + want * 1000);
-        let kind = if want == 3600 && family == Family::V1 {
+        let kind = if want == 3600 && family == Family::V1Paths {
             SessionKind::Authenticated
         } else {
             SessionKind::Anonymous
@@ -214,7 +214,7 @@ fn ttl_rules_per_family() {
     // without trust, Authorization buys nothing
     let svc = service();
     let k = key(200);
-    let mut req = init_req(Family::V1, &k, "C", pk, RequestedTtl::Absent);
+    let mut req = init_req(Family::V1Paths, &k, "C", pk, RequestedTtl::Absent);
     req.authorization = Some("Bearer anything");
     assert_eq!(run(svc.init(req)).unwrap().expires_in_sec, 1800);
 }

@@ -117,7 +117,7 @@ fn an_init_without_protocol_is_v1_and_unknown_versions_are_refused_without_a_non
     .into_iter()
     .enumerate()
     {
-        for family in [Family::Unversioned, Family::V1] {
+        for family in [Family::Unversioned, Family::V1Paths] {
             let mut req = init_req(family, &k10, "C", pk.clone(), RequestedTtl::Absent);
             if let Ok(body) = &mut req.body {
                 body.protocol = bad;
@@ -130,7 +130,7 @@ fn an_init_without_protocol_is_v1_and_unknown_versions_are_refused_without_a_non
         }
     }
     // The refused inits consumed nothing: the same nonce still works.
-    let mut req = init_req(Family::V1, &k10, "C", pk, RequestedTtl::Absent);
+    let mut req = init_req(Family::V1Paths, &k10, "C", pk, RequestedTtl::Absent);
     if let Ok(body) = &mut req.body {
         body.protocol = RequestedProtocol::Number(2);
     }

@@ -1,6 +1,7 @@
-//! Talking to an upstream: a pooled hyper-util client per route (keep-alive, connect
-//! timeout, HTTP/1.1 or h2c), the forwarded request's headers, and reading the answer
-//! within the route's timeout and body limit.
+//! Talking to an upstream: a connection pool per route (HTTP/1.1 connections driven by
+//! their requests, `h1_pool.rs`; for h2c, hyper-util's client on one multiplexed
+//! connection), the forwarded request's headers, and reading the answer within the
+//! route's timeout and body limit.
 
 use std::time::Duration;
 

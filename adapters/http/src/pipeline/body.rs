@@ -154,7 +154,7 @@ pub(crate) fn body_failure(
         },
     );
     match family {
-        Family::V1 => identity_error(status, message),
+        Family::V1Paths => identity_error(status, message),
         Family::Unversioned => code_error(status, code),
     }
 }

@@ -225,7 +225,7 @@ fn success(family: Family, out: &InitOutcome, started: Instant) -> Response<Body
         },
     );
     let h = r.headers_mut();
-    if family == Family::V1
+    if family == Family::V1Paths
         && let Ok(v) = HeaderValue::from_str(out.session_id.as_str())
     {
         h.insert(X_KID, v);
@@ -237,7 +237,7 @@ fn success(family: Family, out: &InitOutcome, started: Instant) -> Response<Body
 fn failure(family: Family, e: &InitError) -> Response<Body> {
     let route = match family {
         Family::Unversioned => "/session/init",
-        Family::V1 => "/v1/session/init",
+        Family::V1Paths => "/v1/session/init",
     };
     let status = match (family, e) {
         (_, InitError::Crypto) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -246,8 +246,8 @@ fn failure(family: Family, e: &InitError) -> Response<Body> {
             StatusCode::TOO_MANY_REQUESTS
         }
         (_, InitError::NotDeclaredJson) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        (Family::V1, InitError::Replay) => StatusCode::CONFLICT,
-        (Family::V1, InitError::NonceStore(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        (Family::V1Paths, InitError::Replay) => StatusCode::CONFLICT,
+        (Family::V1Paths, InitError::NonceStore(_)) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
     if status.is_server_error() {
@@ -262,7 +262,7 @@ fn failure(family: Family, e: &InitError) -> Response<Body> {
             status,
             &Unsupported {
                 error: match family {
-                    Family::V1 => "Bad Request",
+                    Family::V1Paths => "Bad Request",
                     Family::Unversioned => "UNSUPPORTED_PROTOCOL",
                 },
                 message: "unsupported protocol version",
@@ -271,7 +271,7 @@ fn failure(family: Family, e: &InitError) -> Response<Body> {
         );
     }
     let mut r = match family {
-        Family::V1 => identity_error(status, v1_message(e)),
+        Family::V1Paths => identity_error(status, v1_message(e)),
         Family::Unversioned => code_error(
             status,
             match (status, e) {
@@ -346,8 +346,8 @@ mod tests {
         let (status, resp) = app.init(Family::Unversioned, "7").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body_json(resp).await["error"], "CRYPTO_ERROR");
-        assert_eq!(app.init(Family::V1, "8").await.0, StatusCode::OK);
-        let (status, resp) = app.init(Family::V1, "8").await;
+        assert_eq!(app.init(Family::V1Paths, "8").await.0, StatusCode::OK);
+        let (status, resp) = app.init(Family::V1Paths, "8").await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(body_json(resp).await["message"], "replayed request");
     }

@@ -86,7 +86,7 @@ impl App {
     ) -> (StatusCode, Response<Body>) {
         let path = match family {
             Family::Unversioned => "/session/init",
-            Family::V1 => "/v1/session/init",
+            Family::V1Paths => "/v1/session/init",
         };
         let body = format!(
             r#"{{"clientPublicKey":"{}"}}"#,
