@@ -22,7 +22,7 @@ use ports::{CryptoProvider, P256PublicKey, SharedSecret};
 use serde_json::{Value, json};
 
 /// The file, embedded.
-pub const V2_VECTORS: &str = include_str!("../../../vectors/protocol-v2.json");
+pub const V2_VECTORS: &str = include_str!("../../../../vectors/protocol-v2.json");
 
 const CLIENT_SCALAR: [u8; 32] = [0x11; 32];
 const SERVER_SCALAR: [u8; 32] = [0x22; 32];

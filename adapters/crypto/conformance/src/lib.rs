@@ -16,7 +16,7 @@ use ports::{CryptoProvider, P256PublicKey, SessionKey, SharedSecret};
 use serde_json::Value;
 
 /// The reference vector file, embedded.
-pub const REFERENCE_VECTORS: &str = include_str!("../../../vectors/reference-v1.json");
+pub const REFERENCE_VECTORS: &str = include_str!("../../../../vectors/reference-v1.json");
 
 /// Parsed reference vectors.
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use crypto_conformance::fuzz;
 
 fn replay(target: &str, f: fn(&[u8])) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
+        .join("../../../fuzz/corpus")
         .join(target);
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
@@ -44,7 +44,7 @@ fn the_vector_seed_really_opens() {
     // the fixed session, so mutations start from a valid envelope.
     let seed = std::fs::read(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fuzz/corpus/decrypt_envelope/vector-request"),
+            .join("../../../fuzz/corpus/decrypt_envelope/vector-request"),
     )
     .unwrap();
     let (key, client, body) = fuzz::split3(&seed).unwrap();

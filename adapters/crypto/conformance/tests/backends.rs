@@ -274,7 +274,7 @@ fn the_v2_vector_file_is_reproducible() {
 /// document and the file cannot drift apart).
 #[test]
 fn the_protocol_documents_worked_example_is_the_vector_file() {
-    let doc = include_str!("../../../docs/PROTOCOL.md");
+    let doc = include_str!("../../../../docs/PROTOCOL.md");
     let v: serde_json::Value =
         serde_json::from_str(crypto_conformance::v2_vectors::V2_VECTORS).unwrap();
     for pointer in [
