@@ -17,7 +17,7 @@ pub use crypto::{
     AeadKey, Aes256Gcm, CryptoError, CryptoProvider, Digests, Ecdsa, EphemeralKeyPair, HkdfSha256,
     KeyAgreement, P256PublicKey, SecureRandom, SessionKey, SharedSecret, SigningKey,
 };
-pub use limits::{Quotas, RateDecision, RateLimit, Usage};
+pub use limits::{Quotas, RateDecision, RateLimit, Reservation, Usage};
 pub use store::{
     Claim, Clock, NoCache, NonceClaim, NonceError, NonceStore, Protocol, SessionCache, SessionKeys,
     SessionKind, SessionRecord, SessionStore, StoreError, SystemClock,

@@ -78,6 +78,22 @@ pub struct Usage {
     pub last_used_ms: u64,
 }
 
+/// One new session to count against its client's cap of live sessions
+/// ([`Quotas::reserve_session`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation<'a> {
+    /// The session's owner (`X-ClientId`).
+    pub client_id: &'a str,
+    /// The new session's id.
+    pub session_id: &'a str,
+    /// When the session expires (ms since the epoch): it stops counting then.
+    pub expires_at_ms: u64,
+    /// The most live sessions the client may hold.
+    pub cap: u64,
+    /// The server's clock (ms since the epoch).
+    pub now_ms: u64,
+}
+
 /// The state behind the abuse limits. Every method is atomic per key, also across
 /// instances when the state is shared.
 pub trait Quotas: Send + Sync {
@@ -92,18 +108,14 @@ pub trait Quotas: Send + Sync {
         now_ms: u64,
     ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send;
 
-    /// Records `session_id` (live until `expires_at_ms`) against `client_id` unless the
-    /// client already has `cap` live sessions; `true` when recorded.
+    /// Records the reservation's session against its client unless the client already
+    /// has `cap` live sessions; `true` when recorded.
     ///
     /// # Errors
     /// [`StoreError`] when the decision cannot be made (callers fail closed).
     fn reserve_session(
         &self,
-        client_id: &str,
-        session_id: &str,
-        expires_at_ms: u64,
-        cap: u64,
-        now_ms: u64,
+        reservation: Reservation<'_>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Withdraws a session (reserved with this expiry) from its client's count: it

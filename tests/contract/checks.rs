@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ports::{
-    Claim, NonceClaim, NonceStore, Quotas, RateDecision, RateLimit, SessionCache, SessionKey,
-    SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError,
+    Claim, NonceClaim, NonceStore, Quotas, RateDecision, RateLimit, Reservation, SessionCache,
+    SessionKey, SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError,
 };
 
 use crate::support::now;
@@ -208,20 +208,48 @@ pub(crate) async fn quotas<Q: Quotas>(q: Arc<Q>) {
     let (s1, s2, s3) = (session_id(), session_id(), session_id());
     let expires = t + 600_000;
     assert_eq!(
-        q.reserve_session(&client, &s1, expires, 2, t).await,
+        q.reserve_session(Reservation {
+            client_id: &client,
+            session_id: &s1,
+            expires_at_ms: expires,
+            cap: 2,
+            now_ms: t
+        })
+        .await,
         Ok(true)
     );
     assert_eq!(
-        q.reserve_session(&client, &s2, expires, 2, t).await,
+        q.reserve_session(Reservation {
+            client_id: &client,
+            session_id: &s2,
+            expires_at_ms: expires,
+            cap: 2,
+            now_ms: t
+        })
+        .await,
         Ok(true)
     );
     assert_eq!(
-        q.reserve_session(&client, &s3, expires, 2, t).await,
+        q.reserve_session(Reservation {
+            client_id: &client,
+            session_id: &s3,
+            expires_at_ms: expires,
+            cap: 2,
+            now_ms: t
+        })
+        .await,
         Ok(false)
     );
     q.release_session(&client, &s1, expires).await.unwrap();
     assert_eq!(
-        q.reserve_session(&client, &s3, expires, 2, t).await,
+        q.reserve_session(Reservation {
+            client_id: &client,
+            session_id: &s3,
+            expires_at_ms: expires,
+            cap: 2,
+            now_ms: t
+        })
+        .await,
         Ok(true)
     );
 

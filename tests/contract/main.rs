@@ -131,13 +131,19 @@ mod redis_adapter_contract {
         let server = RedisServer::start();
         let q = RedisQuotas::new(redis(&server));
         let (client, t) = ("CAP-IN-FLIGHT", session_crypto::stores::fence::now_ms());
-        let expires = t + 600_000;
+        let reservation = |session_id| ports::Reservation {
+            client_id: client,
+            session_id,
+            expires_at_ms: t + 600_000,
+            cap: 2,
+            now_ms: t,
+        };
         for s in ["S-1", "S-2"] {
-            assert_eq!(q.reserve_session(client, s, expires, 2, t).await, Ok(true));
+            assert_eq!(q.reserve_session(reservation(s)).await, Ok(true));
         }
         server.pause(true);
         tokio::time::sleep(Duration::from_millis(300)).await; // a flush is waiting
-        let third = q.reserve_session(client, "S-3", expires, 2, t).await;
+        let third = q.reserve_session(reservation("S-3")).await;
         server.pause(false);
         assert_eq!(third, Ok(false), "a third session over a cap of 2");
     }

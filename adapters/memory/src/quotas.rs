@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::{Future, ready};
 use std::sync::Mutex;
 
-use ports::{Quotas, RateDecision, RateLimit, SessionRecord, StoreError, Usage};
+use ports::{Quotas, RateDecision, RateLimit, Reservation, SessionRecord, StoreError, Usage};
 
 use crate::lock;
 
@@ -99,14 +99,14 @@ impl MemoryQuotas {
     ///
     /// # Errors
     /// [`StoreError::Full`].
-    fn reserve_session_sync(
-        &self,
-        client_id: &str,
-        session_id: &str,
-        expires_at_ms: u64,
-        cap: u64,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
+    fn reserve_session_sync(&self, r: Reservation<'_>) -> Result<bool, StoreError> {
+        let Reservation {
+            client_id,
+            session_id,
+            expires_at_ms,
+            cap,
+            now_ms,
+        } = r;
         let mut guard = lock(&self.state);
         let s = &mut *guard;
         if s.reserved >= self.capacity {
@@ -203,13 +203,9 @@ impl Quotas for MemoryQuotas {
 
     fn reserve_session(
         &self,
-        client_id: &str,
-        session_id: &str,
-        expires_at_ms: u64,
-        cap: u64,
-        now_ms: u64,
+        reservation: Reservation<'_>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        ready(self.reserve_session_sync(client_id, session_id, expires_at_ms, cap, now_ms))
+        ready(self.reserve_session_sync(reservation))
     }
 
     fn release_session(
@@ -236,6 +232,22 @@ impl Quotas for MemoryQuotas {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reservation<'a>(
+        client_id: &'a str,
+        session_id: &'a str,
+        expires_at_ms: u64,
+        cap: u64,
+        now_ms: u64,
+    ) -> Reservation<'a> {
+        Reservation {
+            client_id,
+            session_id,
+            expires_at_ms,
+            cap,
+            now_ms,
+        }
+    }
 
     const LIMIT: RateLimit = RateLimit {
         per_minute: 60,
@@ -273,23 +285,35 @@ mod tests {
     #[test]
     fn sessions_per_client_are_capped_until_some_expire_or_are_released() {
         let q = MemoryQuotas::new(100);
-        assert_eq!(q.reserve_session_sync("c", "S-1", 1_000, 2, 0), Ok(true));
-        assert_eq!(q.reserve_session_sync("c", "S-2", 5_000, 2, 0), Ok(true));
-        assert_eq!(q.reserve_session_sync("c", "S-3", 5_000, 2, 0), Ok(false));
-        assert_eq!(q.reserve_session_sync("d", "S-4", 5_000, 2, 0), Ok(true));
-        // S-1 expires at 1000 (usable through 1000 inclusive).
         assert_eq!(
-            q.reserve_session_sync("c", "S-3", 5_000, 2, 1_000),
+            q.reserve_session_sync(reservation("c", "S-1", 1_000, 2, 0)),
+            Ok(true)
+        );
+        assert_eq!(
+            q.reserve_session_sync(reservation("c", "S-2", 5_000, 2, 0)),
+            Ok(true)
+        );
+        assert_eq!(
+            q.reserve_session_sync(reservation("c", "S-3", 5_000, 2, 0)),
             Ok(false)
         );
         assert_eq!(
-            q.reserve_session_sync("c", "S-3", 5_000, 2, 1_001),
+            q.reserve_session_sync(reservation("d", "S-4", 5_000, 2, 0)),
+            Ok(true)
+        );
+        // S-1 expires at 1000 (usable through 1000 inclusive).
+        assert_eq!(
+            q.reserve_session_sync(reservation("c", "S-3", 5_000, 2, 1_000)),
+            Ok(false)
+        );
+        assert_eq!(
+            q.reserve_session_sync(reservation("c", "S-3", 5_000, 2, 1_001)),
             Ok(true)
         );
         q.release_session_sync("c", "S-2", 5_000);
         assert_eq!(q.sessions_of("c", 1_001), 1);
         assert_eq!(
-            q.reserve_session_sync("c", "S-5", 5_000, 2, 1_001),
+            q.reserve_session_sync(reservation("c", "S-5", 5_000, 2, 1_001)),
             Ok(true)
         );
     }
@@ -297,13 +321,18 @@ mod tests {
     #[test]
     fn a_full_session_table_fails_closed() {
         let q = MemoryQuotas::new(2);
-        q.reserve_session_sync("a", "S-1", 10, 5, 0).unwrap();
-        q.reserve_session_sync("b", "S-2", 100, 5, 0).unwrap();
+        q.reserve_session_sync(reservation("a", "S-1", 10, 5, 0))
+            .unwrap();
+        q.reserve_session_sync(reservation("b", "S-2", 100, 5, 0))
+            .unwrap();
         assert_eq!(
-            q.reserve_session_sync("c", "S-3", 100, 5, 5),
+            q.reserve_session_sync(reservation("c", "S-3", 100, 5, 5)),
             Err(StoreError::Full)
         );
-        assert_eq!(q.reserve_session_sync("c", "S-3", 100, 5, 11), Ok(true));
+        assert_eq!(
+            q.reserve_session_sync(reservation("c", "S-3", 100, 5, 11)),
+            Ok(true)
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use ports::{Quotas, RateDecision, RateLimit, SessionRecord, StoreError, Usage};
+use ports::{Quotas, RateDecision, RateLimit, Reservation, SessionRecord, StoreError, Usage};
 use redis::Script;
 
 use crate::keys;
@@ -161,17 +161,9 @@ impl Quotas for RedisQuotas {
         }
     }
 
-    async fn reserve_session(
-        &self,
-        client_id: &str,
-        session_id: &str,
-        expires_at_ms: u64,
-        cap: u64,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let _ = (session_id, now_ms);
+    async fn reserve_session(&self, r: Reservation<'_>) -> Result<bool, StoreError> {
         self.counts
-            .reserve(&self.redis, client_id, expires_at_ms, cap)
+            .reserve(&self.redis, r.client_id, r.expires_at_ms, r.cap)
             .map_err(StoreError::from)
     }
 

@@ -4,8 +4,8 @@
 //! PostgreSQL or memory; [`super::build`] picks the adapters.
 
 use ports::{
-    Claim, NonceClaim, NonceError, NonceStore, Quotas, RateDecision, RateLimit, SessionCache,
-    SessionRecord, SessionStore, StoreError, Usage,
+    Claim, NonceClaim, NonceError, NonceStore, Quotas, RateDecision, RateLimit, Reservation,
+    SessionCache, SessionRecord, SessionStore, StoreError, Usage,
 };
 
 /// One of two adapters, chosen at start-up (the service needs one concrete type).
@@ -54,15 +54,8 @@ impl<L: Quotas, R: Quotas> Quotas for Either<L, R> {
     ) -> Result<RateDecision, StoreError> {
         either!(self, q => q.rate(key, limit, now_ms))
     }
-    async fn reserve_session(
-        &self,
-        client_id: &str,
-        session_id: &str,
-        expires_at_ms: u64,
-        cap: u64,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        either!(self, q => q.reserve_session(client_id, session_id, expires_at_ms, cap, now_ms))
+    async fn reserve_session(&self, reservation: Reservation<'_>) -> Result<bool, StoreError> {
+        either!(self, q => q.reserve_session(reservation))
     }
     async fn release_session(
         &self,
@@ -155,24 +148,9 @@ impl<P: Quotas, F: Quotas> Quotas for Failover<P, F> {
             decided => decided,
         }
     }
-    async fn reserve_session(
-        &self,
-        client_id: &str,
-        session_id: &str,
-        expires_at_ms: u64,
-        cap: u64,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        match self
-            .primary
-            .reserve_session(client_id, session_id, expires_at_ms, cap, now_ms)
-            .await
-        {
-            Err(_) => {
-                self.fallback
-                    .reserve_session(client_id, session_id, expires_at_ms, cap, now_ms)
-                    .await
-            }
+    async fn reserve_session(&self, reservation: Reservation<'_>) -> Result<bool, StoreError> {
+        match self.primary.reserve_session(reservation).await {
+            Err(_) => self.fallback.reserve_session(reservation).await,
             decided => decided,
         }
     }
@@ -236,16 +214,9 @@ mod tests {
             self.check()?;
             self.quotas.rate(k, l, now).await
         }
-        async fn reserve_session(
-            &self,
-            c: &str,
-            s: &str,
-            e: u64,
-            cap: u64,
-            now: u64,
-        ) -> Result<bool, StoreError> {
+        async fn reserve_session(&self, r: Reservation<'_>) -> Result<bool, StoreError> {
             self.check()?;
-            self.quotas.reserve_session(c, s, e, cap, now).await
+            self.quotas.reserve_session(r).await
         }
         async fn release_session(&self, c: &str, s: &str, e: u64) -> Result<(), StoreError> {
             self.quotas.release_session(c, s, e).await
@@ -284,11 +255,18 @@ mod tests {
             fallback: MemoryQuotas::default(),
         };
         q.primary.down.store(true, Ordering::SeqCst);
-        assert_eq!(run(q.reserve_session("c", "S-1", 10_000, 1, 0)), Ok(true));
-        assert_eq!(run(q.reserve_session("c", "S-2", 10_000, 1, 0)), Ok(false));
+        let reservation = |session_id| Reservation {
+            client_id: "c",
+            session_id,
+            expires_at_ms: 10_000,
+            cap: 1,
+            now_ms: 0,
+        };
+        assert_eq!(run(q.reserve_session(reservation("S-1"))), Ok(true));
+        assert_eq!(run(q.reserve_session(reservation("S-2"))), Ok(false));
         // Released from the side that held it.
         run(q.release_session("c", "S-1", 10_000)).unwrap();
-        assert_eq!(run(q.reserve_session("c", "S-2", 10_000, 1, 0)), Ok(true));
+        assert_eq!(run(q.reserve_session(reservation("S-2"))), Ok(true));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ports::{
     Clock, NonceError, P256PublicKey, Ports, Protocol, Quotas, RateDecision, RateLimit,
-    SessionCache, SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError,
+    Reservation, SessionCache, SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError,
 };
 
 use super::{ClaimError, Family, SessionService, required};
@@ -278,13 +278,13 @@ impl<P: Ports> SessionService<P> {
             let fits = self
                 .ports
                 .quotas()
-                .reserve_session(
-                    client.as_str(),
-                    session_id.as_str(),
+                .reserve_session(Reservation {
+                    client_id: client.as_str(),
+                    session_id: session_id.as_str(),
                     expires_at_ms,
                     cap,
-                    now,
-                )
+                    now_ms: now,
+                })
                 .await
                 .map_err(InitError::Quota)?;
             if !fits {
