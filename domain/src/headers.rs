@@ -5,6 +5,35 @@ use std::fmt;
 
 use crate::encoding::push_hex;
 
+/// The protocol's header names, lower case (as HTTP/2 sends them; HTTP/1.1 compares
+/// them without case): the one table the server, the gateway and the client library
+/// read (docs/PROTOCOL.md §2, §20).
+pub mod name {
+    /// `X-Kid: session:<sessionId>` (v1 init answers: the bare id).
+    pub const KID: &str = "x-kid";
+    /// `X-Idempotency-Key: <timestamp>.<nonce>`.
+    pub const IDEMPOTENCY_KEY: &str = "x-idempotency-key";
+    /// `X-ClientId`.
+    pub const CLIENT_ID: &str = "x-clientid";
+    /// `X-Inner-Content-Type`: the content type of the sealed body (bound in v2).
+    pub const INNER_CONTENT_TYPE: &str = "x-inner-content-type";
+    /// `X-Envelope`: a gateway `GET`'s envelope, base64.
+    pub const ENVELOPE: &str = "x-envelope";
+    /// `X-Inner-Status`: a gateway answer's real status when it may carry no content.
+    pub const INNER_STATUS: &str = "x-inner-status";
+    /// `X-Request-Id`: echoed, and forwarded by the gateway.
+    pub const REQUEST_ID: &str = "x-request-id";
+    /// The prefix of the identity headers the gateway sets; a client's copy of any
+    /// header with it is dropped.
+    pub const SESSION_PREFIX: &str = "x-session-";
+    /// `X-Session-Client-Id`: the session's owner, set by the gateway.
+    pub const SESSION_CLIENT_ID: &str = "x-session-client-id";
+    /// `X-Session-Id`: the session's pseudonym, set by the gateway.
+    pub const SESSION_ID: &str = "x-session-id";
+    /// `X-Session-Protocol`: the session's protocol version, set by the gateway.
+    pub const SESSION_PROTOCOL: &str = "x-session-protocol";
+}
+
 /// Why a header value was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use domain::Family;
+use domain::headers::name;
 use http_body_util::Full;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -19,11 +20,15 @@ pub enum Listener {
     Internal,
 }
 
-pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub(crate) const X_KID: HeaderName = HeaderName::from_static("x-kid");
-pub(crate) const X_IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("x-idempotency-key");
-pub(crate) const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-clientid");
-pub(crate) const X_INNER_CONTENT_TYPE: HeaderName = HeaderName::from_static("x-inner-content-type");
+// The protocol's headers, from the one table of their names (`domain::headers::name`).
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static(name::REQUEST_ID);
+pub(crate) const X_KID: HeaderName = HeaderName::from_static(name::KID);
+pub(crate) const X_IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(name::IDEMPOTENCY_KEY);
+pub(crate) const X_CLIENT_ID: HeaderName = HeaderName::from_static(name::CLIENT_ID);
+pub(crate) const X_INNER_CONTENT_TYPE: HeaderName =
+    HeaderName::from_static(name::INNER_CONTENT_TYPE);
+pub(crate) const X_ENVELOPE: HeaderName = HeaderName::from_static(name::ENVELOPE);
+pub(crate) const X_INNER_STATUS: HeaderName = HeaderName::from_static(name::INNER_STATUS);
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 

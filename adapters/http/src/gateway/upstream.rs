@@ -3,6 +3,7 @@
 //! connection), the forwarded request's headers, and reading the answer within the
 //! route's timeout and body limit.
 
+use domain::headers::name;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,9 +17,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::h1_pool::{Address, H1Pool, SendError};
 
 /// The identity headers the gateway sets; a client's copies are removed.
-pub(crate) const X_SESSION_CLIENT_ID: HeaderName = HeaderName::from_static("x-session-client-id");
-pub(crate) const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
-pub(crate) const X_SESSION_PROTOCOL: HeaderName = HeaderName::from_static("x-session-protocol");
+pub(crate) const X_SESSION_CLIENT_ID: HeaderName = HeaderName::from_static(name::SESSION_CLIENT_ID);
+pub(crate) const X_SESSION_ID: HeaderName = HeaderName::from_static(name::SESSION_ID);
+pub(crate) const X_SESSION_PROTOCOL: HeaderName = HeaderName::from_static(name::SESSION_PROTOCOL);
 
 /// Headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1), the ones the gateway
 /// sets itself, and the protocol's own (they describe the envelope, not the request).
@@ -36,11 +37,11 @@ const NOT_FORWARDED: [&str; 18] = [
     "host",
     "content-length",
     "content-type",
-    "x-kid",
-    "x-idempotency-key",
-    "x-clientid",
-    "x-inner-content-type",
-    "x-envelope",
+    name::KID,
+    name::IDEMPOTENCY_KEY,
+    name::CLIENT_ID,
+    name::INNER_CONTENT_TYPE,
+    name::ENVELOPE,
 ];
 
 /// The content type of a forwarded request whose client named none.
@@ -138,8 +139,8 @@ pub(crate) fn request(
     for (name, value) in headers {
         let n = name.as_str();
         if NOT_FORWARDED.contains(&n)
-            || n.starts_with("x-session-")
-            || n == "x-request-id"
+            || n.starts_with(name::SESSION_PREFIX)
+            || n == name::REQUEST_ID
             || named_by_connection.iter().any(|c| c == n)
         {
             continue;
@@ -157,7 +158,7 @@ pub(crate) fn request(
         X_SESSION_PROTOCOL,
         HeaderValue::from(u16::from(identity.protocol)),
     );
-    out.insert("x-request-id", text(identity.request_id)?);
+    out.insert(name::REQUEST_ID, text(identity.request_id)?);
     Ok(req)
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use domain::{Answer, ExchangeError, Family, SessionService};
 use hyper::body::Body as HttpBody;
-use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 use ports::{Clock, Ports, Protocol};
@@ -22,15 +22,9 @@ use crate::metrics;
 use crate::pipeline::body::{body_failure, read_body};
 use crate::routes::Incoming;
 use crate::routes::exchange::{self, EncryptedHeaders};
-use crate::wire::{Body, X_INNER_CONTENT_TYPE, code_error, header, not_found};
-
-/// The header that carries a `GET`'s envelope, base64 (a browser's `fetch` cannot
-/// send a body with `GET`).
-pub(crate) const X_ENVELOPE: HeaderName = HeaderName::from_static("x-envelope");
-
-/// An inner status whose answer may not carry content on the wire (RFC 9110 §15.3.5,
-/// §15.3.6, §15.4.5): sent as 200 with the real status in `X-Inner-Status`.
-const X_INNER_STATUS: HeaderName = HeaderName::from_static("x-inner-status");
+use crate::wire::{
+    Body, X_ENVELOPE, X_INNER_CONTENT_TYPE, X_INNER_STATUS, code_error, header, not_found,
+};
 
 /// Serves one request on the gateway route at `index` of the configured routes.
 pub(crate) async fn serve<P, B>(

@@ -1,6 +1,7 @@
 //! [`ProtocolClient::fetch`]: a request to any encrypted route, gateway routes
 //! included, and its answer of any status.
 
+use domain::headers::name;
 use std::time::Instant;
 
 use domain::RequestLine;
@@ -44,15 +45,15 @@ impl ProtocolClient {
         let in_header = (method == "GET").then(|| base64_encode(&envelope));
         let mut headers = vec![
             ("content-type", "application/octet-stream"),
-            ("x-kid", session.kid()),
-            ("x-idempotency-key", sealed.idempotency_key.as_str()),
-            ("x-clientid", session.client_id()),
+            (name::KID, session.kid()),
+            (name::IDEMPOTENCY_KEY, sealed.idempotency_key.as_str()),
+            (name::CLIENT_ID, session.client_id()),
         ];
         if let Some(ct) = content_type {
-            headers.push(("x-inner-content-type", ct));
+            headers.push((name::INNER_CONTENT_TYPE, ct));
         }
         if let Some(text) = &in_header {
-            headers.push(("x-envelope", text));
+            headers.push((name::ENVELOPE, text));
         }
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| FlowError::Protocol(format!("invalid method {method:?}")))?;
@@ -65,19 +66,19 @@ impl ProtocolClient {
         let resp = self.conn.send(method, path, &headers, body).await?;
         timings.http = t.elapsed();
         timings.server_timing = resp.header("server-timing").map(str::to_owned);
-        let Some(key) = resp.header("x-idempotency-key") else {
+        let Some(key) = resp.header(name::IDEMPOTENCY_KEY) else {
             return Err(FlowError::Status {
                 path: path.to_owned(),
                 status: resp.status,
                 body: String::from_utf8_lossy(&resp.body).into(),
             });
         };
-        if resp.header("x-kid") != Some(session.kid()) {
+        if resp.header(name::KID) != Some(session.kid()) {
             return Err(FlowError::Protocol(
                 "response X-Kid differs from ours".into(),
             ));
         }
-        let status = match resp.header("x-inner-status") {
+        let status = match resp.header(name::INNER_STATUS) {
             None => resp.status,
             Some(text) => text
                 .parse::<u16>()
@@ -86,7 +87,7 @@ impl ProtocolClient {
                 .filter(|_| resp.status == StatusCode::OK)
                 .ok_or_else(|| FlowError::Protocol("malformed X-Inner-Status".into()))?,
         };
-        let content_type = resp.header("x-inner-content-type").unwrap_or_default();
+        let content_type = resp.header(name::INNER_CONTENT_TYPE).unwrap_or_default();
         let t = Instant::now();
         let head = ResponseHead {
             status: status.as_u16(),

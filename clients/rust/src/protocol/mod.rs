@@ -1,6 +1,7 @@
 //! [`ProtocolClient`]: init and encrypted-request flows with the domain's client code,
 //! timed step by step.
 
+use domain::headers::name;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -213,8 +214,8 @@ impl ProtocolClient {
         };
         let headers = [
             ("content-type", "application/json"),
-            ("x-idempotency-key", key.as_str()),
-            ("x-clientid", &self.client_id),
+            (name::IDEMPOTENCY_KEY, key.as_str()),
+            (name::CLIENT_ID, &self.client_id),
         ];
         let resp = exchange(
             &mut self.conn,
@@ -281,9 +282,9 @@ impl ProtocolClient {
         let sealed = session.seal(now_ms(), line, REVOKE_PLAINTEXT)?;
         let headers = [
             ("content-type", "application/octet-stream"),
-            ("x-kid", session.kid()),
-            ("x-idempotency-key", sealed.idempotency_key.as_str()),
-            ("x-clientid", session.client_id()),
+            (name::KID, session.kid()),
+            (name::IDEMPOTENCY_KEY, sealed.idempotency_key.as_str()),
+            (name::CLIENT_ID, session.client_id()),
         ];
         let mut timings = StepTimings::default();
         exchange(
