@@ -112,6 +112,27 @@ fn ensure_open_files(needed: u64, max_connections: usize, listeners: u64) {
     }
 }
 
+/// Binds a listener; `setting` names the settings that chose the address, for the
+/// error.
+async fn bind_listener(
+    host: std::net::IpAddr,
+    port: u16,
+    setting: &'static str,
+) -> Result<tokio::net::TcpListener, crate::Error> {
+    let addr = SocketAddr::new(host, port);
+    bind(addr).await.map_err(|source| crate::Error::Listen {
+        addr,
+        setting,
+        source,
+    })
+}
+
+fn local_addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr, crate::Error> {
+    listener
+        .local_addr()
+        .map_err(|e| crate::Error::Runtime(e.to_string()))
+}
+
 /// Runs the server until SIGINT/SIGTERM.
 ///
 /// # Errors
@@ -168,33 +189,14 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
         args.max_connections,
         listeners,
     );
-    let public_addr = SocketAddr::new(args.host, args.port);
-    let public = bind(public_addr)
-        .await
-        .map_err(|source| crate::Error::Listen {
-            addr: public_addr,
-            setting: "HOST/PORT",
-            source,
-        })?;
+    let public = bind_listener(args.host, args.port, "HOST/PORT").await?;
     let admin = match args.admin_port {
-        Some(port) => {
-            let addr = SocketAddr::new(args.admin_host, port);
-            Some(bind(addr).await.map_err(|source| crate::Error::Listen {
-                addr,
-                setting: "ADMIN_HOST/ADMIN_PORT",
-                source,
-            })?)
-        }
+        Some(port) => Some(bind_listener(args.admin_host, port, "ADMIN_HOST/ADMIN_PORT").await?),
         None => None,
     };
     let internal = match args.internal_port {
         Some(port) => {
-            let addr = SocketAddr::new(args.internal_host, port);
-            Some(bind(addr).await.map_err(|source| crate::Error::Listen {
-                addr,
-                setting: "INTERNAL_HOST/INTERNAL_PORT",
-                source,
-            })?)
+            Some(bind_listener(args.internal_host, port, "INTERNAL_HOST/INTERNAL_PORT").await?)
         }
         None => None,
     };
@@ -216,9 +218,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
     };
     let mut tasks = Vec::new();
     if let (Some(listener), Some(handle)) = (admin, metrics) {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| crate::Error::Runtime(e.to_string()))?;
+        let addr = local_addr(&listener)?;
         println!("listening on http://{addr} (admin: GET /metrics)");
         let render = move || {
             let (health, handle) = (admin_health.clone(), handle.clone());
@@ -235,9 +235,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
         )));
     }
     if let Some(listener) = internal {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| crate::Error::Runtime(e.to_string()))?;
+        let addr = local_addr(&listener)?;
         println!(
             "listening on {scheme}://{addr} (internal: /v1 routes incl. key release; private network only)"
         );
@@ -249,9 +247,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
             stopped(stop_rx.clone()),
         )));
     }
-    let addr = public
-        .local_addr()
-        .map_err(|e| crate::Error::Runtime(e.to_string()))?;
+    let addr = local_addr(&public)?;
     println!(
         "listening on {scheme}://{addr} (public, crypto backend {}, TLS provider {tls_provider})",
         crypto.name

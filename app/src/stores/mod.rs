@@ -101,6 +101,29 @@ fn fence_config(args: &ServeArgs) -> FenceConfig {
 /// data while no instance was watching: an episode begins now. A deployment with no
 /// PostgreSQL cannot tell, and keeps its sessions in memory: nothing it accepted
 /// before a restart can be used again.
+/// The nonce store: the embedded one without Redis; with Redis, Redis behind the fence,
+/// which PostgreSQL (`pg`) backs while Redis cannot vouch for a nonce — or, on one
+/// instance (`SINGLE_INSTANCE`, or no PostgreSQL at all), this process's memory, with no
+/// board to agree on and no lease.
+async fn nonces(
+    args: &ServeArgs,
+    redis: Option<&Redis>,
+    local: Arc<MemoryNonceStore>,
+    pg: Option<&PgNonceStore>,
+) -> AppNonces {
+    let Some(redis) = redis else {
+        return Either::Left(local);
+    };
+    let (shared, ledger) = match pg {
+        Some(pg) if !args.single_instance => (Either::Right(pg.clone()), Some(pg.clone())),
+        _ => (Either::Left(local), None),
+    };
+    let board = Arc::new(Board::new(fence_config(args), ledger));
+    let primary = RedisNonceStore::new(redis.clone());
+    start_fence(&primary, &board, pg).await;
+    Either::Right(Fenced::new(primary, shared, board))
+}
+
 async fn start_fence<L: fence::Ledger>(
     primary: &RedisNonceStore,
     board: &Arc<Board<L>>,
@@ -195,15 +218,7 @@ pub async fn build(
         None => Either::Left(local_quotas),
     };
     let Some(url) = &args.database_url else {
-        let nonces = match &redis {
-            Some(r) => {
-                let board = Arc::new(Board::new(fence_config(args), None));
-                let primary = RedisNonceStore::new(r.clone());
-                start_fence(&primary, &board, None).await;
-                Either::Right(Fenced::new(primary, Either::Left(local_nonces), board))
-            }
-            None => Either::Left(local_nonces),
-        };
+        let nonces = nonces(args, redis.as_ref(), local_nonces, None).await;
         let embedded = Arc::new(MemorySessionStore::new(args.memory_session_max_size));
         let sessions = Either::Left(Arc::clone(&embedded));
         return Ok((
@@ -252,22 +267,8 @@ pub async fn build(
         args.session_cleanup_batch_size.max(1),
         Duration::from_millis(args.session_cleanup_batch_delay_ms),
     );
-    let nonces = match &redis {
-        Some(r) => {
-            let pg_nonces = PgNonceStore::new(&pg);
-            // One instance has nobody to agree with: no board, no lease.
-            let (shared, ledger) = if args.single_instance {
-                (Either::Left(local_nonces), None)
-            } else {
-                (Either::Right(pg_nonces.clone()), Some(pg_nonces.clone()))
-            };
-            let board = Arc::new(Board::new(fence_config(args), ledger));
-            let primary = RedisNonceStore::new(r.clone());
-            start_fence(&primary, &board, Some(&pg_nonces)).await;
-            Either::Right(Fenced::new(primary, shared, board))
-        }
-        None => Either::Left(local_nonces),
-    };
+    let pg_nonces = PgNonceStore::new(&pg);
+    let nonces = nonces(args, redis.as_ref(), local_nonces, Some(&pg_nonces)).await;
     let cache = redis.as_ref().map(|r| Tiered {
         near: (args.session_local_cache_ms > 0)
             .then(|| LocalSessionCache::new(args.session_local_cache_ms, 100_000)),
