@@ -6,13 +6,13 @@
 //! `bench`, which are one-line calls into the client tools (`clients/cli`). May depend
 //! on everything; nothing depends on it.
 
-pub mod admin_cmd;
 pub mod backend;
 pub mod config;
 pub mod error;
 pub mod gateway_settings;
 pub mod identity;
 pub mod layered;
+pub mod operator_commands;
 pub mod redis_settings;
 pub mod serve;
 pub mod settings;

@@ -2,7 +2,7 @@
 
 use session_crypto::config::{Command, LogFormat};
 use session_crypto::layered::{self, Parsed};
-use session_crypto::{admin_cmd, backend, serve, settings};
+use session_crypto::{backend, operator_commands, serve, settings};
 use session_crypto_cli::{bench, client};
 use tracing_subscriber::EnvFilter;
 
@@ -77,7 +77,7 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
             return Ok(());
         }
         Command::Migrate(args) => {
-            return runtime(None)?.block_on(admin_cmd::migrate(&args.database_url));
+            return runtime(None)?.block_on(operator_commands::migrate(&args.database_url));
         }
         // A key-wrapping key is 32 random bytes whatever the backend: any compiled
         // one's CSPRNG will do (the one named by CRYPTO_BACKEND when it is compiled in).
@@ -126,7 +126,7 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
         Command::Bench(args) => {
             Ok(runtime(args.worker_threads)?.block_on(bench::run(args.clone(), crypto))?)
         }
-        Command::Revoke(args) => runtime(None)?.block_on(admin_cmd::revoke(args, crypto)),
+        Command::Revoke(args) => runtime(None)?.block_on(operator_commands::revoke(args, crypto)),
         Command::Backends | Command::Migrate(_) | Command::Keygen(_) => Ok(()),
     }
 }

@@ -19,8 +19,8 @@ use postgres_adapter::{PgConfig, PgNonceStore, PgSessionStore};
 use redis_adapter::{
     Redis, RedisConfig, RedisNonceStore, RedisQuotas, RedisSessionCache, Topology,
 };
+use session_crypto::stores::combinators::Failover;
 use session_crypto::stores::fence::{Board, FenceConfig, Fenced, Ledger, NoLedger};
-use session_crypto::stores::policy::Failover;
 use support::services::{PgServer, RedisServer};
 
 fn wrapper() -> Arc<KeyWrapper> {

@@ -8,12 +8,12 @@
 //! May depend on: `ports`, `domain`, hyper and friends, serde_json. Must not depend on
 //! any other adapter.
 
-pub mod admin;
 pub mod config;
 mod deadline;
 pub mod gateway;
-pub mod health;
+pub mod health_check;
 pub mod metrics;
+pub mod metrics_listener;
 mod pipeline;
 pub mod router;
 pub mod routes;
@@ -21,10 +21,10 @@ pub mod server;
 pub mod tls;
 mod wire;
 
-pub use admin::serve_admin;
 pub use config::{ApiConfig, DEFAULT_RATE_LIMIT_EXEMPT};
 pub use gateway::{Gateway, RouteSpec};
-pub use health::{Dependency, HealthCheck, HealthReport};
+pub use health_check::{Dependency, HealthCheck, HealthReport};
+pub use metrics_listener::serve_admin;
 pub use pipeline::body::BodyBudget;
 pub use pipeline::cors::Cors;
 pub use router::Api;

@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use ports::{Clock, Ports};
 
 use crate::config::ApiConfig;
-use crate::health::HealthCheck;
+use crate::health_check::HealthCheck;
 use crate::metrics;
 use crate::pipeline::request_id::request_id;
 use crate::routes;

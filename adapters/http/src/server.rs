@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::deadline::Deadlines;
-use crate::health::HealthCheck;
+use crate::health_check::HealthCheck;
 use crate::router::Api;
 use crate::wire::Listener;
 

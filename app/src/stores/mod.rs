@@ -1,10 +1,10 @@
 //! The stores, chosen at start-up: embedded memory, or PostgreSQL and/or Redis, put
 //! together by the policy combinators of [`policy`] into one concrete [`AppPorts`].
 
+pub mod combinators;
 mod eviction;
 pub mod fence;
-mod health;
-pub mod policy;
+mod store_health;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +16,9 @@ use postgres_adapter::{PgConfig, PgNonceStore, PgSessionStore};
 use redis_adapter::{Redis, RedisNonceStore, RedisQuotas, RedisSessionCache};
 use tracing::{info, warn};
 
+use combinators::{Either, Failover, Tiered};
 use fence::{Board, FenceConfig, Fenced};
-pub use health::StoreHealth;
-use policy::{Either, Failover, Tiered};
+pub use store_health::StoreHealth;
 
 use crate::config::ServeArgs;
 use crate::settings::NO_KEK;

@@ -5,7 +5,7 @@ use domain::encoding::iso_timestamp;
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use crate::health::{Dependency, HealthCheck};
+use crate::health_check::{Dependency, HealthCheck};
 use crate::wire::{Body, json};
 
 #[derive(Serialize)]
@@ -102,7 +102,7 @@ pub(crate) async fn ready<H: HealthCheck>(probe: &H, now_ms: u64) -> Response<Bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::HealthReport;
+    use crate::health_check::HealthReport;
     use crate::routes::test_support::body_json;
 
     struct Fixed(HealthReport);

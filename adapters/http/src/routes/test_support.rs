@@ -14,7 +14,7 @@ use memory::{MemoryNonceStore, MemoryQuotas, MemorySessionStore};
 use ports::{Clock, CryptoProvider, NoCache, Stores, SystemClock};
 
 use crate::config::ApiConfig;
-use crate::health::{Dependency, HealthCheck, HealthReport};
+use crate::health_check::{Dependency, HealthCheck, HealthReport};
 use crate::router::Api;
 use crate::wire::{Body, Listener};
 
