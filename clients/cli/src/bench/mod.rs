@@ -1,6 +1,6 @@
 //! `session-crypto bench`: the load generator. Three modes over one set of settings
 //! ([`BenchArgs`]): the closed loop (`closed.rs`), the open loop at a fixed rate
-//! (`--rate`, `open.rs`) and the gateway's cost against the purchase route's
+//! (`--rate`, `open.rs`, its report in `open_report.rs`) and the gateway's cost against the purchase route's
 //! (`--gateway`, `gateway.rs`); `common.rs` holds what they share.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ mod closed;
 mod common;
 mod gateway;
 pub mod open;
+pub mod open_report;
 
 pub use common::{Summary, summarize};
 
