@@ -98,7 +98,10 @@ pub fn decrypt_envelope(data: &[u8]) {
     }
 }
 
-fn grammar_accepts(s: &str) -> bool {
+/// The `X-Idempotency-Key` grammar of docs/PROTOCOL.md §4.1, written out plainly: the
+/// oracle the parser (`domain::IdempotencyKey::parse`) is checked against, by the fuzz
+/// target and by a proptest.
+pub fn idempotency_key_grammar(s: &str) -> bool {
     let Some((ts, nonce)) = s.split_once('.') else {
         return false;
     };
@@ -118,14 +121,14 @@ pub fn idempotency_key(data: &[u8]) {
     };
     match IdempotencyKey::parse(text) {
         Ok(k) => {
-            assert!(grammar_accepts(text), "accepted {text:?}");
+            assert!(idempotency_key_grammar(text), "accepted {text:?}");
             assert_eq!(format!("{}.{}", k.timestamp_text(), k.nonce()), text);
             assert_eq!(
                 k.timestamp_text().parse::<u64>().ok(),
                 Some(k.timestamp_ms())
             );
         }
-        Err(_) => assert!(!grammar_accepts(text), "refused {text:?}"),
+        Err(_) => assert!(!idempotency_key_grammar(text), "refused {text:?}"),
     }
 }
 
