@@ -26,6 +26,7 @@ pub use gateway::{Gateway, RouteSpec};
 pub use health_check::{Dependency, HealthCheck, HealthReport};
 pub use metrics_listener::serve_admin;
 pub use pipeline::body::BodyBudget;
+pub use pipeline::body::RequestBody;
 pub use pipeline::cors::Cors;
 pub use router::Api;
 pub use server::{ServerConfig, serve};

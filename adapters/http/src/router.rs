@@ -5,9 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use domain::{Family, SessionService};
-use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use ports::{Clock, Ports};
@@ -15,6 +13,7 @@ use ports::{Clock, Ports};
 use crate::config::ApiConfig;
 use crate::health_check::HealthCheck;
 use crate::metrics;
+use crate::pipeline::body::RequestBody;
 use crate::pipeline::request_id::request_id;
 use crate::routes;
 use crate::wire::{Body, Listener, X_REQUEST_ID, code_error, family_of, identity_error, not_found};
@@ -159,8 +158,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         req: Request<B>,
     ) -> Response<Body>
     where
-        B: HttpBody<Data = Bytes> + Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: RequestBody,
     {
         use tracing::Instrument as _;
         let started = Instant::now();
@@ -191,8 +189,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         started: Instant,
     ) -> Response<Body>
     where
-        B: HttpBody<Data = Bytes> + Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: RequestBody,
     {
         let origin = req.headers().get(header::ORIGIN).cloned();
         let path = req.uri().path().to_owned();
@@ -219,8 +216,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         started: Instant,
     ) -> Response<Body>
     where
-        B: HttpBody<Data = Bytes> + Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: RequestBody,
     {
         let Some((route, method, template)) = found else {
             return not_found(path);

@@ -61,6 +61,18 @@ impl BodyBudget {
     }
 }
 
+/// A request body the server can read: hyper's incoming body (or a test's), yielding
+/// `Bytes`, with an error that boxes.
+pub trait RequestBody:
+    HttpBody<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send
+{
+}
+
+impl<B> RequestBody for B where
+    B: HttpBody<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send
+{
+}
+
 /// Reads the whole body, at most `limit` bytes, within `timeout`.
 ///
 /// An oversized body is still read and discarded — up to 8 × the limit, within the
@@ -75,8 +87,7 @@ pub(crate) async fn read_body<B>(
     body: B,
 ) -> Result<(Bytes, Held), BodyFailure>
 where
-    B: HttpBody<Data = Bytes> + Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: RequestBody,
 {
     let drain_limit = limit.saturating_mul(8);
     let declared = headers

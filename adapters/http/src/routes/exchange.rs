@@ -8,12 +8,10 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use domain::{
     EncryptedRoute, ExchangeError, ExchangeOutcome, ExchangeRequest, Family, RequestLine,
     RouteError, SessionService,
 };
-use hyper::body::Body as HttpBody;
 use hyper::header::HeaderValue;
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
@@ -23,7 +21,7 @@ use tracing::{error, info};
 use super::Incoming;
 use crate::config::ApiConfig;
 use crate::metrics;
-use crate::pipeline::body::{body_failure, read_body};
+use crate::pipeline::body::{RequestBody, body_failure, read_body};
 use crate::pipeline::timing::server_timing;
 use crate::wire::{
     Body, OCTETS, SERVER_TIMING, X_CLIENT_ID, X_IDEMPOTENCY_KEY, X_INNER_CONTENT_TYPE, X_KID,
@@ -139,8 +137,7 @@ pub(crate) async fn read_envelope<P, B>(
 ) -> Result<Vec<u8>, Response<Body>>
 where
     P: Ports,
-    B: HttpBody<Data = Bytes> + Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: RequestBody,
 {
     headers
         .precheck(service)
@@ -163,8 +160,7 @@ where
     P: Ports,
     R: EncryptedRoute,
     R::Error: HandlerFailure,
-    B: HttpBody<Data = Bytes> + Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: RequestBody,
 {
     let Incoming {
         parts,

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use domain::{Answer, ExchangeError, Family, SessionService};
-use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
@@ -19,7 +18,7 @@ use crate::config::ApiConfig;
 use crate::gateway::upstream::{self, Failure, Identity};
 use crate::gateway::{Gateway, GatewayRoute};
 use crate::metrics;
-use crate::pipeline::body::{body_failure, read_body};
+use crate::pipeline::body::{RequestBody, body_failure, read_body};
 use crate::routes::Incoming;
 use crate::routes::exchange::{self, EncryptedHeaders};
 use crate::wire::{
@@ -35,8 +34,7 @@ pub(crate) async fn serve<P, B>(
 ) -> Response<Body>
 where
     P: Ports,
-    B: HttpBody<Data = Bytes> + Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: RequestBody,
 {
     let gateway = &config.gateway;
     let Some(route) = gateway.get(index) else {

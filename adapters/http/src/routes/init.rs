@@ -3,14 +3,12 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
 use domain::encoding::{base64_decode, base64_encode};
 use domain::limits::rate_limited_ip;
 use domain::{
     Family, InitBody, InitError, InitOutcome, InitRequest, RequestedProtocol, RequestedTtl,
     SessionService,
 };
-use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use ports::{NonceError, Ports, Protocol};
@@ -20,7 +18,7 @@ use tracing::{error, info};
 use super::Incoming;
 use crate::config::ApiConfig;
 use crate::metrics;
-use crate::pipeline::body::{body_failure, read_body};
+use crate::pipeline::body::{RequestBody, body_failure, read_body};
 use crate::pipeline::timing::server_timing;
 use crate::wire::{
     Body, SERVER_TIMING, X_CLIENT_ID, X_FORWARDED_FOR, X_IDEMPOTENCY_KEY, X_KID, code_error,
@@ -136,8 +134,7 @@ pub(crate) async fn serve<P, B>(
 ) -> Response<Body>
 where
     P: Ports,
-    B: HttpBody<Data = Bytes> + Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: RequestBody,
 {
     let Incoming {
         parts,

@@ -1,9 +1,7 @@
 //! `POST /session/revoke`: the client ends its own session.
 
-use bytes::Bytes;
 use domain::{PayloadError, SessionService};
 use hyper::Response;
-use hyper::body::Body as HttpBody;
 use ports::Ports;
 use tracing::info;
 
@@ -11,6 +9,7 @@ use super::Incoming;
 use super::exchange::{self, EncryptedHeaders};
 use crate::config::ApiConfig;
 use crate::metrics;
+use crate::pipeline::body::RequestBody;
 use crate::pipeline::timing::server_timing;
 use crate::wire::{Body, SERVER_TIMING, is_json_object, no_content};
 
@@ -43,8 +42,7 @@ pub(crate) async fn serve<P, B>(
 ) -> Response<Body>
 where
     P: Ports,
-    B: HttpBody<Data = Bytes> + Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: RequestBody,
 {
     let Incoming {
         parts,
