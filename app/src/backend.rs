@@ -37,6 +37,7 @@ pub fn tls_provider(
     crypto_backends::tls_provider(crypto.name).ok_or_else(|| {
         TlsError::NoProvider {
             backend: crypto.name.to_owned(),
+            advice: crypto_backends::tls_advice(),
         }
         .into()
     })

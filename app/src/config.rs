@@ -13,9 +13,17 @@ pub use session_crypto_cli::args::{BenchArgs, ClientArgs};
 #[derive(Debug, Parser)]
 #[command(name = "session-crypto", version, propagate_version = true)]
 pub struct Cli {
-    /// Crypto backend: aws-lc-rs, ring or rustcrypto (must be compiled in). Default:
-    /// the only compiled backend, or the non-default one chosen with --features.
-    #[arg(long, env = "CRYPTO_BACKEND", global = true)]
+    // The backends' names come from the list (crypto-backends).
+    #[arg(
+        long,
+        env = "CRYPTO_BACKEND",
+        global = true,
+        help = format!(
+            "Crypto backend: {} (must be compiled in). Default: the only compiled backend, \
+             or the non-default one chosen with --features",
+            crypto_backends::names_text()
+        )
+    )]
     pub backend: Option<String>,
 
     /// Log format on stderr: `text` (human-readable) or `json` (one JSON object per line,

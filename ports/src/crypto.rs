@@ -253,7 +253,7 @@ pub trait Ecdsa: Send + Sync {
 /// provider is `Copy` and can be chosen at run time.
 #[derive(Clone, Copy)]
 pub struct CryptoProvider {
-    /// `"aws-lc-rs"`, `"ring"` or `"rustcrypto"`.
+    /// Its `CRYPTO_BACKEND` name (the list of them is `crypto-backends`).
     pub name: &'static str,
     /// P-256 ECDH.
     pub key_agreement: &'static dyn KeyAgreement,

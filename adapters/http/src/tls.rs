@@ -14,13 +14,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub enum TlsError {
     /// No rustls provider in this build fits the backend.
     #[error(
-        "TLS needs a rustls crypto provider (aws-lc-rs or ring) and this build has none for \
-         the {backend} backend: build with --features backend-ring or backend-aws-lc-rs, or \
-         terminate TLS in front of the service"
+        "TLS needs a rustls crypto provider and this build has none for the {backend} backend: {advice}"
     )]
     NoProvider {
         /// The crypto backend.
         backend: String,
+        /// Which features bring one (from the backend list).
+        advice: String,
     },
     /// A PEM file could not be read or holds nothing usable.
     #[error("{setting} {}: {problem}", path.display())]

@@ -47,9 +47,9 @@ pub fn endpoint(
     }
     let (provider, _) = crypto_backends::tls_provider(crypto.name).ok_or_else(|| {
         format!(
-            "https:// needs a rustls provider, and this build has none for the {} backend: \
-             build with --features backend-aws-lc-rs or backend-ring",
-            crypto.name
+            "https:// needs a rustls provider, and this build has none for the {} backend: {}",
+            crypto.name,
+            crypto_backends::tls_advice()
         )
     })?;
     let tls = session_crypto_client::tls::client_config(provider, ca_file)

@@ -124,6 +124,30 @@ pub fn find(name: &str) -> Option<&'static Backend> {
     ALL.iter().find(|b| b.name == name)
 }
 
+/// What to do when this build has no rustls provider for a backend: which features bring
+/// one (the backends of the list that are rustls providers).
+pub fn tls_advice() -> String {
+    let features: Vec<String> = ALL
+        .iter()
+        .filter(|b| b.tls == Tls::Own)
+        .map(|b| format!("backend-{}", b.name))
+        .collect();
+    format!(
+        "build with --features {}, or terminate TLS in front of the service",
+        features.join(" or ")
+    )
+}
+
+/// Every backend's name, compiled in or not, for help texts: `a, b or c`.
+pub fn names_text() -> String {
+    let names: Vec<&str> = names().collect();
+    match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// The rustls provider TLS uses with the backend `name`, and the name of the backend
 /// it comes from: the backend's own when it is a rustls provider, else the first
 /// compiled backend's that is one. `None` when this build has no fitting provider
@@ -167,6 +191,15 @@ mod tests {
             }
         }
         assert!(tls_provider("no-such-backend").is_none());
+    }
+
+    #[test]
+    fn the_advice_and_the_help_name_the_list() {
+        assert_eq!(
+            tls_advice(),
+            "build with --features backend-aws-lc-rs or backend-ring, or terminate TLS in front of the service"
+        );
+        assert_eq!(names_text(), "aws-lc-rs, ring or rustcrypto");
     }
 
     #[cfg(all(feature = "aws-lc-rs", feature = "rustcrypto"))]
