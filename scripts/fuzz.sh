@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decrypt_envelope idempotency_key init_request http_request)
+[ ${#targets[@]} -gt 0 ] || targets=(decrypt_envelope idempotency_key init_request http_request gateway_forwarding)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz"

@@ -44,6 +44,10 @@ pub struct GatewayArgs {
     /// Speak HTTP/2 to the upstream (prior knowledge, h2c) instead of HTTP/1.1.
     #[arg(long, env = "GATEWAY_HTTP2", default_value_t = false, action = clap::ArgAction::Set)]
     pub gateway_http2: bool,
+    /// Client headers the gateway drops by default (method overrides, X-Forwarded-Host,
+    /// X-Real-IP, …) that the route passes on, comma-separated.
+    #[arg(long, env = "GATEWAY_PASS_HEADERS", default_value = "")]
+    pub gateway_pass_headers: String,
     /// The config file's `[[gateway.routes]]`, as JSON (set by the file layer).
     #[arg(long, hide = true)]
     pub gateway_routes: Option<String>,
@@ -71,6 +75,13 @@ fn specs(args: &GatewayArgs) -> Result<Vec<(String, RouteSpec)>, String> {
                 max_body_bytes: args.gateway_body_limit_bytes,
                 allow_v1: args.gateway_allow_v1,
                 http2: args.gateway_http2,
+                pass_headers: args
+                    .gateway_pass_headers
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             },
         ));
     }

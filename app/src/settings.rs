@@ -129,6 +129,11 @@ pub fn api_config(args: &ServeArgs) -> Result<ApiConfig, crate::Error> {
         trusted_proxies: ranges("TRUSTED_PROXIES", &args.trusted_proxies)?,
         rate_limit_exempt: ranges("RATE_LIMIT_EXEMPT", &args.rate_limit_exempt)?,
         gateway: Arc::default(),
+        scheme: if args.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        },
     })
 }
 

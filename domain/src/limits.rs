@@ -162,16 +162,23 @@ impl std::fmt::Display for IpRange {
     }
 }
 
-/// The address a request is rate-limited under. `peer` is the TCP peer; when it is a
-/// trusted proxy, the `X-Forwarded-For` chain is walked from the right and the first
-/// address that is not a trusted proxy is the client (the ones further left could
-/// have been written by the client itself). `None` when that address is exempt.
+/// The address a request is rate-limited under: its [`client_ip`], or `None` when that
+/// address is exempt.
 pub fn rate_limited_ip(
     peer: IpAddr,
     forwarded_for: Option<&str>,
     trusted_proxies: &[IpRange],
     exempt: &[IpRange],
 ) -> Option<IpAddr> {
+    let client = client_ip(peer, forwarded_for, trusted_proxies);
+    (!exempt.iter().any(|r| r.contains(client))).then_some(client)
+}
+
+/// The client's address. `peer` is the TCP peer; when it is a trusted proxy, the
+/// `X-Forwarded-For` chain is walked from the right and the first address that is not
+/// a trusted proxy is the client (the ones further left could have been written by the
+/// client itself).
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[IpRange]) -> IpAddr {
     let trusted = |ip: IpAddr| trusted_proxies.iter().any(|r| r.contains(ip));
     let mut client = peer.to_canonical();
     if trusted(client)
@@ -187,7 +194,7 @@ pub fn rate_limited_ip(
             }
         }
     }
-    (!exempt.iter().any(|r| r.contains(client))).then_some(client)
+    client
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod docs;
 mod exchange;
 mod gateway;
 mod gateway_config;
+mod gateway_headers;
 mod gateway_refusals;
 mod helpers;
 mod init;

@@ -212,7 +212,8 @@ async fn answer(
     }
 }
 
-/// `tests/gateway/upstream.py` on a free port.
+/// `tests/gateway/upstream.py` (http.server), or another script of that folder, on a
+/// free port.
 pub struct PythonUpstream {
     child: Child,
     pub url: String,
@@ -220,7 +221,12 @@ pub struct PythonUpstream {
 
 impl PythonUpstream {
     pub fn start() -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/gateway/upstream.py");
+        Self::start_script("upstream.py")
+    }
+
+    /// `tests/gateway/<script>`, which prints `listening <port>` once bound.
+    pub fn start_script(script: &str) -> Self {
+        let script = format!("{}/../tests/gateway/{script}", env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new("python3")
             .arg(script)
             .stdout(Stdio::piped())

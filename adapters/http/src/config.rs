@@ -26,6 +26,9 @@ pub struct ApiConfig {
     pub body_budget: BodyBudget,
     /// The gateway routes (`GATEWAY_UPSTREAM`, `[[gateway.routes]]`); none by default.
     pub gateway: Arc<Gateway>,
+    /// `https` when the public listener serves TLS, else `http`: what the gateway tells
+    /// its upstreams in `X-Forwarded-Proto` and `Forwarded`.
+    pub scheme: &'static str,
 }
 
 /// Default of `BODY_BUFFER_BUDGET_BYTES`: 64 MiB.
@@ -51,6 +54,7 @@ impl Default for ApiConfig {
             rate_limit_exempt: default_exempt_ranges(),
             body_budget: BodyBudget::new(DEFAULT_BODY_BUDGET),
             gateway: Arc::new(Gateway::off()),
+            scheme: "http",
         }
     }
 }

@@ -281,3 +281,112 @@ pub fn http_request(data: &[u8]) {
         assert!(v["error"].is_string(), "{v}");
     }
 }
+
+/// The gateway's forwarding (docs/PROTOCOL.md §20), two properties. `data` is a path
+/// after the route's prefix, then a NUL, then client header names, one per line.
+///
+/// 1. **Confinement**: a path the gateway accepts, read the way an upstream may read it
+///    — percent-decoded, each segment's `;` parameters stripped (servlet containers),
+///    dot segments removed (RFC 3986 §5.2.4) — stays under the route's base path.
+/// 2. **Identity**: no client header that goes upstream folds (case, `_` as `-`) into a
+///    name the gateway sets itself, into the `x-session-*` space, or into a name with a
+///    `_` at all (which CGI/WSGI would fold), whatever the route passes.
+pub fn gateway_forwarding(data: &[u8]) {
+    let (path, names) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    // Only what a request's path can be: the HTTP layer splits the query off at the
+    // first `?`, and a fragment is never sent.
+    if let Ok(rest) = std::str::from_utf8(path)
+        && !rest.contains(['?', '#'])
+        && let Some(target) = http_adapter::gateway::confined_target("/public", rest)
+    {
+        let resolved = resolve_like_an_upstream(&target);
+        assert!(
+            resolved == "/public" || resolved.starts_with("/public/"),
+            "{rest:?} was forwarded as {target:?}, which resolves to {resolved:?}"
+        );
+    }
+    let client: Vec<hyper::header::HeaderName> = names
+        .split(|&b| b == b'\n')
+        .filter_map(|n| hyper::header::HeaderName::from_bytes(n).ok())
+        .collect();
+    // The widest setting: the route lists every client header in `pass_headers` (more
+    // than its validation allows).
+    let (forwarded, own) = http_adapter::gateway::forwarded_names(&client, &client);
+    let fold = |n: &str| n.to_ascii_lowercase().replace('_', "-");
+    for name in &forwarded {
+        assert!(!name.contains('_'), "{name:?} was forwarded");
+        let folded = fold(name);
+        assert!(
+            !own.iter().any(|o| fold(o) == folded) && !folded.starts_with("x-session-"),
+            "{name:?} was forwarded and reads as a header the gateway sets ({own:?})"
+        );
+    }
+}
+
+/// A target path as an upstream may resolve it: the query dropped, percent-decoded,
+/// `;` parameters stripped from each segment, dot segments removed.
+fn resolve_like_an_upstream(target: &str) -> String {
+    let path = target.split('?').next().unwrap_or_default();
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            )
+        {
+            decoded.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let stripped: Vec<&str> = decoded
+        .split('/')
+        .map(|segment| segment.split(';').next().unwrap_or_default())
+        .collect();
+    remove_dot_segments(&stripped.join("/"))
+}
+
+/// RFC 3986 §5.2.4.
+fn remove_dot_segments(path: &str) -> String {
+    let mut input = path.to_owned();
+    let mut output = String::new();
+    while !input.is_empty() {
+        if let Some(rest) = input.strip_prefix("../") {
+            input = rest.to_owned();
+        } else if let Some(rest) = input.strip_prefix("./") {
+            input = rest.to_owned();
+        } else if input.starts_with("/./") {
+            input = input[2..].to_owned();
+        } else if input == "/." {
+            input = "/".to_owned();
+        } else if input.starts_with("/../") || input == "/.." {
+            input = if input == "/.." {
+                "/".to_owned()
+            } else {
+                input[3..].to_owned()
+            };
+            match output.rfind('/') {
+                Some(i) => output.truncate(i),
+                None => output.clear(),
+            }
+        } else if input == "." || input == ".." {
+            input.clear();
+        } else {
+            let start = usize::from(input.starts_with('/'));
+            let end = input[start..].find('/').map_or(input.len(), |i| i + start);
+            output.push_str(&input[..end]);
+            input = input[end..].to_owned();
+        }
+    }
+    output
+}

@@ -39,6 +39,11 @@ fn http_request_corpus() {
 }
 
 #[test]
+fn gateway_forwarding_corpus() {
+    replay("gateway_forwarding", fuzz::gateway_forwarding);
+}
+
+#[test]
 fn the_vector_seed_really_opens() {
     // The seed corpus must reach the interesting path: the vector envelope opens under
     // the fixed session, so mutations start from a valid envelope.

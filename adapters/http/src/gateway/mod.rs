@@ -13,6 +13,10 @@ mod route;
 pub(crate) mod upstream;
 
 pub use route::GatewayRoute;
+#[doc(hidden)]
+pub use route::confined_target;
+#[doc(hidden)]
+pub use upstream::forwarded_names;
 
 /// Methods a gateway route may allow: the ones whose request carries the envelope.
 /// (`HEAD`'s answer cannot carry a sealed body; `OPTIONS` is the CORS preflight.)
@@ -51,6 +55,10 @@ pub struct RouteSpec {
     /// Speak HTTP/2 (prior knowledge, h2c) to the upstream instead of HTTP/1.1.
     #[serde(default)]
     pub http2: bool,
+    /// Client headers the gateway drops by default that this route passes on (e.g.
+    /// `X-Forwarded-Host`); unauthenticated, like every client header but the protocol's.
+    #[serde(default)]
+    pub pass_headers: Vec<String>,
 }
 
 /// The gateway: its routes and the key of the `X-Session-Id` hash.
@@ -154,8 +162,14 @@ impl Gateway {
             .iter()
             .map(|r| {
                 let slash = if r.origin.starts_with("unix:") { "" } else { "/" };
+                let passes = if r.pass_headers.is_empty() {
+                    String::new()
+                } else {
+                    let names: Vec<&str> = r.pass_headers.iter().map(|h| h.as_str()).collect();
+                    format!(", passes {}", names.join(", "))
+                };
                 format!(
-                    "{} → {}{}{slash} ({}; {}, timeout {} ms, connect {} ms, body ≤ {} B, v1 {}; from {})",
+                    "{} → {}{}{slash} ({}; {}, timeout {} ms, connect {} ms, body ≤ {} B, v1 {}{passes}; from {})",
                     r.prefix,
                     r.origin,
                     r.base_path,
@@ -200,6 +214,7 @@ mod tests {
                 max_body_bytes: None,
                 allow_v1: false,
                 http2: false,
+                pass_headers: Vec::new(),
             },
         )
     }
@@ -250,6 +265,54 @@ mod tests {
             assert_eq!(r.target(path, None), Err(PathRefused), "{path}");
         }
         assert!(r.target("/api/a.b/..c/x.", None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn dot_segments_behind_path_parameters_are_refused() {
+        // Tomcat and Spring strip `;params` from a segment before resolving dots:
+        // `/public/..;/admin` is `/admin` to them.
+        let g = gateway(vec![spec("/api/", "http://127.0.0.1:8080/public")]).unwrap();
+        let (_, r) = g.route("/api/").unwrap();
+        for path in [
+            "/api/..;/admin",
+            "/api/..;jsessionid=1/admin",
+            "/api/%2e%2e;/admin",
+            "/api/.%2e;x=1/admin",
+            "/api/.;/admin",
+            "/api/..%3b/admin",
+            "/api/..%3B/admin",
+            "/api/a/;x/b",
+            "/api/;/admin",
+        ] {
+            assert_eq!(r.target(path, None), Err(PathRefused), "{path}");
+        }
+        // Parameters on an ordinary segment are forwarded as they are.
+        assert_eq!(
+            r.target("/api/orders;v=2/1", None).unwrap(),
+            "/public/orders;v=2/1"
+        );
+        assert!(r.target("/api/a..;b/x", None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_route_passes_only_headers_dropped_by_default() {
+        let mut ok = spec("/api/", "http://127.0.0.1:8080");
+        ok.1.pass_headers = vec!["X-Forwarded-Host".into(), "x-real-ip".into()];
+        let g = gateway(vec![ok]).unwrap();
+        let (_, r) = g.route("/api/").unwrap();
+        assert_eq!(r.pass_headers.len(), 2);
+        for bad in [
+            "x-session-id",
+            "X-Forwarded-For",
+            "x_custom",
+            "x-kid",
+            "bad name",
+        ] {
+            let mut s = spec("/api/", "http://127.0.0.1:8080");
+            s.1.pass_headers = vec![bad.into()];
+            let e = gateway(vec![s]).unwrap_err();
+            assert!(e.contains("pass_headers"), "{bad}: {e}");
+        }
     }
 
     #[tokio::test]

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Uri};
 
-use super::upstream::Pool;
+use super::upstream::{Pool, passable};
 use super::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, GATEWAY_METHODS, RouteSpec};
 
 /// A validated gateway route, with its connection pool.
@@ -31,6 +31,8 @@ pub struct GatewayRoute {
     pub(crate) max_body: usize,
     pub(crate) allow_v1: bool,
     pub(crate) http2: bool,
+    /// Headers dropped by default that this route passes on.
+    pub(crate) pass_headers: Vec<HeaderName>,
     pub(crate) pool: Pool,
 }
 
@@ -94,6 +96,19 @@ impl GatewayRoute {
             spec.max_body_bytes.map(|b| b as u64),
             default_body_limit as u64,
         )? as usize;
+        let mut pass_headers = Vec::new();
+        for text in &spec.pass_headers {
+            let header = HeaderName::from_bytes(text.trim().as_bytes())
+                .ok()
+                .filter(passable)
+                .ok_or_else(|| {
+                    format!(
+                        "{source}: pass_headers: {text:?} cannot be passed (a header the gateway \
+                         sets or always drops, or a name with `_`)"
+                    )
+                })?;
+            pass_headers.push(header);
+        }
         let connect_timeout = Duration::from_millis(connect);
         let pool = Pool::new(&origin, connect_timeout, spec.http2)
             .map_err(|why| format!("{source}: {why}"))?;
@@ -109,6 +124,7 @@ impl GatewayRoute {
             max_body,
             allow_v1: spec.allow_v1,
             http2: spec.http2,
+            pass_headers,
             pool,
         })
     }
@@ -132,8 +148,9 @@ impl GatewayRoute {
 pub(crate) struct PathRefused;
 
 /// Refuses a path after the prefix that an upstream could resolve outside the route:
-/// dot segments (`.`, `..`, also percent-encoded), encoded slashes or backslashes, and
-/// empty interior segments (`//`).
+/// dot segments (`.`, `..`, also percent-encoded, and also before a `;` parameter —
+/// `..;` and `%2e%2e;x`, which servlet containers strip to `..`), encoded slashes or
+/// backslashes, and empty interior segments (`//`, or `/;x/`).
 fn check_rest(rest: &str) -> Result<(), PathRefused> {
     // Without allocating: this runs on every forwarded request.
     let bytes = rest.as_bytes();
@@ -149,9 +166,15 @@ fn check_rest(rest: &str) -> Result<(), PathRefused> {
     }
     let mut segments = rest.split('/').peekable();
     while let Some(segment) = segments.next() {
+        // What a servlet container keeps of the segment: the part before the first `;`
+        // (literal or `%3b`), its path parameters stripped.
+        let kept = segment_before_parameters(segment);
+        if kept.is_empty() && segment.len() > kept.len() {
+            return Err(PathRefused);
+        }
         // `.` and `..`, with each dot possibly written `%2e`.
         let mut dots = 0;
-        let mut s = segment.as_bytes();
+        let mut s = kept.as_bytes();
         while !s.is_empty() {
             if s[0] == b'.' {
                 s = &s[1..];
@@ -172,6 +195,30 @@ fn check_rest(rest: &str) -> Result<(), PathRefused> {
         }
     }
     Ok(())
+}
+
+/// The upstream target of `rest` (the path after a route's prefix) under `base_path`, or
+/// `None` when the gateway refuses it: the confinement rule alone, for the fuzz target
+/// (`crypto_conformance::fuzz::gateway_forwarding`).
+#[doc(hidden)]
+pub fn confined_target(base_path: &str, rest: &str) -> Option<String> {
+    check_rest(rest)
+        .ok()
+        .map(|()| format!("{base_path}/{rest}"))
+}
+
+/// A segment up to its first `;` or `%3b` (path parameters, RFC 3986 §3.3).
+fn segment_before_parameters(segment: &str) -> &str {
+    let b = segment.as_bytes();
+    let end = (0..b.len())
+        .find(|&i| {
+            b[i] == b';'
+                || (b[i] == b'%'
+                    && b.get(i + 1..i + 3)
+                        .is_some_and(|h| h.eq_ignore_ascii_case(b"3b")))
+        })
+        .unwrap_or(b.len());
+    &segment[..end]
 }
 
 /// `(scheme://authority, base path without trailing /)` of an upstream URL, or

@@ -21,14 +21,12 @@ pub(crate) const X_SESSION_CLIENT_ID: HeaderName = HeaderName::from_static(name:
 pub(crate) const X_SESSION_ID: HeaderName = HeaderName::from_static(name::SESSION_ID);
 pub(crate) const X_SESSION_PROTOCOL: HeaderName = HeaderName::from_static(name::SESSION_PROTOCOL);
 
-/// Headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1), the ones the gateway
-/// sets itself, and the protocol's own (they describe the envelope, not the request).
-const NOT_FORWARDED: [&str; 18] = [
+/// Headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1; every `Proxy-*` name is
+/// dropped too), the ones the gateway sets itself, and the protocol's own (they describe
+/// the envelope, not the request).
+const NOT_FORWARDED: [&str; 19] = [
     "connection",
     "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
     "te",
     "trailer",
     "transfer-encoding",
@@ -42,7 +40,94 @@ const NOT_FORWARDED: [&str; 18] = [
     name::CLIENT_ID,
     name::INNER_CONTENT_TYPE,
     name::ENVELOPE,
+    name::REQUEST_ID,
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "forwarded",
 ];
+
+/// Headers an upstream may take as an instruction about the request itself — which
+/// method or URL it "really" is, or who sent it — and which any party on the path can
+/// add (they are outside the AAD): dropped unless a route lists them (`pass_headers`).
+/// The gateway sets `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` itself.
+pub(crate) const DROPPED_BY_DEFAULT: [&str; 12] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-real-ip",
+    "x-client-ip",
+];
+
+/// Whether a client header (its name as hyper holds it: lower case) goes upstream.
+///
+/// A name with `_` never does: CGI, WSGI and several servers read `X_Session_Id` and
+/// `X-Session-Id` as the same `HTTP_X_SESSION_ID`, so an underscore name could pass for
+/// any header the gateway sets or drops (nginx drops them by default too). Names are
+/// compared folded (`_` read as `-`) all the same.
+fn forwardable(name: &str, named_by_connection: &[String], pass: &[HeaderName]) -> bool {
+    if name.contains('_') {
+        return false;
+    }
+    let folded = name;
+    if NOT_FORWARDED.contains(&folded)
+        || folded.starts_with("proxy-")
+        || folded.starts_with(name::SESSION_PREFIX)
+        || named_by_connection.iter().any(|c| c == folded)
+    {
+        return false;
+    }
+    !DROPPED_BY_DEFAULT.contains(&folded) || pass.iter().any(|p| p.as_str() == folded)
+}
+
+/// For the fuzz target (`crypto_conformance::fuzz::gateway_forwarding`): the names of
+/// the headers that go upstream from a client request with these header names (and the
+/// route passing `pass`), and the names the gateway sets itself, from one forwarded
+/// request each.
+#[doc(hidden)]
+pub fn forwarded_names(client: &[HeaderName], pass: &[HeaderName]) -> (Vec<String>, Vec<String>) {
+    let identity = Identity {
+        client_id: "c",
+        session: "s",
+        protocol: 2,
+        request_id: "r",
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        proto: "http",
+    };
+    let names = |headers: &HeaderMap| {
+        request(
+            Method::POST,
+            "/",
+            headers,
+            None,
+            &identity,
+            pass,
+            Bytes::new(),
+        )
+        .map(|r| r.headers().keys().map(|k| k.as_str().to_owned()).collect())
+        .unwrap_or_default()
+    };
+    let own: Vec<String> = names(&HeaderMap::new());
+    let mut headers = HeaderMap::new();
+    for name in client {
+        headers.append(name.clone(), HeaderValue::from_static("x"));
+    }
+    let all: Vec<String> = names(&headers);
+    let from_client = all.into_iter().filter(|n| !own.contains(n)).collect();
+    (from_client, own)
+}
+
+/// Whether a route may list `name` in `pass_headers`: not a header the gateway always
+/// drops or sets itself, and not a name with `_`.
+pub(crate) fn passable(name: &HeaderName) -> bool {
+    forwardable(name.as_str(), &[], std::slice::from_ref(name))
+}
 
 /// The content type of a forwarded request whose client named none.
 pub(crate) const DEFAULT_CONTENT_TYPE: &str = "application/json";
@@ -112,17 +197,25 @@ pub(crate) struct Identity<'a> {
     pub(crate) session: &'a str,
     pub(crate) protocol: u8,
     pub(crate) request_id: &'a str,
+    /// The client's address (the TCP peer, or behind trusted proxies the address they
+    /// name), for `X-Forwarded-For` and `Forwarded`.
+    pub(crate) client_ip: std::net::IpAddr,
+    /// `http` or `https`: how the client reached the gateway.
+    pub(crate) proto: &'static str,
 }
 
-/// The forwarded request: the client's end-to-end headers (less [`NOT_FORWARDED`],
-/// the headers named by `Connection`, and any `X-Session-*`), the inner content type,
-/// the identity headers and the request id.
+/// The forwarded request: the client's end-to-end headers that are
+/// [`forwardable`] (not hop-by-hop, not the protocol's, not in the `x-session-*` space,
+/// no `_`, no override or forwarding header the route does not pass), the inner content
+/// type, the identity headers, the request id and the gateway's own `X-Forwarded-For`,
+/// `X-Forwarded-Proto` and `Forwarded`.
 pub(crate) fn request(
     method: Method,
     target: &str,
     headers: &HeaderMap,
     content_type: Option<&str>,
     identity: &Identity<'_>,
+    pass: &[HeaderName],
     body: Bytes,
 ) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
     let named_by_connection: Vec<String> = headers
@@ -130,22 +223,16 @@ pub(crate) fn request(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .map(|t| t.trim().to_ascii_lowercase().replace('_', "-"))
         .collect();
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = method;
     *req.uri_mut() = target.parse::<hyper::Uri>()?;
     let out = req.headers_mut();
-    for (name, value) in headers {
-        let n = name.as_str();
-        if NOT_FORWARDED.contains(&n)
-            || n.starts_with(name::SESSION_PREFIX)
-            || n == name::REQUEST_ID
-            || named_by_connection.iter().any(|c| c == n)
-        {
-            continue;
+    for (header_name, value) in headers {
+        if forwardable(header_name.as_str(), &named_by_connection, pass) {
+            out.append(header_name.clone(), value.clone());
         }
-        out.append(name.clone(), value.clone());
     }
     let text = |v: &str| HeaderValue::from_str(v);
     out.insert(
@@ -159,6 +246,21 @@ pub(crate) fn request(
         HeaderValue::from(u16::from(identity.protocol)),
     );
     out.insert(name::REQUEST_ID, text(identity.request_id)?);
+    let ip = identity.client_ip;
+    out.insert("x-forwarded-for", text(&ip.to_string())?);
+    out.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(identity.proto),
+    );
+    // RFC 7239 §6: an IPv6 address is quoted and bracketed.
+    let node = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    out.insert(
+        "forwarded",
+        text(&format!("for={node};proto={}", identity.proto))?,
+    );
     Ok(req)
 }
 
@@ -173,6 +275,9 @@ pub(crate) enum Failure {
     TooLarge,
     /// The answer cannot be passed on (a content type that is not visible ASCII).
     BadAnswer,
+    /// A final answer with a 1xx status (`101 Switching Protocols`, or any other the
+    /// client library did not take as interim): nothing to seal, the exchange is over.
+    Informational,
 }
 
 impl Failure {
@@ -183,6 +288,7 @@ impl Failure {
             Self::Timeout => "timeout",
             Self::TooLarge => "too_large",
             Self::BadAnswer => "bad_answer",
+            Self::Informational => "informational",
         }
     }
 }
@@ -247,6 +353,9 @@ async fn read_answer(
     max_body: usize,
 ) -> Result<Answer, Failure> {
     let (parts, body) = resp.into_parts();
+    if parts.status.is_informational() {
+        return Err(Failure::Informational);
+    }
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -311,18 +420,14 @@ mod tests {
                 HeaderValue::from_static(v),
             );
         }
-        let identity = Identity {
-            client_id: "alice",
-            session: "hash",
-            protocol: 2,
-            request_id: "rid-1",
-        };
+        let identity = alice();
         let req = request(
             Method::POST,
             "http://127.0.0.1:1/x",
             &h,
             Some("text/plain"),
             &identity,
+            &[],
             Bytes::from_static(b"hi"),
         )
         .unwrap();
@@ -357,9 +462,140 @@ mod tests {
             &HeaderMap::new(),
             None,
             &identity,
+            &[],
             Bytes::new(),
         )
         .unwrap();
         assert_eq!(req.headers()["content-type"], DEFAULT_CONTENT_TYPE);
+    }
+
+    fn alice() -> Identity<'static> {
+        Identity {
+            client_id: "alice",
+            session: "hash",
+            protocol: 2,
+            request_id: "rid-1",
+            client_ip: "192.0.2.7".parse().unwrap(),
+            proto: "https",
+        }
+    }
+
+    fn forwarded(headers: &[(&str, &str)], pass: &[HeaderName]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in headers {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let req = request(Method::GET, "/x", &h, None, &alice(), pass, Bytes::new()).unwrap();
+        req.headers().clone()
+    }
+
+    #[test]
+    fn underscore_names_never_reach_the_upstream() {
+        let out = forwarded(
+            &[
+                ("x_session_client_id", "admin"),
+                ("x-session_id", "forged"),
+                ("x_session_protocol", "1"),
+                ("x_request_id", "forged"),
+                ("content_type", "text/evil"),
+                ("x_custom", "1"),
+                ("connection", "x_hop"),
+                ("x-hop", "1"),
+            ],
+            &[],
+        );
+        for n in out.keys() {
+            assert!(!n.as_str().contains('_'), "{n} forwarded");
+        }
+        assert_eq!(out["x-session-client-id"], "alice");
+        assert_eq!(out.get_all("x-session-client-id").iter().count(), 1);
+        // `Connection: x_hop` names `x-hop` once folded.
+        assert!(!out.contains_key("x-hop"));
+    }
+
+    #[test]
+    fn override_and_forwarding_headers_are_dropped_unless_passed_and_the_gateway_sets_its_own() {
+        let client = [
+            ("x-http-method-override", "DELETE"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "http"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-real-ip", "10.0.0.1"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-anything", "1"),
+        ];
+        let out = forwarded(&client, &[]);
+        for gone in [
+            "x-http-method-override",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-forwarded-host",
+            "x-real-ip",
+            "proxy-authorization",
+            "proxy-anything",
+        ] {
+            assert!(!out.contains_key(gone), "{gone} forwarded");
+        }
+        assert_eq!(out["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(out.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(out["x-forwarded-proto"], "https");
+        assert_eq!(out["forwarded"], "for=192.0.2.7;proto=https");
+        // A route that passes one gets it; the gateway's own three stay its own.
+        let pass = [
+            HeaderName::from_static("x-forwarded-host"),
+            HeaderName::from_static("x-real-ip"),
+        ];
+        let out = forwarded(&client, &pass);
+        assert_eq!(out["x-forwarded-host"], "evil.example");
+        assert_eq!(out["x-real-ip"], "10.0.0.1");
+        assert_eq!(out["x-forwarded-for"], "192.0.2.7");
+        assert!(!out.contains_key("x-http-method-override"));
+    }
+
+    #[test]
+    fn only_headers_dropped_by_default_can_be_passed() {
+        for ok in ["x-forwarded-host", "x-http-method-override", "x-real-ip"] {
+            assert!(passable(&HeaderName::from_static(ok)), "{ok}");
+        }
+        for refused in [
+            "x-forwarded-for",
+            "forwarded",
+            "x-session-id",
+            "x-kid",
+            "connection",
+            "proxy-authorization",
+            "x-request-id",
+            "x_custom",
+        ] {
+            let name = HeaderName::from_bytes(refused.as_bytes()).unwrap();
+            assert!(!passable(&name), "{refused}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_client_is_bracketed_in_forwarded() {
+        let mut who = alice();
+        who.client_ip = "2001:db8::1".parse().unwrap();
+        let req = request(
+            Method::GET,
+            "/x",
+            &HeaderMap::new(),
+            None,
+            &who,
+            &[],
+            Bytes::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            req.headers()["forwarded"],
+            "for=\"[2001:db8::1]\";proto=https"
+        );
+        assert_eq!(req.headers()["x-forwarded-for"], "2001:db8::1");
     }
 }

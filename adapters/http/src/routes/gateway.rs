@@ -3,7 +3,10 @@
 //! the same method and query and the session's identity, and the upstream's status,
 //! content type and body sealed into the answer.
 
+use std::net::IpAddr;
 use std::time::Instant;
+
+use domain::limits::client_ip;
 
 use bytes::Bytes;
 use domain::{Answer, ExchangeError, Family, SessionService};
@@ -22,7 +25,8 @@ use crate::pipeline::body::{RequestBody, body_failure, read_body};
 use crate::routes::Incoming;
 use crate::routes::exchange::{self, EncryptedHeaders};
 use crate::wire::{
-    Body, X_ENVELOPE, X_INNER_CONTENT_TYPE, X_INNER_STATUS, code_error, header, not_found,
+    Body, X_ENVELOPE, X_FORWARDED_FOR, X_INNER_CONTENT_TYPE, X_INNER_STATUS, code_error, header,
+    header_list, not_found,
 };
 
 /// Serves one request on the gateway route at `index` of the configured routes.
@@ -44,9 +48,9 @@ where
         parts,
         body,
         template,
+        peer,
         request_id,
         started,
-        ..
     } = req;
     let headers = EncryptedHeaders::of(&parts);
     let target = match precheck(service, route, &parts, &headers) {
@@ -59,12 +63,15 @@ where
         Err(f) => return body_failure(Family::Unversioned, template, f),
     };
     let mut envelope = envelope(&parts, bytes);
+    let chain = header_list(&parts.headers, &X_FORWARDED_FOR);
     let request = Forward {
         route,
         parts: &parts,
         headers: &headers,
         target,
         request_id,
+        client_ip: client_ip(peer, chain.as_deref(), &config.trusted_proxies),
+        proto: config.scheme,
         started,
     };
     let resp = forward(service, gateway, &request, &mut envelope).await;
@@ -120,6 +127,8 @@ struct Forward<'a> {
     /// The upstream target (origin form), from [`precheck`].
     target: String,
     request_id: &'a str,
+    client_ip: IpAddr,
+    proto: &'static str,
     started: Instant,
 }
 
@@ -135,6 +144,8 @@ async fn forward<P: Ports>(
         headers,
         ref target,
         request_id,
+        client_ip,
+        proto,
         started,
     } = *request;
     let accepted = service
@@ -156,14 +167,18 @@ async fn forward<P: Ports>(
         session: &session,
         protocol: accepted.protocol().number(),
         request_id,
+        client_ip,
+        proto,
     };
-    let inner_type = header(&parts.headers, &X_INNER_CONTENT_TYPE);
+    // Empty is absent, as for the AAD (docs/PROTOCOL.md §20): the default type goes up.
+    let inner_type = header(&parts.headers, &X_INNER_CONTENT_TYPE).filter(|t| !t.is_empty());
     let Ok(upstream_req) = upstream::request(
         parts.method.clone(),
         target,
         &parts.headers,
         inner_type,
         &identity,
+        &route.pass_headers,
         Bytes::copy_from_slice(accepted.plaintext()),
     ) else {
         // A header value the upstream request cannot carry: the client's request.
