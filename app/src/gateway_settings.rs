@@ -48,6 +48,11 @@ pub struct GatewayArgs {
     /// X-Real-IP, …) that the route passes on, comma-separated.
     #[arg(long, env = "GATEWAY_PASS_HEADERS", default_value = "")]
     pub gateway_pass_headers: String,
+    /// Gateway answers one connection may hold at once, from the request to the last
+    /// byte of the answer written (an HTTP/2 client can open many streams and read none);
+    /// more → 503. 0 = no cap.
+    #[arg(long, env = "GATEWAY_MAX_ANSWERS_PER_CONNECTION", default_value_t = http_adapter::gateway::DEFAULT_ANSWERS_PER_CONNECTION)]
+    pub gateway_max_answers_per_connection: usize,
     /// The config file's `[[gateway.routes]]`, as JSON (set by the file layer).
     #[arg(long, hide = true)]
     pub gateway_routes: Option<String>,

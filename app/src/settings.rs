@@ -134,6 +134,7 @@ pub fn api_config(args: &ServeArgs) -> Result<ApiConfig, crate::Error> {
         } else {
             "http"
         },
+        gateway_answers_per_connection: args.gateway.gateway_max_answers_per_connection,
     })
 }
 

@@ -14,6 +14,7 @@ mod cors;
 mod docs;
 mod exchange;
 mod gateway;
+mod gateway_budget;
 mod gateway_config;
 mod gateway_headers;
 mod gateway_refusals;

@@ -29,6 +29,9 @@ pub struct ApiConfig {
     /// `https` when the public listener serves TLS, else `http`: what the gateway tells
     /// its upstreams in `X-Forwarded-Proto` and `Forwarded`.
     pub scheme: &'static str,
+    /// Gateway answers one connection may hold at once
+    /// (`GATEWAY_MAX_ANSWERS_PER_CONNECTION`; 0 = no cap).
+    pub gateway_answers_per_connection: usize,
 }
 
 /// Default of `BODY_BUFFER_BUDGET_BYTES`: 64 MiB.
@@ -55,6 +58,7 @@ impl Default for ApiConfig {
             body_budget: BodyBudget::new(DEFAULT_BODY_BUDGET),
             gateway: Arc::new(Gateway::off()),
             scheme: "http",
+            gateway_answers_per_connection: crate::gateway::DEFAULT_ANSWERS_PER_CONNECTION,
         }
     }
 }

@@ -120,6 +120,12 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         })
     }
 
+    /// The state one connection's requests share: its gateway answer slots. The server
+    /// makes one per connection and puts it in each request's extensions.
+    pub fn connection_slots(&self) -> crate::gateway::ConnectionSlots {
+        crate::gateway::ConnectionSlots::new(self.config.gateway_answers_per_connection)
+    }
+
     /// The service.
     pub fn service(&self) -> &SessionService<P> {
         &self.service

@@ -144,8 +144,10 @@ pub async fn serve<P: Ports, H: HealthCheck>(
             }
             let first_request = Arc::new(tokio::sync::Notify::new());
             let seen = Arc::clone(&first_request);
-            let svc = service_fn(move |req| {
+            let slots = api.connection_slots();
+            let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 seen.notify_one();
+                req.extensions_mut().insert(slots.clone());
                 let api = Arc::clone(&api);
                 async move { Ok::<_, std::convert::Infallible>(api.handle(kind, peer.ip(), req).await) }
             });

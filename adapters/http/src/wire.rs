@@ -2,10 +2,16 @@
 //! access, the route family of a path, response builders and the error bodies of both
 //! route families.
 
+use std::any::Any;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use domain::Family;
 use domain::headers::name;
 use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
@@ -87,7 +93,48 @@ pub(crate) fn no_content() -> Response<Body> {
     r
 }
 
-pub(crate) type Body = Full<Bytes>;
+/// A response body: its bytes, and what it keeps reserved until hyper has written the
+/// last of them and dropped it — a gateway answer's share of the buffer budget and its
+/// connection's answer slot — so an answer a client does not read keeps counting.
+#[derive(Debug)]
+pub struct Body {
+    bytes: Full<Bytes>,
+    kept: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+impl Body {
+    fn new(bytes: Bytes) -> Self {
+        Self {
+            bytes: Full::new(bytes),
+            kept: Vec::new(),
+        }
+    }
+
+    /// Keeps `guard` alive as long as the body.
+    pub(crate) fn keep(&mut self, guard: impl Any + Send + Sync) {
+        self.kept.push(Box::new(guard));
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().bytes).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.bytes.size_hint()
+    }
+}
 
 pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json");
 pub(crate) const OCTETS: HeaderValue = HeaderValue::from_static("application/octet-stream");
@@ -97,7 +144,7 @@ pub(crate) fn response(
     content_type: HeaderValue,
     body: impl Into<Bytes>,
 ) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Body::new(body.into()));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, content_type);

@@ -7,7 +7,7 @@ use domain::headers::name;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::h1_pool::{Address, H1Pool, SendError};
+use crate::pipeline::body::{BodyBudget, Held};
 
 /// The identity headers the gateway sets; a client's copies are removed.
 pub(crate) const X_SESSION_CLIENT_ID: HeaderName = HeaderName::from_static(name::SESSION_CLIENT_ID);
@@ -278,6 +279,8 @@ pub(crate) enum Failure {
     /// A final answer with a 1xx status (`101 Switching Protocols`, or any other the
     /// client library did not take as interim): nothing to seal, the exchange is over.
     Informational,
+    /// The answer would take the buffer budget past its bound.
+    OverBudget,
 }
 
 impl Failure {
@@ -289,6 +292,7 @@ impl Failure {
             Self::TooLarge => "too_large",
             Self::BadAnswer => "bad_answer",
             Self::Informational => "informational",
+            Self::OverBudget => "over_budget",
         }
     }
 }
@@ -314,19 +318,43 @@ impl From<SendError> for Failure {
     }
 }
 
+/// An answer's share of the buffer budget: what is reserved so far, grown as the answer
+/// arrives, and held (by the sealed answer's body) until the client has it.
+pub(crate) struct AnswerBudget<'a> {
+    pub(crate) budget: &'a BodyBudget,
+    pub(crate) held: Held,
+    pub(crate) reserved: usize,
+}
+
+impl AnswerBudget<'_> {
+    /// Makes sure `total` bytes are reserved.
+    fn cover(&mut self, total: usize) -> Result<(), Failure> {
+        if total > self.reserved {
+            self.budget
+                .take(&mut self.held, total - self.reserved)
+                .map_err(|_| Failure::OverBudget)?;
+            self.reserved = total;
+        }
+        Ok(())
+    }
+}
+
 /// Sends `req` (origin-form target) and reads the whole answer within `timeout`, at
-/// most `max_body` bytes.
+/// most `max_body` bytes, each byte of it (and the tag its sealing adds) taken from
+/// `budget` before it is kept.
 pub(crate) async fn send(
     pool: &Pool,
     mut req: Request<Full<Bytes>>,
     timeout: Duration,
     max_body: usize,
+    budget: &mut AnswerBudget<'_>,
 ) -> Result<Answer, Failure> {
     let exchange = async {
         match pool {
             Pool::Http1 { pool, host } => {
                 req.headers_mut().insert(header::HOST, host.clone());
-                pool.send(req, |resp| read_answer(resp, max_body)).await
+                pool.send(req, |resp| read_answer(resp, max_body, budget))
+                    .await
             }
             Pool::Http2 { client, origin } => {
                 // The client picks the connection by the absolute URI.
@@ -338,7 +366,7 @@ pub(crate) async fn send(
                     tracing::info!(error = %e, connect = e.is_connect(), "upstream request failed");
                     Failure::Unreachable
                 })?;
-                read_answer(resp, max_body).await
+                read_answer(resp, max_body, budget).await
             }
         }
     };
@@ -351,6 +379,7 @@ pub(crate) async fn send(
 async fn read_answer(
     resp: hyper::Response<hyper::body::Incoming>,
     max_body: usize,
+    budget: &mut AnswerBudget<'_>,
 ) -> Result<Answer, Failure> {
     let (parts, body) = resp.into_parts();
     if parts.status.is_informational() {
@@ -368,17 +397,23 @@ async fn read_answer(
         None => String::new(),
         Some(v) => v.to_str().map_err(|_| Failure::BadAnswer)?.to_owned(),
     };
-    let body = Limited::new(body, max_body).collect().await.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            Failure::TooLarge
-        } else {
-            Failure::Unreachable
+    // Read straight into the buffer the sealing encrypts in place, with room for its
+    // tag; every byte counted against the budget before it is kept.
+    let tag = ports::crypto::TAG_LEN;
+    let expected = declared.map_or(0, |n| n as usize);
+    budget.cover(expected + tag)?;
+    let mut plaintext = Vec::with_capacity(expected + tag);
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| Failure::Unreachable)?.into_data() else {
+            continue; // trailers
+        };
+        if plaintext.len() + data.len() > max_body {
+            return Err(Failure::TooLarge);
         }
-    })?;
-    // One copy, with room for the tag the sealing appends.
-    let bytes = body.to_bytes();
-    let mut plaintext = Vec::with_capacity(bytes.len() + ports::crypto::TAG_LEN);
-    plaintext.extend_from_slice(&bytes);
+        budget.cover(plaintext.len() + data.len() + tag)?;
+        plaintext.extend_from_slice(&data);
+    }
     Ok(Answer {
         status: parts.status,
         content_type,

@@ -34,6 +34,13 @@ pub struct BodyBudget(Arc<Semaphore>);
 #[derive(Debug)]
 pub(crate) struct Held(Option<OwnedSemaphorePermit>);
 
+impl Held {
+    /// Nothing held yet.
+    pub(crate) fn none() -> Self {
+        Self(None)
+    }
+}
+
 impl BodyBudget {
     /// A budget of `bytes` (0 = no bound).
     pub fn new(bytes: usize) -> Self {
@@ -46,7 +53,7 @@ impl BodyBudget {
     }
 
     /// Takes `n` more bytes into `held`, or fails at once when they are not free.
-    fn take(&self, held: &mut Held, n: usize) -> Result<(), BodyFailure> {
+    pub(crate) fn take(&self, held: &mut Held, n: usize) -> Result<(), BodyFailure> {
         let Ok(n) = u32::try_from(n) else {
             return Err(BodyFailure::OverBudget);
         };

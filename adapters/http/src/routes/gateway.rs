@@ -18,9 +18,10 @@ use tracing::{debug, warn};
 use zeroize::Zeroize;
 
 use crate::config::ApiConfig;
-use crate::gateway::upstream::{self, Failure, Identity};
-use crate::gateway::{Gateway, GatewayRoute};
+use crate::gateway::upstream::{self, AnswerBudget, Failure, Identity};
+use crate::gateway::{ConnectionSlots, Gateway, GatewayRoute};
 use crate::metrics;
+use crate::pipeline::body::Held;
 use crate::pipeline::body::{RequestBody, body_failure, read_body};
 use crate::routes::Incoming;
 use crate::routes::exchange::{self, EncryptedHeaders};
@@ -63,6 +64,32 @@ where
         Err(f) => return body_failure(Family::Unversioned, template, f),
     };
     let mut envelope = envelope(&parts, bytes);
+    // The answer's room, before the nonce is claimed and the upstream called: a slot of
+    // the connection's, and a first share of the buffer budget. Both stay with the
+    // sealed answer until it is written.
+    let slot = match parts.extensions.get::<ConnectionSlots>() {
+        None => None,
+        Some(slots) => match slots.try_take() {
+            Some(slot) => Some(slot),
+            None => return busy(route, "connection_answers"),
+        },
+    };
+    let mut answer_budget = AnswerBudget {
+        budget: &config.body_budget,
+        held: Held::none(),
+        reserved: 0,
+    };
+    if answer_budget
+        .budget
+        .take(
+            &mut answer_budget.held,
+            FIRST_ANSWER_SHARE.min(route.max_body),
+        )
+        .is_err()
+    {
+        return busy(route, "answer_budget");
+    }
+    answer_budget.reserved = FIRST_ANSWER_SHARE.min(route.max_body);
     let chain = header_list(&parts.headers, &X_FORWARDED_FOR);
     let request = Forward {
         route,
@@ -74,9 +101,34 @@ where
         proto: config.scheme,
         started,
     };
-    let resp = forward(service, gateway, &request, &mut envelope).await;
+    let mut resp = forward(
+        service,
+        gateway,
+        &request,
+        &mut envelope,
+        &mut answer_budget,
+    )
+    .await;
     envelope.zeroize();
+    resp.body_mut().keep(answer_budget.held);
+    if let Some(slot) = slot {
+        resp.body_mut().keep(slot);
+    }
     resp
+}
+
+/// What of the buffer budget a gateway request must find free before the upstream is
+/// called (the rest of its answer is taken as it arrives).
+const FIRST_ANSWER_SHARE: usize = 16 * 1024;
+
+/// 503 before anything is claimed or forwarded: the gateway cannot hold another answer.
+fn busy(route: &GatewayRoute, reason: &'static str) -> Response<Body> {
+    metrics::rejection(route.prefix, reason);
+    warn!(
+        route = route.prefix,
+        reason, "gateway answer refused: no room"
+    );
+    code_error(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
 }
 
 /// The checks a gateway request passes before its body is read: the route's methods,
@@ -137,6 +189,7 @@ async fn forward<P: Ports>(
     gateway: &Gateway,
     request: &Forward<'_>,
     body: &mut [u8],
+    answer_budget: &mut AnswerBudget<'_>,
 ) -> Response<Body> {
     let Forward {
         route,
@@ -186,7 +239,14 @@ async fn forward<P: Ports>(
     };
     let clock = service.ports().clock();
     let t0 = clock.monotonic_ns();
-    let answer = upstream::send(&route.pool, upstream_req, route.timeout, route.max_body).await;
+    let answer = upstream::send(
+        &route.pool,
+        upstream_req,
+        route.timeout,
+        route.max_body,
+        answer_budget,
+    )
+    .await;
     let t1 = clock.monotonic_ns();
     accepted.record_step("upstream", t0, t1);
     metrics::gateway_upstream(route.prefix, t1.saturating_sub(t0));
