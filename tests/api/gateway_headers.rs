@@ -231,3 +231,76 @@ async fn an_upstream_that_switches_protocols_is_a_bad_gateway() {
         "a 101 came back sealed-looking"
     );
 }
+
+/// A raw HTTP/1.1 upstream that answers the first request on each connection (keeping
+/// it open) and, on the next one, reads it and closes the connection without answering —
+/// a pooled connection that turns out stale. Counts the requests it read.
+fn stale_upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { continue };
+            let counter = std::sync::Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let read_request = |stream: &mut std::net::TcpStream| {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).unwrap_or(0) == 0 {
+                            return false;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    let _ = stream.read_exact(&mut body);
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    true
+                };
+                if read_request(&mut stream) {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+                    );
+                }
+                // The next request on this connection is read and never answered.
+                read_request(&mut stream);
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn an_idempotent_request_on_a_stale_pooled_connection_is_sent_again_once() {
+    use std::sync::atomic::Ordering;
+    let (url, seen) = stale_upstream();
+    let server = gateway_server_at(&url);
+    let mut s = session(&server, Protocol::V2).await;
+    s.send("GET", "/api/a", b"").await.unwrap();
+    // The pooled connection is stale: the GET is sent again on a new one.
+    let answer = s.send("GET", "/api/b", b"").await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        3,
+        "first, the lost one, the retry"
+    );
+    // A POST on a stale connection may have run: it is not sent again.
+    let before = seen.load(Ordering::SeqCst);
+    let err = s.send("POST", "/api/c", b"{}").await.unwrap_err();
+    assert!(err.to_string().contains("BAD_GATEWAY"), "{err}");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        before + 1,
+        "the POST went up once"
+    );
+}

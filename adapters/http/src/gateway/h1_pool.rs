@@ -143,8 +143,8 @@ impl H1Pool {
         }
     }
 
-    /// A live idle connection, else a new one.
-    async fn checkout(&self) -> Result<(Sender, Conn), SendError> {
+    /// A live idle connection (`true`: reused), else a new one.
+    async fn checkout(&self) -> Result<(Sender, Conn, bool), SendError> {
         loop {
             let idle = self.idle.lock().map_or(None, |mut list| list.pop());
             let Some(mut idle) = idle else { break };
@@ -156,7 +156,7 @@ impl H1Pool {
             if Pin::new(&mut idle.conn).poll(&mut cx).is_ready() {
                 continue;
             }
-            return Ok((idle.sender, idle.conn));
+            return Ok((idle.sender, idle.conn, true));
         }
         let connect = async {
             match &self.address {
@@ -175,6 +175,7 @@ impl H1Pool {
         };
         http1::handshake(TokioIo::new(stream))
             .await
+            .map(|(sender, conn)| (sender, conn, false))
             .map_err(SendError::Http)
     }
 
@@ -193,30 +194,62 @@ impl H1Pool {
     /// Sends `req` (origin-form target, `Host` set) and runs `read` on the answer, on a
     /// pooled connection driven meanwhile; the connection is pooled again when `read`
     /// succeeded and it is still open.
+    ///
+    /// A pooled connection can turn out stale only once the request is on it (the
+    /// upstream closed it as the request went out). Such a request may or may not have
+    /// reached the upstream, so it is sent again — once, on a new connection — only when
+    /// its method is idempotent (RFC 9110 §9.2.2) and no answer had begun; otherwise the
+    /// failure stands (502).
     pub(crate) async fn send<T, E, R, F>(&self, req: Request<Full<Bytes>>, read: R) -> Result<T, E>
     where
         R: FnOnce(hyper::Response<Incoming>) -> F,
         F: Future<Output = Result<T, E>>,
         E: From<SendError>,
     {
-        let (mut sender, mut conn) = self.checkout().await.map_err(E::from)?;
-        let exchange = async {
-            poll_fn(|cx| sender.poll_ready(cx))
-                .await
-                .map_err(|e| E::from(SendError::Http(e)))?;
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| E::from(SendError::Http(e)))?;
-            read(resp).await
-        };
-        let Some((out, open)) = drive(&mut conn, exchange).await else {
-            return Err(E::from(SendError::Closed));
-        };
-        if out.is_ok() && open {
-            self.checkin(sender, conn);
+        let (parts, body) = req.into_parts();
+        let idempotent = parts.method.is_idempotent();
+        let mut read = Some(read);
+        let mut retried = false;
+        loop {
+            let (mut sender, mut conn, reused) = self.checkout().await.map_err(E::from)?;
+            let req = Request::from_parts(parts.clone(), body.clone());
+            let answered = std::sync::atomic::AtomicBool::new(false);
+            let outcome = {
+                let (sender, read, answered) = (&mut sender, &mut read, &answered);
+                let exchange = async move {
+                    poll_fn(|cx| sender.poll_ready(cx))
+                        .await
+                        .map_err(|e| E::from(SendError::Http(e)))?;
+                    let resp = sender
+                        .send_request(req)
+                        .await
+                        .map_err(|e| E::from(SendError::Http(e)))?;
+                    answered.store(true, std::sync::atomic::Ordering::Relaxed);
+                    match read.take() {
+                        Some(read) => read(resp).await,
+                        None => Err(E::from(SendError::Closed)),
+                    }
+                };
+                drive(&mut conn, exchange).await
+            };
+            let stale = reused
+                && idempotent
+                && !retried
+                && !answered.load(std::sync::atomic::Ordering::Relaxed);
+            match outcome {
+                None | Some((Err(_), _)) if stale => {
+                    tracing::debug!("a pooled upstream connection was stale: sent again");
+                    retried = true;
+                }
+                None => return Err(E::from(SendError::Closed)),
+                Some((out, open)) => {
+                    if out.is_ok() && open {
+                        self.checkin(sender, conn);
+                    }
+                    return out;
+                }
+            }
         }
-        out
     }
 }
 
