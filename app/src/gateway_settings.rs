@@ -48,6 +48,10 @@ pub struct GatewayArgs {
     /// X-Real-IP, …) that the route passes on, comma-separated.
     #[arg(long, env = "GATEWAY_PASS_HEADERS", default_value = "")]
     pub gateway_pass_headers: String,
+    /// For an https:// GATEWAY_UPSTREAM: PEM file of the CAs to trust (default: the
+    /// system's bundle).
+    #[arg(long, env = "GATEWAY_CA_FILE")]
+    pub gateway_ca_file: Option<String>,
     /// Gateway answers one connection may hold at once, from the request to the last
     /// byte of the answer written (an HTTP/2 client can open many streams and read none);
     /// more → 503. 0 = no cap.
@@ -80,6 +84,7 @@ fn specs(args: &GatewayArgs) -> Result<Vec<(String, RouteSpec)>, String> {
                 max_body_bytes: args.gateway_body_limit_bytes,
                 allow_v1: args.gateway_allow_v1,
                 http2: args.gateway_http2,
+                ca_file: args.gateway_ca_file.clone(),
                 pass_headers: args
                     .gateway_pass_headers
                     .split(',')
@@ -133,7 +138,15 @@ pub fn gateway(
         .filter(|(scope, _, _)| *scope != http_adapter::router::Scope::Internal)
         .map(|(_, _, path)| path)
         .collect();
-    Ok(Gateway::new(specs, &built_in, args.body_limit_bytes, *key)?)
+    // An https:// upstream uses the rustls provider the backend list gives the backend.
+    let tls = crypto_backends::tls_provider(crypto.name).map(|(provider, _)| provider);
+    Ok(Gateway::new(
+        specs,
+        &built_in,
+        args.body_limit_bytes,
+        *key,
+        tls.as_ref(),
+    )?)
 }
 
 /// The `[[gateway.routes]]` of a config file's `gateway` table, as the JSON text of the

@@ -156,8 +156,12 @@ fn bad_gateway_settings_stop_start_up_naming_the_setting() {
             "GATEWAY_UPSTREAM: upstream \"localhost:8080\"",
         ),
         (
-            vec![("GATEWAY_UPSTREAM", "https://api.internal")],
-            "GATEWAY_UPSTREAM: upstream \"https://api.internal\": https upstreams are not supported",
+            // https upstreams are served over HTTP/1.1 (issue 27); h2c is plain text.
+            vec![
+                ("GATEWAY_UPSTREAM", "https://api.internal"),
+                ("GATEWAY_HTTP2", "true"),
+            ],
+            "GATEWAY_UPSTREAM: http2 (h2c) is only supported to http:// upstreams",
         ),
         (
             vec![("GATEWAY_UPSTREAM", "http://x"), ("GATEWAY_PREFIX", "api")],

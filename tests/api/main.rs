@@ -18,6 +18,7 @@ mod gateway_budget;
 mod gateway_config;
 mod gateway_headers;
 mod gateway_refusals;
+mod gateway_tls;
 mod helpers;
 mod init;
 mod interop;

@@ -1,13 +1,14 @@
-//! TLS with rustls: the server configuration from PEM files (the rustls provider comes
-//! from the backend list, `crypto_backends::tls_provider`).
+//! TLS with rustls: the server configuration from PEM files, and the client
+//! configuration for the gateway's `https://` upstreams (the rustls provider comes from
+//! the backend list, `crypto_backends::tls_provider`).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// Why TLS could not be set up; each names the setting or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +26,7 @@ pub enum TlsError {
     /// A PEM file could not be read or holds nothing usable.
     #[error("{setting} {}: {problem}", path.display())]
     File {
-        /// `TLS_CERT_FILE` or `TLS_KEY_FILE`.
+        /// `TLS_CERT_FILE`, `TLS_KEY_FILE` or a gateway route's `ca_file`.
         setting: &'static str,
         /// The file.
         path: std::path::PathBuf,
@@ -77,5 +78,36 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .map_err(TlsError::Pair)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The system's CA bundle (Debian and derivatives), trusted when a route names no CA
+/// file.
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A client configuration for a gateway route's `https://` upstream (TLS 1.2 and 1.3,
+/// ALPN `http/1.1`), trusting the certificates of `ca_file` (PEM), or the system's
+/// bundle without one.
+///
+/// # Errors
+/// [`TlsError`], naming the file at fault.
+pub fn upstream_client_config(
+    provider: Arc<CryptoProvider>,
+    ca_file: Option<&Path>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let path = ca_file.unwrap_or(Path::new(SYSTEM_ROOTS));
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect)
+        .map_err(|e| file_error("ca_file", path, e))?;
+    let mut roots = RootCertStore::empty();
+    if roots.add_parsable_certificates(certs).0 == 0 {
+        return Err(file_error("ca_file", path, "no usable certificate"));
+    }
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -20,19 +20,38 @@ use hyper::Request;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 type Sender = http1::SendRequest<Full<Bytes>>;
 type Conn = http1::Connection<TokioIo<Stream>, Full<Bytes>>;
 
 /// Where the upstream listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) enum Address {
     /// `host:port`.
     Tcp(String),
     /// A Unix domain socket's path (a sidecar's upstream on the same host).
     Unix(std::path::PathBuf),
+    /// `host:port` over TLS, verified as `server_name`.
+    Tls {
+        authority: String,
+        server_name: ServerName<'static>,
+        connector: TlsConnector,
+    },
+}
+
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "tcp {a}"),
+            Self::Unix(p) => write!(f, "unix {}", p.display()),
+            Self::Tls { authority, .. } => write!(f, "tls {authority}"),
+        }
+    }
 }
 
 /// A connection to the upstream.
@@ -40,6 +59,7 @@ pub(crate) enum Address {
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl AsyncRead for Stream {
@@ -51,6 +71,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -64,6 +85,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -75,6 +97,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Self::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -86,6 +109,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_flush(cx),
             Self::Unix(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -93,6 +117,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -166,6 +191,16 @@ impl H1Pool {
                     Ok(Stream::Tcp(stream))
                 }
                 Address::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+                Address::Tls {
+                    authority,
+                    server_name,
+                    connector,
+                } => {
+                    let stream = TcpStream::connect(authority.as_str()).await?;
+                    let _ = stream.set_nodelay(true);
+                    let tls = connector.connect(server_name.clone(), stream).await?;
+                    Ok(Stream::Tls(Box::new(tls)))
+                }
             }
         };
         let stream = match tokio::time::timeout(self.connect_timeout, connect).await {

@@ -2,7 +2,10 @@
 //! body limit), and the upstream target of an outer path, refused when it could leave
 //! the route.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
 
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Uri};
@@ -41,6 +44,7 @@ impl GatewayRoute {
         source: String,
         spec: RouteSpec,
         default_body_limit: usize,
+        tls_provider: Option<&Arc<CryptoProvider>>,
     ) -> Result<Self, String> {
         let prefix = spec.prefix.trim();
         if !prefix.starts_with('/')
@@ -110,7 +114,27 @@ impl GatewayRoute {
             pass_headers.push(header);
         }
         let connect_timeout = Duration::from_millis(connect);
-        let pool = Pool::new(&origin, connect_timeout, spec.http2)
+        let tls = if origin.starts_with("https://") {
+            let provider = tls_provider.ok_or_else(|| {
+                format!(
+                    "{source}: an https upstream needs a rustls provider, and this build has \
+                     none for the crypto backend"
+                )
+            })?;
+            let ca_file = spec.ca_file.as_deref().map(std::path::Path::new);
+            Some(
+                crate::tls::upstream_client_config(Arc::clone(provider), ca_file)
+                    .map_err(|e| format!("{source}: {e}"))?,
+            )
+        } else {
+            if spec.ca_file.is_some() {
+                return Err(format!(
+                    "{source}: ca_file only applies to an https:// upstream"
+                ));
+            }
+            None
+        };
+        let pool = Pool::new(&origin, connect_timeout, spec.http2, tls)
             .map_err(|why| format!("{source}: {why}"))?;
         Ok(Self {
             prefix: Box::leak(prefix.to_owned().into_boxed_str()),
@@ -234,21 +258,16 @@ fn parse_upstream(text: &str) -> Result<(String, String), String> {
         .trim()
         .parse()
         .map_err(|e| format!("not a URL ({e})"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+    let scheme = match uri.scheme_str() {
+        Some(scheme @ ("http" | "https")) => scheme,
+        _ => {
             return Err(
-                "https upstreams are not supported (the gateway speaks plain HTTP/1.1 \
-                        or h2c to an upstream on a trusted network: use http://)"
+                "must be an http:// or https:// URL (http://host:port[/base]) or \
+                 unix:<socket path>"
                     .into(),
             );
         }
-        _ => {
-            return Err(
-                "must be an http:// URL (http://host:port[/base]) or unix:<socket path>".into(),
-            );
-        }
-    }
+    };
     let authority = uri.authority().ok_or("has no host")?;
     if authority.as_str().contains('@') {
         return Err("must not hold credentials".into());
@@ -261,5 +280,5 @@ fn parse_upstream(text: &str) -> Result<(String, String), String> {
     }
     let base = uri.path().trim_end_matches('/');
     check_rest(base.trim_start_matches('/')).map_err(|_| "has an unsafe path".to_owned())?;
-    Ok((format!("http://{authority}"), base.to_owned()))
+    Ok((format!("{scheme}://{authority}"), base.to_owned()))
 }

@@ -157,6 +157,7 @@ impl Pool {
         origin: &str,
         connect_timeout: Duration,
         http2: bool,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     ) -> Result<Self, String> {
         if let Some(path) = origin.strip_prefix("unix:") {
             if http2 {
@@ -167,10 +168,31 @@ impl Pool {
                 host: HeaderValue::from_static("localhost"),
             });
         }
+        if let Some(authority) = origin.strip_prefix("https://") {
+            if http2 {
+                return Err("http2 (h2c) is only supported to http:// upstreams".into());
+            }
+            let config = tls.ok_or("an https upstream needs TLS settings")?;
+            let (host, dial) = dial_address(authority, 443)?;
+            let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
+            return Ok(Self::Http1 {
+                pool: H1Pool::new(
+                    Address::Tls {
+                        authority: dial,
+                        server_name,
+                        connector: tokio_rustls::TlsConnector::from(config),
+                    },
+                    connect_timeout,
+                ),
+                host: HeaderValue::from_str(authority).map_err(|e| e.to_string())?,
+            });
+        }
         let authority = origin.trim_start_matches("http://");
         if !http2 {
+            let (_, dial) = dial_address(authority, 80)?;
             return Ok(Self::Http1 {
-                pool: H1Pool::new(Address::Tcp(authority.to_owned()), connect_timeout),
+                pool: H1Pool::new(Address::Tcp(dial), connect_timeout),
                 host: HeaderValue::from_str(authority).map_err(|e| e.to_string())?,
             });
         }
@@ -189,6 +211,22 @@ impl Pool {
             origin: origin.to_owned(),
         })
     }
+}
+
+/// The host of `authority` (`host[:port]`, IPv6 in brackets) and the `host:port` to
+/// dial, with `default_port` when it names none.
+fn dial_address(authority: &str, default_port: u16) -> Result<(String, String), String> {
+    let uri: hyper::http::uri::Authority = authority
+        .parse()
+        .map_err(|e| format!("{authority:?}: {e}"))?;
+    let host = uri.host().trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(default_port);
+    let dial = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok((host.to_owned(), dial))
 }
 
 /// Who the request comes from, as the upstream is told.
