@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+pub use crate::operator_commands::{MigrateArgs, RevokeArgs};
 pub use crate::redis_settings::RedisArgs;
 use clap::{Args, Parser, Subcommand};
 
@@ -74,20 +75,6 @@ pub enum Command {
     Revoke(RevokeArgs),
 }
 
-/// `revoke` settings.
-#[derive(Debug, Clone, Args)]
-pub struct RevokeArgs {
-    /// The X-ClientId whose sessions end.
-    #[arg(long)]
-    pub client_id: String,
-    /// PostgreSQL URL (the sessions' source of truth).
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Redis (the session cache), if the servers use one.
-    #[command(flatten)]
-    pub redis: RedisArgs,
-}
-
 /// `keygen` settings.
 #[derive(Debug, Clone, Args)]
 pub struct KeygenArgs {
@@ -95,14 +82,6 @@ pub struct KeygenArgs {
     /// instead of a key-wrapping key.
     #[arg(long)]
     pub signing: bool,
-}
-
-/// `migrate` settings.
-#[derive(Debug, Clone, Args)]
-pub struct MigrateArgs {
-    /// PostgreSQL URL.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
 }
 
 /// `serve` settings.

@@ -1,12 +1,38 @@
-//! The one-shot admin commands: `session-crypto migrate` and `session-crypto revoke`.
+//! The one-shot admin commands, `session-crypto migrate` and `session-crypto revoke`,
+//! and their settings.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Args;
 use domain::keywrap::KeyWrapper;
 use ports::CryptoProvider;
+
+use crate::redis_settings::RedisArgs;
 use postgres_adapter::{PgConfig, PgSessionStore};
 use redis_adapter::{Redis, RedisQuotas, RedisSessionCache};
+
+/// `revoke` settings.
+#[derive(Debug, Clone, Args)]
+pub struct RevokeArgs {
+    /// The X-ClientId whose sessions end.
+    #[arg(long)]
+    pub client_id: String,
+    /// PostgreSQL URL (the sessions' source of truth).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Redis (the session cache), if the servers use one.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// `migrate` settings.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+}
 
 /// One connection with generous timeouts, for the one-shot admin commands.
 fn admin_pg_config(url: &str) -> PgConfig {
@@ -42,10 +68,7 @@ pub async fn migrate(url: &str) -> Result<(), crate::Error> {
 ///
 /// # Errors
 /// A message for the user.
-pub async fn revoke(
-    args: &crate::config::RevokeArgs,
-    crypto: CryptoProvider,
-) -> Result<(), crate::Error> {
+pub async fn revoke(args: &RevokeArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
     let url = args.database_url.as_deref().ok_or(
         "revoke needs DATABASE_URL: embedded (in-memory) sessions live inside the server process, \
          end them by restarting it",

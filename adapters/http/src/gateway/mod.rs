@@ -8,15 +8,19 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+pub(crate) mod forwarded;
 mod h1_pool;
+mod header_filter;
 mod route;
+mod slots;
 pub(crate) mod upstream;
 
+#[doc(hidden)]
+pub use forwarded::forwarded_names;
 pub use route::GatewayRoute;
 #[doc(hidden)]
 pub use route::confined_target;
-#[doc(hidden)]
-pub use upstream::forwarded_names;
+pub use slots::{ConnectionSlots, DEFAULT_ANSWERS_PER_CONNECTION};
 
 /// Methods a gateway route may allow: the ones whose request carries the envelope.
 /// (`HEAD`'s answer cannot carry a sealed body; `OPTIONS` is the CORS preflight.)
@@ -26,32 +30,6 @@ pub const GATEWAY_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Default connect timeout (ms).
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
-
-/// Default of `GATEWAY_MAX_ANSWERS_PER_CONNECTION`.
-pub const DEFAULT_ANSWERS_PER_CONNECTION: usize = 8;
-
-/// The gateway answers one connection may hold at once — from the request to the last
-/// byte of its answer written — shared by the connection's requests (an HTTP/2 client
-/// can open many streams and read none of them).
-#[derive(Debug, Clone)]
-pub struct ConnectionSlots(std::sync::Arc<tokio::sync::Semaphore>);
-
-impl ConnectionSlots {
-    /// `n` slots; 0 = no cap.
-    pub fn new(n: usize) -> Self {
-        let n = if n == 0 {
-            tokio::sync::Semaphore::MAX_PERMITS
-        } else {
-            n
-        };
-        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(n)))
-    }
-
-    /// A slot, or `None` when all are taken.
-    pub(crate) fn try_take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        std::sync::Arc::clone(&self.0).try_acquire_owned().ok()
-    }
-}
 
 /// One route as configured (a `[[gateway.routes]]` table, or the single-upstream
 /// settings), before validation.

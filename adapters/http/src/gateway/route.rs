@@ -10,7 +10,8 @@ use rustls::crypto::CryptoProvider;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Uri};
 
-use super::upstream::{Pool, passable};
+use super::header_filter::passable;
+use super::upstream::Pool;
 use super::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, GATEWAY_METHODS, RouteSpec};
 
 /// A validated gateway route, with its connection pool.

@@ -18,7 +18,8 @@ use tracing::{debug, warn};
 use zeroize::Zeroize;
 
 use crate::config::ApiConfig;
-use crate::gateway::upstream::{self, AnswerBudget, Failure, Identity};
+use crate::gateway::forwarded::{self, Identity};
+use crate::gateway::upstream::{self, AnswerBudget, Failure};
 use crate::gateway::{ConnectionSlots, Gateway, GatewayRoute};
 use crate::metrics;
 use crate::pipeline::body::Held;
@@ -225,7 +226,7 @@ async fn forward<P: Ports>(
     };
     // Empty is absent, as for the AAD (docs/PROTOCOL.md §20): the default type goes up.
     let inner_type = header(&parts.headers, &X_INNER_CONTENT_TYPE).filter(|t| !t.is_empty());
-    let Ok(upstream_req) = upstream::request(
+    let Ok(upstream_req) = forwarded::request(
         parts.method.clone(),
         target,
         &parts.headers,
