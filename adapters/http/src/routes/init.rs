@@ -102,12 +102,24 @@ pub fn parse_init_body(body: &[u8]) -> Result<InitBody, &'static str> {
             }
         }
     };
+    // Like `ttlSec`: any JSON number with an integral value (`2`, `2.0`, `2e0`), so a
+    // client whose JSON writes floats is understood; anything else is not a version.
     let protocol = match parsed.protocol {
         None => RequestedProtocol::Absent,
-        Some(raw) => raw
-            .get()
-            .parse()
-            .map_or(RequestedProtocol::Invalid, RequestedProtocol::Number),
+        Some(raw) => {
+            let text = raw.get();
+            match (text.parse::<u64>(), text.parse::<f64>()) {
+                (Ok(n), _) => RequestedProtocol::Number(n),
+                (_, Ok(f))
+                    if text.starts_with(|c: char| c.is_ascii_digit())
+                        && f.fract() == 0.0
+                        && (0.0..=u32::MAX as f64).contains(&f) =>
+                {
+                    RequestedProtocol::Number(f as u64)
+                }
+                _ => RequestedProtocol::Invalid,
+            }
+        }
     };
     Ok(InitBody {
         client_public_key,
@@ -356,6 +368,26 @@ mod tests {
             parse_init_body(br#"{"clientPublicKey":"!!"}"#),
             Err("clientPublicKey is not base64")
         );
+        let protocol = |text: &str| {
+            parse_init_body(format!(r#"{{"clientPublicKey":"AAAA","protocol":{text}}}"#).as_bytes())
+                .unwrap()
+                .protocol
+        };
+        for (text, want) in [
+            ("2", RequestedProtocol::Number(2)),
+            ("2.0", RequestedProtocol::Number(2)),
+            ("2e0", RequestedProtocol::Number(2)),
+            ("1.0", RequestedProtocol::Number(1)),
+            ("3", RequestedProtocol::Number(3)),
+            ("2.5", RequestedProtocol::Invalid),
+            ("-1", RequestedProtocol::Invalid),
+            ("-0.0", RequestedProtocol::Invalid),
+            ("1e300", RequestedProtocol::Invalid),
+            ("\"2\"", RequestedProtocol::Invalid),
+            ("null", RequestedProtocol::Invalid),
+        ] {
+            assert_eq!(protocol(text), want, "protocol {text}");
+        }
         let ok = parse_init_body(br#"{"clientPublicKey":"AAAA","ttlSec":60}"#).unwrap();
         assert_eq!(ok.ttl, RequestedTtl::Number(60.0));
         let null = parse_init_body(br#"{"clientPublicKey":"AAAA","ttlSec":null}"#).unwrap();

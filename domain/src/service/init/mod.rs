@@ -25,7 +25,7 @@ use crate::v2::{self, TranscriptInput, V2Proof};
 pub enum RequestedProtocol {
     /// No `protocol` field: v1, answered exactly as before versions existed.
     Absent,
-    /// A non-negative integer.
+    /// A non-negative integral JSON number (`2`, `2.0`, `2e0`).
     Number(u64),
     /// Anything else (a string, a fraction, a negative number, `null`).
     Invalid,
