@@ -120,10 +120,13 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
         })
     }
 
-    /// The state one connection's requests share: its gateway answer slots. The server
-    /// makes one per connection and puts it in each request's extensions.
-    pub fn connection_slots(&self) -> crate::gateway::ConnectionSlots {
-        crate::gateway::ConnectionSlots::new(self.config.gateway_answers_per_connection)
+    /// The state one connection's requests share: its gateway answer slots, when the
+    /// server has gateway routes (otherwise nothing, so no request pays for them). The
+    /// server makes one per connection and puts it in each request's extensions.
+    pub fn connection_slots(&self) -> Option<crate::gateway::ConnectionSlots> {
+        self.config.gateway.is_on().then(|| {
+            crate::gateway::ConnectionSlots::new(self.config.gateway_answers_per_connection)
+        })
     }
 
     /// The service.

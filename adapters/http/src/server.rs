@@ -147,7 +147,9 @@ pub async fn serve<P: Ports, H: HealthCheck>(
             let slots = api.connection_slots();
             let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 seen.notify_one();
-                req.extensions_mut().insert(slots.clone());
+                if let Some(slots) = &slots {
+                    req.extensions_mut().insert(slots.clone());
+                }
                 let api = Arc::clone(&api);
                 async move { Ok::<_, std::convert::Infallible>(api.handle(kind, peer.ip(), req).await) }
             });

@@ -53,21 +53,20 @@ pub(crate) const DROPPED_BY_DEFAULT: [&str; 12] = [
 ///
 /// A name with `_` never does: CGI, WSGI and several servers read `X_Session_Id` and
 /// `X-Session-Id` as the same `HTTP_X_SESSION_ID`, so an underscore name could pass for
-/// any header the gateway sets or drops (nginx drops them by default too). Names are
-/// compared folded (`_` read as `-`) all the same.
+/// any header the gateway sets or drops (nginx drops them by default too). The names a
+/// `Connection` header lists are folded (`_` read as `-`) before they are compared.
 pub(super) fn forwardable(name: &str, named_by_connection: &[String], pass: &[HeaderName]) -> bool {
     if name.contains('_') {
         return false;
     }
-    let folded = name;
-    if NOT_FORWARDED.contains(&folded)
-        || folded.starts_with("proxy-")
-        || folded.starts_with(name::SESSION_PREFIX)
-        || named_by_connection.iter().any(|c| c == folded)
+    if NOT_FORWARDED.contains(&name)
+        || name.starts_with("proxy-")
+        || name.starts_with(name::SESSION_PREFIX)
+        || named_by_connection.iter().any(|c| c == name)
     {
         return false;
     }
-    !DROPPED_BY_DEFAULT.contains(&folded) || pass.iter().any(|p| p.as_str() == folded)
+    !DROPPED_BY_DEFAULT.contains(&name) || pass.iter().any(|p| p.as_str() == name)
 }
 
 /// Whether a route may list `name` in `pass_headers`: not a header the gateway always

@@ -175,7 +175,7 @@ pub(crate) struct AnswerBudget<'a> {
 
 impl AnswerBudget<'_> {
     /// Makes sure `total` bytes are reserved.
-    fn cover(&mut self, total: usize) -> Result<(), Failure> {
+    pub(crate) fn cover(&mut self, total: usize) -> Result<(), Failure> {
         if total > self.reserved {
             self.budget
                 .take(&mut self.held, total - self.reserved)

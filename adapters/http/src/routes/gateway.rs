@@ -81,16 +81,11 @@ where
         reserved: 0,
     };
     if answer_budget
-        .budget
-        .take(
-            &mut answer_budget.held,
-            FIRST_ANSWER_SHARE.min(route.max_body),
-        )
+        .cover(FIRST_ANSWER_SHARE.min(route.max_body))
         .is_err()
     {
         return busy(route, "answer_budget");
     }
-    answer_budget.reserved = FIRST_ANSWER_SHARE.min(route.max_body);
     let chain = header_list(&parts.headers, &X_FORWARDED_FOR);
     let request = Forward {
         route,
