@@ -14,18 +14,6 @@ fn names(v: &[CryptoProvider]) -> String {
     v.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
 }
 
-/// Every backend's name, compiled in or not, joined with `sep` (the last with `last`).
-fn all_names(prefix: &str, last: &str) -> String {
-    let all: Vec<String> = crypto_backends::names()
-        .map(|n| format!("{prefix}{n}"))
-        .collect();
-    match all.split_last() {
-        Some((tail, [])) => tail.clone(),
-        Some((tail, head)) => format!("{}{last}{tail}", head.join(", ")),
-        None => String::new(),
-    }
-}
-
 /// The rustls provider for TLS with `crypto`, and its name, as the backend list says
 /// ([`crypto_backends::tls_provider`]).
 ///
@@ -66,7 +54,7 @@ fn select_from(
         if crypto_backends::find(name).is_none() {
             return Err(crate::Error::Config(format!(
                 "unknown CRYPTO_BACKEND {name:?}: expected one of {}",
-                all_names("", ", ")
+                crypto_backends::names_text("", ", ")
             )));
         }
         return compiled
@@ -88,7 +76,7 @@ fn select_from(
     match compiled {
         [] => Err(crate::Error::Config(format!(
             "no crypto backend compiled in: build with --features {}",
-            all_names("backend-", " or ")
+            crypto_backends::names_text("backend-", " or ")
         ))),
         [only] => Ok(*only),
         // The first backend of the list is the default feature.

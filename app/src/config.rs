@@ -22,7 +22,7 @@ pub struct Cli {
         help = format!(
             "Crypto backend: {} (must be compiled in). Default: the only compiled backend, \
              or the non-default one chosen with --features",
-            crypto_backends::names_text()
+            crypto_backends::names_text("", " or ")
         )
     )]
     pub backend: Option<String>,

@@ -138,12 +138,13 @@ pub fn tls_advice() -> String {
     )
 }
 
-/// Every backend's name, compiled in or not, for help texts: `a, b or c`.
-pub fn names_text() -> String {
-    let names: Vec<&str> = names().collect();
+/// Every backend's name, compiled in or not, each after `prefix`, for help texts and
+/// messages: `a, b<last>c` (`names_text("", " or ")` is `a, b or c`).
+pub fn names_text(prefix: &str, last: &str) -> String {
+    let names: Vec<String> = names().map(|n| format!("{prefix}{n}")).collect();
     match names.split_last() {
-        Some((last, [])) => (*last).to_owned(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        Some((tail, [])) => tail.clone(),
+        Some((tail, head)) => format!("{}{last}{tail}", head.join(", ")),
         None => String::new(),
     }
 }
@@ -199,7 +200,11 @@ mod tests {
             tls_advice(),
             "build with --features backend-aws-lc-rs or backend-ring, or terminate TLS in front of the service"
         );
-        assert_eq!(names_text(), "aws-lc-rs, ring or rustcrypto");
+        assert_eq!(names_text("", " or "), "aws-lc-rs, ring or rustcrypto");
+        assert_eq!(
+            names_text("backend-", ", "),
+            "backend-aws-lc-rs, backend-ring, backend-rustcrypto"
+        );
     }
 
     #[cfg(all(feature = "aws-lc-rs", feature = "rustcrypto"))]
