@@ -85,6 +85,6 @@ pub(crate) fn establish(svc: &Service, p: CryptoProvider, protocol: Protocol) ->
         None => hs
             .finish(out.session_id.as_str(), &out.server_public_key.0, "BENCH")
             .unwrap(),
-        Some(answer) => hs.finish_v2(&answer, "BENCH", None).unwrap(),
+        Some(answer) => hs.finish_v2(&answer, "BENCH", &[]).unwrap(),
     }
 }

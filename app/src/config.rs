@@ -294,6 +294,26 @@ pub struct ServeArgs {
     /// File holding SERVER_SIGNING_KEY (alternative to SERVER_SIGNING_KEY).
     #[arg(long, env = "SERVER_SIGNING_KEY_FILE")]
     pub server_signing_key_file: Option<std::path::PathBuf>,
+    /// Rotation: the next signing key, published (status `next`) so that clients pin
+    /// it before it signs. A public key (SPKI PEM, or base64 of the point) or the
+    /// private key file `keygen --signing` wrote (only its public part is used).
+    #[arg(long, env = "SERVER_SIGNING_KEY_NEXT", hide_env_values = true)]
+    pub server_signing_key_next: Option<String>,
+    /// File holding SERVER_SIGNING_KEY_NEXT (alternative to SERVER_SIGNING_KEY_NEXT).
+    #[arg(long, env = "SERVER_SIGNING_KEY_NEXT_FILE")]
+    pub server_signing_key_next_file: Option<std::path::PathBuf>,
+    /// Rotation: the signing key before the current one, still published (status
+    /// `previous`) while other instances may sign with it. Same forms as
+    /// SERVER_SIGNING_KEY_NEXT; prefer its public key.
+    #[arg(long, env = "SERVER_SIGNING_KEY_PREVIOUS", hide_env_values = true)]
+    pub server_signing_key_previous: Option<String>,
+    /// File holding SERVER_SIGNING_KEY_PREVIOUS.
+    #[arg(long, env = "SERVER_SIGNING_KEY_PREVIOUS_FILE")]
+    pub server_signing_key_previous_file: Option<std::path::PathBuf>,
+    /// When the previous key stops being published and trusted (RFC 3339 UTC, e.g.
+    /// 2026-12-31T12:00:00Z): the end of the roll-out plus the well-known cache time.
+    #[arg(long, env = "SERVER_SIGNING_KEY_PREVIOUS_NOT_AFTER")]
+    pub server_signing_key_previous_not_after: Option<String>,
     /// Retired key-wrapping keys (comma-separated base64) that still unwrap older sessions.
     #[arg(long, env = "SESSION_KEK_PREVIOUS", hide_env_values = true)]
     pub session_kek_previous: Option<String>,

@@ -249,9 +249,11 @@ pub fn describe(parsed: &Parsed, subcommand: &str) -> String {
             Some(values) => {
                 let joined = values.join(",");
                 match id {
-                    "session_kek" | "session_kek_previous" | "server_signing_key" => {
-                        "<redacted>".to_owned()
-                    }
+                    "session_kek"
+                    | "session_kek_previous"
+                    | "server_signing_key"
+                    | "server_signing_key_next"
+                    | "server_signing_key_previous" => "<redacted>".to_owned(),
                     "database_url"
                     | "pg_read_url"
                     | "redis_url"

@@ -110,11 +110,11 @@ fn run(parsed: &Parsed) -> Result<(), session_crypto::Error> {
         Command::CheckConfig(args) => {
             print!("{}", layered::describe(parsed, "check-config"));
             let checked = settings::validate(args, crypto)?;
-            if let Some(identity) = &checked.identity {
-                println!(
-                    "# v2 init responses are signed: key id {} (GET /.well-known/session-crypto)",
-                    identity.key_id()
-                );
+            for line in session_crypto::identity::describe(
+                &checked.signing,
+                session_crypto::stores::fence::now_ms() / 1000,
+            ) {
+                println!("# {line}");
             }
             for line in checked.api.gateway.describe() {
                 println!("# gateway route: {line}");

@@ -143,7 +143,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
         api: api_config,
         wrapper,
         tls,
-        identity,
+        signing,
     } = validate(&args, crypto)?;
     crate::backend::self_test(crypto)?;
     let metrics = args.admin_port.map(|_| install_metrics()).transpose()?;
@@ -164,10 +164,10 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
     for line in api_config.gateway.describe() {
         info!(route = %line, "gateway route");
     }
-    if let Some(identity) = &identity {
-        tracing::info!(key_id = identity.key_id(), "v2 init responses are signed");
+    for line in crate::identity::describe(&signing, crate::stores::fence::now_ms() / 1000) {
+        info!("{line}");
     }
-    let service = SessionService::new(crypto, stores, config).with_identity(identity);
+    let service = SessionService::new(crypto, stores, config).with_signing_keys(signing);
     let api = Api::new(service, health, api_config);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let tls_provider = tls.as_ref().map_or("none", |(_, name)| *name);

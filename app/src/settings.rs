@@ -210,13 +210,13 @@ pub fn validate(args: &ServeArgs, crypto: CryptoProvider) -> Result<Checked, cra
     )?);
     store_settings(args, crypto)?;
     let tls = tls_config(args, crypto)?;
-    let identity = crate::identity::server_identity(args, crypto)?;
+    let signing = crate::identity::signing_keys(args, crypto)?;
     Ok(Checked {
         service,
         api,
         wrapper,
         tls,
-        identity,
+        signing,
     })
 }
 
@@ -231,8 +231,8 @@ pub struct Checked {
     pub wrapper: Option<KeyWrapper>,
     /// TLS settings and the rustls provider's name, when configured.
     pub tls: Option<(Arc<rustls::ServerConfig>, &'static str)>,
-    /// The v2 signing identity, when configured.
-    pub identity: Option<domain::ServerIdentity>,
+    /// The v2 signing keys: the current one, and those published beside it.
+    pub signing: domain::SigningKeys,
 }
 
 /// The TLS server settings from TLS_CERT_FILE and TLS_KEY_FILE, with the name of the

@@ -93,6 +93,54 @@ pub fn iso_timestamp(epoch_ms: u64) -> String {
     )
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (UTC; RFC 3339).
+pub fn utc_timestamp(epoch_sec: u64) -> String {
+    let s = iso_timestamp(epoch_sec.saturating_mul(1000));
+    format!("{}Z", &s[..19])
+}
+
+/// Unix seconds of an RFC 3339 UTC time without fractions, `YYYY-MM-DDTHH:MM:SSZ`
+/// (`t` and `z` too); `None` for anything else, a date that does not exist, or a time
+/// before 1970.
+pub fn parse_utc_timestamp(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 20 || !b[19].eq_ignore_ascii_case(&b'Z') || !b[10].eq_ignore_ascii_case(&b'T') {
+        return None;
+    }
+    let seps = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if seps.iter().any(|&(i, c)| b[i] != c) {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = &text[range];
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || d < 1 || hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    let days = days_from_civil(y, m as u32, d as u32);
+    // A day past the month's end comes back as another date.
+    if civil_from_days(days) != (y, m as u32, d as u32) {
+        return None;
+    }
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// Howard Hinnant's civil date → days algorithm.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days → civil date algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -125,6 +173,40 @@ pub fn uuid_v4(mut random: [u8; 16]) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn utc_timestamps_round_trip_and_bad_ones_are_refused() {
+        assert_eq!(parse_utc_timestamp("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_utc_timestamp("2026-12-06T23:05:22Z"),
+            Some(1_796_598_322)
+        );
+        assert_eq!(
+            parse_utc_timestamp("2024-02-29t12:00:00z"),
+            Some(1_709_208_000)
+        );
+        assert_eq!(utc_timestamp(1_796_598_322), "2026-12-06T23:05:22Z");
+        for bad in [
+            "2025-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-12-06T24:00:00Z",
+            "2026-12-06 23:05:22Z",
+            "2026-12-06T23:05:22+01:00",
+            "2026-12-06T23:05:22.5Z",
+            "1969-12-31T23:59:59Z",
+            "+026-12-06T23:05:22Z",
+            "",
+        ] {
+            assert_eq!(parse_utc_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_second_round_trips(secs in 0u64..253_402_300_799) {
+            prop_assert_eq!(parse_utc_timestamp(&utc_timestamp(secs)), Some(secs));
+        }
+    }
 
     #[test]
     fn base64_known_values() {

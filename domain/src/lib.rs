@@ -19,6 +19,7 @@ pub mod policy;
 pub mod purchase;
 pub mod service;
 pub mod signing_key;
+pub mod signing_keys;
 pub mod timing;
 pub mod v2;
 
@@ -34,4 +35,5 @@ pub use service::init::{InitBody, InitError, InitOutcome, InitRequest, Requested
 pub use service::release::{KeyRelease, ReleaseError};
 pub use service::revoke::RevokeError;
 pub use service::{Family, ServiceConfig, SessionService};
+pub use signing_keys::{KeyStatus, PublishedKey, SigningKeys};
 pub use v2::{RequestLine, ServerIdentity, V2Proof};

@@ -196,6 +196,38 @@ pub fn parse_public_key(text: &str) -> Option<P256PublicKey> {
     crate::p256::validate_public_key(&bytes).ok()
 }
 
+/// Every public key in `text`: PEM `PUBLIC KEY` blocks and lines of base64 (SEC1
+/// points), in order; other lines (comments such as `keygen --signing`'s `# key id`)
+/// are skipped. `None` if a block or a base64 line is not a valid key, or if there is
+/// no key at all.
+pub fn parse_public_keys(text: &str) -> Option<Vec<P256PublicKey>> {
+    const END: &str = "-----END PUBLIC KEY-----";
+    let mut keys = Vec::new();
+    let mut rest = text;
+    while !rest.trim().is_empty() {
+        let line_end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        let line = rest[..line_end].trim();
+        if line.starts_with("-----BEGIN PUBLIC KEY-----") {
+            let stop = rest.find(END)? + END.len();
+            keys.push(parse_public_key(&rest[..stop])?);
+            rest = &rest[stop..];
+            continue;
+        }
+        if line.starts_with("-----BEGIN") {
+            // A private key (or anything else) between the public keys: skip the block.
+            let stop = rest[line_end..].find("-----END")? + line_end;
+            let after = rest[stop..].find('\n').map_or(rest.len(), |i| stop + i + 1);
+            rest = &rest[after..];
+            continue;
+        }
+        if !line.is_empty() && !line.starts_with('#') {
+            keys.push(parse_public_key(line)?);
+        }
+        rest = &rest[line_end..];
+    }
+    (!keys.is_empty()).then_some(keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +273,28 @@ mod tests {
             "not on the curve"
         );
         assert_eq!(parse_public_key("garbage"), None);
+    }
+
+    #[test]
+    fn a_set_of_public_keys_is_read_from_pem_blocks_and_base64_lines() {
+        let g = "BGsX0fLhLEJH+Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT+NC4v4af5uO5+tKfA+eFivOM1drMV7Oy7ZAaDe/UfU=";
+        let point = P256PublicKey(base64_decode(g).unwrap().try_into().unwrap());
+        let private = pkcs8_pem(&SCALAR, &point);
+        // keygen --signing output twice over, then a base64 line.
+        let text = format!(
+            "{}{}# key id 0123\n{}{}# key id 4567\n\n{g}\n",
+            *private,
+            public_key_pem(&point),
+            *private,
+            public_key_pem(&point)
+        );
+        assert_eq!(parse_public_keys(&text), Some(vec![point; 3]));
+        assert_eq!(parse_public_keys("# nothing\n"), None);
+        assert_eq!(parse_public_keys(&format!("{g}\nnot-a-key\n")), None);
+        let mut off = base64_decode(g).unwrap();
+        off[64] ^= 1;
+        let bad = format!("{g}\n{}\n", base64_encode(&off));
+        assert_eq!(parse_public_keys(&bad), None, "one bad key spoils the set");
     }
 
     #[test]

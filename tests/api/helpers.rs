@@ -100,3 +100,37 @@ pub(crate) fn signing_key(name: &str) -> SigningKey {
         public,
     }
 }
+
+/// The error of a v2 session set-up on `server` by a client pinning `pins` (panics if
+/// it succeeds).
+pub(crate) async fn pinned_connect_error(
+    server: &Server,
+    pins: &[ports::P256PublicKey],
+) -> session_crypto_client::Error {
+    session_crypto_client::Session::builder(&server.url, "PIN")
+        .crypto(server.crypto)
+        .pinned_keys(pins.iter().copied())
+        .connect()
+        .await
+        .expect_err("the set-up is refused")
+}
+
+/// Whether `err` is the refusal of an init not signed by a pinned key.
+pub(crate) fn is_signature_refusal(err: &session_crypto_client::Error) -> bool {
+    matches!(
+        err,
+        session_crypto_client::Error::Handshake(domain::client::ClientError::Signature)
+    )
+}
+
+/// `GET /.well-known/session-crypto` (must be 200): the document and its `Cache-Control`.
+pub(crate) async fn well_known(server: &Server) -> (serde_json::Value, String) {
+    let mut conn = server.connect().await;
+    let resp = conn
+        .send(hyper::Method::GET, "/.well-known/session-crypto", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    let cache = resp.header("cache-control").unwrap_or_default().to_owned();
+    (json(&resp), cache)
+}

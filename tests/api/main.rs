@@ -22,6 +22,7 @@ mod gateway_tls;
 mod helpers;
 mod init;
 mod interop;
+mod key_rotation;
 mod lifecycle;
 mod limits;
 mod observability;

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, Response};
+use hyper::{Request, Response};
 use ports::Protocol;
 use session_crypto_client::{Error, InitRoute, Session};
 
-use crate::helpers::signing_key;
+use crate::helpers::{is_signature_refusal, pinned_connect_error, signing_key, well_known};
 use crate::support::*;
 
 const BUY: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
@@ -118,14 +118,8 @@ fn base64_len(v: &serde_json::Value) -> usize {
 async fn the_well_known_document_publishes_the_signing_key_for_pinning() {
     let key = signing_key("well-known");
     let server = Server::start(&[("SERVER_SIGNING_KEY_FILE", key.private.to_str().unwrap())]);
-    let mut conn = server.connect().await;
-    let resp = conn
-        .send(Method::GET, "/.well-known/session-crypto", &[], "")
-        .await
-        .unwrap();
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("cache-control"), Some("public, max-age=300"));
-    let v = json(&resp);
+    let (v, cache) = well_known(&server).await;
+    assert_eq!(cache, "public, max-age=300");
     assert_eq!(v["protocols"], serde_json::json!([1, 2]));
     let published = &v["keys"][0];
     assert_eq!(published["alg"], "ES256");
@@ -143,13 +137,7 @@ async fn the_well_known_document_publishes_the_signing_key_for_pinning() {
         .unwrap();
 
     let unsigned = Server::start(&[]);
-    let mut conn = unsigned.connect().await;
-    let v = json(
-        &conn
-            .send(Method::GET, "/.well-known/session-crypto", &[], "")
-            .await
-            .unwrap(),
-    );
+    let (v, _) = well_known(&unsigned).await;
     assert_eq!(v["keys"], serde_json::json!([]));
 }
 
@@ -158,27 +146,11 @@ async fn a_wrong_pinned_key_or_an_unsigned_server_is_refused_before_any_request(
     let key = signing_key("pinned");
     let other = signing_key("other");
     let server = Server::start(&[("SERVER_SIGNING_KEY_FILE", key.private.to_str().unwrap())]);
-    let err = Session::builder(&server.url, "PIN")
-        .crypto(server.crypto)
-        .pinned_key(other.public)
-        .connect()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Handshake(domain::client::ClientError::Signature)
-        ),
-        "{err}"
-    );
+    let err = pinned_connect_error(&server, &[other.public]).await;
+    assert!(is_signature_refusal(&err), "{err}");
     let unsigned = Server::start(&[]);
-    let err = Session::builder(&unsigned.url, "PIN")
-        .crypto(unsigned.crypto)
-        .pinned_key(key.public)
-        .connect()
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::Handshake(_)), "{err}");
+    let err = pinned_connect_error(&unsigned, &[key.public]).await;
+    assert!(is_signature_refusal(&err), "{err}");
     // The CLI client too.
     let dir = std::env::temp_dir().join(format!("sc-v2-pub-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

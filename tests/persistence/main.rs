@@ -15,4 +15,5 @@ mod logs;
 mod outages;
 mod redis_policy;
 mod replica;
+mod rotation;
 mod topologies;

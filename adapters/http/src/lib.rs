@@ -29,5 +29,6 @@ pub use pipeline::body::BodyBudget;
 pub use pipeline::body::RequestBody;
 pub use pipeline::cors::Cors;
 pub use router::Api;
+pub use routes::well_known::MAX_AGE_SEC as WELL_KNOWN_MAX_AGE_SEC;
 pub use server::{ServerConfig, serve};
 pub use wire::Listener;

@@ -250,7 +250,7 @@ impl<P: Ports, H: HealthCheck> Api<P, H> {
             Route::Page => routes::assets::page(),
             Route::PageScript => routes::assets::page_script(),
             Route::ClientLibrary => routes::assets::client_library(),
-            Route::WellKnown => routes::well_known::handle(service.identity()),
+            Route::WellKnown => routes::well_known::handle(service.signing_keys(), now_ms() / 1000),
             Route::Health => {
                 routes::health::health(&self.health, now_ms(), service.crypto().name).await
             }

@@ -21,8 +21,9 @@ pub struct ClientArgs {
     /// Protocol version to speak (docs/PROTOCOL.md).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub protocol: u8,
-    /// v2: the server's signing public key to pin (PEM file from `keygen --signing`,
-    /// or the `publicKey` of GET /.well-known/session-crypto in a file).
+    /// v2: the server's signing public keys to pin — a file of PEM blocks (from
+    /// `keygen --signing`) or lines of base64 (`publicKey` of GET
+    /// /.well-known/session-crypto); during a rotation, the current and the next key.
     #[arg(long)]
     pub server_key_file: Option<std::path::PathBuf>,
     /// Purchase scheme code.

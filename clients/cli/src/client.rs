@@ -62,23 +62,25 @@ pub fn protocol(number: u8) -> Protocol {
     Protocol::from_number(number.into()).unwrap_or(Protocol::V2)
 }
 
-/// The server key to pin from `--server-key-file`.
+/// The server keys to pin from `--server-key-file`: one or more (during a rotation,
+/// the current and the next key).
 ///
 /// # Errors
-/// An unreadable file or a file that holds no P-256 public key.
-pub fn pinned_key(path: Option<&std::path::Path>) -> Result<Option<P256PublicKey>, crate::Error> {
-    let Some(path) = path else { return Ok(None) };
+/// An unreadable file, or a file with no P-256 public key or an invalid one.
+pub fn pinned_keys(path: Option<&std::path::Path>) -> Result<Vec<P256PublicKey>, crate::Error> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("--server-key-file {}: {e}", path.display()))?;
-    session_crypto_client::parse_server_key(&text)
-        .map(Some)
-        .ok_or_else(|| {
-            format!(
-                "--server-key-file {}: no P-256 public key (SPKI PEM or base64 of the point)",
-                path.display()
-            )
-            .into()
-        })
+    session_crypto_client::parse_server_keys(&text).ok_or_else(|| {
+        format!(
+            "--server-key-file {}: expected P-256 public keys (SPKI PEM blocks or lines of \
+             base64 of the point), and each must be valid",
+            path.display()
+        )
+        .into()
+    })
 }
 
 /// `session-crypto client`: runs one init and one purchase and prints what happened,
@@ -88,15 +90,15 @@ pub fn pinned_key(path: Option<&std::path::Path>) -> Result<Option<P256PublicKey
 /// A message for the user.
 pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), crate::Error> {
     let endpoint = endpoint(&args.url, args.ca_file.as_deref(), crypto)?;
-    let pinned = pinned_key(args.server_key_file.as_deref())?;
+    let pinned = pinned_keys(args.server_key_file.as_deref())?;
     let protocol = protocol(args.protocol);
-    if pinned.is_some() && protocol != Protocol::V2 {
+    if !pinned.is_empty() && protocol != Protocol::V2 {
         return Err("--server-key-file needs --protocol 2".into());
     }
     let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
         .await?
         .with_protocol(protocol)
-        .with_pinned_key(pinned);
+        .with_pinned_keys(pinned);
     let route = if args.v1 {
         InitRoute::V1
     } else {
@@ -116,10 +118,10 @@ pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), crate::
         "session-crypto client → {} (protocol {}{}, crypto backend {}, client id {})",
         args.url,
         protocol.number(),
-        if client_pinned(&client) {
-            ", server key pinned"
-        } else {
-            ""
+        match client.pinned_keys().len() {
+            0 => String::new(),
+            1 => ", server key pinned".to_owned(),
+            n => format!(", {n} server keys pinned"),
         },
         crypto.name,
         args.client_id
@@ -149,8 +151,4 @@ pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), crate::
     println!();
     println!("decrypted response: {}", String::from_utf8_lossy(&answer));
     Ok(())
-}
-
-fn client_pinned(client: &ProtocolClient) -> bool {
-    client.pinned_key().is_some()
 }

@@ -45,6 +45,14 @@ pub fn parse_server_key(text: &str) -> Option<P256PublicKey> {
     domain::signing_key::parse_public_key(text)
 }
 
+/// Every server public key in `text`, for pinning a set during a rotation: PEM blocks
+/// (`keygen --signing` output, concatenated) and/or lines of base64 (`publicKey` of
+/// the well-known document). `None` if a block or line is not a valid P-256 key, or
+/// if there is none.
+pub fn parse_server_keys(text: &str) -> Option<Vec<P256PublicKey>> {
+    domain::signing_key::parse_public_keys(text)
+}
+
 /// Client-side failures of a flow.
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {

@@ -36,7 +36,7 @@ pub enum Error {
     },
     /// The init exchange did not verify: key confirmation failed (the init request or
     /// response was changed on the way), or the server's signature is missing or not
-    /// made by the pinned key. Nothing was sent under the session.
+    /// made by a pinned key. Nothing was sent under the session.
     #[error("session set-up refused: {0}")]
     Handshake(ClientError),
     /// A sealed response did not verify (forged, replayed, answering another request,
@@ -126,7 +126,7 @@ pub struct Builder {
     url: String,
     client_id: String,
     protocol: Protocol,
-    pinned: Option<P256PublicKey>,
+    pinned: Vec<P256PublicKey>,
     crypto: Option<CryptoProvider>,
     tls: Option<Arc<rustls::ClientConfig>>,
     route: InitRoute,
@@ -141,12 +141,22 @@ impl Builder {
         self
     }
 
-    /// Pins the server's signing key (`GET /.well-known/session-crypto`, or the
+    /// Pins a server signing key (`GET /.well-known/session-crypto`, or the
     /// operator's `session-crypto keygen --signing` output): a v2 init that is not
-    /// signed by it is refused. Requires protocol 2.
+    /// signed by a pinned key is refused. Each call adds a key to the set: during a
+    /// rotation pin the `current` and the `next` key (docs/operations.md). Requires
+    /// protocol 2.
     #[must_use]
     pub fn pinned_key(mut self, key: P256PublicKey) -> Self {
-        self.pinned = Some(key);
+        self.pinned.push(key);
+        self
+    }
+
+    /// Pins every key of `keys` (see [`Self::pinned_key`]); for example those
+    /// [`crate::parse_server_keys`] read from a file of PEM public keys.
+    #[must_use]
+    pub fn pinned_keys(mut self, keys: impl IntoIterator<Item = P256PublicKey>) -> Self {
+        self.pinned.extend(keys);
         self
     }
 
@@ -187,7 +197,7 @@ impl Builder {
             Some(c) => c,
             None => default_crypto()?,
         };
-        if self.pinned.is_some() && self.protocol != Protocol::V2 {
+        if !self.pinned.is_empty() && self.protocol != Protocol::V2 {
             return Err(Error::Protocol(
                 "a pinned server key needs protocol 2".into(),
             ));
@@ -199,7 +209,7 @@ impl Builder {
         let mut client = ProtocolClient::connect_to(&endpoint, crypto, &self.client_id)
             .await?
             .with_protocol(self.protocol)
-            .with_pinned_key(self.pinned);
+            .with_pinned_keys(self.pinned);
         let (session, _) = client.init(self.route, self.ttl_sec).await?;
         Ok(Session {
             client,
@@ -246,7 +256,7 @@ impl Session {
             url: url.to_owned(),
             client_id: client_id.to_owned(),
             protocol: Protocol::V2,
-            pinned: None,
+            pinned: Vec::new(),
             crypto: None,
             tls: None,
             route: InitRoute::Unversioned,

@@ -29,10 +29,11 @@ export interface ConnectOptions {
   protocol?: 1 | 2;
   /**
    * The server's signing key to pin (v2): the `publicKey` (base64) or the `jwk` of
-   * `GET /.well-known/session-crypto`, obtained over a trusted channel. An init answer not
-   * signed by it is refused.
+   * `GET /.well-known/session-crypto`, obtained over a trusted channel — or an array of
+   * them: during a key rotation, pin the `current` and the `next` key. An init answer
+   * not signed by a pinned key is refused.
    */
-  serverKey?: string | JsonWebKey;
+  serverKey?: string | JsonWebKey | ReadonlyArray<string | JsonWebKey>;
   /** A `fetch` to use instead of the global one (tests, custom agents). */
   fetch?: typeof fetch;
   /** Session lifetime to ask for (`ttlSec`; the server clamps it). */
@@ -130,7 +131,7 @@ export class SessionCrypto {
   private constructor(
     private keys: SessionKeys,
     private readonly options: ConnectOptions & { fetch: typeof fetch },
-    private readonly pinned: CryptoKey | undefined,
+    private readonly pinned: readonly CryptoKey[],
   ) {}
 
   /** Sets up a session (v2 unless `protocol: 1`). */
@@ -140,7 +141,12 @@ export class SessionCrypto {
     if (options.serverKey !== undefined && (options.protocol ?? 2) !== 2) {
       throw new TypeError('a pinned serverKey needs protocol 2');
     }
-    const pinned = options.serverKey === undefined ? undefined : await importServerKey(options.serverKey);
+    const given = options.serverKey;
+    const keys: ReadonlyArray<string | JsonWebKey> = given === undefined ? [] : isKeyList(given) ? given : [given];
+    if (given !== undefined && keys.length === 0) {
+      throw new TypeError('serverKey: an empty array pins nothing; leave serverKey out instead');
+    }
+    const pinned = await Promise.all(keys.map((k) => importServerKey(k)));
     const client = new SessionCrypto(undefined as unknown as SessionKeys, opts, pinned);
     client.keys = await client.init();
     return client;
@@ -344,3 +350,7 @@ class Refusal {
 
 // Re-exported helpers for tests and advanced use.
 export { concat, fromBase64, toBase64 };
+
+function isKeyList(key: string | JsonWebKey | ReadonlyArray<string | JsonWebKey>): key is ReadonlyArray<string | JsonWebKey> {
+  return Array.isArray(key);
+}

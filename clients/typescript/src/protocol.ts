@@ -100,24 +100,30 @@ export async function transcriptHash(
 }
 
 /**
- * v2 (§13–14): the transcript hash, the directional keys, and the checks — the pinned
- * server key's signature first (when pinned), then the key confirmation.
+ * v2 (§13–14): the transcript hash, the directional keys, and the checks — the
+ * signature first when keys are pinned (it must verify under one of them), then the key
+ * confirmation.
  */
 export async function v2Session(
   keyPair: CryptoKeyPair,
   clientPublic: Uint8Array,
   answer: InitAnswer,
   clientId: string,
-  pinned: CryptoKey | undefined,
+  pinned: readonly CryptoKey[],
 ): Promise<SessionKeys> {
   const serverPublic = fromBase64(answer.serverPublicKey);
   const th = await transcriptHash(clientId, answer.sessionId, clientPublic, serverPublic);
-  if (pinned) {
+  if (pinned.length > 0) {
     const signature = answer.signature === undefined ? undefined : fromBase64(answer.signature);
-    const signed =
-      signature !== undefined &&
-      (await subtle().verify({ name: 'ECDSA', hash: 'SHA-256' }, pinned, buf(signature), buf(fields('session-crypto/2 server signature', th))));
-    if (!signed) throw new ProtocolError('signature', 'the init answer is not signed by the pinned server key');
+    const input = fields('session-crypto/2 server signature', th);
+    let signed = false;
+    for (const key of pinned) {
+      if (signature !== undefined && (await subtle().verify({ name: 'ECDSA', hash: 'SHA-256' }, key, buf(signature), buf(input)))) {
+        signed = true;
+        break;
+      }
+    }
+    if (!signed) throw new ProtocolError('signature', 'the init answer is not signed by a pinned server key');
   }
   const ikm = await sharedSecret(keyPair.privateKey, serverPublic);
   const [requestKey, responseKey, confirmKey] = await Promise.all([

@@ -90,10 +90,23 @@ test('a tampered init answer is refused at once; a wrong pinned key too', { skip
     await s.fetch('/transaction/purchase', { body: BUY });
     const other = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
     const otherJwk = await crypto.subtle.exportKey('jwk', other.publicKey);
+    const stranger = { kty: otherJwk.kty, crv: otherJwk.crv, x: otherJwk.x, y: otherJwk.y };
     await assert.rejects(
-      SessionCrypto.connect({ baseUrl, clientId: 'TS_PIN', serverKey: { kty: otherJwk.kty, crv: otherJwk.crv, x: otherJwk.x, y: otherJwk.y } }),
+      SessionCrypto.connect({ baseUrl, clientId: 'TS_PIN', serverKey: stranger }),
       (e) => e instanceof ProtocolError && e.reason === 'signature',
     );
+    // A set of pins (a key rotation): the signer anywhere in it is accepted, in either
+    // form; a set without it is refused; an empty set is a mistake, not "no pin".
+    for (const set of [[stranger, well.keys[0].publicKey], [well.keys[0].jwk, stranger]]) {
+      const pinnedSet = await SessionCrypto.connect({ baseUrl, clientId: 'TS_PIN', serverKey: set });
+      await pinnedSet.fetch('/transaction/purchase', { body: BUY });
+    }
+    const another = await crypto.subtle.exportKey('raw', (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign'])).publicKey);
+    await assert.rejects(
+      SessionCrypto.connect({ baseUrl, clientId: 'TS_PIN', serverKey: [stranger, Buffer.from(another).toString('base64')] }),
+      (e) => e instanceof ProtocolError && e.reason === 'signature',
+    );
+    await assert.rejects(SessionCrypto.connect({ baseUrl, clientId: 'TS_PIN', serverKey: [] }), TypeError);
   }
 });
 

@@ -52,7 +52,7 @@ test('v2: transcript hash, AADs, keys (through the envelopes), confirmation and 
   const th = await transcriptHash(v2.client_id_ascii, v2.session_id_ascii, clientPublic, fromBase64(v2.server_public_key_b64));
   assert.equal(toHex(th), v2.transcript_hash);
   const pinned = await importServerKey(v2.signing.public_key_b64);
-  const s = await v2Session(kp, clientPublic, v2Answer(), v2.client_id_ascii, pinned);
+  const s = await v2Session(kp, clientPublic, v2Answer(), v2.client_id_ascii, [pinned]);
   assert.equal(s.protocol, 2);
   const line = { method: v2.request.method_ascii, target: v2.request.target_ascii, contentType: '' };
   const [ts, nonce] = split(v2.request.x_idempotency_key_ascii);
@@ -77,14 +77,14 @@ test('v2: a changed init answer fails confirmation; a wrong or missing signature
   const clientPublic = fromBase64(v2.client_public_key_b64);
   const confirmation = (e) => e instanceof ProtocolError && e.reason === 'confirmation';
   const signature = (e) => e instanceof ProtocolError && e.reason === 'signature';
-  await assert.rejects(v2Session(kp, clientPublic, v2Answer({ expiresInSec: 3600 }), v2.client_id_ascii, undefined), confirmation);
-  await assert.rejects(v2Session(kp, clientPublic, v2Answer(), 'OTHER_CLIENT', undefined), confirmation);
-  await assert.rejects(v2Session(kp, clientPublic, v2Answer({ confirm: undefined }), v2.client_id_ascii, undefined), confirmation);
+  await assert.rejects(v2Session(kp, clientPublic, v2Answer({ expiresInSec: 3600 }), v2.client_id_ascii, []), confirmation);
+  await assert.rejects(v2Session(kp, clientPublic, v2Answer(), 'OTHER_CLIENT', []), confirmation);
+  await assert.rejects(v2Session(kp, clientPublic, v2Answer({ confirm: undefined }), v2.client_id_ascii, []), confirmation);
   const pinned = await importServerKey(v2.signing.public_key_b64);
-  await assert.rejects(v2Session(kp, clientPublic, v2Answer({ signature: undefined }), v2.client_id_ascii, pinned), signature);
+  await assert.rejects(v2Session(kp, clientPublic, v2Answer({ signature: undefined }), v2.client_id_ascii, [pinned]), signature);
   const other = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
-  await assert.rejects(v2Session(kp, clientPublic, v2Answer(), v2.client_id_ascii, other.publicKey), signature);
+  await assert.rejects(v2Session(kp, clientPublic, v2Answer(), v2.client_id_ascii, [other.publicKey]), signature);
   // The pin accepts the JWK form too.
   const jwk = await crypto.subtle.exportKey('jwk', await crypto.subtle.importKey('raw', fromBase64(v2.signing.public_key_b64), { name: 'ECDSA', namedCurve: 'P-256' }, true, ['verify']));
-  await v2Session(kp, clientPublic, v2Answer(), v2.client_id_ascii, await importServerKey(jwk));
+  await v2Session(kp, clientPublic, v2Answer(), v2.client_id_ascii, [await importServerKey(jwk)]);
 });

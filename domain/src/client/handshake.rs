@@ -86,8 +86,9 @@ impl Handshake {
     }
 
     /// Step 5 of a v2 session: validate the server's key, agree, run the key schedule
-    /// and check `confirm` — and, with a pinned server key, the signature — before the
-    /// session can be used.
+    /// and check `confirm` — and, with pinned server keys, the signature: it must verify
+    /// under one of them (several during a key rotation) — before the session can be
+    /// used.
     ///
     /// # Errors
     /// [`ClientError`]; [`ClientError::Confirmation`] and [`ClientError::Signature`]
@@ -96,7 +97,7 @@ impl Handshake {
         self,
         answer: &V2Answer<'_>,
         client_id: &str,
-        pinned: Option<&P256PublicKey>,
+        pinned: &[P256PublicKey],
     ) -> Result<ClientSession, ClientError> {
         ClientId::parse(client_id).map_err(ClientError::ClientId)?;
         let id = SessionId::parse(answer.session_id).ok_or(ClientError::SessionId)?;
@@ -110,11 +111,12 @@ impl Handshake {
         }
         .hash(self.crypto.digests)
         .map_err(|_| ClientError::TooLong)?;
-        if let Some(pinned) = pinned {
+        if !pinned.is_empty() {
+            let input = v2::signature_input(&transcript);
             let signed = answer.signature.is_some_and(|sig| {
-                self.crypto
-                    .ecdsa
-                    .verify(pinned, &v2::signature_input(&transcript), sig)
+                pinned
+                    .iter()
+                    .any(|key| self.crypto.ecdsa.verify(key, &input, sig))
             });
             if !signed {
                 return Err(ClientError::Signature);

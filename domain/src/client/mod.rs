@@ -44,9 +44,9 @@ pub enum ClientError {
     /// the request) was changed on the way, or the server derived other keys.
     #[error("key confirmation failed: the init exchange was tampered with")]
     Confirmation,
-    /// A pinned server key was expected but the init response is unsigned, signed by
-    /// another key, or the signature does not verify.
-    #[error("server signature missing or invalid for the pinned server key")]
+    /// Server keys were pinned but the init response is unsigned, signed by a key not
+    /// pinned, or the signature does not verify.
+    #[error("server signature missing or invalid for every pinned server key")]
     Signature,
     /// A field too long for the v2 AAD.
     #[error("request target or content type longer than 65535 bytes")]

@@ -21,6 +21,7 @@ use ports::{
 use crate::headers::HeaderError;
 use crate::limits::AbuseLimits;
 use crate::policy::{ReplayPolicy, TtlPolicy, V1TtlPolicy, nonce_key};
+use crate::signing_keys::SigningKeys;
 use crate::v2::ServerIdentity;
 
 /// Which route family a request arrived on — a matter of URL paths, not of protocol
@@ -77,8 +78,9 @@ pub struct SessionService<P> {
     crypto: CryptoProvider,
     ports: P,
     config: ServiceConfig,
-    /// The server's signing key (v2 init responses are signed when it is set).
-    identity: Option<ServerIdentity>,
+    /// The server's signing keys (v2 init responses are signed when a current one
+    /// is set).
+    signing: SigningKeys,
 }
 
 /// What a session lookup found.
@@ -113,20 +115,31 @@ impl<P: Ports> SessionService<P> {
             crypto,
             ports,
             config,
-            identity: None,
+            signing: SigningKeys::default(),
         }
     }
 
     /// The service signing v2 init responses with `identity`.
     #[must_use]
-    pub fn with_identity(mut self, identity: Option<ServerIdentity>) -> Self {
-        self.identity = identity;
+    pub fn with_identity(self, identity: Option<ServerIdentity>) -> Self {
+        self.with_signing_keys(SigningKeys::single(identity))
+    }
+
+    /// The service signing with the current key of `keys` and publishing the others.
+    #[must_use]
+    pub fn with_signing_keys(mut self, keys: SigningKeys) -> Self {
+        self.signing = keys;
         self
     }
 
     /// The server's signing identity, if one is configured.
     pub fn identity(&self) -> Option<&ServerIdentity> {
-        self.identity.as_ref()
+        self.signing.current()
+    }
+
+    /// Every signing key the server publishes.
+    pub fn signing_keys(&self) -> &SigningKeys {
+        &self.signing
     }
 
     /// The crypto backend in use.

@@ -30,7 +30,7 @@ fn answer(out: &InitOutcome) -> V2Answer<'_> {
 fn v2_session(svc: &Service, client: &str, n: u32) -> ClientSession {
     let hs = Handshake::start(CRYPTO).unwrap();
     let out = v2_init(svc, &hs, &key(n), client);
-    hs.finish_v2(&answer(&out), client, None).unwrap()
+    hs.finish_v2(&answer(&out), client, &[]).unwrap()
 }
 
 fn send(
@@ -223,7 +223,7 @@ fn signatures_are_checked_against_the_pinned_key() {
     let out = v2_init(&svc, &hs, &key(1), "C");
     let (kid, _) = out.proof.as_ref().unwrap().signature.as_ref().unwrap();
     assert_eq!(kid, svc.identity().unwrap().key_id());
-    hs.finish_v2(&answer(&out), "C", Some(&pinned)).unwrap();
+    hs.finish_v2(&answer(&out), "C", &[pinned]).unwrap();
 
     // Pinned to another key: refused.
     let other = ServerIdentity::from_scalar(CRYPTO, &[0x44; 32])
@@ -232,7 +232,7 @@ fn signatures_are_checked_against_the_pinned_key() {
     let hs = Handshake::start(CRYPTO).unwrap();
     let out = v2_init(&svc, &hs, &key(2), "C");
     assert_eq!(
-        hs.finish_v2(&answer(&out), "C", Some(&other)).unwrap_err(),
+        hs.finish_v2(&answer(&out), "C", &[other]).unwrap_err(),
         ClientError::Signature
     );
     // An unsigned answer while a key is pinned: refused.
@@ -240,7 +240,33 @@ fn signatures_are_checked_against_the_pinned_key() {
     let hs = Handshake::start(CRYPTO).unwrap();
     let out = v2_init(&unsigned, &hs, &key(3), "C");
     assert_eq!(
-        hs.finish_v2(&answer(&out), "C", Some(&pinned)).unwrap_err(),
+        hs.finish_v2(&answer(&out), "C", &[pinned]).unwrap_err(),
+        ClientError::Signature
+    );
+}
+
+#[test]
+fn during_a_rotation_a_signature_by_any_pinned_key_is_accepted() {
+    let current = ServerIdentity::from_scalar(CRYPTO, &[0x33; 32]).unwrap();
+    let signer = current.public_key();
+    let [next, stranger] = [0x44, 0x55].map(|b| {
+        ServerIdentity::from_scalar(CRYPTO, &[b; 32])
+            .unwrap()
+            .public_key()
+    });
+    let svc = service().with_identity(Some(current));
+    // The signer anywhere in the set: accepted.
+    for (n, pins) in [(10, [signer, next]), (11, [next, signer])] {
+        let hs = Handshake::start(CRYPTO).unwrap();
+        let out = v2_init(&svc, &hs, &key(n), "C");
+        hs.finish_v2(&answer(&out), "C", &pins).unwrap();
+    }
+    // A set without the signer: refused, however many keys it holds.
+    let hs = Handshake::start(CRYPTO).unwrap();
+    let out = v2_init(&svc, &hs, &key(2), "C");
+    assert_eq!(
+        hs.finish_v2(&answer(&out), "C", &[next, stranger])
+            .unwrap_err(),
         ClientError::Signature
     );
 }
@@ -260,12 +286,12 @@ fn a_swapped_server_key_is_caught_by_confirmation_and_by_the_signature() {
     assert_eq!(
         Handshake::start(CRYPTO)
             .unwrap()
-            .finish_v2(&forged, "C", None)
+            .finish_v2(&forged, "C", &[])
             .unwrap_err(),
         ClientError::Confirmation
     );
     assert_eq!(
-        hs.finish_v2(&forged, "C", Some(&pinned)).unwrap_err(),
+        hs.finish_v2(&forged, "C", &[pinned]).unwrap_err(),
         ClientError::Signature
     );
 }

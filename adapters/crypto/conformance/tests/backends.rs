@@ -211,11 +211,7 @@ fn cross_matrix_protocol_v2() {
             }))
             .unwrap();
             let session = hs
-                .finish_v2(
-                    &V2Answer::from_outcome(&out).unwrap(),
-                    "CROSS",
-                    Some(&pinned),
-                )
+                .finish_v2(&V2Answer::from_outcome(&out).unwrap(), "CROSS", &[pinned])
                 .unwrap_or_else(|e| panic!("client {} / server {}: {e}", client.name, server.name));
             let mut sealed = session.seal_request(now(), b"{\"x\":1}").unwrap();
             let mut body = std::mem::take(&mut sealed.envelope);

@@ -1,10 +1,11 @@
 //! `GET /.well-known/session-crypto`: what a client needs before its first init — the
-//! protocol versions and suite the server speaks and, when a signing key is
-//! configured, the key that signs v2 init responses, for clients to pin
-//! (docs/PROTOCOL.md §14). Public data, cacheable.
+//! protocol versions and suite the server speaks and, when signing keys are
+//! configured, the key that signs v2 init responses and, during a rotation, the next
+//! and previous ones, for clients to pin (docs/PROTOCOL.md §14). Public data, cacheable.
 
-use domain::encoding::base64_encode;
-use domain::v2::{SUITE, ServerIdentity};
+use domain::SigningKeys;
+use domain::encoding::{base64_encode, utc_timestamp};
+use domain::v2::SUITE;
 use hyper::header::{CACHE_CONTROL, HeaderValue};
 use hyper::{Response, StatusCode};
 use ports::Protocol;
@@ -13,8 +14,9 @@ use serde::Serialize;
 use crate::wire::{Body, json};
 
 /// How long clients and caches may keep the answer. A key rotation publishes the new
-/// key first (docs/PROTOCOL.md), so a copy this old is still right.
-pub(crate) const MAX_AGE_SEC: u64 = 300;
+/// key this long before it signs (docs/operations.md), so a copy this old is still
+/// right.
+pub const MAX_AGE_SEC: u64 = 300;
 
 #[derive(Serialize)]
 struct Config<'a> {
@@ -33,6 +35,12 @@ struct Key<'a> {
     public_key: String,
     /// The same key as a JWK, for `crypto.subtle.importKey("jwk", …)`.
     jwk: Jwk,
+    /// `current` (signs), `next` (will sign: pin it too) or `previous` (signed before
+    /// a rotation; other instances may still sign with it).
+    status: &'static str,
+    /// When the key stops being trusted (RFC 3339 UTC), if it has an end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -50,14 +58,17 @@ fn base64url(bytes: &[u8]) -> String {
         .replace('/', "_")
 }
 
-/// The answer.
-pub(crate) fn handle(identity: Option<&ServerIdentity>) -> Response<Body> {
-    let keys = identity
-        .map(|id| {
-            let public = id.public_key();
-            let point = public.as_bytes();
+/// The answer at `now` (Unix seconds): every published key, the current one first; a
+/// previous key past its not-after time is left out, and the document's cache
+/// lifetime ends no later than the first not-after time it lists.
+pub(crate) fn handle(keys: &SigningKeys, now: u64) -> Response<Body> {
+    let keys_now = keys.published(now);
+    let keys_json = keys_now
+        .iter()
+        .map(|k| {
+            let point = k.public_key.as_bytes();
             Key {
-                kid: id.key_id(),
+                kid: &k.key_id,
                 alg: "ES256",
                 crv: "P-256",
                 public_key: base64_encode(point),
@@ -67,19 +78,21 @@ pub(crate) fn handle(identity: Option<&ServerIdentity>) -> Response<Body> {
                     x: base64url(&point[1..33]),
                     y: base64url(&point[33..]),
                 },
+                status: k.status.as_str(),
+                not_after: k.not_after.map(utc_timestamp),
             }
         })
-        .into_iter()
         .collect();
     let mut r = json(
         StatusCode::OK,
         &Config {
             protocols: Protocol::numbers(),
             suites: [SUITE],
-            keys,
+            keys: keys_json,
         },
     );
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={MAX_AGE_SEC}")) {
+    let max_age = keys.fresh_for(now, MAX_AGE_SEC);
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         r.headers_mut().insert(CACHE_CONTROL, v);
     }
     r

@@ -91,7 +91,7 @@ pub struct ProtocolClient {
     client_id: String,
     window: ReplayPolicy,
     protocol: Protocol,
-    pinned: Option<P256PublicKey>,
+    pinned: Vec<P256PublicKey>,
 }
 
 /// The init answer's fields.
@@ -143,7 +143,7 @@ impl ProtocolClient {
             client_id: client_id.to_owned(),
             window: ReplayPolicy::DEFAULT,
             protocol: Protocol::V1,
-            pinned: None,
+            pinned: Vec::new(),
         })
     }
 
@@ -155,17 +155,17 @@ impl ProtocolClient {
         self
     }
 
-    /// A pinned server signing key: a v2 init whose signature does not verify under it
-    /// is refused.
+    /// Pinned server signing keys: a v2 init whose signature verifies under none of
+    /// them is refused (none: signatures are not checked).
     #[must_use]
-    pub fn with_pinned_key(mut self, key: Option<P256PublicKey>) -> Self {
-        self.pinned = key;
+    pub fn with_pinned_keys(mut self, keys: Vec<P256PublicKey>) -> Self {
+        self.pinned = keys;
         self
     }
 
-    /// The pinned server key, if any.
-    pub fn pinned_key(&self) -> Option<&P256PublicKey> {
-        self.pinned.as_ref()
+    /// The pinned server keys.
+    pub fn pinned_keys(&self) -> &[P256PublicKey] {
+        &self.pinned
     }
 
     /// The version [`Self::init`] asks for.
@@ -261,7 +261,7 @@ impl ProtocolClient {
                     confirm: &confirm,
                     signature: signature.as_deref(),
                 };
-                handshake.finish_v2(&fields, &self.client_id, self.pinned.as_ref())?
+                handshake.finish_v2(&fields, &self.client_id, &self.pinned)?
             }
         };
         timings.crypto.push(("ecdh-compute+hkdf", t.elapsed()));

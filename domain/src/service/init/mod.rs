@@ -278,7 +278,7 @@ impl<P: Ports> SessionService<P> {
                     client_public_key: new.peer,
                     server_public_key: &server_public_key,
                 };
-                let identity = self.identity.as_ref();
+                let identity = self.signing.current();
                 let (keys, proof) =
                     v2::server_schedule(crypto, identity, &input, &shared, new.ttl_sec)
                         .map_err(|_| InitError::Crypto)?;
