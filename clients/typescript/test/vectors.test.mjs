@@ -12,6 +12,7 @@ import { open, requestAad, responseAad, transcriptHash, v1Session, v2Session, im
 const root = new URL('../../../vectors/', import.meta.url);
 const v1 = JSON.parse(readFileSync(new URL('reference-v1.json', root)));
 const v2 = JSON.parse(readFileSync(new URL('protocol-v2.json', root)));
+const exchanges = JSON.parse(readFileSync(new URL('exchanges.json', root)));
 const hex = (h) => Uint8Array.from(h.match(/../g) ?? [], (b) => parseInt(b, 16));
 const toHex = (b) => Buffer.from(b).toString('hex');
 const b64url = (b) => Buffer.from(b).toString('base64url');
@@ -87,4 +88,40 @@ test('v2: a changed init answer fails confirmation; a wrong or missing signature
   // The pin accepts the JWK form too.
   const jwk = await crypto.subtle.exportKey('jwk', await crypto.subtle.importKey('raw', fromBase64(v2.signing.public_key_b64), { name: 'ECDSA', namedCurve: 'P-256' }, true, ['verify']));
   await v2Session(kp, clientPublic, v2Answer(), v2.client_id_ascii, [await importServerKey(jwk)]);
+});
+
+test('exchanges.json: gateway exchanges (GET in X-Envelope, inner content types, a 204) and a v1 rsp_ answer', async () => {
+  const kp = await clientKeyPair(v2.client_private_scalar, v2.client_public_key_b64);
+  const s = await v2Session(kp, fromBase64(v2.client_public_key_b64), v2Answer(), v2.client_id_ascii, []);
+  assert.equal(s.kid, exchanges.x_kid_ascii);
+  const text = (b) => new TextDecoder().decode(b);
+  for (const { name, request, response } of exchanges.gateway) {
+    const line = { method: request.method_ascii, target: request.target_ascii, contentType: request.inner_content_type_ascii };
+    const [ts, nonce] = split(request.x_idempotency_key_ascii);
+    const aad = requestAad(s, line, ts, nonce);
+    assert.equal(toHex(aad), request.aad, name);
+    const iv = hex(request.iv);
+    const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: aad }, s.requestKey, new TextEncoder().encode(request.plaintext_ascii)));
+    assert.equal(toHex(iv) + toHex(sealed), request.envelope, name);
+    if (request.method_ascii === 'GET') assert.equal(toHex(fromBase64(request.x_envelope_ascii)), request.envelope, name);
+    // The answer as the library opens it: the status from X-Inner-Status when present,
+    // the content type from the answer's X-Inner-Content-Type.
+    const status = response.x_inner_status_ascii === undefined ? response.http_status : Number(response.x_inner_status_ascii);
+    assert.equal(status, response.status, name);
+    const [rts, rnonce] = split(response.x_idempotency_key_ascii);
+    const raad = responseAad(s, { ...line, contentType: response.inner_content_type_ascii }, rts, rnonce, nonce, status);
+    assert.equal(toHex(raad), response.aad, name);
+    assert.equal(text(await open(s.responseKey, raad, hex(response.envelope))), response.plaintext_ascii, name);
+    // The wire status instead of the inner one does not open.
+    const wire = responseAad(s, { ...line, contentType: response.inner_content_type_ascii }, rts, rnonce, nonce, response.http_status);
+    if (response.http_status !== response.status) await assert.rejects(open(s.responseKey, wire, hex(response.envelope)));
+  }
+  const k1 = await clientKeyPair(v1.client_private_scalar, v1.client_public_key_b64);
+  const s1 = await v1Session(k1, { sessionId: v1.session_id_ascii, serverPublicKey: v1.server_public_key_b64, expiresInSec: 1800 }, v1.client_id_ascii);
+  const r = exchanges.v1_response;
+  const [rts, rnonce] = split(r.x_idempotency_key_ascii);
+  assert.ok(rnonce.startsWith('rsp_'));
+  const raad = responseAad(s1, { method: 'POST', target: '/transaction/purchase', contentType: '' }, rts, rnonce, 'unused-in-v1', 200);
+  assert.equal(text(raad), r.aad_ascii);
+  assert.equal(text(await open(s1.responseKey, raad, hex(r.envelope))), r.plaintext_ascii);
 });

@@ -8,6 +8,7 @@
 //! cargo-fuzz targets. A test-support crate: it may depend on every adapter, and
 //! nothing in the service depends on it.
 
+pub mod exchange_vectors;
 pub mod fuzz;
 pub mod v2_vectors;
 

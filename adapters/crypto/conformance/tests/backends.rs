@@ -25,6 +25,7 @@ macro_rules! suite {
             #[test] fn digests_known_answer() { c::digests_known_answer(&P) }
             #[test] fn ecdsa_round_trip() { c::ecdsa_round_trip(&P) }
             #[test] fn protocol_v2_vectors() { c::v2_vectors::check(&P) }
+            #[test] fn exchange_vectors() { c::exchange_vectors::check(&P) }
             #[test] fn name() { assert_eq!(P.name, $name) }
         }
     )*};
@@ -253,17 +254,26 @@ fn cross_matrix_protocol_v2() {
     }
 }
 
-/// `vectors/protocol-v2.json` is exactly what its documented command prints, so the
-/// file can be regenerated and checked by anyone.
+/// `vectors/protocol-v2.json` and `vectors/exchanges.json` are exactly what their
+/// documented commands print, so the files can be regenerated and checked by anyone.
 #[test]
-fn the_v2_vector_file_is_reproducible() {
-    let printed =
-        serde_json::to_string_pretty(&crypto_conformance::v2_vectors::generate()).unwrap();
-    assert_eq!(
-        format!("{printed}\n"),
-        crypto_conformance::v2_vectors::V2_VECTORS,
-        "regenerate: cargo run -p crypto-conformance --bin gen-v2-vectors > vectors/protocol-v2.json"
-    );
+fn the_generated_vector_files_are_reproducible() {
+    use crypto_conformance::{exchange_vectors, v2_vectors};
+    for (generated, file, command) in [
+        (
+            v2_vectors::generate(),
+            v2_vectors::V2_VECTORS,
+            "cargo run -p crypto-conformance --bin gen-v2-vectors > vectors/protocol-v2.json",
+        ),
+        (
+            exchange_vectors::generate(),
+            exchange_vectors::EXCHANGE_VECTORS,
+            "cargo run -p crypto-conformance --bin gen-v2-vectors -- exchanges > vectors/exchanges.json",
+        ),
+    ] {
+        let printed = serde_json::to_string_pretty(&generated).unwrap();
+        assert_eq!(format!("{printed}\n"), file, "regenerate: {command}");
+    }
 }
 
 /// The worked example of docs/PROTOCOL.md shows the vector file's values (so the
