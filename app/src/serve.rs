@@ -167,6 +167,10 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
     for line in crate::identity::describe(&signing, crate::stores::fence::now_ms() / 1000) {
         info!("{line}");
     }
+    let fence_board = match &stores.nonces {
+        crate::stores::combinators::Either::Right(fenced) => Some(Arc::clone(&fenced.board)),
+        crate::stores::combinators::Either::Left(_) => None,
+    };
     let service = SessionService::new(crypto, stores, config).with_signing_keys(signing);
     let api = Api::new(service, health, api_config);
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -265,6 +269,9 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
+    }
+    if let Some(board) = fence_board {
+        board.leave(crate::stores::fence::now_ms()).await;
     }
     info!("session-crypto stopped");
     Ok(())

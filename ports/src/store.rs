@@ -311,9 +311,15 @@ pub enum NonceError {
     Unavailable(String),
     /// The request is stamped inside a fence: the record of the nonces claimed before
     /// a loss or an outage of the nonce store is incomplete, so a request stamped that
-    /// early cannot be proven fresh. A new request (a new timestamp) can be.
-    #[error("request stamped before a nonce-store fence: {0}")]
-    Fenced(String),
+    /// early cannot be proven fresh. A new request (a new timestamp) can be, once
+    /// `retry_after_ms` has passed (wire: 503 with `Retry-After`).
+    #[error("request stamped before a nonce-store fence: {reason}")]
+    Fenced {
+        /// Why (for logs).
+        reason: String,
+        /// How long until a request stamped then passes the fence (ms, at least 1).
+        retry_after_ms: u64,
+    },
 }
 
 /// One nonce claim.

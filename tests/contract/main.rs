@@ -169,7 +169,7 @@ async fn begin_outage<N: NonceStore>(server: &mut RedisServer, store: &N) {
             stamped_ms: t,
         })
         .await;
-    assert!(matches!(first, Err(NonceError::Fenced(_))), "{first:?}");
+    assert!(matches!(first, Err(NonceError::Fenced { .. })), "{first:?}");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 }
 

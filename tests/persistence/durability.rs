@@ -21,8 +21,8 @@ async fn sessions_survive_a_server_restart_and_a_redis_flushall() {
     // server saw the loss (plus the fence) are refused, later ones are served.
     assert_eq!(
         purchase_status(&mut client, &session).await,
-        400,
-        "stamped inside the fence"
+        503,
+        "stamped inside the fence: 503, try again"
     );
     tokio::time::sleep(FENCE_PASSED).await;
     assert_eq!(

@@ -2,7 +2,7 @@
 
 use crate::support::services::{PgServer, RedisServer};
 use crate::support::topologies::{MASTER, RedisCluster, RedisSentinel};
-use session_crypto_client::{FlowError, ProtocolClient};
+use session_crypto_client::{FlowError, HttpResponse, ProtocolClient};
 
 use crate::support::*;
 
@@ -119,12 +119,32 @@ pub(crate) async fn send_sealed(
     session: &domain::client::ClientSession,
     sealed: &domain::client::SealedRequest,
 ) -> u16 {
-    let mut conn = server.connect().await;
-    post_sealed(&mut conn, session, sealed)
+    send_sealed_answer(server, session, sealed)
         .await
-        .unwrap()
         .status
         .as_u16()
+}
+
+/// A fence refusal: 503 `SERVICE_UNAVAILABLE` with `Retry-After` (whole seconds, at
+/// least 1), never the 400 of a bad request. Returns `Retry-After`.
+pub(crate) fn assert_fenced(resp: &HttpResponse) -> u64 {
+    assert_code(resp, 503, "SERVICE_UNAVAILABLE");
+    let after: u64 = resp
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("Retry-After: {:?}", resp.header("retry-after")));
+    assert!(after >= 1, "{after}");
+    after
+}
+
+/// Sends one sealed purchase and returns the whole answer.
+pub(crate) async fn send_sealed_answer(
+    server: &Server,
+    session: &domain::client::ClientSession,
+    sealed: &domain::client::SealedRequest,
+) -> HttpResponse {
+    let mut conn = server.connect().await;
+    post_sealed(&mut conn, session, sealed).await.unwrap()
 }
 
 pub(crate) const MARKED_PAYLOAD: &[u8] = br#"{"schemeCode":"SECRET-SCHEME-7F3A","amount":4242.42}"#;

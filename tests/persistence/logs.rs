@@ -58,7 +58,7 @@ async fn trace_logs_hold_no_secrets_plaintexts_or_whole_session_ids() {
     redis.kill();
     assert_eq!(
         purchase_status(&mut client, &sessions[2]).await,
-        400,
+        503,
         "fenced"
     );
     tokio::time::sleep(FENCE_PASSED).await;

@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod chaos;
+mod cold_start;
 mod durability;
 mod fences;
 mod helpers;

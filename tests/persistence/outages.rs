@@ -39,8 +39,26 @@ async fn redis_outage_keeps_purchases_going_and_replays_refused() {
     redis.kill();
     // The first request after the outage began is stamped inside the fence: Redis may
     // have held nonces this server cannot see now. It is refused, and costs nothing.
+    // 503 with Retry-After, on both families, for a purchase and an init alike.
     let fenced = session.seal_request(now(), PAYLOAD).unwrap();
-    assert_eq!(send_sealed(&server, &session, &fenced).await, 400);
+    let after = assert_fenced(&send_sealed_answer(&server, &session, &fenced).await);
+    assert!(after <= 2, "the fence ends within lease + margin: {after}");
+    for path in ["/session/init", "/v1/session/init"] {
+        let key = idem(server.crypto);
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-idempotency-key", key.as_str()),
+            ("x-clientid", "C"),
+        ];
+        let body = format!(
+            r#"{{"clientPublicKey":"{}"}}"#,
+            b64(&fresh_public_key(server.crypto))
+        );
+        let mut conn = server.connect().await;
+        let resp = post_init(&mut conn, path, &headers, body).await;
+        assert_eq!(resp.status, 503, "{path}");
+        assert!(resp.header("retry-after").is_some(), "{path}");
+    }
     tokio::time::sleep(FENCE_PASSED).await;
     let during = session.seal_request(now(), PAYLOAD).unwrap();
     assert_eq!(
@@ -181,7 +199,7 @@ async fn a_single_instance_fences_a_redis_outage_in_memory() {
     let (session, _) = client.init(INIT, None).await.unwrap();
     redis.kill();
     let fenced = session.seal_request(now(), PAYLOAD).unwrap();
-    assert_eq!(send_sealed(&server, &session, &fenced).await, 400, "fenced");
+    assert_fenced(&send_sealed_answer(&server, &session, &fenced).await);
     tokio::time::sleep(Duration::from_millis(400)).await; // the margin (200 ms) passed
     let during = session.seal_request(now(), PAYLOAD).unwrap();
     assert_eq!(send_sealed(&server, &session, &during).await, 200);

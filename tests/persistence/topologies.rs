@@ -65,10 +65,11 @@ async fn replays_stay_refused_across(
 ) {
     for (i, server) in servers.iter().enumerate() {
         for sealed in accepted {
+            // A replay (400), or stamped inside the fence (503): refused either way.
             let status = send_sealed(server, session, sealed).await;
-            assert_eq!(
-                status, 400,
-                "instance {i} accepted a replay after the failover"
+            assert!(
+                status == 400 || status == 503,
+                "instance {i} answered {status} to a replay after the failover"
             );
         }
     }

@@ -145,6 +145,34 @@ impl PgNonceStore {
             .await
     }
 
+    /// Records that `instance` stopped at `now_ms`: its lease is taken to end then (its
+    /// last read is set a lease before), so the others' fences need not wait for it.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn leave_fence(
+        &self,
+        instance: &str,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<(), StoreError> {
+        let ended = ms(now_ms.saturating_sub(lease_ms));
+        self.store
+            .timed("fence leave", async {
+                let mut conn = self.store.pool.get().await.map_err(unavailable)?;
+                diesel::sql_query(
+                    "UPDATE nonce_instances SET seen_ms = LEAST(seen_ms, $2) WHERE instance_id = $1",
+                )
+                .bind::<Text, _>(instance)
+                .bind::<BigInt, _>(ended)
+                .execute(&mut conn)
+                .await
+                .map(drop)
+                .map_err(unavailable)
+            })
+            .await
+    }
+
     /// Forgets instances that have not read the fence since `before_ms`.
     ///
     /// # Errors
@@ -179,6 +207,48 @@ impl PgNonceStore {
                 .await
                 .map(|inserted| inserted == 0)
                 .map_err(unavailable)
+            })
+            .await
+    }
+
+    /// The Redis primaries (`run_id`s, comma-separated and sorted) the deployment last
+    /// recorded; `None` when never recorded (or no fence row yet).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn recorded_primaries(&self) -> Result<Option<String>, StoreError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+            redis_primaries: Option<String>,
+        }
+        self.store
+            .timed("fence primaries read", async {
+                let mut conn = self.store.pool.get().await.map_err(unavailable)?;
+                diesel::sql_query("SELECT redis_primaries FROM nonce_fence WHERE id = 1")
+                    .get_results::<Row>(&mut conn)
+                    .await
+                    .map(|rows| rows.into_iter().next().and_then(|r| r.redis_primaries))
+                    .map_err(unavailable)
+            })
+            .await
+    }
+
+    /// Records the Redis primaries seen now (after [`Self::note_history`] wrote the
+    /// row).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn record_primaries(&self, primaries: &str) -> Result<(), StoreError> {
+        self.store
+            .timed("fence primaries write", async {
+                let mut conn = self.store.pool.get().await.map_err(unavailable)?;
+                diesel::sql_query("UPDATE nonce_fence SET redis_primaries = $1 WHERE id = 1")
+                    .bind::<Text, _>(primaries)
+                    .execute(&mut conn)
+                    .await
+                    .map(drop)
+                    .map_err(unavailable)
             })
             .await
     }

@@ -96,11 +96,6 @@ fn fence_config(args: &ServeArgs) -> FenceConfig {
     }
 }
 
-/// Reads the nonce buckets' markers and the fence before the first request. Markers
-/// missing in a deployment that has run before (its fence row exists) mean Redis lost
-/// data while no instance was watching: an episode begins now. A deployment with no
-/// PostgreSQL cannot tell, and keeps its sessions in memory: nothing it accepted
-/// before a restart can be used again.
 /// The nonce store: the embedded one without Redis; with Redis, Redis behind the fence,
 /// which PostgreSQL (`pg`) backs while Redis cannot vouch for a nonce — or, on one
 /// instance (`SINGLE_INSTANCE`, or no PostgreSQL at all), this process's memory, with no
@@ -124,30 +119,101 @@ async fn nonces(
     Either::Right(Fenced::new(primary, shared, board))
 }
 
+/// The Redis primaries' identities as the fence row records them: sorted, joined.
+fn primaries_text(primaries: &std::collections::BTreeSet<String>) -> String {
+    primaries.iter().cloned().collect::<Vec<_>>().join(",")
+}
+
+/// Why this instance must fence at start-up, if it must (docs/operations.md, "The
+/// edges"): Redis cannot be reached, so nothing proves it holds the nonces claimed
+/// before; or, in a deployment that has run before, a bucket marker is missing (Redis
+/// lost data) or a primary is not one the deployment recorded (Redis restarted or was
+/// replaced while no instance watched it: an older snapshot, a replica that missed
+/// writes — its markers may all be there, and the last claims gone).
+async fn startup_trouble(primary: &RedisNonceStore, pg: Option<&PgNonceStore>) -> Option<String> {
+    let missing = match primary.load_markers().await {
+        Ok(n) => n,
+        Err(e) => return Some(format!("redis unreachable at start-up: {e}")),
+    };
+    let pg = pg?;
+    match pg.note_history().await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            warn!(error = %e, "the nonce fence row could not be read at start-up");
+            return None;
+        }
+    }
+    if missing > 0 {
+        return Some(format!(
+            "redis lacks {missing} nonce markers this deployment wrote before"
+        ));
+    }
+    let now = match primary.redis().primaries().await {
+        Ok(now) => now,
+        Err(e) => return Some(format!("redis primaries unknown at start-up: {e}")),
+    };
+    match pg.recorded_primaries().await {
+        Ok(Some(recorded)) => {
+            let recorded: std::collections::BTreeSet<&str> = recorded.split(',').collect();
+            let unknown = now
+                .iter()
+                .filter(|id| !recorded.contains(id.as_str()))
+                .count();
+            (unknown > 0).then(|| {
+                format!(
+                    "{unknown} redis primaries were restarted or replaced since the deployment last saw them"
+                )
+            })
+        }
+        Ok(None) => Some("no record of the redis primaries this deployment used".into()),
+        Err(e) => {
+            warn!(error = %e, "the recorded redis primaries could not be read at start-up");
+            None
+        }
+    }
+}
+
+/// Records the Redis primaries in the fence row whenever they change (checked every
+/// second), so that the next start-up can tell whether Redis was restarted or replaced
+/// meanwhile.
+fn spawn_primaries_record(redis: Redis, pg: PgNonceStore) {
+    tokio::spawn(async move {
+        let mut recorded = String::new();
+        loop {
+            if let Ok(now) = redis.primaries().await
+                && !now.is_empty()
+            {
+                let text = primaries_text(&now);
+                if text != recorded {
+                    match pg.record_primaries(&text).await {
+                        Ok(()) => recorded = text,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "redis primaries not recorded");
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+/// Reads the nonce buckets' markers and the fence before the first request, and
+/// fences at start-up when Redis cannot be shown to hold every nonce claimed before
+/// ([`startup_trouble`]). A deployment with no PostgreSQL cannot tell a restart onto a
+/// stale Redis from a first start, and keeps its sessions in memory: nothing it
+/// accepted before a restart can be used again.
 async fn start_fence<L: fence::Ledger>(
     primary: &RedisNonceStore,
     board: &Arc<Board<L>>,
     pg: Option<&PgNonceStore>,
 ) {
-    let missing = match primary.load_markers().await {
-        Ok(n) => n,
-        Err(e) => {
-            warn!(error = %e, "redis unreachable at start-up: the first claim in each nonce bucket begins a fence episode");
-            0
-        }
-    };
+    if let Some(why) = startup_trouble(primary, pg).await {
+        board.begin_at_start(fence::now_ms(), &why).await;
+    }
     if let Some(pg) = pg {
-        match pg.note_history().await {
-            Ok(true) if missing > 0 => {
-                warn!(
-                    missing,
-                    "redis lacks nonce markers this deployment wrote before"
-                );
-                board.begin("redis lost data before start-up");
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "the nonce fence row could not be read at start-up"),
-        }
+        spawn_primaries_record(primary.redis().clone(), pg.clone());
     }
     if let Err(e) = board.refresh(fence::now_ms()).await {
         warn!(error = %e, "the nonce fence could not be read at start-up; nonces need PostgreSQL until it can");

@@ -15,7 +15,7 @@ use domain::{
 use hyper::header::HeaderValue;
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
-use ports::Ports;
+use ports::{NonceError, Ports};
 use tracing::{error, info};
 
 use super::Incoming;
@@ -199,12 +199,15 @@ pub(crate) fn sealed(
 
 /// The unversioned family's answer to a failed exchange on `route`: 401
 /// `SESSION_EXPIRED` when the client must start a new session, 503 when a store could
-/// not decide, 500 for a backend failure, and one generic 400 `CRYPTO_ERROR` for
+/// not decide (with `Retry-After` when the nonce fence refused: a new request will
+/// pass then), 500 for a backend failure, and one generic 400 `CRYPTO_ERROR` for
 /// everything else (no oracle on which check failed).
 pub(crate) fn failure(route: &'static str, e: &ExchangeError) -> Response<Body> {
     let (status, code) = match e {
         e if e.is_session_state() => (StatusCode::UNAUTHORIZED, "SESSION_EXPIRED"),
-        ExchangeError::Store(_) | ExchangeError::Quota(_) => {
+        ExchangeError::Store(_)
+        | ExchangeError::Quota(_)
+        | ExchangeError::NonceStore(NonceError::Fenced { .. }) => {
             (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
         }
         ExchangeError::Crypto => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
@@ -217,5 +220,18 @@ pub(crate) fn failure(route: &'static str, e: &ExchangeError) -> Response<Body> 
         info!(route, status = status.as_u16(), reason = %e, "rejected");
     }
     metrics::rejection(route, e.reason());
-    code_error(status, code)
+    let mut r = code_error(status, code);
+    if let ExchangeError::NonceStore(NonceError::Fenced { retry_after_ms, .. }) = e {
+        set_retry_after(&mut r, *retry_after_ms);
+    }
+    r
+}
+
+/// `Retry-After` in whole seconds, rounded up (so that a retry then is not refused
+/// again).
+pub(crate) fn set_retry_after(r: &mut Response<Body>, after_ms: u64) {
+    r.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        HeaderValue::from(after_ms.div_ceil(1000).max(1)),
+    );
 }

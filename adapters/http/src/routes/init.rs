@@ -255,6 +255,7 @@ fn failure(family: Family, e: &InitError) -> Response<Body> {
             StatusCode::TOO_MANY_REQUESTS
         }
         (_, InitError::NotDeclaredJson) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        (_, InitError::NonceStore(NonceError::Fenced { .. })) => StatusCode::SERVICE_UNAVAILABLE,
         (Family::V1Paths, InitError::Replay) => StatusCode::CONFLICT,
         (Family::V1Paths, InitError::NonceStore(_)) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
@@ -292,12 +293,12 @@ fn failure(family: Family, e: &InitError) -> Response<Body> {
             },
         ),
     };
-    if let InitError::RateLimited { retry_after_ms, .. } = e {
-        // Whole seconds, rounded up, so a retry at that time is not refused again.
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry_after_ms.div_ceil(1000)),
-        );
+    match e {
+        InitError::RateLimited { retry_after_ms, .. }
+        | InitError::NonceStore(NonceError::Fenced { retry_after_ms, .. }) => {
+            super::exchange::set_retry_after(&mut r, *retry_after_ms);
+        }
+        _ => {}
     }
     r
 }
@@ -316,7 +317,7 @@ fn v1_message(e: &InitError) -> &'static str {
         InitError::Replay => "replayed request",
         InitError::NonceStore(NonceError::Full) => "replay protection at capacity",
         InitError::NonceStore(NonceError::Unavailable(_)) => "replay protection unavailable",
-        InitError::NonceStore(NonceError::Fenced(_)) => {
+        InitError::NonceStore(NonceError::Fenced { .. }) => {
             "replay protection recovering; send a new request"
         }
         InitError::Crypto => "internal error",

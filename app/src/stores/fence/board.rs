@@ -46,6 +46,14 @@ pub trait Ledger: Send + Sync + 'static {
         acked_ms: u64,
         lease_ms: u64,
     ) -> impl Future<Output = Result<Option<BoardRead>, StoreError>> + Send;
+    /// Records that `instance` stopped at `now_ms` (a clean shutdown): it claims no
+    /// more, so the others need not wait out its lease.
+    fn leave(
+        &self,
+        instance: &str,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 fn as_ms(v: i64) -> u64 {
@@ -78,6 +86,9 @@ impl Ledger for postgres_adapter::PgNonceStore {
             others_ms: as_ms(p.others_ms),
         }))
     }
+    async fn leave(&self, instance: &str, now_ms: u64, lease_ms: u64) -> Result<(), StoreError> {
+        self.leave_fence(instance, now_ms, lease_ms).await
+    }
 }
 
 /// A single instance has nothing to share (the type of a board without a ledger).
@@ -93,6 +104,9 @@ impl Ledger for NoLedger {
     }
     async fn read(&self, _: &str, _: u64, _: u64, _: u64) -> Result<Option<BoardRead>, StoreError> {
         Ok(None)
+    }
+    async fn leave(&self, _: &str, _: u64, _: u64) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -129,6 +143,8 @@ pub struct Board<L> {
     last_report_ms: AtomicU64,
     /// Fenced refusals so far (also counted in metrics).
     pub(super) refused: AtomicU64,
+    /// Set by [`Self::leave`]: reads stop renewing the lease.
+    left: std::sync::atomic::AtomicBool,
 }
 
 impl<L> std::fmt::Debug for Board<L> {
@@ -158,6 +174,7 @@ impl<L: Ledger> Board<L> {
             state: Mutex::new(State::default()),
             last_report_ms: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            left: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -216,22 +233,25 @@ impl<L: Ledger> Board<L> {
         s.episode.last_seen_ms = s.episode.last_seen_ms.max(e.last_seen_ms);
     }
 
+    /// Takes in trouble seen at `now_ms` (beginning an episode when none is going on).
+    fn note(&self, now_ms: u64, why: &str) {
+        let mut s = self.state();
+        let e = &mut s.episode;
+        let new = e.started_ms == 0 || now_ms > e.last_seen_ms + self.config.episode_gap_ms();
+        if new {
+            warn!(why, "nonce fence: an episode of redis trouble begins");
+            http_adapter::metrics::nonce_fence_episode();
+            e.started_ms = now_ms;
+        }
+        e.last_seen_ms = e.last_seen_ms.max(now_ms);
+        if new {
+            s.switched_ms = now_ms;
+        }
+    }
+
     /// Trouble seen now: this instance fences at once, and tells the others.
     pub(super) fn trouble(self: &Arc<Self>, now_ms: u64, why: &str) {
-        {
-            let mut s = self.state();
-            let e = &mut s.episode;
-            let new = e.started_ms == 0 || now_ms > e.last_seen_ms + self.config.episode_gap_ms();
-            if new {
-                warn!(why, "nonce fence: an episode of redis trouble begins");
-                http_adapter::metrics::nonce_fence_episode();
-                e.started_ms = now_ms;
-            }
-            e.last_seen_ms = e.last_seen_ms.max(now_ms);
-            if new {
-                s.switched_ms = now_ms;
-            }
-        }
+        self.note(now_ms, why);
         if self.ledger.is_none() {
             return;
         }
@@ -267,6 +287,9 @@ impl<L: Ledger> Board<L> {
         let Some(ledger) = &self.ledger else {
             return Ok(());
         };
+        if self.left.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let acked = self.state().episode.started_ms;
         let read = ledger
             .read(&self.instance, now_ms, acked, self.config.lease_ms)
@@ -298,9 +321,35 @@ impl<L: Ledger> Board<L> {
         });
     }
 
-    /// Starts an episode now (Redis lost data before this process saw it).
-    pub fn begin(self: &Arc<Self>, why: &str) {
-        self.trouble(now_ms(), why);
+    /// Starts an episode at `now_ms`, at start-up (Redis unreachable, or it may have
+    /// lost data while no instance watched), and publishes it before the first request:
+    /// a board read that knows the episode then sets the fence, which ends a margin
+    /// after start-up unless another instance claimed in Redis alone later.
+    pub async fn begin_at_start(&self, now_ms: u64, why: &str) {
+        self.note(now_ms, why);
+        let Some(ledger) = &self.ledger else { return };
+        match ledger.report(now_ms, self.config.episode_gap_ms()).await {
+            Ok(e) => {
+                self.merge(e, now_ms);
+                self.last_report_ms.store(now_ms, Ordering::Relaxed);
+            }
+            Err(e) => warn!(error = %e, "nonce fence: the episode could not be published"),
+        }
+    }
+
+    /// A clean shutdown, once no request is in flight: records on the board that this
+    /// instance claims no more from `now_ms`, so that a deployment restarted right
+    /// after fences a margin after its start, not a lease after this instance's last
+    /// read. Without it (a crash) the others wait out the lease.
+    pub async fn leave(&self, now_ms: u64) {
+        self.left.store(true, Ordering::SeqCst);
+        let Some(ledger) = &self.ledger else { return };
+        if let Err(e) = ledger
+            .leave(&self.instance, now_ms, self.config.lease_ms)
+            .await
+        {
+            warn!(error = %e, "nonce fence: the shutdown could not be recorded (the others wait out this instance's lease)");
+        }
     }
 
     /// Fenced refusals so far.

@@ -131,10 +131,14 @@ impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
         if claim.stamped_ms < view.refuse_before_ms {
             self.board.refused.fetch_add(1, Ordering::Relaxed);
             http_adapter::metrics::nonce_fence_refused();
-            return Err(NonceError::Fenced(format!(
-                "stamped {} ms before the fence",
-                view.refuse_before_ms - claim.stamped_ms
-            )));
+            return Err(NonceError::Fenced {
+                reason: format!(
+                    "stamped {} ms before the fence",
+                    view.refuse_before_ms - claim.stamped_ms
+                ),
+                // A request stamped at the fence passes: that long from now.
+                retry_after_ms: view.refuse_before_ms.saturating_sub(claim.now_ms).max(1),
+            });
         }
         Ok(())
     }

@@ -120,6 +120,13 @@ impl Ledger for SharedLedger {
         }
         Ok(fence.map(|episode| BoardRead { episode, others_ms }))
     }
+    async fn leave(&self, instance: &str, now_ms: u64, lease_ms: u64) -> Result<(), StoreError> {
+        self.check()?;
+        if let Some(me) = self.instances.lock().unwrap().get_mut(instance) {
+            me.0 = me.0.min(now_ms.saturating_sub(lease_ms));
+        }
+        Ok(())
+    }
 }
 
 fn claim(key: &str, now_ms: u64, stamped_ms: u64) -> Claim<'_> {
@@ -166,7 +173,10 @@ async fn a_loss_of_the_primary_fences_what_it_held() {
     primary.lose_everything();
     // Before the fence: the primary no longer knows "a", so it is refused.
     let replay = store.claim(claim("a", t + 10, t)).await;
-    assert!(matches!(replay, Err(NonceError::Fenced(_))), "{replay:?}");
+    assert!(
+        matches!(replay, Err(NonceError::Fenced { .. })),
+        "{replay:?}"
+    );
     // A request stamped after the fence is accepted, once.
     let late = t + 10 + CONFIG.margin_ms;
     single_use(&store, "b", late).await;
@@ -201,7 +211,7 @@ async fn nonces_claimed_during_an_outage_stay_claimed_after_it() {
     primary.down.store(true, Ordering::SeqCst);
     // The outage begins: requests stamped before the fence are refused.
     let early = store.claim(claim("x", t, t)).await;
-    assert!(matches!(early, Err(NonceError::Fenced(_))), "{early:?}");
+    assert!(matches!(early, Err(NonceError::Fenced { .. })), "{early:?}");
     let s = t + CONFIG.margin_ms;
     assert_eq!(store.claim(claim("y", s, s)).await, Ok(NonceClaim::Fresh));
     primary.down.store(false, Ordering::SeqCst);
@@ -241,14 +251,14 @@ async fn an_instance_that_lost_redis_fences_the_others_through_the_ledger() {
     assert_eq!(b.claim(claim("r", t, t)).await, Ok(NonceClaim::Fresh));
     // A: Redis unreachable. The replay of "r" is stamped before the fence.
     let at_a = a.claim(claim("r", t + 5, t)).await;
-    assert!(matches!(at_a, Err(NonceError::Fenced(_))), "{at_a:?}");
+    assert!(matches!(at_a, Err(NonceError::Fenced { .. })), "{at_a:?}");
     tokio::time::sleep(Duration::from_millis(50)).await; // the report lands
     // Until A reads that B took the episode in, B may be claiming in Redis alone
     // for a whole lease after its last read: A refuses what B may have accepted.
     a.board.refresh(t + 10).await.unwrap();
     let s = t + 100 + CONFIG.margin_ms;
     let early = a.claim(claim("s", s, s)).await;
-    assert!(matches!(early, Err(NonceError::Fenced(_))), "{early:?}");
+    assert!(matches!(early, Err(NonceError::Fenced { .. })), "{early:?}");
     // B reads the board (and so takes the episode in); A reads that B did.
     b.board.refresh(t + 20).await.unwrap();
     b.board.refresh(t + 30).await.unwrap();
@@ -307,4 +317,46 @@ async fn without_a_fresh_board_an_instance_fails_closed_on_the_shared_store() {
     // (here: one that holds nothing) decides.
     let late = t + CONFIG.lease_ms + 1;
     assert_eq!(b.claim(claim("b", late, late)).await, Err(NonceError::Full));
+}
+
+/// A deployment restarted onto a Redis that may have lost data fences a margin after
+/// the new instance's start when the old instance left cleanly, and a lease after the
+/// old one's last read when it crashed (it may have claimed in Redis alone until then).
+#[tokio::test]
+async fn a_start_up_episode_ends_a_margin_after_start_unless_an_instance_crashed_just_before() {
+    for clean in [true, false] {
+        let ledger = SharedLedger::default();
+        let old = on_board(MemoryNonceStore::new(1000), &ledger);
+        let t = now_ms();
+        old.board.refresh(t).await.unwrap();
+        if clean {
+            old.board.leave(t + 10).await;
+            // Reads after leaving no longer renew the lease.
+            old.board.refresh(t + 20).await.unwrap();
+        }
+        drop(old);
+        let new = on_board(MemoryNonceStore::new(1000), &ledger);
+        let start = t + 100;
+        new.board.begin_at_start(start, "test").await;
+        new.board.refresh(start).await.unwrap();
+        // What the old instance may have accepted just before: refused.
+        let replay = new.claim(claim("r", start + 1, t + 5)).await;
+        assert!(
+            matches!(replay, Err(NonceError::Fenced { .. })),
+            "{replay:?}"
+        );
+        let after_margin = start + CONFIG.margin_ms;
+        let fresh = new.claim(claim("n", after_margin, after_margin)).await;
+        if clean {
+            assert_eq!(fresh, Ok(NonceClaim::Fresh), "a margin after start-up");
+        } else {
+            assert!(
+                matches!(fresh, Err(NonceError::Fenced { retry_after_ms, .. })
+                if retry_after_ms == t + CONFIG.lease_ms - start),
+                "{fresh:?}"
+            );
+            let later = t + CONFIG.lease_ms + CONFIG.margin_ms;
+            single_use(&new, "m", later).await;
+        }
+    }
 }

@@ -75,7 +75,7 @@ impl ExchangeError {
             Self::Replay => "replay",
             Self::NonceStore(NonceError::Full) => "nonce_store_full",
             Self::NonceStore(NonceError::Unavailable(_)) => "nonce_store_unavailable",
-            Self::NonceStore(NonceError::Fenced(_)) => "nonce_store_fenced",
+            Self::NonceStore(NonceError::Fenced { .. }) => "nonce_store_fenced",
             Self::Payload(_) => "bad_payload",
             Self::Crypto => "crypto_failure",
             Self::Store(_) => "store_unavailable",

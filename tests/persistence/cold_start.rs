@@ -1,0 +1,83 @@
+//! The nonce fence at start-up (docs/operations.md, "The edges"): a deployment
+//! restarted onto a Redis that went back to an older snapshot while no instance watched
+//! refuses every replay; one started while Redis is unreachable serves requests stamped
+//! a margin after start-up, without waiting for an earlier request (when the instances
+//! before it stopped cleanly; after a crash, a lease after their last read).
+
+use crate::support::services::{PgServer, RedisServer};
+use std::time::Duration;
+
+use crate::helpers::*;
+use crate::support::*;
+
+/// The fence's default timing (the `stateful` servers shorten it).
+const DEFAULT_FENCE: [(&str, &str); 2] = [
+    ("REPLAY_FENCE_MARGIN_MS", "2000"),
+    ("REPLAY_FENCE_LEASE_MS", "10000"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cold_start_onto_an_older_redis_snapshot_refuses_every_replay() {
+    let (pg, mut redis) = (PgServer::start(), RedisServer::start());
+    let a = stateful(&pg, &redis, &[]);
+    let (session, _) = a.client("C").await.init(INIT, None).await.unwrap();
+    // The deployment records the Redis primary it runs on (checked every second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&a, &session, &before).await, 200);
+    assert_eq!(redis.cli(&["SAVE"]).trim(), "OK");
+    // Accepted after the snapshot: only the Redis process's memory holds its nonce.
+    let after = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&a, &session, &after).await, 200);
+    assert_eq!(send_sealed(&a, &session, &after).await, 400, "a replay");
+
+    // The whole deployment stops; Redis restarts from its older snapshot. The bucket
+    // markers are all there (the snapshot has them): only its identity tells.
+    drop(a);
+    redis.kill();
+    redis.start_server();
+    let nonce = after.idempotency_key.split_once('.').unwrap().1;
+    assert!(
+        redis.keys(&format!("nonce:*:C:{nonce}")).is_empty(),
+        "the snapshot lacks the last claim"
+    );
+    assert_eq!(redis.keys("fence:*").len(), 256, "every marker is there");
+
+    let b = stateful(&pg, &redis, &[]);
+    for (sealed, what) in [(&before, "in the snapshot"), (&after, "lost with Redis")] {
+        let status = send_sealed(&b, &session, sealed).await;
+        assert!(
+            status == 400 || status == 503,
+            "the replay of a request {what} got {status}"
+        );
+    }
+    // New requests are served once the margin after start-up has passed.
+    tokio::time::sleep(FENCE_PASSED).await;
+    let fresh = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&b, &session, &fresh).await, 200);
+    // The replays stay refused: stamped inside the fence (503) while in the window.
+    assert_eq!(send_sealed(&b, &session, &after).await, 503);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn started_while_redis_is_unreachable_a_request_stamped_after_start_up_is_served() {
+    let (pg, mut redis) = (PgServer::start(), RedisServer::start());
+    // A deployment that has run before, stopped cleanly (SIGTERM: it records that it
+    // claims no more, so nobody waits out its lease).
+    let before = stateful(&pg, &redis, &DEFAULT_FENCE);
+    tokio::time::sleep(Duration::from_millis(300)).await; // a read of the board
+    assert!(before.terminate().success());
+    redis.kill();
+    let server = stateful(&pg, &redis, &DEFAULT_FENCE);
+    // Three seconds after start-up (more than the 2 s margin), with no request before:
+    // an init and a purchase are served, their nonces in PostgreSQL.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut client = server.client("C").await;
+    let (session, _) = client
+        .init(INIT, None)
+        .await
+        .expect("an init stamped after start-up + margin");
+    let sealed = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&server, &session, &sealed).await, 200);
+    assert_eq!(send_sealed(&server, &session, &sealed).await, 400, "replay");
+}
