@@ -134,3 +134,16 @@ pub(crate) async fn well_known(server: &Server) -> (serde_json::Value, String) {
     let cache = resp.header("cache-control").unwrap_or_default().to_owned();
     (json(&resp), cache)
 }
+
+/// One purchase through the library's session.
+pub(crate) async fn buy(
+    session: &mut session_crypto_client::Session,
+) -> Result<session_crypto_client::Response, session_crypto_client::Error> {
+    session
+        .send(
+            "POST",
+            "/transaction/purchase",
+            br#"{"schemeCode":"AEF","amount":1}"#,
+        )
+        .await
+}

@@ -7,7 +7,7 @@
 use session_crypto_client::Session;
 
 use crate::helpers::{
-    SigningKey, is_signature_refusal, pinned_connect_error, signing_key, well_known,
+    SigningKey, buy, is_signature_refusal, pinned_connect_error, signing_key, well_known,
 };
 use crate::support::*;
 
@@ -108,14 +108,7 @@ async fn a_client_pinning_the_current_and_next_keys_follows_the_switch() {
             .connect()
             .await
             .unwrap();
-        session
-            .send(
-                "POST",
-                "/transaction/purchase",
-                br#"{"schemeCode":"AEF","amount":1}"#,
-            )
-            .await
-            .unwrap();
+        buy(&mut session).await.unwrap();
     }
     // A client that pinned only the old key is refused after the switch: why the next
     // key is published first.

@@ -12,6 +12,7 @@ mod config;
 mod connections;
 mod cors;
 mod docs;
+mod exactly_once;
 mod exchange;
 mod gateway;
 mod gateway_budget;

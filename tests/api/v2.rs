@@ -3,17 +3,14 @@
 //! well-known document; a tampered init response and a wrong pinned key, caught by the
 //! library; re-init on expiry. What v2 binds on the wire is in `v2_bindings.rs`.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response};
 use ports::Protocol;
 use session_crypto_client::{Error, InitRoute, Session};
 
 use crate::helpers::{is_signature_refusal, pinned_connect_error, signing_key, well_known};
+use crate::support::mitm::{forward, mitm};
 use crate::support::*;
 
 const BUY: &[u8] = br#"{"schemeCode":"AEF","amount":5000}"#;
@@ -176,69 +173,18 @@ async fn tampering_proxy(
     upstream: String,
     tamper: fn(&mut serde_json::Value),
 ) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let upstream = Arc::new(upstream);
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let upstream = Arc::clone(&upstream);
-            tokio::spawn(async move {
-                let conn = session_crypto_client::Connection::open(
-                    &session_crypto_client::Endpoint::parse(&upstream).unwrap(),
-                )
-                .await
-                .unwrap();
-                let conn = Arc::new(tokio::sync::Mutex::new(conn));
-                let service =
-                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let conn = Arc::clone(&conn);
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body.collect().await.unwrap().to_bytes();
-                            let headers: Vec<(String, String)> = parts
-                                .headers
-                                .iter()
-                                .filter(|(n, _)| *n != "host" && *n != "content-length")
-                                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
-                                .collect();
-                            let refs: Vec<(&str, &str)> = headers
-                                .iter()
-                                .map(|(n, v)| (n.as_str(), v.as_str()))
-                                .collect();
-                            let path = parts.uri.path_and_query().unwrap().as_str().to_owned();
-                            let resp = conn
-                                .lock()
-                                .await
-                                .send(parts.method.clone(), &path, &refs, body)
-                                .await
-                                .unwrap();
-                            let mut out_body = resp.body.to_vec();
-                            if path.ends_with("/session/init") && resp.status == 200 {
-                                let mut v: serde_json::Value =
-                                    serde_json::from_slice(&out_body).unwrap();
-                                tamper(&mut v);
-                                out_body = serde_json::to_vec(&v).unwrap();
-                            }
-                            let mut answer = Response::new(Full::new(Bytes::from(out_body)));
-                            *answer.status_mut() = resp.status;
-                            for (n, v) in &resp.headers {
-                                if n != "content-length" {
-                                    answer.headers_mut().insert(n, v.clone());
-                                }
-                            }
-                            Ok::<_, Infallible>(answer)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (format!("http://{addr}"), task)
+    mitm(
+        &upstream,
+        Arc::new(move |parts, _body, mut answer| {
+            if parts.uri.path().ends_with("/session/init") && answer.status == 200 {
+                let mut v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+                tamper(&mut v);
+                answer.body = Bytes::from(serde_json::to_vec(&v).unwrap());
+            }
+            forward(answer)
+        }),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -311,10 +257,20 @@ async fn the_library_sets_up_a_new_session_once_when_the_server_says_expired() {
         let (client, current) = session.parts();
         client.revoke(current).await.unwrap();
     }
+    // The POST is not sent again (the 401 is not authenticated: it may have run), but
+    // a new session is ready for the next call.
+    let err = session
+        .send("POST", "/transaction/purchase", BUY)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::OutcomeUnknown { status: 401, code, .. } if code == "SESSION_EXPIRED"),
+        "{err}"
+    );
+    assert_ne!(session.kid(), first_kid, "a new session");
     let answer = session
         .send("POST", "/transaction/purchase", BUY)
         .await
         .unwrap();
     assert_eq!(answer.json().unwrap()["status"], "SUCCESS");
-    assert_ne!(session.kid(), first_kid, "a new session");
 }

@@ -5,6 +5,7 @@
 // it: what one binary leaves unused is not dead, and `pub` is for those binaries.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod mitm;
 mod pki;
 pub mod redis_server;
 pub mod services;

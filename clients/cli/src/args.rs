@@ -21,6 +21,11 @@ pub struct ClientArgs {
     /// Protocol version to speak (docs/PROTOCOL.md).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub protocol: u8,
+    /// Protocol 1 against a server that does not mark its answers' nonces with `rsp_`
+    /// (the reference server): accept them. Without it such answers are refused, since
+    /// in v1 a request sent back could pass for its answer.
+    #[arg(long)]
+    pub unmarked_v1_answers: bool,
     /// v2: the server's signing public keys to pin — a file of PEM blocks (from
     /// `keygen --signing`) or lines of base64 (`publicKey` of GET
     /// /.well-known/session-crypto); during a rotation, the current and the next key.
@@ -58,6 +63,11 @@ pub struct BenchArgs {
     /// Protocol version of the flows.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub protocol: u8,
+    /// Protocol 1 against a server that does not mark its answers' nonces with `rsp_`
+    /// (the reference server): accept them. Without it such answers are refused, since
+    /// in v1 a request sent back could pass for its answer.
+    #[arg(long)]
+    pub unmarked_v1_answers: bool,
     /// PID of a server on this machine: report its CPU time per flow (from /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -98,6 +98,7 @@ pub async fn run(args: ClientArgs, crypto: CryptoProvider) -> Result<(), crate::
     let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
         .await?
         .with_protocol(protocol)
+        .with_unmarked_v1_answers(args.unmarked_v1_answers)
         .with_pinned_keys(pinned);
     let route = if args.v1 {
         InitRoute::V1

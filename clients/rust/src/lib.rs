@@ -36,7 +36,7 @@ pub use connection::{Connection, Endpoint, HttpResponse};
 pub use hyper::{Method, StatusCode};
 pub use ports::{P256PublicKey, Protocol};
 pub use protocol::{Fetched, InitRoute, Outgoing, ProtocolClient, REVOKE_PLAINTEXT, StepTimings};
-pub use session::{Builder, Error, Response, Session};
+pub use session::{Builder, Error, Response, Retry, Session};
 
 /// A server public key to pin, from `session-crypto keygen --signing`'s PEM or the
 /// `publicKey` (base64) of `GET /.well-known/session-crypto`; `None` if the text holds

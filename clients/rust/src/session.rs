@@ -46,6 +46,45 @@ pub enum Error {
     /// The server's answer broke the protocol in some other way.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The request may or may not have run. The server refused it with this status,
+    /// code and body — `SESSION_EXPIRED`, after which the library set up a new
+    /// session — but such a refusal is not authenticated (anyone on the path can
+    /// forge it after forwarding the request), and the method is not one the library
+    /// sends twice by itself (see [`Retry`]). Send it again only if running it twice
+    /// is harmless.
+    #[error("outcome unknown: the server answered {status} {code}, which is not authenticated")]
+    OutcomeUnknown {
+        /// HTTP status.
+        status: u16,
+        /// The `error` field of the body.
+        code: String,
+        /// The body, as text.
+        body: String,
+    },
+}
+
+/// Which requests the library sends a second time by itself, after setting up a new
+/// session because the server answered `SESSION_EXPIRED`. That answer is not
+/// authenticated: an attacker on the path can forward a request, drop its answer and
+/// forge it, so only a request that may safely run twice is sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retry {
+    /// `GET`, `HEAD`, `PUT`, `DELETE` and `OPTIONS` (idempotent by HTTP's definition)
+    /// are sent again; any other method gets [`Error::OutcomeUnknown`]. The default.
+    #[default]
+    Idempotent,
+    /// Nothing is sent again: every such refusal is [`Error::OutcomeUnknown`].
+    Never,
+}
+
+impl Retry {
+    /// Whether a request with `method` may be sent again.
+    pub fn allows(self, method: &str) -> bool {
+        self == Self::Idempotent
+            && ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
+    }
 }
 
 impl Error {
@@ -131,9 +170,18 @@ pub struct Builder {
     tls: Option<Arc<rustls::ClientConfig>>,
     route: InitRoute,
     ttl_sec: Option<u64>,
+    retry: Retry,
 }
 
 impl Builder {
+    /// Which requests are sent again after a `SESSION_EXPIRED` refusal (default
+    /// [`Retry::Idempotent`]).
+    #[must_use]
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
     /// The protocol version (default 2; 1 for servers that predate it).
     #[must_use]
     pub fn protocol(mut self, protocol: Protocol) -> Self {
@@ -216,6 +264,7 @@ impl Builder {
             session,
             route: self.route,
             ttl_sec: self.ttl_sec,
+            retry: self.retry,
         })
     }
 }
@@ -239,6 +288,7 @@ pub struct Session {
     session: ClientSession,
     route: InitRoute,
     ttl_sec: Option<u64>,
+    retry: Retry,
 }
 
 impl Session {
@@ -261,6 +311,7 @@ impl Session {
             tls: None,
             route: InitRoute::Unversioned,
             ttl_sec: None,
+            retry: Retry::default(),
         }
     }
 
@@ -288,9 +339,11 @@ impl Session {
     /// `body` sealed, `content_type` sent as `X-Inner-Content-Type` (bound by v2; a
     /// gateway defaults to `application/json` without it). The answer's status is the
     /// upstream's — a sealed 404 is a [`Response`], the gateway's own errors (502, 504)
-    /// are [`Error::Refused`]. When the server answers 401 `SESSION_EXPIRED` — the
-    /// session ended, so the request was not processed — a new session is set up and
-    /// the request sent once more, freshly sealed; a second `SESSION_EXPIRED` is
+    /// are [`Error::Refused`]. When the server answers 401 `SESSION_EXPIRED`, a new
+    /// session is set up; the request is sent once more, freshly sealed, only if the
+    /// [`Retry`] policy allows its method (by default the idempotent ones) — otherwise
+    /// the answer is [`Error::OutcomeUnknown`], since that refusal is not
+    /// authenticated and the request may have run. A second `SESSION_EXPIRED` is
     /// returned as [`Error::Refused`].
     ///
     /// # Errors
@@ -311,7 +364,15 @@ impl Session {
         match self.fetch_once(request).await {
             Err(e) if e.is_session_expired() => {
                 self.reinit().await?;
-                self.fetch_once(request).await
+                if self.retry.allows(method) {
+                    return self.fetch_once(request).await;
+                }
+                match e {
+                    Error::Refused { status, code, body } => {
+                        Err(Error::OutcomeUnknown { status, code, body })
+                    }
+                    other => Err(other),
+                }
             }
             other => other,
         }

@@ -63,3 +63,18 @@ export class ProtocolError extends SessionCryptoError {
     super(message);
   }
 }
+
+/**
+ * The request may or may not have run. The server refused it (`refusal`: its status,
+ * code and body) — `SESSION_EXPIRED`, after which the library set up a new session —
+ * but that refusal is not authenticated: anyone on the path can forward the request,
+ * drop the answer and forge it. The method is not one the library sends twice by
+ * itself (see `retry` in `ConnectOptions`). Send it again only if running it twice is
+ * harmless.
+ */
+export class OutcomeUnknownError extends SessionCryptoError {
+  override name = 'OutcomeUnknownError';
+  constructor(readonly refusal: ServerRefusedError) {
+    super(`outcome unknown: the server answered ${refusal.status} ${refusal.code || '(no code)'}, which is not authenticated`);
+  }
+}

@@ -2,7 +2,7 @@
 // with WebCrypto only (browsers and Node ≥ 20). See README.md and docs/PROTOCOL.md.
 
 import { concat, fromBase64, toBase64, utf8, uuid } from './encoding.js';
-import { ClockSkewError, NetworkError, ProtocolError, ServerRefusedError } from './errors.js';
+import { ClockSkewError, NetworkError, OutcomeUnknownError, ProtocolError, ServerRefusedError } from './errors.js';
 import {
   type InitAnswer,
   type RequestLine,
@@ -17,7 +17,7 @@ import {
   v2Session,
 } from './protocol.js';
 
-export { ClockSkewError, NetworkError, ProtocolError, ServerRefusedError, SessionCryptoError } from './errors.js';
+export { ClockSkewError, NetworkError, OutcomeUnknownError, ProtocolError, ServerRefusedError, SessionCryptoError } from './errors.js';
 
 /** Options of {@link SessionCrypto.connect}. */
 export interface ConnectOptions {
@@ -42,6 +42,21 @@ export interface ConnectOptions {
   initPath?: '/session/init' | '/v1/session/init';
   /** The timestamp window answers must be stamped within (default 300,000 ms, the server's). */
   windowMs?: number;
+  /**
+   * Which requests the library sends a second time by itself — after a new session,
+   * when the server answered `SESSION_EXPIRED`, or with a corrected clock, when it
+   * refused one while the clocks disagree. Those refusals are not authenticated (an
+   * attacker can forward a request, drop its answer and forge them), so only requests
+   * that may safely run twice are sent again: `'idempotent'` (default: `GET`, `HEAD`,
+   * `PUT`, `DELETE`, `OPTIONS`) or `'never'`. Others get {@link OutcomeUnknownError}.
+   */
+  retry?: 'idempotent' | 'never';
+  /**
+   * Protocol 1 against a server that does not mark its answers' nonces with `rsp_` (the
+   * reference server): accept them. Without it such answers are refused, since in v1 a
+   * request sent back could pass for its answer.
+   */
+  v1UnmarkedAnswers?: boolean;
 }
 
 /** What {@link SessionCrypto.fetch} sends besides the path. */
@@ -90,6 +105,9 @@ export class SealedResponse {
 /** Clock differences above this, seen on a refused request, trigger the one retry. */
 const SKEW_RETRY_MS = 30_000;
 
+/** The methods HTTP defines as idempotent: running one twice has the effect of once. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
+
 /** The server's clock minus ours, from an answer's `Date` header (1 s resolution). */
 function skewOf(res: Response, sentAt: number): number | undefined {
   const date = res.headers.get('date');
@@ -126,7 +144,12 @@ function plaintextOf(body: SealedRequestInit['body']): Uint8Array {
  * script in the page can use the session while the page runs, but can never export it.
  */
 export class SessionCrypto {
+  /** Clock correction learned from `Date` headers (not authenticated): init and repeatable requests only. */
   private offsetMs = 0;
+  /** The re-init under way, shared by every call that found the session gone. */
+  private renewing: Promise<SessionKeys> | undefined;
+  /** Set by {@link SessionCrypto.revoke}: the next call sets up a new session first. */
+  private revoked = false;
 
   private constructor(
     private keys: SessionKeys,
@@ -164,17 +187,26 @@ export class SessionCrypto {
   get cryptoKeys(): readonly CryptoKey[] {
     return [this.keys.requestKey, this.keys.responseKey];
   }
-  /** The clock correction in use (server − client, ms), learned from a refused request. */
+  /**
+   * The clock correction (server − client, ms) learned from a refused request's `Date`
+   * header. Not authenticated, so it stamps only what may safely be sent twice: inits
+   * and the requests `retry` allows; other requests go out with this machine's clock.
+   */
   get clockOffsetMs(): number {
     return this.offsetMs;
   }
 
-  private now(): number {
-    return Date.now() + this.offsetMs;
+  private now(corrected = true): number {
+    return Date.now() + (corrected ? this.offsetMs : 0);
   }
 
-  private idempotencyKey(): [string, string, string] {
-    const ts = String(Math.round(this.now()));
+  /** Whether a request with `method` may run twice, so the library may send it again. */
+  private repeatable(method: string): boolean {
+    return (this.options.retry ?? 'idempotent') === 'idempotent' && IDEMPOTENT.has(method);
+  }
+
+  private idempotencyKey(corrected = true): [string, string, string] {
+    const ts = String(Math.round(this.now(corrected)));
     const nonce = uuid();
     return [`${ts}.${nonce}`, ts, nonce];
   }
@@ -187,8 +219,11 @@ export class SessionCrypto {
     }
   }
 
-  /** Runs `attempt` and retries it once when it was refused while the clocks disagree. */
-  private async withClockRetry<T>(attempt: () => Promise<T | Refusal>): Promise<T> {
+  /**
+   * Runs `attempt` and, when it may be repeated, retries it once when it was refused
+   * while the clocks disagree (by the answer's `Date`, which is not authenticated).
+   */
+  private async withClockRetry<T>(attempt: () => Promise<T | Refusal>, repeatable: boolean): Promise<T> {
     for (let retried = false; ; retried = true) {
       const out = await attempt();
       if (!(out instanceof Refusal)) return out;
@@ -196,7 +231,7 @@ export class SessionCrypto {
       const error = await refusal(res);
       const skew = skewOf(res, sentAt);
       const clockSuspect = res.status === 400 && error.code === 'CRYPTO_ERROR' && skew !== undefined && Math.abs(skew) > SKEW_RETRY_MS;
-      if (clockSuspect && !retried) {
+      if (clockSuspect && !retried && repeatable) {
         this.offsetMs += skew;
         continue;
       }
@@ -242,6 +277,8 @@ export class SessionCrypto {
         }
         return v1Session(keyPair, answer, clientId);
       },
+      // An init may run twice: it only sets up a session.
+      true,
     );
   }
 
@@ -252,20 +289,41 @@ export class SessionCrypto {
    * status is returned (a gateway passes its upstream's 404 on sealed); the server's own
    * refusals (400, 401, 502, 504, …) throw {@link ServerRefusedError}. A `GET` carries
    * its envelope in `X-Envelope` (a `fetch` cannot send a `GET` body). On 401
-   * `SESSION_EXPIRED` a new session is set up and the request sent once more, freshly
-   * sealed (the server did not process it).
+   * `SESSION_EXPIRED` a new session is set up (one for all the calls that found the
+   * session gone) and, if `retry` allows the method, the request is sent once more,
+   * freshly sealed; otherwise {@link OutcomeUnknownError}: that refusal is not
+   * authenticated, so the request may have run. Each answer is opened with the keys
+   * its request was sealed with, whatever happened to the session meanwhile.
    */
   async fetch(path: string, init: SealedRequestInit = {}): Promise<SealedResponse> {
+    const method = (init.method ?? 'POST').toUpperCase();
+    const keys = this.revoked ? await this.renew(this.keys) : this.keys;
     try {
-      return await this.fetchOnce(path, init);
+      return await this.fetchOnce(path, init, keys);
     } catch (e) {
       if (!(e instanceof ServerRefusedError && e.status === 401 && e.code === 'SESSION_EXPIRED')) throw e;
-      this.keys = await this.init();
-      return this.fetchOnce(path, init);
+      const fresh = await this.renew(keys);
+      if (!this.repeatable(method)) throw new OutcomeUnknownError(e);
+      return this.fetchOnce(path, init, fresh);
     }
   }
 
-  private async fetchOnce(path: string, init: SealedRequestInit): Promise<SealedResponse> {
+  /** A new session in place of `failed`, unless another call already replaced it. */
+  private renew(failed: SessionKeys): Promise<SessionKeys> {
+    if (this.keys !== failed) return Promise.resolve(this.keys);
+    this.renewing ??= this.init()
+      .then((keys) => {
+        this.keys = keys;
+        this.revoked = false;
+        return keys;
+      })
+      .finally(() => {
+        this.renewing = undefined;
+      });
+    return this.renewing;
+  }
+
+  private async fetchOnce(path: string, init: SealedRequestInit, s: SessionKeys): Promise<SealedResponse> {
     // The target as it goes on the wire: URL parsing percent-encodes and removes dot
     // segments, and the server binds what it receives.
     // (A relative baseUrl, e.g. '' on the page's own origin, resolves against the page.)
@@ -273,10 +331,10 @@ export class SessionCrypto {
     const target = `${url.pathname}${url.search}`;
     const line: RequestLine = { method: (init.method ?? 'POST').toUpperCase(), target, contentType: init.contentType ?? '' };
     const plaintext = plaintextOf(init.body);
+    const repeatable = this.repeatable(line.method);
     return this.withClockRetry(
       async () => {
-        const s = this.keys;
-        const [key, ts, nonce] = this.idempotencyKey();
+        const [key, ts, nonce] = this.idempotencyKey(repeatable);
         const envelope = await seal(s.requestKey, requestAad(s, line, ts, nonce), plaintext);
         const headers: Record<string, string> = { ...init.headers };
         for (const name of Object.keys(headers)) {
@@ -295,19 +353,24 @@ export class SessionCrypto {
         const res = await this.send(url.href, { method: line.method, headers, body: isGet ? null : envelope });
         // Sealed answers carry the server's X-Idempotency-Key; its own errors do not.
         if (!res.headers.has('x-idempotency-key')) return new Refusal(res, sentAt);
-        return this.openAnswer(res, line, nonce);
+        return this.openAnswer(res, line, nonce, s, repeatable);
       },
+      repeatable,
     );
   }
 
-  private async openAnswer(res: Response, line: RequestLine, requestNonce: string): Promise<SealedResponse> {
-    const s = this.keys;
+  private async openAnswer(res: Response, line: RequestLine, requestNonce: string, s: SessionKeys, corrected: boolean): Promise<SealedResponse> {
     if (res.headers.get('x-kid') !== s.kid) throw new ProtocolError('response', 'the answer names another session');
     const key = res.headers.get('x-idempotency-key') ?? '';
     const match = /^(\d{1,16})\.([A-Za-z0-9_-]{16,128})$/.exec(key);
     if (!match) throw new ProtocolError('response', 'the answer has no valid X-Idempotency-Key');
     const [, ts, nonce] = match as unknown as [string, string, string];
-    if (Math.abs(Number(ts) - this.now()) > (this.options.windowMs ?? 300_000)) {
+    // v1 seals both directions under one key: only the server's rsp_ mark (and a nonce
+    // that is not the request's) tells an answer from the request sent back.
+    if (s.protocol === 1 && (nonce === requestNonce || (!this.options.v1UnmarkedAnswers && !nonce.startsWith('rsp_')))) {
+      throw new ProtocolError('response', 'a v1 answer without the rsp_ mark of a server answer (a reflected request?)');
+    }
+    if (Math.abs(Number(ts) - this.now(corrected)) > (this.options.windowMs ?? 300_000)) {
       throw new ProtocolError('response', 'the answer is stamped outside the window');
     }
     const contentType = res.headers.get('x-inner-content-type') ?? '';
@@ -325,10 +388,15 @@ export class SessionCrypto {
     return new SealedResponse(status, headers, plaintext);
   }
 
-  /** Ends the session on the server (`POST /session/revoke`, 204). */
+  /**
+   * Ends the session on the server (`POST /session/revoke`, 204). A later
+   * {@link SessionCrypto.fetch} sets up a new session first.
+   */
   async revoke(): Promise<void> {
     const s = this.keys;
+    this.revoked = true;
     const line: RequestLine = { method: 'POST', target: '/session/revoke', contentType: '' };
+    // Revoking twice has the effect of once: the corrected clock may stamp it.
     const [key, ts, nonce] = this.idempotencyKey();
     const envelope = await seal(s.requestKey, requestAad(s, line, ts, nonce), utf8('{"action":"revoke"}'));
     const res = await this.send(`${this.options.baseUrl}/session/revoke`, {

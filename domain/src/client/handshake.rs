@@ -82,6 +82,7 @@ impl Handshake {
             kid: format!("{KID_PREFIX}{}", id.as_str()),
             client_id: client_id.to_owned(),
             keys: SessionKeys::V1(key),
+            unmarked_v1_answers: false,
         })
     }
 
@@ -141,6 +142,7 @@ impl Handshake {
             kid: format!("{KID_PREFIX}{}", id.as_str()),
             client_id: client_id.to_owned(),
             keys: schedule.keys,
+            unmarked_v1_answers: false,
         })
     }
 }

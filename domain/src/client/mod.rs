@@ -37,6 +37,12 @@ pub enum ClientError {
     /// The response timestamp is outside the window.
     #[error("response timestamp outside the window")]
     ResponseWindow,
+    /// A v1 answer whose nonce lacks the `rsp_` mark of the server's answers, or
+    /// repeats the request's: v1 seals both directions under one key, so this could be
+    /// the request itself sent back. Servers that do not mark their answers (the
+    /// reference server) need [`ClientSession::accept_unmarked_v1_answers`].
+    #[error("v1 answer without the rsp_ mark of a server answer (a reflected request?)")]
+    UnmarkedResponse,
     /// The response did not authenticate.
     #[error("response envelope: {0}")]
     Envelope(EnvelopeError),

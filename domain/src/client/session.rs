@@ -6,7 +6,7 @@ use zeroize::Zeroizing;
 
 use crate::encoding::uuid_v4;
 use crate::envelope::{Aad, open_envelope, seal_envelope};
-use crate::headers::{IdempotencyKey, KID_PREFIX};
+use crate::headers::{IdempotencyKey, KID_PREFIX, RESPONSE_NONCE_PREFIX};
 use crate::policy::ReplayPolicy;
 use crate::v2::{self, AadFields, RequestLine};
 
@@ -18,6 +18,8 @@ pub struct ClientSession {
     pub(super) kid: String,
     pub(super) client_id: String,
     pub(super) keys: SessionKeys,
+    /// v1: accept answers whose nonce lacks the `rsp_` mark (the reference server's).
+    pub(super) unmarked_v1_answers: bool,
 }
 
 impl std::fmt::Debug for ClientSession {
@@ -78,6 +80,7 @@ impl ClientSession {
             kid: format!("{KID_PREFIX}{session_id}"),
             client_id: client_id.to_owned(),
             keys,
+            unmarked_v1_answers: false,
         }
     }
 
@@ -163,6 +166,14 @@ impl ClientSession {
         })
     }
 
+    /// v1 only: accepts answers whose nonce lacks the `rsp_` mark this server puts on
+    /// every answer, for servers that do not mark them (the reference server). Opt in
+    /// only for such a server: v1 seals both directions under one key, so without the
+    /// mark a request sent back by anyone on the path opens as its own answer.
+    pub fn accept_unmarked_v1_answers(&mut self) {
+        self.unmarked_v1_answers = true;
+    }
+
     /// Step 8, hardened as docs/PROTOCOL.md §8.2 recommends: the AAD uses our **own** kid
     /// (a swapped `X-Kid` fails), and the response timestamp must be inside `window`.
     ///
@@ -186,6 +197,15 @@ impl ClientSession {
             return Err(ClientError::ResponseWindow);
         }
         let aad = match self.keys.protocol() {
+            // The request's own nonce is never an answer's; the mark is required
+            // unless this session opted out of it.
+            Protocol::V1
+                if key.nonce() == request.nonce
+                    || (!self.unmarked_v1_answers
+                        && !key.nonce().starts_with(RESPONSE_NONCE_PREFIX)) =>
+            {
+                return Err(ClientError::UnmarkedResponse);
+            }
             Protocol::V1 => Aad::new(
                 key.timestamp_text(),
                 key.nonce(),

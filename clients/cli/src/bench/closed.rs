@@ -43,9 +43,10 @@ async fn worker(
 ) -> WorkerResult {
     let mut r = WorkerResult::default();
     let protocol = crate::client::protocol(args.protocol);
+    let unmarked = args.unmarked_v1_answers;
     let mut client = match ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
         .await
-        .map(|c| c.with_protocol(protocol))
+        .map(|c| c.with_protocol(protocol).with_unmarked_v1_answers(unmarked))
     {
         Ok(c) => c,
         Err(e) => {
@@ -82,7 +83,7 @@ async fn worker(
             // A transport error leaves the connection unusable: reconnect.
             if let Ok(c) = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
                 .await
-                .map(|c| c.with_protocol(protocol))
+                .map(|c| c.with_protocol(protocol).with_unmarked_v1_answers(unmarked))
             {
                 client = c;
             }

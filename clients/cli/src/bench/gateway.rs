@@ -103,7 +103,8 @@ async fn worker(
     let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
         .await
         .map_err(|e| e.to_string())?
-        .with_protocol(protocol);
+        .with_protocol(protocol)
+        .with_unmarked_v1_answers(args.unmarked_v1_answers);
     let (session, _) = client
         .init(InitRoute::Unversioned, Some(3600))
         .await

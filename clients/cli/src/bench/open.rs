@@ -103,10 +103,11 @@ async fn connection(
 ) -> Result<Series, String> {
     let mut s = Series::new()?;
     let protocol = crate::client::protocol(args.protocol);
+    let unmarked = args.unmarked_v1_answers;
     let connect = || async {
         ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
             .await
-            .map(|c| c.with_protocol(protocol))
+            .map(|c| c.with_protocol(protocol).with_unmarked_v1_answers(unmarked))
     };
     let mut client = connect().await.map_err(|e| e.to_string())?;
     loop {
@@ -167,7 +168,8 @@ pub(crate) async fn run(args: BenchArgs, crypto: CryptoProvider) -> Result<(), c
         let mut client = ProtocolClient::connect_to(&endpoint, crypto, &args.client_id)
             .await
             .map_err(|e| crate::Error::Runtime(format!("warm-up: {e}")))?
-            .with_protocol(crate::client::protocol(args.protocol));
+            .with_protocol(crate::client::protocol(args.protocol))
+            .with_unmarked_v1_answers(args.unmarked_v1_answers);
         for _ in 0..args.warmup {
             let (session, _) = client
                 .init(InitRoute::Unversioned, Some(1800))

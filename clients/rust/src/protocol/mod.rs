@@ -92,6 +92,7 @@ pub struct ProtocolClient {
     window: ReplayPolicy,
     protocol: Protocol,
     pinned: Vec<P256PublicKey>,
+    unmarked_v1_answers: bool,
 }
 
 /// The init answer's fields.
@@ -144,6 +145,7 @@ impl ProtocolClient {
             window: ReplayPolicy::DEFAULT,
             protocol: Protocol::V1,
             pinned: Vec::new(),
+            unmarked_v1_answers: false,
         })
     }
 
@@ -166,6 +168,15 @@ impl ProtocolClient {
     /// The pinned server keys.
     pub fn pinned_keys(&self) -> &[P256PublicKey] {
         &self.pinned
+    }
+
+    /// v1 sessions set up from now on accept answers without the `rsp_` mark of this
+    /// server's answers — only for a server that does not mark them (the reference
+    /// server): see [`ClientSession::accept_unmarked_v1_answers`].
+    #[must_use]
+    pub fn with_unmarked_v1_answers(mut self, accept: bool) -> Self {
+        self.unmarked_v1_answers = accept;
+        self
     }
 
     /// The version [`Self::init`] asks for.
@@ -238,7 +249,12 @@ impl ProtocolClient {
                         "the server answered another version".into(),
                     ));
                 }
-                handshake.finish(&answer.session_id, &server_key, &self.client_id)?
+                let mut session =
+                    handshake.finish(&answer.session_id, &server_key, &self.client_id)?;
+                if self.unmarked_v1_answers {
+                    session.accept_unmarked_v1_answers();
+                }
+                session
             }
             Protocol::V2 => {
                 // No silent downgrade: a server that answers v1 (or nothing) to a v2

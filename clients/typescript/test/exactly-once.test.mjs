@@ -1,0 +1,122 @@
+// At most once, end to end, with an attacker on the path that holds no key (a `fetch`
+// that forwards each request to the real server and may replace the answer): a forged
+// refusal never makes the library run a request twice unless it may run twice; every
+// call that ran reports its answer, across a re-init too; a v1 request sent back as its
+// own answer is refused. tests/api/typescript.rs starts the servers (SERVER_URLS).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { ClockSkewError, OutcomeUnknownError, ProtocolError, SessionCrypto } from '../dist/index.js';
+
+const servers = (process.env.SERVER_URLS ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map((pair) => pair.split('='));
+const skip = servers.length === 0 && 'SERVER_URLS not set (tests/api/typescript.rs starts the servers)';
+const [, baseUrl] = servers[0] ?? ['', ''];
+const BUY = { schemeCode: 'AEF', amount: 5000 };
+
+/**
+ * A man in the middle: every request reaches the server (so it runs), and `tamper`
+ * may replace the answer. `forwarded[path]` counts what reached the server.
+ */
+function mitm(tamper) {
+  const forwarded = {};
+  const fetcher = async (url, init) => {
+    const path = new URL(url).pathname;
+    forwarded[path] = (forwarded[path] ?? 0) + 1;
+    const res = await fetch(url, init);
+    return (await tamper(path, init, res)) ?? res;
+  };
+  return { fetcher, forwarded };
+}
+
+const json = (status, body, headers = {}) => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
+
+/** Replaces the answer of the first `n` requests to `path` with `forged()`. */
+function forgeFirst(path, n, forged) {
+  let left = n;
+  return async (p, _init, res) => {
+    if (p !== path || left === 0) return undefined;
+    left -= 1;
+    await res.arrayBuffer();
+    return forged();
+  };
+}
+
+test('a forged SESSION_EXPIRED after the upstream ran a POST: outcome unknown, never a second run', { skip }, async () => {
+  const { fetcher, forwarded } = mitm(forgeFirst('/api/orders', 1, () => json(401, { error: 'SESSION_EXPIRED' })));
+  const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_ONCE', fetch: fetcher });
+  const before = s.sessionId;
+  await assert.rejects(s.fetch('/api/orders', { method: 'POST', body: { qty: 1 } }), (e) => e instanceof OutcomeUnknownError && e.refusal.code === 'SESSION_EXPIRED');
+  assert.equal(forwarded['/api/orders'], 1, 'the POST ran once');
+  assert.notEqual(s.sessionId, before, 'a new session is ready');
+  assert.equal((await s.fetch('/api/orders', { method: 'POST', body: { qty: 2 } })).status, 200);
+  // A GET may run twice: sent again, and it succeeds.
+  const get = mitm(forgeFirst('/api/orders', 1, () => json(401, { error: 'SESSION_EXPIRED' })));
+  const g = await SessionCrypto.connect({ baseUrl, clientId: 'TS_ONCE', fetch: get.fetcher });
+  assert.equal((await g.fetch('/api/orders', { method: 'GET' })).status, 200);
+  assert.equal(get.forwarded['/api/orders'], 2);
+  // retry: 'never' — not even a GET.
+  const never = mitm(forgeFirst('/api/orders', 1, () => json(401, { error: 'SESSION_EXPIRED' })));
+  const n = await SessionCrypto.connect({ baseUrl, clientId: 'TS_ONCE', fetch: never.fetcher, retry: 'never' });
+  await assert.rejects(n.fetch('/api/orders', { method: 'GET' }), OutcomeUnknownError);
+  assert.equal(never.forwarded['/api/orders'], 1);
+});
+
+test('a forged 400 with a skewed Date neither re-sends a POST nor moves the clock for it', { skip }, async () => {
+  const ahead = () => json(400, { error: 'CRYPTO_ERROR' }, { date: new Date(Date.now() + 40_000).toUTCString() });
+  const { fetcher, forwarded } = mitm(forgeFirst('/api/orders', 1, ahead));
+  const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_ONCE', fetch: fetcher });
+  await assert.rejects(s.fetch('/api/orders', { method: 'POST', body: { qty: 1 } }), (e) => e instanceof ClockSkewError);
+  assert.equal(forwarded['/api/orders'], 1, 'the POST ran once');
+  assert.equal(s.clockOffsetMs, 0, 'an unauthenticated Date moved nothing');
+  // A dropped answer (the network "fails" after the server ran it) is a NetworkError,
+  // never re-sent either.
+  const dropped = mitm(async (p) => {
+    if (p === '/api/orders') throw new TypeError('connection reset');
+  });
+  const d = await SessionCrypto.connect({ baseUrl, clientId: 'TS_ONCE', fetch: dropped.fetcher });
+  await assert.rejects(d.fetch('/api/orders', { method: 'POST', body: { qty: 1 } }), (e) => e.name === 'NetworkError');
+  assert.equal(dropped.forwarded['/api/orders'], 1);
+});
+
+test('parallel calls across revoke(): each call that ran reports its answer, one new session for all', { skip }, async () => {
+  const { fetcher, forwarded } = mitm(async () => undefined);
+  const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_PARALLEL', fetch: fetcher });
+  for (let round = 0; round < 4; round += 1) {
+    const inits = forwarded['/session/init'];
+    const calls = Array.from({ length: 6 }, () => s.fetch('/transaction/purchase', { body: BUY }));
+    const revoked = s.revoke();
+    const outcomes = await Promise.allSettled(calls);
+    await revoked;
+    for (const o of outcomes) {
+      // Ran: its answer, opened with the keys it was sealed with. Refused because the
+      // session ended first: outcome unknown (the library cannot tell a forgery). Never
+      // a tamper error for a call that ran.
+      if (o.status === 'fulfilled') assert.equal((await o.value.json()).status, 'SUCCESS');
+      else assert.ok(o.reason instanceof OutcomeUnknownError, `round ${round}: ${o.reason}`);
+    }
+    assert.ok(forwarded['/session/init'] - inits <= 1, `round ${round}: one re-init at most`);
+    // After the revoke the next call sets up a new session first, and runs.
+    assert.equal((await (await s.fetch('/transaction/purchase', { body: BUY })).json()).status, 'SUCCESS');
+    assert.equal(forwarded['/session/init'] - inits, 1, `round ${round}: exactly one new session`);
+  }
+});
+
+test('v1: the request sent back as its own answer is refused; unmarked answers only by opt-in', { skip }, async () => {
+  const reflect = mitm(async (p, init) => {
+    if (p !== '/transaction/purchase') return undefined;
+    const h = new Headers(init.headers);
+    return new Response(init.body, { status: 200, headers: { 'x-kid': h.get('x-kid'), 'x-idempotency-key': h.get('x-idempotency-key') } });
+  });
+  const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_V1', protocol: 1, fetch: reflect.fetcher });
+  await assert.rejects(s.fetch('/transaction/purchase', { body: BUY }), (e) => e instanceof ProtocolError && e.reason === 'response');
+  // Opting in for a server that does not mark its answers does not open the door to
+  // the reflection: the request's own nonce is never an answer's.
+  const o = await SessionCrypto.connect({ baseUrl, clientId: 'TS_V1', protocol: 1, fetch: reflect.fetcher, v1UnmarkedAnswers: true });
+  await assert.rejects(o.fetch('/transaction/purchase', { body: BUY }), (e) => e instanceof ProtocolError && e.reason === 'response');
+  // This server marks its answers: they open.
+  const direct = await SessionCrypto.connect({ baseUrl, clientId: 'TS_V1', protocol: 1 });
+  assert.equal((await (await direct.fetch('/transaction/purchase', { body: BUY })).json()).status, 'SUCCESS');
+});

@@ -1,0 +1,158 @@
+//! At most once, end to end, with the Rust library and an attacker on the path that
+//! holds no key: a forged `SESSION_EXPIRED` after the upstream ran a request must not
+//! make the library run it again (issue: a forged error ran POSTs twice); an idempotent
+//! request may be sent again; a v1 request sent back as its own answer is refused.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use ports::Protocol;
+use session_crypto_client::{Error, Retry, Session};
+
+use crate::helpers::buy;
+use crate::support::mitm::{Tamper, forward, mitm};
+use crate::support::upstream::Upstream;
+use crate::support::*;
+
+/// A forged `401 {"error":"SESSION_EXPIRED"}`, as the server words it.
+fn forged_expiry() -> Response<Full<Bytes>> {
+    let mut out = Response::new(Full::new(Bytes::from_static(
+        br#"{"error":"SESSION_EXPIRED"}"#,
+    )));
+    *out.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+    out.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    out
+}
+
+/// Forwards everything, but replaces the answer of the first `n` gateway requests
+/// (after the server and the upstream ran them) with a forged `SESSION_EXPIRED`.
+fn forge_expiry_on_first(n: usize) -> Arc<Tamper> {
+    let forged = AtomicUsize::new(0);
+    Arc::new(move |parts, _body, answer| {
+        if parts.uri.path().starts_with("/api/") && forged.fetch_add(1, Ordering::SeqCst) < n {
+            return forged_expiry();
+        }
+        forward(answer)
+    })
+}
+
+/// A v2 session with `server`, reached through `proxy`.
+async fn through(proxy: &str, server: &Server, retry: Retry) -> Session {
+    Session::builder(proxy, "EXACTLY_ONCE")
+        .crypto(server.crypto)
+        .retry(retry)
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_forged_session_expired_never_makes_the_library_run_a_post_twice() {
+    let upstream = Upstream::start();
+    let server = Server::start(&[("GATEWAY_UPSTREAM", &upstream.url)]);
+    let (proxy, _task) = mitm(&server.url, forge_expiry_on_first(1)).await;
+    let mut session = through(&proxy, &server, Retry::Idempotent).await;
+    let err = session
+        .fetch(
+            "POST",
+            "/api/orders",
+            Some("application/json"),
+            br#"{"qty":1}"#,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::OutcomeUnknown { status: 401, code, .. } if code == "SESSION_EXPIRED"),
+        "{err}"
+    );
+    assert_eq!(
+        upstream.count(),
+        1,
+        "the POST ran once, and was not sent again"
+    );
+    // The library set up a new session meanwhile: the next call works.
+    let answer = session
+        .fetch(
+            "POST",
+            "/api/orders",
+            Some("application/json"),
+            br#"{"qty":2}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(upstream.count(), 2);
+}
+
+#[tokio::test]
+async fn an_idempotent_request_is_sent_again_unless_the_application_said_never() {
+    let upstream = Upstream::start();
+    let server = Server::start(&[("GATEWAY_UPSTREAM", &upstream.url)]);
+    // The default policy: a GET after a forged expiry runs again and succeeds (running
+    // it twice is harmless by HTTP's definition).
+    let (proxy, _task) = mitm(&server.url, forge_expiry_on_first(1)).await;
+    let mut session = through(&proxy, &server, Retry::Idempotent).await;
+    let answer = session.fetch("GET", "/api/orders?id=7", None, b"").await;
+    assert_eq!(answer.unwrap().status(), 200);
+    assert_eq!(upstream.count(), 2);
+    // Retry::Never: not even a GET.
+    let (proxy, _task) = mitm(&server.url, forge_expiry_on_first(1)).await;
+    let mut session = through(&proxy, &server, Retry::Never).await;
+    let err = session
+        .fetch("GET", "/api/orders?id=8", None, b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err}");
+    assert_eq!(upstream.count(), 3);
+}
+
+#[tokio::test]
+async fn a_v1_request_sent_back_as_its_answer_is_refused() {
+    let server = Server::start(&[]);
+    let reflections = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&reflections);
+    // The attacker answers a purchase with the request itself: in v1 both directions
+    // share one key, so only the answer's rsp_ mark tells them apart.
+    let reflect: Arc<Tamper> = Arc::new(move |parts, body, answer| {
+        if parts.uri.path() != "/transaction/purchase" {
+            return forward(answer);
+        }
+        seen.fetch_add(1, Ordering::SeqCst);
+        let mut out = Response::new(Full::new(body.clone()));
+        for name in ["x-kid", "x-idempotency-key"] {
+            out.headers_mut().insert(name, parts.headers[name].clone());
+        }
+        out
+    });
+    let (proxy, _task) = mitm(&server.url, reflect).await;
+    let mut session = Session::builder(&proxy, "V1_REFLECT")
+        .crypto(server.crypto)
+        .protocol(Protocol::V1)
+        .connect()
+        .await
+        .unwrap();
+    let err = buy(&mut session).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Response(domain::client::ClientError::UnmarkedResponse)
+        ),
+        "{err}"
+    );
+    assert_eq!(reflections.load(Ordering::SeqCst), 1);
+    // The server's own answers carry the mark and open.
+    let mut direct = Session::builder(&server.url, "V1_REFLECT")
+        .crypto(server.crypto)
+        .protocol(Protocol::V1)
+        .connect()
+        .await
+        .unwrap();
+    let answer = buy(&mut direct).await.unwrap();
+    assert_eq!(answer.json().unwrap()["status"], "SUCCESS");
+}
