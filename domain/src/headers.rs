@@ -23,6 +23,10 @@ pub mod name {
     pub const INNER_STATUS: &str = "x-inner-status";
     /// `X-Request-Id`: echoed, and forwarded by the gateway.
     pub const REQUEST_ID: &str = "x-request-id";
+    /// `X-Sealed-Refusals: 1` on a request: the client opens sealed refusals (v2).
+    pub const SEALED_REFUSALS: &str = "x-sealed-refusals";
+    /// `X-Sealed-Refusal: 1` on an answer: its body is a sealed refusal, not an answer.
+    pub const SEALED_REFUSAL: &str = "x-sealed-refusal";
     /// The prefix of the identity headers the gateway sets; a client's copy of any
     /// header with it is dropped.
     pub const SESSION_PREFIX: &str = "x-session-";

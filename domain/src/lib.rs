@@ -28,8 +28,8 @@ pub use headers::{ClientId, HeaderError, IdempotencyKey, SessionId};
 pub use limits::AbuseLimits;
 pub use policy::{PolicyError, ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy};
 pub use service::exchange::{
-    Accepted, Answer, EncryptedRoute, ExchangeError, ExchangeOutcome, ExchangeRequest,
-    PayloadError, ResponseContext, RouteError,
+    Accepted, Answer, EncryptedRoute, ExchangeError, ExchangeOutcome, ExchangeRequest, Outcome,
+    PayloadError, RefusedRequest, ResponseContext, RouteError, SealedRefusal,
 };
 pub use service::init::{InitBody, InitError, InitOutcome, InitRequest, RequestedProtocol};
 pub use service::release::{KeyRelease, ReleaseError};

@@ -35,6 +35,8 @@ pub mod label {
     pub const REQUEST_AAD: &[u8] = b"session-crypto/2 request";
     /// First field of a response AAD.
     pub const RESPONSE_AAD: &[u8] = b"session-crypto/2 response";
+    /// First field of a sealed refusal's AAD.
+    pub const REFUSAL_AAD: &[u8] = b"session-crypto/2 refusal";
 }
 
 /// A field longer than 65,535 bytes: it has no length-prefixed encoding.
@@ -320,6 +322,30 @@ pub fn response_aad(
     request_nonce: &str,
     status: u16,
 ) -> Result<Aad, FieldTooLong> {
+    answer_aad(label::RESPONSE_AAD, fields, request_nonce, status)
+}
+
+/// The AAD of a sealed refusal (docs/PROTOCOL.md §9.1): the response AAD's fields under
+/// its own label — the request's method, target and content type, kid, client id, the
+/// refusal's timestamp and nonce, the request's nonce, the status — so a refusal can
+/// never pass for an answer, nor an answer for a refusal.
+///
+/// # Errors
+/// [`FieldTooLong`], or a status outside 100–999.
+pub fn refusal_aad(
+    fields: &AadFields<'_>,
+    request_nonce: &str,
+    status: u16,
+) -> Result<Aad, FieldTooLong> {
+    answer_aad(label::REFUSAL_AAD, fields, request_nonce, status)
+}
+
+fn answer_aad(
+    first: &[u8],
+    fields: &AadFields<'_>,
+    request_nonce: &str,
+    status: u16,
+) -> Result<Aad, FieldTooLong> {
     let [m, t, c, k, id, ts, n] = fields.parts();
     // Three decimal digits, without a formatting allocation.
     let digits = [
@@ -333,7 +359,7 @@ pub fn response_aad(
         return Err(FieldTooLong);
     };
     let fields = [
-        label::RESPONSE_AAD,
+        first,
         m,
         t,
         c,

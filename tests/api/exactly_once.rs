@@ -156,3 +156,101 @@ async fn a_v1_request_sent_back_as_its_answer_is_refused() {
     let answer = buy(&mut direct).await.unwrap();
     assert_eq!(answer.json().unwrap()["status"], "SUCCESS");
 }
+
+/// Sends `sealed` (a purchase of `session`) with `X-Sealed-Refusals: 1` on `conn`.
+async fn post_asking_sealed(
+    conn: &mut session_crypto_client::Connection,
+    session: &domain::client::ClientSession,
+    sealed: &domain::client::SealedRequest,
+    client_id: &str,
+) -> session_crypto_client::HttpResponse {
+    let headers = [
+        ("x-kid", session.kid()),
+        ("x-idempotency-key", sealed.idempotency_key.as_str()),
+        ("x-clientid", client_id),
+        ("x-sealed-refusals", "1"),
+    ];
+    conn.send(
+        hyper::Method::POST,
+        "/transaction/purchase",
+        &headers,
+        sealed.envelope.clone(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn v2_refusals_come_sealed_to_a_client_that_asks_and_say_whether_the_request_ran() {
+    let server = Server::start(&[]);
+    let mut client = server.client("SEALED").await.with_protocol(Protocol::V2);
+    let (session, _) = client.init(INIT, None).await.unwrap();
+    let mut conn = server.connect().await;
+    let open = |resp: &session_crypto_client::HttpResponse,
+                sealed: &domain::client::SealedRequest| {
+        assert_eq!(resp.header("x-sealed-refusal"), Some("1"), "{resp:?}");
+        session
+            .open_refusal(
+                sealed,
+                resp.status.as_u16(),
+                resp.header("x-idempotency-key").unwrap(),
+                resp.body.to_vec(),
+            )
+            .unwrap()
+    };
+    // A replayed copy: refused, and it says a copy ran.
+    let first = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(
+        post_asking_sealed(&mut conn, &session, &first, "SEALED")
+            .await
+            .status,
+        200
+    );
+    let replay = post_asking_sealed(&mut conn, &session, &first, "SEALED").await;
+    let refusal = open(&replay, &first);
+    assert_eq!(
+        (refusal.status, refusal.code.as_str(), refusal.executed),
+        (400, "CRYPTO_ERROR", None)
+    );
+    // Stamped ten minutes ago: refused before anything ran, with the server's clock.
+    let late = session.seal_request(now() - 600_000, PAYLOAD).unwrap();
+    let resp = post_asking_sealed(&mut conn, &session, &late, "SEALED").await;
+    let refusal = open(&resp, &late);
+    assert_eq!(refusal.executed, Some(false));
+    assert!(refusal.server_time_ms.abs_diff(now()) < 5_000);
+    // The refusal is bound to its request: it does not open for another.
+    let other = session.seal_request(now(), PAYLOAD).unwrap();
+    assert!(
+        session
+            .open_refusal(
+                &other,
+                400,
+                resp.header("x-idempotency-key").unwrap(),
+                resp.body.to_vec()
+            )
+            .is_err()
+    );
+    // Without asking, or asking for another client's session: the plain refusal.
+    let mut plain = server.connect().await;
+    assert_code(
+        &post_sealed(&mut plain, &session, &late).await.unwrap(),
+        400,
+        "CRYPTO_ERROR",
+    );
+    let stranger = post_asking_sealed(&mut conn, &session, &late, "STRANGER").await;
+    assert!(stranger.header("x-sealed-refusal").is_none());
+    assert_code(&stranger, 400, "CRYPTO_ERROR");
+    // The library: a gateway whose upstream cannot be reached answers a sealed 502, so
+    // "may have run" comes from the server itself.
+    let gateway = Server::start(&[("GATEWAY_UPSTREAM", "http://127.0.0.1:9")]);
+    let mut s = Session::builder(&gateway.url, "SEALED")
+        .crypto(gateway.crypto)
+        .connect()
+        .await
+        .unwrap();
+    let err = s.fetch("POST", "/api/x", None, b"{}").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::OutcomeUnknown { status: 502, code, .. } if code == "BAD_GATEWAY"),
+        "{err}"
+    );
+}

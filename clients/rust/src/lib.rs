@@ -83,6 +83,15 @@ pub enum FlowError {
     /// misdirected response).
     #[error("protocol: {0}")]
     Client(ClientError),
+    /// A sealed refusal (v2, docs/PROTOCOL.md §9.1): authenticated as the server's,
+    /// for this very request.
+    #[error("{path} refused (sealed): {} {}", .refusal.status, .refusal.code)]
+    Refused {
+        /// Path requested.
+        path: String,
+        /// What the server said.
+        refusal: domain::client::Refusal,
+    },
 }
 
 impl From<ClientError> for FlowError {

@@ -46,6 +46,18 @@ pub enum Error {
     /// The server's answer broke the protocol in some other way.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The server refused the request and proved it (a sealed refusal, v2): the request
+    /// did not run, and a new one may be sent. A refusal that says the request may
+    /// have run (a replayed copy, a gateway's lost answer) is [`Error::OutcomeUnknown`].
+    #[error("server refused with {status} {code} (sealed: the request did not run)")]
+    RefusedSealed {
+        /// HTTP status.
+        status: u16,
+        /// The error code.
+        code: String,
+        /// The server's clock when it refused (ms since the epoch), authenticated.
+        server_time_ms: u64,
+    },
     /// The request may or may not have run. The server refused it with this status,
     /// code and body — `SESSION_EXPIRED`, after which the library set up a new
     /// session — but such a refusal is not authenticated (anyone on the path can
@@ -109,6 +121,18 @@ impl From<FlowError> for Error {
                 body,
             },
             FlowError::Protocol(p) => Self::Protocol(p),
+            FlowError::Refused { refusal, .. } if refusal.executed == Some(false) => {
+                Self::RefusedSealed {
+                    status: refusal.status,
+                    code: refusal.code,
+                    server_time_ms: refusal.server_time_ms,
+                }
+            }
+            FlowError::Refused { refusal, .. } => Self::OutcomeUnknown {
+                body: format!(r#"{{"error":"{}","outcome":"unknown"}}"#, refusal.code),
+                status: refusal.status,
+                code: refusal.code,
+            },
             FlowError::Client(
                 c @ (ClientError::Confirmation
                 | ClientError::Signature

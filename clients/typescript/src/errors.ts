@@ -24,8 +24,14 @@ export class ServerRefusedError extends SessionCryptoError {
     readonly code: string,
     readonly body: string,
     readonly retryAfterSec?: number,
+    /**
+     * A sealed refusal (v2, docs/PROTOCOL.md §9.1): authenticated as the server's, for
+     * this very request — and it did not run. Otherwise the refusal is plain JSON that
+     * anyone on the path could have written.
+     */
+    readonly sealed = false,
   ) {
-    super(`the server refused with ${status} ${code || '(no code)'}`);
+    super(`the server refused with ${status} ${code || '(no code)'}${sealed ? ' (sealed: the request did not run)' : ''}`);
   }
 }
 

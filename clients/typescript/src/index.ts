@@ -10,6 +10,7 @@ import {
   generateKeyPair,
   importServerKey,
   open,
+  refusalAad,
   requestAad,
   responseAad,
   seal,
@@ -105,6 +106,9 @@ export class SealedResponse {
 /** Clock differences above this, seen on a refused request, trigger the one retry. */
 const SKEW_RETRY_MS = 30_000;
 
+/** The largest clock correction taken from a sealed refusal (a day): beyond, the error says why. */
+const MAX_CLOCK_FIX_MS = 86_400_000;
+
 /** The methods HTTP defines as idempotent: running one twice has the effect of once. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
 
@@ -146,6 +150,8 @@ function plaintextOf(body: SealedRequestInit['body']): Uint8Array {
 export class SessionCrypto {
   /** Clock correction learned from `Date` headers (not authenticated): init and repeatable requests only. */
   private offsetMs = 0;
+  /** Clock correction learned from a sealed refusal's time (authenticated): every request. */
+  private authOffsetMs: number | undefined;
   /** The re-init under way, shared by every call that found the session gone. */
   private renewing: Promise<SessionKeys> | undefined;
   /** Set by {@link SessionCrypto.revoke}: the next call sets up a new session first. */
@@ -193,10 +199,11 @@ export class SessionCrypto {
    * and the requests `retry` allows; other requests go out with this machine's clock.
    */
   get clockOffsetMs(): number {
-    return this.offsetMs;
+    return this.authOffsetMs ?? this.offsetMs;
   }
 
   private now(corrected = true): number {
+    if (this.authOffsetMs !== undefined) return Date.now() + this.authOffsetMs;
     return Date.now() + (corrected ? this.offsetMs : 0);
   }
 
@@ -223,9 +230,23 @@ export class SessionCrypto {
    * Runs `attempt` and, when it may be repeated, retries it once when it was refused
    * while the clocks disagree (by the answer's `Date`, which is not authenticated).
    */
-  private async withClockRetry<T>(attempt: () => Promise<T | Refusal>, repeatable: boolean): Promise<T> {
+  private async withClockRetry<T>(attempt: () => Promise<T | Refusal | Sealed>, repeatable: boolean): Promise<T> {
     for (let retried = false; ; retried = true) {
       const out = await attempt();
+      if (out instanceof Sealed) {
+        // Authenticated, for this very request: the server's refusal and its clock.
+        if (out.outcome !== 'not-executed') throw new OutcomeUnknownError(out.error);
+        const skew = out.serverTime - out.stampedAt;
+        if (out.error.code === 'CRYPTO_ERROR' && Math.abs(skew) > SKEW_RETRY_MS && Math.abs(skew) <= MAX_CLOCK_FIX_MS && !retried) {
+          // It did not run, so it may be sent again, stamped by the server's clock.
+          this.authOffsetMs = out.serverTime - out.receivedAt;
+          continue;
+        }
+        if (out.error.code === 'CRYPTO_ERROR' && Math.abs(skew) > SKEW_RETRY_MS) {
+          throw new ClockSkewError(out.error.status, out.error.code, out.error.body, skew);
+        }
+        throw out.error;
+      }
       if (!(out instanceof Refusal)) return out;
       const { res, sentAt } = out;
       const error = await refusal(res);
@@ -347,16 +368,45 @@ export class SessionCrypto {
           'X-ClientId': s.clientId,
         });
         if (init.contentType !== undefined) headers['X-Inner-Content-Type'] = init.contentType;
+        // v2: refusals come sealed, so the library can trust what they say (§9.1).
+        if (s.protocol === 2) headers['X-Sealed-Refusals'] = '1';
         const isGet = line.method === 'GET';
         if (isGet) headers['X-Envelope'] = toBase64(envelope);
         const sentAt = Date.now();
         const res = await this.send(url.href, { method: line.method, headers, body: isGet ? null : envelope });
+        if (s.protocol === 2 && res.headers.get('x-sealed-refusal') !== null) {
+          return this.openRefusal(res, line, nonce, s, Number(ts));
+        }
         // Sealed answers carry the server's X-Idempotency-Key; its own errors do not.
         if (!res.headers.has('x-idempotency-key')) return new Refusal(res, sentAt);
         return this.openAnswer(res, line, nonce, s, repeatable);
       },
       repeatable,
     );
+  }
+
+  /** Opens a sealed refusal (§9.1) of the request stamped `stampedAt` with `requestNonce`. */
+  private async openRefusal(res: Response, line: RequestLine, requestNonce: string, s: SessionKeys, stampedAt: number): Promise<Sealed> {
+    const receivedAt = Date.now();
+    if (res.headers.get('x-kid') !== s.kid) throw new ProtocolError('response', 'the refusal names another session');
+    const match = /^(\d{1,16})\.(rsp_[A-Za-z0-9_-]{16,124})$/.exec(res.headers.get('x-idempotency-key') ?? '');
+    if (!match) throw new ProtocolError('response', 'the sealed refusal has no valid X-Idempotency-Key');
+    const [, ts, nonce] = match as unknown as [string, string, string];
+    // No window check: the AAD binds this request's fresh nonce, so the refusal was
+    // made after the request was sent, whatever the two clocks say.
+    const aad = refusalAad(s, line, ts, nonce, requestNonce, res.status);
+    const plaintext = await open(s.responseKey, aad, new Uint8Array(await res.arrayBuffer()));
+    let said: { error?: unknown; outcome?: unknown };
+    try {
+      said = JSON.parse(new TextDecoder().decode(plaintext)) as typeof said;
+    } catch {
+      throw new ProtocolError('format', 'a sealed refusal that is not JSON');
+    }
+    const code = typeof said.error === 'string' ? said.error : '';
+    const retry = Number(res.headers.get('retry-after'));
+    const error = new ServerRefusedError(res.status, code, JSON.stringify(said), Number.isFinite(retry) && retry > 0 ? retry : undefined, true);
+    const outcome = said.outcome === 'not-executed' ? 'not-executed' : 'unknown';
+    return new Sealed(error, outcome, Number(ts), stampedAt, receivedAt);
   }
 
   private async openAnswer(res: Response, line: RequestLine, requestNonce: string, s: SessionKeys, corrected: boolean): Promise<SealedResponse> {
@@ -406,6 +456,17 @@ export class SessionCrypto {
     });
     if (res.status !== 204) throw await refusal(res);
   }
+}
+
+/** A sealed refusal, opened: authenticated, with the server's time. */
+class Sealed {
+  constructor(
+    readonly error: ServerRefusedError,
+    readonly outcome: 'not-executed' | 'unknown',
+    readonly serverTime: number,
+    readonly stampedAt: number,
+    readonly receivedAt: number,
+  ) {}
 }
 
 /** An answer that is not the one the attempt waited for (a refusal, maybe from clock skew). */

@@ -166,6 +166,14 @@ export function responseAad(
   return fields('session-crypto/2 response', line.method, line.target, line.contentType, s.kid, s.clientId, timestamp, nonce, requestNonce, String(status));
 }
 
+/**
+ * The AAD of a sealed refusal (§9.1, v2 only): the response AAD's fields under its own
+ * label, with the request's content type.
+ */
+export function refusalAad(s: SessionKeys, line: RequestLine, timestamp: string, nonce: string, requestNonce: string, status: number): Uint8Array {
+  return fields('session-crypto/2 refusal', line.method, line.target, line.contentType, s.kid, s.clientId, timestamp, nonce, requestNonce, String(status));
+}
+
 /** `IV ‖ ciphertext ‖ tag` under `key`. */
 export async function seal(key: CryptoKey, aad: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
   const iv = crypto.getRandomValues(new Uint8Array(12));

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 
 import { fromBase64 } from '../dist/encoding.js';
 import { ProtocolError } from '../dist/errors.js';
-import { open, requestAad, responseAad, transcriptHash, v1Session, v2Session, importServerKey } from '../dist/protocol.js';
+import { open, refusalAad, requestAad, responseAad, transcriptHash, v1Session, v2Session, importServerKey } from '../dist/protocol.js';
 
 const root = new URL('../../../vectors/', import.meta.url);
 const v1 = JSON.parse(readFileSync(new URL('reference-v1.json', root)));
@@ -116,6 +116,15 @@ test('exchanges.json: gateway exchanges (GET in X-Envelope, inner content types,
     const wire = responseAad(s, { ...line, contentType: response.inner_content_type_ascii }, rts, rnonce, nonce, response.http_status);
     if (response.http_status !== response.status) await assert.rejects(open(s.responseKey, wire, hex(response.envelope)));
   }
+  // The sealed refusal of the v2 example's request (§9.1).
+  const refusal = exchanges.v2_refusal;
+  const purchase = { method: v2.request.method_ascii, target: v2.request.target_ascii, contentType: '' };
+  const [, requestNonce] = split(v2.request.x_idempotency_key_ascii);
+  const [fts, fnonce] = split(refusal.x_idempotency_key_ascii);
+  const faad = refusalAad(s, purchase, fts, fnonce, requestNonce, refusal.status);
+  assert.equal(toHex(faad), refusal.aad);
+  assert.equal(text(await open(s.responseKey, faad, hex(refusal.envelope))), refusal.plaintext_ascii);
+  await assert.rejects(open(s.responseKey, responseAad(s, purchase, fts, fnonce, requestNonce, refusal.status), hex(refusal.envelope)));
   const k1 = await clientKeyPair(v1.client_private_scalar, v1.client_public_key_b64);
   const s1 = await v1Session(k1, { sessionId: v1.session_id_ascii, serverPublicKey: v1.server_public_key_b64, expiresInSec: 1800 }, v1.client_id_ascii);
   const r = exchanges.v1_response;

@@ -10,7 +10,7 @@ mod handshake;
 mod session;
 
 pub use handshake::{Handshake, V2Answer};
-pub use session::{ClientSession, ResponseHead, SealedRequest};
+pub use session::{ClientSession, Refusal, ResponseHead, SealedRequest};
 
 /// The request line [`ClientSession::seal_request`] assumes: the demo purchase.
 pub const PURCHASE: RequestLine<'static> = RequestLine {
@@ -43,6 +43,9 @@ pub enum ClientError {
     /// reference server) need [`ClientSession::accept_unmarked_v1_answers`].
     #[error("v1 answer without the rsp_ mark of a server answer (a reflected request?)")]
     UnmarkedResponse,
+    /// A sealed refusal whose plaintext is not the `{"error", "outcome"}` object.
+    #[error("a sealed refusal that is not the expected JSON")]
+    RefusalFormat,
     /// The response did not authenticate.
     #[error("response envelope: {0}")]
     Envelope(EnvelopeError),

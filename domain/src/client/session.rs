@@ -44,6 +44,8 @@ pub struct SealedRequest {
     pub method: String,
     /// The request target it was sealed for.
     pub target: String,
+    /// The `X-Inner-Content-Type` it was sealed with (empty: none).
+    pub content_type: String,
 }
 
 /// What a client reads from a sealed response's head.
@@ -163,6 +165,7 @@ impl ClientSession {
             nonce,
             method: line.method.to_owned(),
             target: line.target.to_owned(),
+            content_type: line.content_type.to_owned(),
         })
     }
 
@@ -235,4 +238,77 @@ impl ClientSession {
         envelope.truncate(len);
         Ok(Zeroizing::new(envelope))
     }
+
+    /// Opens a sealed refusal (v2, docs/PROTOCOL.md §9.1) of `request`: the answer's
+    /// `X-Kid` must be ours, its `X-Idempotency-Key` a server nonce; the envelope must
+    /// open under the response key with the refusal AAD — bound to this request's
+    /// nonce, so it was made after the request was sent, and no window applies. Returns
+    /// what it says, with the server's time (ms) from its key.
+    ///
+    /// # Errors
+    /// [`ClientError`] for anything that is not such a refusal.
+    pub fn open_refusal(
+        &self,
+        request: &SealedRequest,
+        status: u16,
+        idempotency_key: &str,
+        mut envelope: Vec<u8>,
+    ) -> Result<Refusal, ClientError> {
+        if self.keys.protocol() != Protocol::V2 {
+            return Err(ClientError::UnmarkedResponse);
+        }
+        let key = IdempotencyKey::parse(idempotency_key).map_err(ClientError::ResponseKey)?;
+        if !key.nonce().starts_with(RESPONSE_NONCE_PREFIX) {
+            return Err(ClientError::UnmarkedResponse);
+        }
+        let aad = v2::refusal_aad(
+            &AadFields {
+                line: RequestLine {
+                    method: &request.method,
+                    target: &request.target,
+                    content_type: &request.content_type,
+                },
+                kid: &self.kid,
+                client_id: &self.client_id,
+                timestamp: key.timestamp_text(),
+                nonce: key.nonce(),
+            },
+            &request.nonce,
+            status,
+        )
+        .map_err(|_| ClientError::TooLong)?;
+        let plain = open_envelope(self.crypto.aead, self.keys.response(), &aad, &mut envelope)
+            .map_err(ClientError::Envelope)?;
+        let text = std::str::from_utf8(plain).map_err(|_| ClientError::RefusalFormat)?;
+        let field = |name: &str| -> Option<String> {
+            let start = text.find(&format!("\"{name}\":\""))? + name.len() + 4;
+            let len = text[start..].find('"')?;
+            Some(text[start..start + len].to_owned())
+        };
+        let code = field("error").ok_or(ClientError::RefusalFormat)?;
+        let executed = match field("outcome").as_deref() {
+            Some("not-executed") => Some(false),
+            _ => None,
+        };
+        Ok(Refusal {
+            status,
+            code,
+            executed,
+            server_time_ms: key.timestamp_ms(),
+        })
+    }
+}
+
+/// A sealed refusal, opened (docs/PROTOCOL.md §9.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// The error code (`CRYPTO_ERROR`, `SERVICE_UNAVAILABLE`, `BAD_GATEWAY`, …).
+    pub code: String,
+    /// `Some(false)`: the request did not run. `None`: it may have (a copy ran before,
+    /// or a gateway lost the upstream's answer).
+    pub executed: Option<bool>,
+    /// The server's clock when it refused (ms since the epoch), authenticated.
+    pub server_time_ms: u64,
 }

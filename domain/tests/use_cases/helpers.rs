@@ -266,5 +266,6 @@ pub(crate) fn sealed_for(s: &ClientSession, idem: &str) -> domain::client::Seale
             .unwrap_or_default(),
         method: PURCHASE.method.to_owned(),
         target: PURCHASE.target.to_owned(),
+        content_type: String::new(),
     }
 }

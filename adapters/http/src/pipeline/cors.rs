@@ -20,14 +20,15 @@ pub enum Cors {
 /// Exposed to scripts of an allowed origin: the protocol's response headers, and `Date`
 /// (not CORS-safelisted), from which the client library corrects a skewed clock.
 const EXPOSED: HeaderValue = HeaderValue::from_static(
-    "Server-Timing, X-Kid, X-Idempotency-Key, X-Inner-Content-Type, Retry-After, X-Request-Id, Date",
+    "Server-Timing, X-Kid, X-Idempotency-Key, X-Inner-Content-Type, X-Inner-Status, \
+     X-Sealed-Refusal, Retry-After, X-Request-Id, Date",
 );
 /// What a script of an allowed origin may send: the protocol's headers, `X-Request-Id`
 /// (echoed, and the key of the server's log lines) and `traceparent` (W3C Trace Context,
 /// which browser instrumentation adds).
 const ALLOWED_HEADERS: HeaderValue = HeaderValue::from_static(
     "Content-Type, X-Idempotency-Key, X-ClientId, X-Kid, X-Inner-Content-Type, Authorization, \
-     X-Envelope, X-Request-Id, traceparent, tracestate",
+     X-Envelope, X-Sealed-Refusals, X-Request-Id, traceparent, tracestate",
 );
 
 impl Cors {

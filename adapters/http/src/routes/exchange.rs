@@ -9,8 +9,8 @@
 use std::time::Instant;
 
 use domain::{
-    EncryptedRoute, ExchangeError, ExchangeOutcome, ExchangeRequest, Family, RequestLine,
-    RouteError, SessionService,
+    EncryptedRoute, ExchangeError, ExchangeOutcome, ExchangeRequest, Family, Outcome,
+    RefusedRequest, RequestLine, RouteError, SessionService,
 };
 use hyper::header::HeaderValue;
 use hyper::http::request::Parts;
@@ -25,7 +25,7 @@ use crate::pipeline::body::{RequestBody, body_failure, read_body};
 use crate::pipeline::timing::server_timing;
 use crate::wire::{
     Body, OCTETS, SERVER_TIMING, X_CLIENT_ID, X_IDEMPOTENCY_KEY, X_INNER_CONTENT_TYPE, X_KID,
-    code_error, header, response,
+    X_SEALED_REFUSAL, X_SEALED_REFUSALS, code_error, header, response,
 };
 
 /// How an encrypted route's handler error is answered: its status and error code
@@ -52,7 +52,7 @@ where
 {
     match service.exchange(headers.request(&mut body), route).await {
         Ok(out) => sealed(StatusCode::OK, headers.kid(), out, started),
-        Err(RouteError::Exchange(e)) => failure(template, &e),
+        Err(RouteError::Exchange(e)) => refuse(service, headers, template, &e).await,
         Err(RouteError::Handler(e)) => {
             let (status, code) = e.answer();
             error!(route = template, status = status.as_u16(), reason = %e, "handler failed");
@@ -71,6 +71,8 @@ pub(crate) struct EncryptedHeaders<'a> {
     idempotency_key: Option<&'a str>,
     client_id: Option<&'a str>,
     line: RequestLine<'a>,
+    /// `X-Sealed-Refusals: 1`: the client opens sealed refusals.
+    sealed_refusals: bool,
 }
 
 impl<'a> EncryptedHeaders<'a> {
@@ -89,6 +91,17 @@ impl<'a> EncryptedHeaders<'a> {
                     .map_or_else(|| parts.uri.path(), |p| p.as_str()),
                 content_type: header(headers, &X_INNER_CONTENT_TYPE).unwrap_or_default(),
             },
+            sealed_refusals: header(headers, &X_SEALED_REFUSALS) == Some("1"),
+        }
+    }
+
+    /// The request a refusal answers.
+    fn refused(&self) -> RefusedRequest<'a> {
+        RefusedRequest {
+            kid: self.kid,
+            idempotency_key: self.idempotency_key,
+            client_id: self.client_id,
+            line: self.line,
         }
     }
 
@@ -139,9 +152,9 @@ where
     P: Ports,
     B: RequestBody,
 {
-    headers
-        .precheck(service)
-        .map_err(|e| failure(template, &e))?;
+    if let Err(e) = headers.precheck(service) {
+        return Err(refuse(service, headers, template, &e).await);
+    }
     let (limit, timeout) = (config.body_limit, config.body_timeout);
     match read_body(limit, timeout, &config.body_budget, &parts.headers, body).await {
         Ok((bytes, _held)) => Ok(Vec::from(bytes)),
@@ -203,6 +216,64 @@ pub(crate) fn sealed(
 /// pass then), 500 for a backend failure, and one generic 400 `CRYPTO_ERROR` for
 /// everything else (no oracle on which check failed).
 pub(crate) fn failure(route: &'static str, e: &ExchangeError) -> Response<Body> {
+    let (status, code) = failure_answer(route, e);
+    let mut r = code_error(status, code);
+    if let ExchangeError::NonceStore(NonceError::Fenced { retry_after_ms, .. }) = e {
+        set_retry_after(&mut r, *retry_after_ms);
+    }
+    r
+}
+
+/// [`failure`], sealed under the session's response key (docs/PROTOCOL.md §9.1) when
+/// the client asked for it and the server can seal.
+pub(crate) async fn refuse<P: Ports>(
+    service: &SessionService<P>,
+    headers: &EncryptedHeaders<'_>,
+    route: &'static str,
+    e: &ExchangeError,
+) -> Response<Body> {
+    let (status, code) = failure_answer(route, e);
+    let mut r = refusal(service, headers, status, code, Outcome::of(e)).await;
+    if let ExchangeError::NonceStore(NonceError::Fenced { retry_after_ms, .. }) = e {
+        set_retry_after(&mut r, *retry_after_ms);
+    }
+    r
+}
+
+/// A refusal with `status` and `code` of the request `headers` describe: sealed, with
+/// `outcome`, when the client sent `X-Sealed-Refusals: 1` and the session is a live v2
+/// session of the requesting client; otherwise the plain `{"error": code}`. A 401
+/// (the session is gone) is never sealed.
+pub(crate) async fn refusal<P: Ports>(
+    service: &SessionService<P>,
+    headers: &EncryptedHeaders<'_>,
+    status: StatusCode,
+    code: &'static str,
+    outcome: Outcome,
+) -> Response<Body> {
+    if headers.sealed_refusals && status != StatusCode::UNAUTHORIZED {
+        let sealed = service
+            .seal_refusal(headers.refused(), status.as_u16(), code, outcome)
+            .await;
+        if let Some(sealed) = sealed
+            && let (Ok(kid), Ok(key)) = (
+                HeaderValue::from_str(&sealed.kid),
+                HeaderValue::from_str(&sealed.idempotency_key),
+            )
+        {
+            let mut r = response(status, OCTETS, sealed.envelope);
+            let h = r.headers_mut();
+            h.insert(X_KID, kid);
+            h.insert(X_IDEMPOTENCY_KEY, key);
+            h.insert(X_SEALED_REFUSAL, HeaderValue::from_static("1"));
+            return r;
+        }
+    }
+    code_error(status, code)
+}
+
+/// The status and code of a failed exchange, logged and counted.
+fn failure_answer(route: &'static str, e: &ExchangeError) -> (StatusCode, &'static str) {
     let (status, code) = match e {
         e if e.is_session_state() => (StatusCode::UNAUTHORIZED, "SESSION_EXPIRED"),
         ExchangeError::Store(_)
@@ -220,11 +291,7 @@ pub(crate) fn failure(route: &'static str, e: &ExchangeError) -> Response<Body> 
         info!(route, status = status.as_u16(), reason = %e, "rejected");
     }
     metrics::rejection(route, e.reason());
-    let mut r = code_error(status, code);
-    if let ExchangeError::NonceStore(NonceError::Fenced { retry_after_ms, .. }) = e {
-        set_retry_after(&mut r, *retry_after_ms);
-    }
-    r
+    (status, code)
 }
 
 /// `Retry-After` in whole seconds, rounded up (so that a retry then is not refused

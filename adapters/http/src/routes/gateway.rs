@@ -9,7 +9,7 @@ use std::time::Instant;
 use domain::limits::client_ip;
 
 use bytes::Bytes;
-use domain::{Answer, ExchangeError, Family, SessionService};
+use domain::{Answer, ExchangeError, Family, Outcome, SessionService};
 use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
@@ -55,10 +55,13 @@ where
         started,
     } = req;
     let headers = EncryptedHeaders::of(&parts);
-    let target = match precheck(service, route, &parts, &headers) {
+    let target = match precheck(route, &parts) {
         Ok(target) => target,
         Err(refusal) => return *refusal,
     };
+    if let Err(e) = headers.precheck(service) {
+        return exchange::refuse(service, &headers, route.prefix, &e).await;
+    }
     let (limit, timeout) = (route.max_body, config.body_timeout);
     let bytes = match read_body(limit, timeout, &config.body_budget, &parts.headers, body).await {
         Ok((bytes, _held)) => bytes,
@@ -72,7 +75,7 @@ where
         None => None,
         Some(slots) => match slots.try_take() {
             Some(slot) => Some(slot),
-            None => return busy(route, "connection_answers"),
+            None => return busy(service, &headers, route, "connection_answers").await,
         },
     };
     let mut answer_budget = AnswerBudget {
@@ -84,7 +87,7 @@ where
         .cover(FIRST_ANSWER_SHARE.min(route.max_body))
         .is_err()
     {
-        return busy(route, "answer_budget");
+        return busy(service, &headers, route, "answer_budget").await;
     }
     let chain = header_list(&parts.headers, &X_FORWARDED_FOR);
     let request = Forward {
@@ -118,24 +121,30 @@ where
 const FIRST_ANSWER_SHARE: usize = 16 * 1024;
 
 /// 503 before anything is claimed or forwarded: the gateway cannot hold another answer.
-fn busy(route: &GatewayRoute, reason: &'static str) -> Response<Body> {
+async fn busy<P: Ports>(
+    service: &SessionService<P>,
+    headers: &EncryptedHeaders<'_>,
+    route: &GatewayRoute,
+    reason: &'static str,
+) -> Response<Body> {
     metrics::rejection(route.prefix, reason);
     warn!(
         route = route.prefix,
         reason, "gateway answer refused: no room"
     );
-    code_error(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+    exchange::refusal(
+        service,
+        headers,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVICE_UNAVAILABLE",
+        Outcome::NotExecuted,
+    )
+    .await
 }
 
-/// The checks a gateway request passes before its body is read: the route's methods,
-/// a path that stays inside the route, the headers and the window. `Ok` holds the
-/// upstream target.
-fn precheck<P: Ports>(
-    service: &SessionService<P>,
-    route: &GatewayRoute,
-    parts: &Parts,
-    headers: &EncryptedHeaders<'_>,
-) -> Result<String, Box<Response<Body>>> {
+/// The checks a gateway request passes before its headers: the route's methods and a
+/// path that stays inside the route. `Ok` holds the upstream target.
+fn precheck(route: &GatewayRoute, parts: &Parts) -> Result<String, Box<Response<Body>>> {
     if !route.methods.contains(&parts.method) {
         let mut r = code_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
         r.headers_mut().insert(header::ALLOW, route.allow.clone());
@@ -148,9 +157,6 @@ fn precheck<P: Ports>(
             "INVALID_PATH",
         )));
     };
-    headers
-        .precheck(service)
-        .map_err(|e| Box::new(exchange::failure(route.prefix, &e)))?;
     Ok(target)
 }
 
@@ -208,7 +214,7 @@ async fn forward<P: Ports>(
         .await;
     let mut accepted = match accepted {
         Ok((accepted, ())) => accepted,
-        Err(e) => return exchange::failure(route.prefix, &e),
+        Err(e) => return exchange::refuse(service, headers, route.prefix, &e).await,
     };
     let session = service.session_pseudonym(&accepted, gateway.session_hash_key());
     let identity = Identity {
@@ -231,7 +237,14 @@ async fn forward<P: Ports>(
         Bytes::copy_from_slice(accepted.plaintext()),
     ) else {
         // A header value the upstream request cannot carry: the client's request.
-        return code_error(StatusCode::BAD_REQUEST, "CRYPTO_ERROR");
+        return exchange::refusal(
+            service,
+            headers,
+            StatusCode::BAD_REQUEST,
+            "CRYPTO_ERROR",
+            Outcome::NotExecuted,
+        )
+        .await;
     };
     let clock = service.ports().clock();
     let t0 = clock.monotonic_ns();
@@ -255,10 +268,12 @@ async fn forward<P: Ports>(
                 reason = failure.reason(),
                 "upstream failed"
             );
-            return match failure {
-                Failure::Timeout => code_error(StatusCode::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT"),
-                _ => code_error(StatusCode::BAD_GATEWAY, "BAD_GATEWAY"),
+            // The request may have reached the upstream: its outcome is unknown.
+            let (status, code) = match failure {
+                Failure::Timeout => (StatusCode::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT"),
+                _ => (StatusCode::BAD_GATEWAY, "BAD_GATEWAY"),
             };
+            return exchange::refusal(service, headers, status, code, Outcome::Unknown).await;
         }
     };
     let status = answer.status;
@@ -278,7 +293,7 @@ async fn forward<P: Ports>(
     );
     let out = match sealed {
         Ok(out) => out,
-        Err(e) => return exchange::failure(route.prefix, &e),
+        Err(e) => return exchange::refuse(service, headers, route.prefix, &e).await,
     };
     let bodiless = matches!(status.as_u16(), 204 | 205 | 304);
     let wire_status = if bodiless { StatusCode::OK } else { status };

@@ -55,6 +55,10 @@ impl ProtocolClient {
         if let Some(text) = &in_header {
             headers.push((name::ENVELOPE, text));
         }
+        if session.protocol() == ports::Protocol::V2 {
+            // Refusals come sealed: authenticated, and saying whether the request ran.
+            headers.push((name::SEALED_REFUSALS, "1"));
+        }
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| FlowError::Protocol(format!("invalid method {method:?}")))?;
         let t = Instant::now();
@@ -66,6 +70,22 @@ impl ProtocolClient {
         let resp = self.conn.send(method, path, &headers, body).await?;
         timings.http = t.elapsed();
         timings.server_timing = resp.header("server-timing").map(str::to_owned);
+        if resp.header(name::SEALED_REFUSAL).is_some()
+            && let Some(key) = resp.header(name::IDEMPOTENCY_KEY)
+            && session.protocol() == ports::Protocol::V2
+        {
+            if resp.header(name::KID) != Some(session.kid()) {
+                return Err(FlowError::Protocol(
+                    "refusal X-Kid differs from ours".into(),
+                ));
+            }
+            let refusal =
+                session.open_refusal(&sealed, resp.status.as_u16(), key, resp.body.to_vec())?;
+            return Err(FlowError::Refused {
+                path: path.to_owned(),
+                refusal,
+            });
+        }
         let Some(key) = resp.header(name::IDEMPOTENCY_KEY) else {
             return Err(FlowError::Status {
                 path: path.to_owned(),

@@ -12,10 +12,12 @@ use zeroize::Zeroize;
 
 mod answer;
 mod error;
+mod refusal;
 mod route;
 
 pub use answer::{Accepted, Answer};
 pub use error::ExchangeError;
+pub use refusal::{Outcome, RefusedRequest, SealedRefusal};
 pub use route::{EncryptedRoute, PayloadError, RouteError};
 
 use super::{Lookup, SessionService, required};
