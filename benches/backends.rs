@@ -168,6 +168,7 @@ fn server_purchase(c: &mut Criterion) {
                     || session.seal_request(now_ms(), payload).unwrap(),
                     |mut sealed| {
                         let req = ExchangeRequest {
+                            call_key: None,
                             kid: Some(session.kid()),
                             idempotency_key: Some(&sealed.idempotency_key),
                             client_id: Some("BENCH"),

@@ -61,6 +61,7 @@ impl Side {
         let t = Instant::now();
         for s in &mut sealed {
             let req = ExchangeRequest {
+                call_key: None,
                 kid: Some(self.session.kid()),
                 idempotency_key: Some(&s.idempotency_key),
                 client_id: Some("BENCH"),

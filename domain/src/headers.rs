@@ -21,6 +21,8 @@ pub mod name {
     pub const ENVELOPE: &str = "x-envelope";
     /// `X-Inner-Status`: a gateway answer's real status when it may carry no content.
     pub const INNER_STATUS: &str = "x-inner-status";
+    /// `Idempotency-Key`: the client's key of a call (bound by v2; forwarded).
+    pub const CALL_KEY: &str = "idempotency-key";
     /// `X-Request-Id`: echoed, and forwarded by the gateway.
     pub const REQUEST_ID: &str = "x-request-id";
     /// `X-Sealed-Refusals: 1` on a request: the client opens sealed refusals (v2).
@@ -53,6 +55,10 @@ pub enum HeaderError {
     /// `X-Kid` lacks the `session:` prefix or has nothing after it.
     #[error("malformed X-Kid")]
     Kid,
+    /// `Idempotency-Key` is not a quoted string of 1–255 visible ASCII characters
+    /// without `"` or `\`.
+    #[error("malformed Idempotency-Key")]
+    CallKey,
     /// A field a v2 AAD binds (the request target, `X-Inner-Content-Type`) is longer
     /// than its length prefix can say (65,535 bytes).
     #[error("request target or X-Inner-Content-Type longer than 65535 bytes")]
@@ -142,6 +148,43 @@ impl<'a> IdempotencyKey<'a> {
     /// The nonce.
     pub fn nonce(&self) -> &'a str {
         self.nonce
+    }
+}
+
+/// `Idempotency-Key` (the IETF httpapi header, a Structured Field string): the
+/// client's key of one call, the same on every re-send of it, so that an upstream that
+/// deduplicates can run the call once. A v2 session binds it in the request AAD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallKey<'a>(&'a str);
+
+/// Longest accepted call key, quotes excluded.
+pub const MAX_CALL_KEY_LEN: usize = 255;
+
+impl<'a> CallKey<'a> {
+    /// `"` + 1–255 visible ASCII characters (0x21–0x7E) except `"` and `\` + `"`:
+    /// an sf-string with nothing to escape.
+    ///
+    /// # Errors
+    /// [`HeaderError::CallKey`].
+    pub fn parse(value: &'a str) -> Result<Self, HeaderError> {
+        let inner = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or(HeaderError::CallKey)?;
+        let ok = !inner.is_empty()
+            && inner.len() <= MAX_CALL_KEY_LEN
+            && inner
+                .bytes()
+                .all(|c| (0x21..=0x7e).contains(&c) && c != b'"' && c != b'\\');
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(HeaderError::CallKey)
+        }
+    }
+    /// The header's value verbatim (with its quotes), as the AAD binds it.
+    pub fn as_str(&self) -> &'a str {
+        self.0
     }
 }
 
@@ -251,6 +294,30 @@ mod tests {
     use proptest::prelude::*;
 
     const NONCE: &str = "123e4567-e89b-42d3-a456-426614174000";
+
+    #[test]
+    fn call_keys_are_quoted_strings_with_nothing_to_escape() {
+        for ok in [
+            r#""8e03978e-40d5-43e8-bc93-6894a57f9324""#,
+            r#""order-1234""#,
+            r#""a""#,
+        ] {
+            assert_eq!(CallKey::parse(ok).map(|k| k.as_str()), Ok(ok), "{ok}");
+        }
+        let long = format!("\"{}\"", "k".repeat(MAX_CALL_KEY_LEN + 1));
+        for bad in [
+            "order-1234",
+            r#""""#,
+            r#""has space""#,
+            r#""quo"te""#,
+            r#""back\slash""#,
+            "\"unterminated",
+            long.as_str(),
+            "\u{0}",
+        ] {
+            assert_eq!(CallKey::parse(bad), Err(HeaderError::CallKey), "{bad:?}");
+        }
+    }
 
     #[test]
     fn accepts_shipped_client_shapes() {

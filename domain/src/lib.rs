@@ -24,7 +24,7 @@ pub mod timing;
 pub mod v2;
 
 pub use envelope::{Aad, EnvelopeError, derive_session_key, open_envelope, seal_envelope};
-pub use headers::{ClientId, HeaderError, IdempotencyKey, SessionId};
+pub use headers::{CallKey, ClientId, HeaderError, IdempotencyKey, SessionId};
 pub use limits::AbuseLimits;
 pub use policy::{PolicyError, ReplayPolicy, RequestedTtl, TtlPolicy, V1TtlPolicy};
 pub use service::exchange::{

@@ -311,6 +311,35 @@ pub fn request_aad(fields: &AadFields<'_>) -> Result<Aad, FieldTooLong> {
     encode(&[label::REQUEST_AAD, m, t, c, k, id, ts, n]).map(Aad::from_bytes)
 }
 
+/// [`request_aad`], followed — when the request carries an `Idempotency-Key` — by its
+/// value as one more field (docs/PROTOCOL.md §15). Without the header the AAD is
+/// exactly [`request_aad`], so clients that never send it are unaffected; with it, the
+/// key cannot be added, removed or changed on the way.
+///
+/// # Errors
+/// [`FieldTooLong`].
+pub fn request_aad_keyed(
+    fields: &AadFields<'_>,
+    call_key: Option<&str>,
+) -> Result<Aad, FieldTooLong> {
+    let Some(call_key) = call_key else {
+        return request_aad(fields);
+    };
+    let [m, t, c, k, id, ts, n] = fields.parts();
+    encode(&[
+        label::REQUEST_AAD,
+        m,
+        t,
+        c,
+        k,
+        id,
+        ts,
+        n,
+        call_key.as_bytes(),
+    ])
+    .map(Aad::from_bytes)
+}
+
 /// The response AAD: label, the request's method and target, the response's content
 /// type, kid, client id, the response's timestamp and nonce, then the request's nonce
 /// and the response status (three digits).

@@ -90,6 +90,77 @@ async fn a_forged_session_expired_never_makes_the_library_run_a_post_twice() {
     assert_eq!(upstream.count(), 2);
 }
 
+/// Forwards everything, but replaces the answer of the first gateway request with
+/// `forged` (after the upstream ran it).
+fn forge_on_first(forged: fn() -> Response<Full<Bytes>>) -> Arc<Tamper> {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    Arc::new(move |parts, _body, answer| {
+        if parts.uri.path().starts_with("/api/") && !done.swap(true, Ordering::SeqCst) {
+            return forged();
+        }
+        forward(answer)
+    })
+}
+
+#[tokio::test]
+async fn forged_refusals_and_dates_never_make_the_library_send_a_post_again() {
+    let upstream = Upstream::start();
+    let server = Server::start(&[("GATEWAY_UPSTREAM", &upstream.url)]);
+    let skewed_400 = || {
+        let mut out = Response::new(Full::new(Bytes::from_static(
+            br#"{"error":"CRYPTO_ERROR"}"#,
+        )));
+        *out.status_mut() = hyper::StatusCode::BAD_REQUEST;
+        let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(40);
+        out.headers_mut().insert(
+            hyper::header::DATE,
+            hyper::header::HeaderValue::from_str(&httpdate(ahead)).unwrap(),
+        );
+        out
+    };
+    let bad_gateway = || {
+        let mut out = Response::new(Full::new(Bytes::from_static(br#"{"error":"BAD_GATEWAY"}"#)));
+        *out.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+        out
+    };
+    for (forged, status) in [
+        (skewed_400 as fn() -> Response<Full<Bytes>>, 400),
+        (bad_gateway, 502),
+    ] {
+        let before = upstream.count();
+        let (proxy, _task) = mitm(&server.url, forge_on_first(forged)).await;
+        let mut s = through(&proxy, &server, Retry::Idempotent).await;
+        let err = s
+            .fetch("POST", "/api/orders", None, b"{}")
+            .await
+            .unwrap_err();
+        // Unsealed: reported as the refusal it claims to be, not proven.
+        assert!(
+            matches!(&err, Error::Refused { status: s, .. } if *s == status),
+            "{err}"
+        );
+        assert_eq!(upstream.count(), before + 1, "the POST ran once, {status}");
+    }
+}
+
+/// An HTTP date (RFC 9110 IMF-fixdate) of `t`.
+fn httpdate(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let iso = domain::encoding::utc_timestamp(secs);
+    let days = secs / 86_400;
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = months[iso[5..7].parse::<usize>().unwrap() - 1];
+    format!(
+        "{weekday}, {} {month} {} {} GMT",
+        &iso[8..10],
+        &iso[0..4],
+        &iso[11..19]
+    )
+}
+
 #[tokio::test]
 async fn an_idempotent_request_is_sent_again_unless_the_application_said_never() {
     let upstream = Upstream::start();
@@ -253,4 +324,94 @@ async fn v2_refusals_come_sealed_to_a_client_that_asks_and_say_whether_the_reque
         matches!(&err, Error::OutcomeUnknown { status: 502, code, .. } if code == "BAD_GATEWAY"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn each_call_carries_an_idempotency_key_the_gateway_forwards_and_nobody_can_change() {
+    let upstream = Upstream::start();
+    let server = Server::start(&[("GATEWAY_UPSTREAM", &upstream.url)]);
+    // A GET whose first answer is replaced by a forged expiry is sent again: both
+    // copies reach the upstream with the same key, so it can tell them apart from
+    // two calls.
+    let (proxy, _task) = mitm(&server.url, forge_expiry_on_first(1)).await;
+    let mut s = through(&proxy, &server, Retry::Idempotent).await;
+    s.fetch("GET", "/api/orders?id=1", None, b"").await.unwrap();
+    let seen = upstream.received();
+    let keys: Vec<&str> = seen
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1], "one call, one key");
+    assert!(domain::CallKey::parse(keys[0]).is_ok(), "{}", keys[0]);
+    // The application's own key, kept across its own retries.
+    let mut direct = Session::builder(&server.url, "EXACTLY_ONCE")
+        .crypto(server.crypto)
+        .connect()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        direct
+            .fetch_keyed("POST", "/api/orders", None, r#""order-1234""#, b"{}")
+            .await
+            .unwrap();
+        assert_eq!(
+            upstream
+                .received()
+                .last()
+                .unwrap()
+                .header("idempotency-key"),
+            Some(r#""order-1234""#)
+        );
+    }
+    // On the way it cannot be changed, removed or added: the v2 AAD binds it. Refused
+    // (sealed: the request did not run), and the upstream saw nothing.
+    let before = upstream.count();
+    let (_, session) = direct.parts();
+    let (key, other) = (Some(r#""order-5678""#), Some(r#""other-key""#));
+    // (bound by the client, sent on the wire): changed, removed, added.
+    for (bound, value) in [(key, other), (key, None), (None, key)] {
+        let mut conn = server.connect().await;
+        let sealed = session
+            .seal_call(
+                now(),
+                domain::RequestLine {
+                    method: "POST",
+                    target: "/api/orders",
+                    content_type: "",
+                },
+                bound,
+                b"{}",
+            )
+            .unwrap();
+        let mut headers = vec![
+            ("x-kid", session.kid()),
+            ("x-idempotency-key", sealed.idempotency_key.as_str()),
+            ("x-clientid", session.client_id()),
+            ("x-sealed-refusals", "1"),
+        ];
+        if let Some(v) = value {
+            headers.push(("idempotency-key", v));
+        }
+        let resp = conn
+            .send(
+                hyper::Method::POST,
+                "/api/orders",
+                &headers,
+                sealed.envelope.clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 400, "{value:?}");
+        let refusal = session
+            .open_refusal(
+                &sealed,
+                400,
+                resp.header("x-idempotency-key").unwrap(),
+                resp.body.to_vec(),
+            )
+            .unwrap();
+        assert_eq!(refusal.executed, Some(false));
+    }
+    assert_eq!(upstream.count(), before, "nothing reached the upstream");
 }

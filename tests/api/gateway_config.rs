@@ -49,6 +49,7 @@ timeout_ms = 5000
         .fetch(
             cs,
             Outgoing {
+                call_key: None,
                 method: "PUT",
                 path: "/orders/1",
                 content_type: None,

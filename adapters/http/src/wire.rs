@@ -35,6 +35,7 @@ pub(crate) const X_INNER_CONTENT_TYPE: HeaderName =
     HeaderName::from_static(name::INNER_CONTENT_TYPE);
 pub(crate) const X_ENVELOPE: HeaderName = HeaderName::from_static(name::ENVELOPE);
 pub(crate) const X_INNER_STATUS: HeaderName = HeaderName::from_static(name::INNER_STATUS);
+pub(crate) const CALL_KEY: HeaderName = HeaderName::from_static(name::CALL_KEY);
 pub(crate) const X_SEALED_REFUSALS: HeaderName = HeaderName::from_static(name::SEALED_REFUSALS);
 pub(crate) const X_SEALED_REFUSAL: HeaderName = HeaderName::from_static(name::SEALED_REFUSAL);
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

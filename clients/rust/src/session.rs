@@ -370,6 +370,9 @@ impl Session {
     /// authenticated and the request may have run. A second `SESSION_EXPIRED` is
     /// returned as [`Error::Refused`].
     ///
+    /// Every call carries an `Idempotency-Key` the library makes for it (the same on a
+    /// re-send of the call); [`Self::fetch_keyed`] takes the application's own.
+    ///
     /// # Errors
     /// [`Error`].
     pub async fn fetch(
@@ -379,11 +382,41 @@ impl Session {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Response, Error> {
+        let mut random = [0u8; 16];
+        self.client
+            .crypto()
+            .random
+            .fill(&mut random)
+            .map_err(|_| Error::Protocol("the random number generator failed".into()))?;
+        let key = format!("\"{}\"", domain::encoding::uuid_v4(random));
+        self.fetch_keyed(method, path, content_type, &key, body)
+            .await
+    }
+
+    /// [`Self::fetch`] with the application's `Idempotency-Key` for the call — the
+    /// header's value, quoted (`"order-1234"`): keep it when the application sends the
+    /// call again after an error, so that an upstream that deduplicates runs it once.
+    /// A v2 session binds it (docs/PROTOCOL.md §15); a gateway forwards it.
+    ///
+    /// # Errors
+    /// [`Error`]; [`Error::Protocol`] for a key that is not a quoted string of 1–255
+    /// visible ASCII characters without `"` or `\`.
+    pub async fn fetch_keyed(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        call_key: &str,
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        domain::CallKey::parse(call_key)
+            .map_err(|_| Error::Protocol(format!("invalid Idempotency-Key {call_key:?}")))?;
         let request = Outgoing {
             method,
             path,
             content_type,
             body,
+            call_key: Some(call_key),
         };
         match self.fetch_once(request).await {
             Err(e) if e.is_session_expired() => {

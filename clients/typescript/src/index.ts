@@ -70,6 +70,13 @@ export interface SealedRequestInit {
   headers?: Record<string, string>;
   /** `X-Inner-Content-Type`, bound by a v2 session (omit for the built-in routes). */
   contentType?: string;
+  /**
+   * The call's `Idempotency-Key` (unquoted; 1–255 visible ASCII characters without `"`
+   * or `\\`). The library makes one per call when it is absent, and keeps it on a
+   * re-send; pass your own to keep it across your own retries, so that an upstream that
+   * deduplicates runs the call once. A v2 session binds it; a gateway forwards it.
+   */
+  idempotencyKey?: string;
 }
 
 /** A decrypted answer, shaped like a `Response`. */
@@ -108,6 +115,14 @@ const SKEW_RETRY_MS = 30_000;
 
 /** The largest clock correction taken from a sealed refusal (a day): beyond, the error says why. */
 const MAX_CLOCK_FIX_MS = 86_400_000;
+
+/** `key` as an `Idempotency-Key` value: a quoted sf-string with nothing to escape. */
+function quotedCallKey(key: string): string {
+  if (!/^[\x21\x23-\x5b\x5d-\x7e]{1,255}$/.test(key)) {
+    throw new TypeError('idempotencyKey: 1–255 visible ASCII characters without " or \\');
+  }
+  return `"${key}"`;
+}
 
 /** The methods HTTP defines as idempotent: running one twice has the effect of once. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
@@ -318,14 +333,15 @@ export class SessionCrypto {
    */
   async fetch(path: string, init: SealedRequestInit = {}): Promise<SealedResponse> {
     const method = (init.method ?? 'POST').toUpperCase();
+    const callKey = quotedCallKey(init.idempotencyKey ?? uuid());
     const keys = this.revoked ? await this.renew(this.keys) : this.keys;
     try {
-      return await this.fetchOnce(path, init, keys);
+      return await this.fetchOnce(path, init, keys, callKey);
     } catch (e) {
       if (!(e instanceof ServerRefusedError && e.status === 401 && e.code === 'SESSION_EXPIRED')) throw e;
       const fresh = await this.renew(keys);
       if (!this.repeatable(method)) throw new OutcomeUnknownError(e);
-      return this.fetchOnce(path, init, fresh);
+      return this.fetchOnce(path, init, fresh, callKey);
     }
   }
 
@@ -344,7 +360,7 @@ export class SessionCrypto {
     return this.renewing;
   }
 
-  private async fetchOnce(path: string, init: SealedRequestInit, s: SessionKeys): Promise<SealedResponse> {
+  private async fetchOnce(path: string, init: SealedRequestInit, s: SessionKeys, callKey: string): Promise<SealedResponse> {
     // The target as it goes on the wire: URL parsing percent-encodes and removes dot
     // segments, and the server binds what it receives.
     // (A relative baseUrl, e.g. '' on the page's own origin, resolves against the page.)
@@ -356,16 +372,17 @@ export class SessionCrypto {
     return this.withClockRetry(
       async () => {
         const [key, ts, nonce] = this.idempotencyKey(repeatable);
-        const envelope = await seal(s.requestKey, requestAad(s, line, ts, nonce), plaintext);
+        const envelope = await seal(s.requestKey, requestAad(s, line, ts, nonce, callKey), plaintext);
         const headers: Record<string, string> = { ...init.headers };
         for (const name of Object.keys(headers)) {
-          if (/^(x-kid|x-idempotency-key|x-clientid|content-type|x-inner-content-type|x-envelope)$/i.test(name)) delete headers[name];
+          if (/^(x-kid|x-idempotency-key|x-clientid|content-type|x-inner-content-type|x-envelope|idempotency-key|x-sealed-refusals)$/i.test(name)) delete headers[name];
         }
         Object.assign(headers, {
           'Content-Type': 'application/octet-stream',
           'X-Kid': s.kid,
           'X-Idempotency-Key': key,
           'X-ClientId': s.clientId,
+          'Idempotency-Key': callKey,
         });
         if (init.contentType !== undefined) headers['X-Inner-Content-Type'] = init.contentType;
         // v2: refusals come sealed, so the library can trust what they say (§9.1).
@@ -383,6 +400,19 @@ export class SessionCrypto {
       },
       repeatable,
     );
+  }
+
+  /**
+   * An authenticated server time (a v2 answer's timestamp, bound by its AAD): when it
+   * is more than 30 s (and at most a day) from the clock in use, the library stamps
+   * every later request by it, and a clock learned from `Date` is no longer used.
+   */
+  private learnTime(serverTime: number, s: SessionKeys): void {
+    if (s.protocol !== 2) return;
+    const skew = serverTime - Date.now();
+    if (Math.abs(skew - (this.authOffsetMs ?? 0)) > SKEW_RETRY_MS && Math.abs(skew) <= MAX_CLOCK_FIX_MS) {
+      this.authOffsetMs = skew;
+    }
   }
 
   /** Opens a sealed refusal (§9.1) of the request stamped `stampedAt` with `requestNonce`. */
@@ -432,6 +462,7 @@ export class SessionCrypto {
     const aad = responseAad(s, { ...line, contentType }, ts, nonce, requestNonce, status);
     const envelope = new Uint8Array(await res.arrayBuffer());
     const plaintext = await open(s.responseKey, aad, envelope);
+    this.learnTime(Number(ts), s);
     const headers = new Headers(res.headers);
     if (contentType) headers.set('content-type', contentType);
     else headers.delete('content-type');

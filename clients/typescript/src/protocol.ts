@@ -148,9 +148,11 @@ export function importServerKey(key: string | JsonWebKey): Promise<CryptoKey> {
 }
 
 /** The request AAD of the session's version (§11, §15). */
-export function requestAad(s: SessionKeys, line: RequestLine, timestamp: string, nonce: string): Uint8Array {
+export function requestAad(s: SessionKeys, line: RequestLine, timestamp: string, nonce: string, callKey?: string): Uint8Array {
   if (s.protocol === 1) return utf8(`${timestamp}|${nonce}|${s.kid}|${s.clientId}`);
-  return fields('session-crypto/2 request', line.method, line.target, line.contentType, s.kid, s.clientId, timestamp, nonce);
+  const base = ['session-crypto/2 request', line.method, line.target, line.contentType, s.kid, s.clientId, timestamp, nonce];
+  // With an Idempotency-Key, its value (quoted, as sent) is one more field (§15).
+  return callKey === undefined ? fields(...base) : fields(...base, callKey);
 }
 
 /** The response AAD (§11, §15): v2 binds the request's nonce and the status. */

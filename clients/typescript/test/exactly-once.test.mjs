@@ -141,3 +141,42 @@ test('sealed refusals: a replayed copy (the first answer dropped) is "outcome un
   const f = await SessionCrypto.connect({ baseUrl, clientId: 'TS_SEALED', fetch: fetcher });
   await assert.rejects(f.fetch('/transaction/purchase', { body: BUY }), (e) => e instanceof ProtocolError && e.reason === 'response');
 });
+
+test('every call carries one Idempotency-Key, kept on a re-send and forwarded by the gateway', { skip }, async () => {
+  const keys = [];
+  const { fetcher } = mitm(async (p, init, res) => {
+    if (p !== '/api/orders') return undefined;
+    keys.push(new Headers(init.headers).get('idempotency-key'));
+    if (keys.length > 1) return undefined;
+    await res.arrayBuffer();
+    return json(401, { error: 'SESSION_EXPIRED' });
+  });
+  const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_KEY', fetch: fetcher });
+  const echoed = await (await s.fetch('/api/orders', { method: 'GET' })).json();
+  assert.equal(keys.length, 2);
+  assert.equal(keys[0], keys[1], 'one call, one key');
+  assert.match(keys[0], /^"[0-9a-f-]{36}"$/);
+  assert.equal(echoed.headers['idempotency-key'], keys[1], 'the upstream got it');
+  // The application's own key.
+  const mine = await (await s.fetch('/api/orders', { method: 'POST', body: {}, idempotencyKey: 'order-1234' })).json();
+  assert.equal(mine.headers['idempotency-key'], '"order-1234"');
+  await assert.rejects(s.fetch('/api/orders', { method: 'POST', idempotencyKey: 'has space' }), TypeError);
+});
+
+test('a forged 502 after the upstream ran a POST: reported as the refusal it claims to be, never re-sent', { skip }, async () => {
+  const { fetcher, forwarded } = mitm(forgeFirst('/api/orders', 1, () => json(502, { error: 'BAD_GATEWAY' })));
+  const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_ONCE', fetch: fetcher });
+  await assert.rejects(s.fetch('/api/orders', { method: 'POST', body: { qty: 1 } }), (e) => e.status === 502 && e.sealed === false);
+  assert.equal(forwarded['/api/orders'], 1);
+});
+
+test('six parallel GETs that all find the session gone share one new session and all succeed', { skip }, async () => {
+  // The first answer of each of the six is a (forged) expiry.
+  const { fetcher, forwarded } = mitm(forgeFirst('/api/orders', 6, () => json(401, { error: 'SESSION_EXPIRED' })));
+  const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_PARALLEL', fetch: fetcher });
+  const inits = forwarded['/session/init'];
+  const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => s.fetch(`/api/orders?i=${i}`, { method: 'GET' })));
+  for (const a of answers) assert.equal(a.status, 200);
+  assert.equal(forwarded['/session/init'] - inits, 1, 'one re-init for all six');
+  assert.equal(forwarded['/api/orders'], 12);
+});

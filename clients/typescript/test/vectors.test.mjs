@@ -98,7 +98,7 @@ test('exchanges.json: gateway exchanges (GET in X-Envelope, inner content types,
   for (const { name, request, response } of exchanges.gateway) {
     const line = { method: request.method_ascii, target: request.target_ascii, contentType: request.inner_content_type_ascii };
     const [ts, nonce] = split(request.x_idempotency_key_ascii);
-    const aad = requestAad(s, line, ts, nonce);
+    const aad = requestAad(s, line, ts, nonce, request.idempotency_key_header_ascii);
     assert.equal(toHex(aad), request.aad, name);
     const iv = hex(request.iv);
     const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: aad }, s.requestKey, new TextEncoder().encode(request.plaintext_ascii)));

@@ -133,6 +133,21 @@ impl ClientSession {
         line: RequestLine<'_>,
         plaintext: &[u8],
     ) -> Result<SealedRequest, ClientError> {
+        self.seal_call(now_ms, line, None, plaintext)
+    }
+
+    /// [`Self::seal`] for a request that carries `Idempotency-Key: call_key` (the
+    /// header's value, quoted): a v2 session binds it in the AAD.
+    ///
+    /// # Errors
+    /// [`ClientError::Crypto`], [`ClientError::TooLong`].
+    pub fn seal_call(
+        &self,
+        now_ms: u64,
+        line: RequestLine<'_>,
+        call_key: Option<&str>,
+        plaintext: &[u8],
+    ) -> Result<SealedRequest, ClientError> {
         let mut r = [0u8; 16];
         self.crypto
             .random
@@ -142,13 +157,16 @@ impl ClientSession {
         let ts = now_ms.to_string();
         let aad = match self.keys.protocol() {
             Protocol::V1 => Aad::new(&ts, &nonce, &self.kid, &self.client_id),
-            Protocol::V2 => v2::request_aad(&AadFields {
-                line,
-                kid: &self.kid,
-                client_id: &self.client_id,
-                timestamp: &ts,
-                nonce: &nonce,
-            })
+            Protocol::V2 => v2::request_aad_keyed(
+                &AadFields {
+                    line,
+                    kid: &self.kid,
+                    client_id: &self.client_id,
+                    timestamp: &ts,
+                    nonce: &nonce,
+                },
+                call_key,
+            )
             .map_err(|_| ClientError::TooLong)?,
         };
         let envelope = seal_envelope(

@@ -30,18 +30,12 @@ impl<P: Ports> SessionService<P> {
         F: FnOnce(&[u8]) -> Result<(), PayloadError>,
     {
         let clock = self.ports.clock();
+        let texts = req.texts();
         let body = req.body;
         let mut timings = Timings::default();
         let result = async {
             let authenticated = self
-                .authenticate(
-                    req.kid,
-                    req.idempotency_key,
-                    req.client_id,
-                    req.line,
-                    body,
-                    &mut timings,
-                )
+                .authenticate(texts, req.line, body, &mut timings)
                 .await?;
             // The route's check before the nonce is used up (see the exchange).
             check(authenticated.plaintext)?;

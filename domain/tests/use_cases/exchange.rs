@@ -68,6 +68,7 @@ fn purchase_session_states() {
     assert!(
         run(svc.exchange_plain(
             ExchangeRequest {
+                call_key: None,
                 kid: Some(s.kid()),
                 idempotency_key: Some(&req.idempotency_key),
                 client_id: Some("OWNER"),
@@ -83,6 +84,7 @@ fn purchase_session_states() {
     let mut body = req.envelope;
     let r = run(svc.exchange_plain(
         ExchangeRequest {
+            call_key: None,
             kid: Some(s.kid()),
             idempotency_key: Some(&req.idempotency_key),
             client_id: Some("OWNER"),

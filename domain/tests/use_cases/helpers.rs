@@ -137,6 +137,7 @@ pub(crate) fn purchase(
 ) -> Result<Vec<u8>, ExchangeError> {
     let out = run(svc.exchange_plain(
         ExchangeRequest {
+            call_key: None,
             kid: Some(s.kid()),
             idempotency_key: Some(idem),
             client_id: Some(s.client_id()),
@@ -218,6 +219,7 @@ pub(crate) fn buy(svc: &Service, s: &ClientSession) -> Result<(), ExchangeError>
     let mut body = req.envelope;
     run(svc.exchange_plain(
         ExchangeRequest {
+            call_key: None,
             kid: Some(s.kid()),
             idempotency_key: Some(&req.idempotency_key),
             client_id: Some(s.client_id()),
@@ -245,6 +247,7 @@ pub(crate) fn request<'a>(
     body: &'a mut [u8],
 ) -> ExchangeRequest<'a> {
     ExchangeRequest {
+        call_key: None,
         kid: Some(s.kid()),
         idempotency_key: Some(idem),
         client_id: Some(s.client_id()),

@@ -83,6 +83,7 @@ fn sessions_per_client_are_capped_and_a_revocation_frees_a_slot() {
     let mut body = req.envelope;
     run(svc.revoke(
         ExchangeRequest {
+            call_key: None,
             kid: Some(first.kid()),
             idempotency_key: Some(&req.idempotency_key),
             client_id: Some("A"),

@@ -42,6 +42,7 @@ fn send(
     let mut body = sealed.envelope.clone();
     run(svc.exchange_plain(
         ExchangeRequest {
+            call_key: None,
             kid: Some(s.kid()),
             idempotency_key: Some(&sealed.idempotency_key),
             client_id: Some(s.client_id()),

@@ -38,6 +38,8 @@ struct Case {
     method: &'static str,
     target: &'static str,
     request_content_type: &'static str,
+    /// `Idempotency-Key` (quoted), bound as one more request AAD field.
+    call_key: Option<&'static str>,
     request_key: (&'static str, &'static str),
     request_iv: [u8; IV_LEN],
     request_plaintext: &'static str,
@@ -67,6 +69,7 @@ const CASES: [Case; 3] = [
         method: "GET",
         target: "/api/orders?id=7",
         request_content_type: "",
+        call_key: None,
         request_key: ("1706700001000", "8c0d4f3e-2b1a-4c5d-9e8f-7a6b5c4d3e2f"),
         request_iv: iv(0x30),
         request_plaintext: "",
@@ -78,10 +81,11 @@ const CASES: [Case; 3] = [
         response_plaintext: r#"{"id":"7","item":"book","qty":2}"#,
     },
     Case {
-        name: "POST with a non-empty inner content type, answered 201",
+        name: "POST with a non-empty inner content type and an Idempotency-Key, answered 201",
         method: "POST",
         target: "/api/orders",
         request_content_type: "application/x-www-form-urlencoded",
+        call_key: Some("\"order-1234\""),
         request_key: ("1706700002000", "f47ac10b-58cc-4372-a567-0e02b2c3d479"),
         request_iv: iv(0x50),
         request_plaintext: "item=book&qty=2",
@@ -97,6 +101,7 @@ const CASES: [Case; 3] = [
         method: "DELETE",
         target: "/api/orders/8",
         request_content_type: "",
+        call_key: None,
         request_key: ("1706700003000", "0e9d8c7b-6a5f-4e4d-9c3b-2a1f0e9d8c7b"),
         request_iv: iv(0x70),
         request_plaintext: "",
@@ -197,7 +202,7 @@ fn seal(p: &CryptoProvider, c: &Case) -> Sealed {
         nonce: c.response_key.1,
         ..request
     };
-    let request_aad = v2::request_aad(&request).unwrap();
+    let request_aad = v2::request_aad_keyed(&request, c.call_key).unwrap();
     let response_aad = v2::response_aad(&response, c.request_key.1, c.status).unwrap();
     let seal = |key, iv, aad, plain: &str| {
         seal_envelope_with_iv(p.aead, key, iv, aad, plain.as_bytes().to_vec()).unwrap()
@@ -251,6 +256,9 @@ pub fn generate() -> Value {
                 "plaintext_ascii": c.request_plaintext,
                 "envelope": hex::encode(&s.request_envelope),
             });
+            if let Some(key) = c.call_key {
+                request["idempotency_key_header_ascii"] = json!(key);
+            }
             if c.method == "GET" {
                 // No body: the envelope travels in this header (docs/PROTOCOL.md §20).
                 request["x_envelope_ascii"] = json!(base64_encode(&s.request_envelope));

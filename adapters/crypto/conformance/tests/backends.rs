@@ -218,6 +218,7 @@ fn cross_matrix_protocol_v2() {
             let mut body = std::mem::take(&mut sealed.envelope);
             let answer = futures_executor::block_on(svc.exchange(
                 ExchangeRequest {
+                    call_key: None,
                     kid: Some(session.kid()),
                     idempotency_key: Some(&sealed.idempotency_key),
                     client_id: Some("CROSS"),

@@ -28,7 +28,7 @@ const EXPOSED: HeaderValue = HeaderValue::from_static(
 /// which browser instrumentation adds).
 const ALLOWED_HEADERS: HeaderValue = HeaderValue::from_static(
     "Content-Type, X-Idempotency-Key, X-ClientId, X-Kid, X-Inner-Content-Type, Authorization, \
-     X-Envelope, X-Sealed-Refusals, X-Request-Id, traceparent, tracestate",
+     X-Envelope, X-Sealed-Refusals, Idempotency-Key, X-Request-Id, traceparent, tracestate",
 );
 
 impl Cors {

@@ -24,8 +24,8 @@ use crate::metrics;
 use crate::pipeline::body::{RequestBody, body_failure, read_body};
 use crate::pipeline::timing::server_timing;
 use crate::wire::{
-    Body, OCTETS, SERVER_TIMING, X_CLIENT_ID, X_IDEMPOTENCY_KEY, X_INNER_CONTENT_TYPE, X_KID,
-    X_SEALED_REFUSAL, X_SEALED_REFUSALS, code_error, header, response,
+    Body, CALL_KEY, OCTETS, SERVER_TIMING, X_CLIENT_ID, X_IDEMPOTENCY_KEY, X_INNER_CONTENT_TYPE,
+    X_KID, X_SEALED_REFUSAL, X_SEALED_REFUSALS, code_error, header, response,
 };
 
 /// How an encrypted route's handler error is answered: its status and error code
@@ -70,6 +70,8 @@ pub(crate) struct EncryptedHeaders<'a> {
     kid: Option<&'a str>,
     idempotency_key: Option<&'a str>,
     client_id: Option<&'a str>,
+    /// `Idempotency-Key`.
+    call_key: Option<&'a str>,
     line: RequestLine<'a>,
     /// `X-Sealed-Refusals: 1`: the client opens sealed refusals.
     sealed_refusals: bool,
@@ -83,6 +85,7 @@ impl<'a> EncryptedHeaders<'a> {
             kid: header(headers, &X_KID),
             idempotency_key: header(headers, &X_IDEMPOTENCY_KEY),
             client_id: header(headers, &X_CLIENT_ID),
+            call_key: header(headers, &CALL_KEY),
             line: RequestLine {
                 method: parts.method.as_str(),
                 target: parts
@@ -128,6 +131,7 @@ impl<'a> EncryptedHeaders<'a> {
             kid: self.kid,
             idempotency_key: self.idempotency_key,
             client_id: self.client_id,
+            call_key: self.call_key,
             line: self.line,
             body,
         }

@@ -118,6 +118,7 @@ async fn worker(
             Phase::Purchase => client.purchase(&session, BODY).await.is_ok(),
             _ => {
                 let request = Outgoing {
+                    call_key: None,
                     method: "POST",
                     path,
                     content_type: Some("application/json"),

@@ -31,6 +31,7 @@ impl ProtocolClient {
             path,
             content_type,
             body,
+            call_key,
         } = request;
         let mut timings = StepTimings::default();
         let t = Instant::now();
@@ -39,7 +40,7 @@ impl ProtocolClient {
             target: path,
             content_type: content_type.unwrap_or_default(),
         };
-        let mut sealed = session.seal(now_ms(), line, body)?;
+        let mut sealed = session.seal_call(now_ms(), line, call_key, body)?;
         timings.crypto.push(("aes-gcm-encrypt", t.elapsed()));
         let envelope = std::mem::take(&mut sealed.envelope);
         let in_header = (method == "GET").then(|| base64_encode(&envelope));
@@ -54,6 +55,9 @@ impl ProtocolClient {
         }
         if let Some(text) = &in_header {
             headers.push((name::ENVELOPE, text));
+        }
+        if let Some(key) = call_key {
+            headers.push((name::CALL_KEY, key));
         }
         if session.protocol() == ports::Protocol::V2 {
             // Refusals come sealed: authenticated, and saying whether the request ran.
@@ -140,6 +144,9 @@ pub struct Outgoing<'a> {
     pub content_type: Option<&'a str>,
     /// The plaintext.
     pub body: &'a [u8],
+    /// `Idempotency-Key` (quoted, e.g. `"8e03978e-…"`): the call's key, the same on
+    /// every re-send of the call; a v2 session binds it, and a gateway forwards it.
+    pub call_key: Option<&'a str>,
 }
 
 /// An opened answer.

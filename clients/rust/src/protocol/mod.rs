@@ -165,6 +165,11 @@ impl ProtocolClient {
         self
     }
 
+    /// The crypto backend in use.
+    pub fn crypto(&self) -> CryptoProvider {
+        self.crypto
+    }
+
     /// The pinned server keys.
     pub fn pinned_keys(&self) -> &[P256PublicKey] {
         &self.pinned
@@ -343,6 +348,7 @@ impl ProtocolClient {
         payload: &[u8],
     ) -> Result<(Vec<u8>, StepTimings), FlowError> {
         let request = Outgoing {
+            call_key: None,
             method,
             path,
             content_type: None,

@@ -115,15 +115,9 @@ impl<P: Ports> SessionService<P> {
         req: ExchangeRequest<'a>,
     ) -> Result<(Accepted<'a>, u8), ExchangeError> {
         let mut timings = Timings::default();
+        let texts = req.texts();
         let request = self
-            .authenticate(
-                req.kid,
-                req.idempotency_key,
-                req.client_id,
-                req.line,
-                req.body,
-                &mut timings,
-            )
+            .authenticate(texts, req.line, req.body, &mut timings)
             .await?;
         // Present: `authenticate` checked them.
         let (kid, client_id) = (

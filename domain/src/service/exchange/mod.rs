@@ -22,9 +22,30 @@ pub use route::{EncryptedRoute, PayloadError, RouteError};
 
 use super::{Lookup, SessionService, required};
 use crate::envelope::{Aad, open_envelope_with};
-use crate::headers::{ClientId, HeaderError, IdempotencyKey, SessionId, kid_session_part};
+use crate::headers::{CallKey, ClientId, HeaderError, IdempotencyKey, SessionId, kid_session_part};
 use crate::timing::Timings;
 use crate::v2::{self, AadFields, RequestLine};
+
+/// The header texts of an encrypted request the checks read (as sent).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeaderTexts<'a> {
+    pub(crate) kid: Option<&'a str>,
+    pub(crate) idempotency_key: Option<&'a str>,
+    pub(crate) client_id: Option<&'a str>,
+    pub(crate) call_key: Option<&'a str>,
+}
+
+impl<'a> ExchangeRequest<'a> {
+    /// Its header texts.
+    pub(crate) fn texts(&self) -> HeaderTexts<'a> {
+        HeaderTexts {
+            kid: self.kid,
+            idempotency_key: self.idempotency_key,
+            client_id: self.client_id,
+            call_key: self.call_key,
+        }
+    }
+}
 
 /// An encrypted request as seen by the domain.
 #[derive(Debug)]
@@ -35,6 +56,9 @@ pub struct ExchangeRequest<'a> {
     pub idempotency_key: Option<&'a str>,
     /// `X-ClientId`.
     pub client_id: Option<&'a str>,
+    /// `Idempotency-Key` (the client's key of the call, stable across its re-sends):
+    /// bound by a v2 session's AAD when present, and forwarded by a gateway.
+    pub call_key: Option<&'a str>,
     /// Method, target and `X-Inner-Content-Type` (bound by a v2 session's AAD).
     pub line: RequestLine<'a>,
     /// The envelope; decrypted in place and wiped before returning.
@@ -133,6 +157,7 @@ impl<P: Ports> SessionService<P> {
             kid,
             idempotency_key,
             client_id,
+            call_key,
             line,
             body,
         } = req;
@@ -140,6 +165,7 @@ impl<P: Ports> SessionService<P> {
             kid,
             idempotency_key,
             client_id,
+            call_key,
             line,
             body: &mut *body,
         };
@@ -219,13 +245,17 @@ impl<P: Ports> SessionService<P> {
     /// returned in place, inside `body`; the nonce is claimed by [`Self::claim`].
     pub(crate) async fn authenticate<'b>(
         &self,
-        kid: Option<&str>,
-        idempotency_key: Option<&str>,
-        client_id: Option<&str>,
+        texts: HeaderTexts<'_>,
         line: RequestLine<'b>,
         body: &'b mut [u8],
         timings: &mut Timings,
     ) -> Result<Authenticated<'b>, ExchangeError> {
+        let HeaderTexts {
+            kid,
+            idempotency_key,
+            client_id,
+            call_key,
+        } = texts;
         let clock = self.ports.clock();
         let now = clock.now_ms();
         let Headers {
@@ -247,14 +277,20 @@ impl<P: Ports> SessionService<P> {
 
         let aad = match record.keys.protocol() {
             Protocol::V1 => Aad::new(key.timestamp_text(), key.nonce(), kid, client.as_str()),
-            Protocol::V2 => v2::request_aad(&AadFields {
-                line,
-                kid,
-                client_id: client.as_str(),
-                timestamp: key.timestamp_text(),
-                nonce: key.nonce(),
-            })
-            .map_err(|_| HeaderError::TooLong)?,
+            Protocol::V2 => {
+                let call_key = call_key.map(CallKey::parse).transpose()?;
+                v2::request_aad_keyed(
+                    &AadFields {
+                        line,
+                        kid,
+                        client_id: client.as_str(),
+                        timestamp: key.timestamp_text(),
+                        nonce: key.nonce(),
+                    },
+                    call_key.as_ref().map(CallKey::as_str),
+                )
+                .map_err(|_| HeaderError::TooLong)?
+            }
         };
         let t2 = clock.monotonic_ns();
         timings.record("aad-build", t1, t2);
