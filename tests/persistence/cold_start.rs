@@ -81,3 +81,49 @@ async fn started_while_redis_is_unreachable_a_request_stamped_after_start_up_is_
     assert_eq!(send_sealed(&server, &session, &sealed).await, 200);
     assert_eq!(send_sealed(&server, &session, &sealed).await, 400, "replay");
 }
+
+/// What a restart of the whole deployment onto an emptied Redis costs (docs/operations.md,
+/// "What each fault costs"), from steady state (a fresh deployment each time, no
+/// episode going on): new sessions are served a margin after start-up when the instance
+/// before stopped cleanly, and a lease + margin after its last read when it crashed.
+/// Prints the measured times.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_restarted_onto_an_emptied_redis_serves_new_sessions_a_margin_after_start_up()
+{
+    let (margin, lease) = (Duration::from_secs(2), Duration::from_secs(10));
+    for clean in [true, false] {
+        let (pg, redis) = (PgServer::start(), RedisServer::start());
+        let before = stateful(&pg, &redis, &DEFAULT_FENCE);
+        tokio::time::sleep(Duration::from_millis(1500)).await; // board read, primaries recorded
+        if clean {
+            assert!(before.terminate().success());
+        } else {
+            drop(before); // SIGKILL
+        }
+        assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
+        let server = stateful(&pg, &redis, &DEFAULT_FENCE);
+        let listening = std::time::Instant::now();
+        let first = loop {
+            let mut client = server.client("RESTART").await;
+            if client.init(INIT, None).await.is_ok() {
+                break listening.elapsed();
+            }
+            assert!(
+                listening.elapsed() < Duration::from_secs(30),
+                "never served"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        eprintln!(
+            "restart onto an emptied Redis after a {}: first init served {:.2} s after the new instance listened",
+            if clean { "clean stop" } else { "crash" },
+            first.as_secs_f64(),
+        );
+        let bound = if clean {
+            margin + Duration::from_secs(1)
+        } else {
+            lease + margin + Duration::from_secs(1)
+        };
+        assert!(first <= bound, "{first:?} > {bound:?}");
+    }
+}
