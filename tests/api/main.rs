@@ -8,6 +8,7 @@ mod support;
 mod attacks;
 mod bench_open;
 mod browser;
+mod client_connections;
 mod config;
 mod connections;
 mod cors;

@@ -94,11 +94,14 @@ impl HttpResponse {
     }
 }
 
-/// One HTTP/1.1 keep-alive connection.
+/// One HTTP/1.1 keep-alive connection to an endpoint, opened again when it is found
+/// closed before a request is sent (the server's idle close, a restart, a call dropped
+/// half-way): nothing was sent on the old one, so nothing can run twice.
 #[derive(Debug)]
 pub struct Connection {
     sender: http1::SendRequest<Full<Bytes>>,
     host: HeaderValue,
+    endpoint: Endpoint,
 }
 
 impl Connection {
@@ -117,7 +120,7 @@ impl Connection {
         let sender = if endpoint.https {
             let config = endpoint.tls.clone().ok_or_else(|| {
                 FlowError::Url(format!(
-                    "https://{}: no TLS client settings (--ca-file)",
+                    "https://{}: no TLS client settings (Builder::tls or Endpoint::with_tls)",
                     endpoint.authority()
                 ))
             })?;
@@ -140,7 +143,11 @@ impl Connection {
             sender
         };
         let host = HeaderValue::from_str(&endpoint.authority()).map_err(|e| t(&e))?;
-        Ok(Self { sender, host })
+        Ok(Self {
+            sender,
+            host,
+            endpoint: endpoint.clone(),
+        })
     }
 
     /// Sends one request and reads the whole response.
@@ -166,7 +173,11 @@ impl Connection {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| t(&e))?;
             h.append(name, HeaderValue::from_str(value).map_err(|e| t(&e))?);
         }
-        self.sender.ready().await.map_err(|e| t(&e))?;
+        if self.sender.is_closed() || self.sender.ready().await.is_err() {
+            // Closed before this request: open a new connection and send it there.
+            *self = Self::open(&self.endpoint).await?;
+            self.sender.ready().await.map_err(|e| t(&e))?;
+        }
         let resp = self.sender.send_request(req).await.map_err(|e| t(&e))?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.map_err(|e| t(&e))?.to_bytes();
