@@ -171,9 +171,15 @@ test('a forged 502 after the upstream ran a POST: reported as the refusal it cla
 });
 
 test('six parallel GETs that all find the session gone share one new session and all succeed', { skip }, async () => {
-  // The first answer of each of the six is a (forged) expiry.
-  const { fetcher, forwarded } = mitm(forgeFirst('/api/orders', 6, () => json(401, { error: 'SESSION_EXPIRED' })));
+  // Every request under the first session is answered with a (forged) expiry.
+  let firstKid;
+  const { fetcher, forwarded } = mitm(async (p, init, res) => {
+    if (p !== '/api/orders' || new Headers(init.headers).get('x-kid') !== firstKid) return undefined;
+    await res.arrayBuffer();
+    return json(401, { error: 'SESSION_EXPIRED' });
+  });
   const s = await SessionCrypto.connect({ baseUrl, clientId: 'TS_PARALLEL', fetch: fetcher });
+  firstKid = `session:${s.sessionId}`;
   const inits = forwarded['/session/init'];
   const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => s.fetch(`/api/orders?i=${i}`, { method: 'GET' })));
   for (const a of answers) assert.equal(a.status, 200);
