@@ -415,3 +415,42 @@ async fn each_call_carries_an_idempotency_key_the_gateway_forwards_and_nobody_ca
     }
     assert_eq!(upstream.count(), before, "nothing reached the upstream");
 }
+
+#[tokio::test]
+async fn a_rust_client_ten_minutes_slow_corrects_its_clock_from_the_sealed_refusal_and_runs_once() {
+    let upstream = Upstream::start();
+    let server = Server::start(&[("GATEWAY_UPSTREAM", &upstream.url)]);
+    let mut session = Session::builder(&server.url, "SLOW_CLOCK")
+        .crypto(server.crypto)
+        .connect()
+        .await
+        .unwrap();
+    // This machine's clock, ten minutes slow (as the library sees it).
+    session.parts().0.set_clock_offset_ms(-600_000);
+    let answer = session
+        .fetch("POST", "/api/orders", None, b"{}")
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        upstream.count(),
+        1,
+        "refused (sealed: not run), then run once"
+    );
+    assert!(
+        session.clock_offset_ms().abs() < 5_000,
+        "{}",
+        session.clock_offset_ms()
+    );
+    // An unsealed refusal (a v1 session, which cannot be sealed) moves nothing.
+    let mut v1 = Session::builder(&server.url, "SLOW_CLOCK")
+        .crypto(server.crypto)
+        .protocol(Protocol::V1)
+        .connect()
+        .await
+        .unwrap();
+    v1.parts().0.set_clock_offset_ms(-600_000);
+    let err = buy(&mut v1).await.unwrap_err();
+    assert!(matches!(err, Error::Refused { status: 400, .. }), "{err}");
+    assert_eq!(v1.clock_offset_ms(), -600_000);
+}

@@ -344,6 +344,12 @@ impl Session {
         self.session.protocol()
     }
 
+    /// The clock correction in use (server − this machine, ms), learned only from
+    /// authenticated server times: sealed refusals and v2 answers.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.client.clock_offset_ms()
+    }
+
     /// `X-Kid` of the current session (`session:S-…`).
     pub fn kid(&self) -> &str {
         self.session.kid()
@@ -418,7 +424,19 @@ impl Session {
             body,
             call_key: Some(call_key),
         };
-        match self.fetch_once(request).await {
+        let first = match self.fetch_once(request).await {
+            // Refused, provably before it ran, with the server's authenticated clock
+            // far from ours: corrected, the call is sent once more.
+            Err(Error::RefusedSealed {
+                ref code,
+                server_time_ms,
+                ..
+            }) if code == "CRYPTO_ERROR" && self.client.learn_time(server_time_ms) => {
+                self.fetch_once(request).await
+            }
+            other => other,
+        };
+        match first {
             Err(e) if e.is_session_expired() => {
                 self.reinit().await?;
                 if self.retry.allows(method) {

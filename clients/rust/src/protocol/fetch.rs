@@ -10,7 +10,12 @@ use domain::encoding::base64_encode;
 use hyper::{Method, StatusCode};
 
 use super::{ProtocolClient, StepTimings};
-use crate::{FlowError, now_ms};
+use crate::FlowError;
+
+/// A clock further than this from the server's (by an authenticated time) is corrected.
+pub(crate) const SKEW_FIX_MS: u64 = 30_000;
+/// The largest correction taken (a day): beyond, the error says why.
+pub(crate) const MAX_SKEW_FIX_MS: u64 = 86_400_000;
 
 impl ProtocolClient {
     /// A request to any encrypted route, gateway routes included (docs/PROTOCOL.md
@@ -40,7 +45,7 @@ impl ProtocolClient {
             target: path,
             content_type: content_type.unwrap_or_default(),
         };
-        let mut sealed = session.seal_call(now_ms(), line, call_key, body)?;
+        let mut sealed = session.seal_call(self.now_ms(), line, call_key, body)?;
         timings.crypto.push(("aes-gcm-encrypt", t.elapsed()));
         let envelope = std::mem::take(&mut sealed.envelope);
         let in_header = (method == "GET").then(|| base64_encode(&envelope));
@@ -118,8 +123,19 @@ impl ProtocolClient {
             idempotency_key: key,
             content_type,
         };
-        let plain =
-            session.open_response(&sealed, head, resp.body.to_vec(), now_ms(), &self.window)?;
+        let plain = session.open_response(
+            &sealed,
+            head,
+            resp.body.to_vec(),
+            self.now_ms(),
+            &self.window,
+        )?;
+        // A v2 answer's timestamp is the server's clock, authenticated by its AAD.
+        if session.protocol() == ports::Protocol::V2
+            && let Some(server_ms) = key.split_once('.').and_then(|(t, _)| t.parse::<u64>().ok())
+        {
+            self.learn_time(server_ms);
+        }
         timings.crypto.push(("aes-gcm-decrypt", t.elapsed()));
         Ok((
             Fetched {

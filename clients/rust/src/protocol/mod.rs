@@ -93,6 +93,8 @@ pub struct ProtocolClient {
     protocol: Protocol,
     pinned: Vec<P256PublicKey>,
     unmarked_v1_answers: bool,
+    /// Added to this machine's clock to stamp requests and check answers (ms).
+    clock_offset_ms: i64,
 }
 
 /// The init answer's fields.
@@ -146,6 +148,7 @@ impl ProtocolClient {
             protocol: Protocol::V1,
             pinned: Vec::new(),
             unmarked_v1_answers: false,
+            clock_offset_ms: 0,
         })
     }
 
@@ -168,6 +171,38 @@ impl ProtocolClient {
     /// The crypto backend in use.
     pub fn crypto(&self) -> CryptoProvider {
         self.crypto
+    }
+
+    /// The clock correction in use (server − this machine, ms): added to this
+    /// machine's clock to stamp requests and check answers' timestamps.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms
+    }
+
+    /// Sets the clock correction — from an authenticated server time only (a sealed
+    /// refusal's, or a v2 answer's timestamp), never from an unauthenticated `Date`.
+    pub fn set_clock_offset_ms(&mut self, offset_ms: i64) {
+        self.clock_offset_ms = offset_ms;
+    }
+
+    /// Takes `server_ms`, an authenticated server time, as the clock when it is more
+    /// than 30 s from the corrected clock (and at most a day from this machine's).
+    /// Returns whether the correction changed.
+    pub fn learn_time(&mut self, server_ms: u64) -> bool {
+        let raw = now_ms();
+        let skew =
+            i64::try_from(server_ms).unwrap_or(i64::MAX) - i64::try_from(raw).unwrap_or(i64::MAX);
+        let off = skew.abs_diff(self.clock_offset_ms);
+        if off > fetch::SKEW_FIX_MS && skew.unsigned_abs() <= fetch::MAX_SKEW_FIX_MS {
+            self.clock_offset_ms = skew;
+            return true;
+        }
+        false
+    }
+
+    /// This machine's clock, corrected (ms since the epoch).
+    pub(crate) fn now_ms(&self) -> u64 {
+        now_ms().saturating_add_signed(self.clock_offset_ms)
     }
 
     /// The pinned server keys.
@@ -300,7 +335,7 @@ impl ProtocolClient {
             target: path,
             content_type: "",
         };
-        let sealed = session.seal(now_ms(), line, REVOKE_PLAINTEXT)?;
+        let sealed = session.seal(self.now_ms(), line, REVOKE_PLAINTEXT)?;
         let headers = [
             ("content-type", "application/octet-stream"),
             (name::KID, session.kid()),
