@@ -29,6 +29,7 @@ mod lifecycle;
 mod limits;
 mod observability;
 mod revoke;
+mod sealed_refusals;
 mod tls;
 mod typescript;
 mod v1;

@@ -22,7 +22,9 @@
 //! use. See the crate's README and `docs/PROTOCOL.md`.
 
 mod connection;
+mod error;
 mod protocol;
+mod response;
 mod session;
 pub mod tls;
 
@@ -32,11 +34,13 @@ use domain::client::ClientError;
 use ports::CryptoProvider;
 
 pub use connection::{Connection, Endpoint, HttpResponse};
+pub use error::Error;
 /// The HTTP types of [`Connection::send`] and [`Fetched`].
 pub use hyper::{Method, StatusCode};
 pub use ports::{P256PublicKey, Protocol};
 pub use protocol::{Fetched, InitRoute, Outgoing, ProtocolClient, REVOKE_PLAINTEXT, StepTimings};
-pub use session::{Builder, Error, Response, Retry, Session};
+pub use response::Response;
+pub use session::{Builder, Retry, Session};
 
 /// A server public key to pin, from `session-crypto keygen --signing`'s PEM or the
 /// `publicKey` (base64) of `GET /.well-known/session-crypto`; `None` if the text holds

@@ -2,78 +2,11 @@
 
 use std::sync::Arc;
 
-use domain::client::{ClientError, ClientSession};
+use domain::client::ClientSession;
 use ports::{CryptoProvider, P256PublicKey, Protocol};
 use zeroize::Zeroizing;
 
-use crate::{Endpoint, FlowError, InitRoute, Outgoing, ProtocolClient};
-
-/// What went wrong, by who can fix it.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The URL is not `http://host[:port]` or `https://host[:port]`, or an `https` URL
-    /// came without TLS settings ([`Builder::tls`]).
-    #[error("invalid server URL: {0}")]
-    Url(String),
-    /// The TLS settings could not be built (see [`crate::tls::client_config`]).
-    #[error("TLS settings: {0}")]
-    Tls(String),
-    /// Connecting or talking HTTP failed (nothing is known about the request's fate).
-    #[error("network: {0}")]
-    Network(String),
-    /// The server refused the request: its status, its error code (`CRYPTO_ERROR`,
-    /// `SESSION_EXPIRED`, `RATE_LIMITED`, …) and its body. `CRYPTO_ERROR` covers a
-    /// replay and a request outside the server's time window too: the server does not
-    /// say which check failed.
-    #[error("server refused with {status} {code}")]
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// The `error` field of the body (empty if there is none).
-        code: String,
-        /// The body, as text.
-        body: String,
-    },
-    /// The init exchange did not verify: key confirmation failed (the init request or
-    /// response was changed on the way), or the server's signature is missing or not
-    /// made by a pinned key. Nothing was sent under the session.
-    #[error("session set-up refused: {0}")]
-    Handshake(ClientError),
-    /// A sealed response did not verify (forged, replayed, answering another request,
-    /// or stamped outside the window). Its content was discarded.
-    #[error("response refused: {0}")]
-    Response(ClientError),
-    /// The server's answer broke the protocol in some other way.
-    #[error("protocol: {0}")]
-    Protocol(String),
-    /// The server refused the request and proved it (a sealed refusal, v2): the request
-    /// did not run, and a new one may be sent. A refusal that says the request may
-    /// have run (a replayed copy, a gateway's lost answer) is [`Error::OutcomeUnknown`].
-    #[error("server refused with {status} {code} (sealed: the request did not run)")]
-    RefusedSealed {
-        /// HTTP status.
-        status: u16,
-        /// The error code.
-        code: String,
-        /// The server's clock when it refused (ms since the epoch), authenticated.
-        server_time_ms: u64,
-    },
-    /// The request may or may not have run. The server refused it with this status,
-    /// code and body — `SESSION_EXPIRED`, after which the library set up a new
-    /// session — but such a refusal is not authenticated (anyone on the path can
-    /// forge it after forwarding the request), and the method is not one the library
-    /// sends twice by itself (see [`Retry`]). Send it again only if running it twice
-    /// is harmless.
-    #[error("outcome unknown: the server answered {status} {code}, which is not authenticated")]
-    OutcomeUnknown {
-        /// HTTP status.
-        status: u16,
-        /// The `error` field of the body.
-        code: String,
-        /// The body, as text.
-        body: String,
-    },
-}
+use crate::{Endpoint, Error, InitRoute, Outgoing, ProtocolClient, Response};
 
 /// Which requests the library sends a second time by itself, after setting up a new
 /// session because the server answered `SESSION_EXPIRED`. That answer is not
@@ -96,90 +29,6 @@ impl Retry {
             && ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
                 .iter()
                 .any(|m| m.eq_ignore_ascii_case(method))
-    }
-}
-
-impl Error {
-    /// Whether the server said the session is gone (after the one automatic re-init).
-    pub fn is_session_expired(&self) -> bool {
-        matches!(self, Self::Refused { status: 401, code, .. } if code == "SESSION_EXPIRED")
-    }
-}
-
-impl From<FlowError> for Error {
-    fn from(e: FlowError) -> Self {
-        match e {
-            FlowError::Url(u) => Self::Url(u),
-            FlowError::Transport(t) => Self::Network(t),
-            FlowError::Tls(t) => Self::Tls(t),
-            FlowError::Status { status, body, .. } => Self::Refused {
-                status: status.as_u16(),
-                code: serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                body,
-            },
-            FlowError::Protocol(p) => Self::Protocol(p),
-            FlowError::Refused { refusal, .. } if refusal.executed == Some(false) => {
-                Self::RefusedSealed {
-                    status: refusal.status,
-                    code: refusal.code,
-                    server_time_ms: refusal.server_time_ms,
-                }
-            }
-            FlowError::Refused { refusal, .. } => Self::OutcomeUnknown {
-                body: format!(r#"{{"error":"{}","outcome":"unknown"}}"#, refusal.code),
-                status: refusal.status,
-                code: refusal.code,
-            },
-            FlowError::Client(
-                c @ (ClientError::Confirmation
-                | ClientError::Signature
-                | ClientError::ServerKey(_)
-                | ClientError::SessionId
-                | ClientError::ClientId(_)),
-            ) => Self::Handshake(c),
-            FlowError::Client(c) => Self::Response(c),
-        }
-    }
-}
-
-/// A decrypted answer.
-#[derive(Debug)]
-pub struct Response {
-    status: u16,
-    content_type: String,
-    body: Zeroizing<Vec<u8>>,
-}
-
-impl Response {
-    /// The answer's status: 200 from the built-in routes; on a gateway route the
-    /// upstream's (sealed answers of every status are responses, not errors).
-    pub fn status(&self) -> u16 {
-        self.status
-    }
-    /// The answer's content type (`X-Inner-Content-Type`; empty when it has none).
-    pub fn content_type(&self) -> &str {
-        &self.content_type
-    }
-    /// The decrypted body (wiped when the response is dropped).
-    pub fn bytes(&self) -> &[u8] {
-        &self.body
-    }
-    /// The decrypted body as UTF-8.
-    ///
-    /// # Errors
-    /// [`Error::Protocol`] if it is not UTF-8.
-    pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.body).map_err(|_| Error::Protocol("body is not UTF-8".into()))
-    }
-    /// The decrypted body as JSON.
-    ///
-    /// # Errors
-    /// [`Error::Protocol`] if it is not JSON.
-    pub fn json(&self) -> Result<serde_json::Value, Error> {
-        serde_json::from_slice(&self.body).map_err(|e| Error::Protocol(format!("body: {e}")))
     }
 }
 

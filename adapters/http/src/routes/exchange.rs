@@ -1,5 +1,6 @@
 //! What every encrypted route shares on the wire: the domain request from the
-//! headers, the sealed answer, and the mapping of [`ExchangeError`] to statuses.
+//! headers, the sealed answer, and the mapping of [`ExchangeError`] to statuses —
+//! refusals sealed (docs/PROTOCOL.md §9.1) for a v2 client that asks.
 //!
 //! An encrypted business route is a [`domain::EncryptedRoute`] — a pure check of the
 //! plaintext before the nonce claim, an async handler after it — in a file of its own
@@ -218,18 +219,9 @@ pub(crate) fn sealed(
 /// `SESSION_EXPIRED` when the client must start a new session, 503 when a store could
 /// not decide (with `Retry-After` when the nonce fence refused: a new request will
 /// pass then), 500 for a backend failure, and one generic 400 `CRYPTO_ERROR` for
-/// everything else (no oracle on which check failed).
-pub(crate) fn failure(route: &'static str, e: &ExchangeError) -> Response<Body> {
-    let (status, code) = failure_answer(route, e);
-    let mut r = code_error(status, code);
-    if let ExchangeError::NonceStore(NonceError::Fenced { retry_after_ms, .. }) = e {
-        set_retry_after(&mut r, *retry_after_ms);
-    }
-    r
-}
-
-/// [`failure`], sealed under the session's response key (docs/PROTOCOL.md §9.1) when
-/// the client asked for it and the server can seal.
+/// everything else (no oracle on which check failed) — sealed under the session's
+/// response key (docs/PROTOCOL.md §9.1) when the client asked for it and the server
+/// can seal.
 pub(crate) async fn refuse<P: Ports>(
     service: &SessionService<P>,
     headers: &EncryptedHeaders<'_>,

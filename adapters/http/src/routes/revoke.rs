@@ -67,7 +67,7 @@ where
                 .insert(SERVER_TIMING, server_timing(timings.entries(), started));
             r
         }
-        Err(e) => exchange::failure("/session/revoke", &e),
+        Err(e) => exchange::refuse(service, &headers, "/session/revoke", &e).await,
     }
 }
 

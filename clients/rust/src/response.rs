@@ -1,0 +1,43 @@
+//! [`Response`]: a decrypted answer of a [`crate::Session`] call.
+
+use zeroize::Zeroizing;
+
+use crate::Error;
+
+/// A decrypted answer.
+#[derive(Debug)]
+pub struct Response {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) body: Zeroizing<Vec<u8>>,
+}
+
+impl Response {
+    /// The answer's status: 200 from the built-in routes; on a gateway route the
+    /// upstream's (sealed answers of every status are responses, not errors).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+    /// The answer's content type (`X-Inner-Content-Type`; empty when it has none).
+    pub fn content_type(&self) -> &str {
+        &self.content_type
+    }
+    /// The decrypted body (wiped when the response is dropped).
+    pub fn bytes(&self) -> &[u8] {
+        &self.body
+    }
+    /// The decrypted body as UTF-8.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if it is not UTF-8.
+    pub fn text(&self) -> Result<&str, Error> {
+        std::str::from_utf8(&self.body).map_err(|_| Error::Protocol("body is not UTF-8".into()))
+    }
+    /// The decrypted body as JSON.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if it is not JSON.
+    pub fn json(&self) -> Result<serde_json::Value, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Protocol(format!("body: {e}")))
+    }
+}

@@ -1,0 +1,167 @@
+//! Sealed refusals (docs/PROTOCOL.md §9.1) against the real server: a v2 client that
+//! asks gets refusals bound to its request, saying whether the request ran and
+//! carrying the server's clock — on the purchase, revocation and gateway routes — and
+//! the Rust library corrects its clock from them, running the refused call once.
+
+use ports::Protocol;
+use session_crypto_client::{Error, Session};
+
+use crate::helpers::buy;
+use crate::support::upstream::Upstream;
+use crate::support::*;
+
+/// Sends `sealed` (a request of `session`) to `path` with `X-Sealed-Refusals: 1` on
+/// `conn`, as `client_id`.
+async fn post_to_asking_sealed(
+    conn: &mut session_crypto_client::Connection,
+    path: &str,
+    session: &domain::client::ClientSession,
+    sealed: &domain::client::SealedRequest,
+    client_id: &str,
+) -> session_crypto_client::HttpResponse {
+    let headers = [
+        ("x-kid", session.kid()),
+        ("x-idempotency-key", sealed.idempotency_key.as_str()),
+        ("x-clientid", client_id),
+        ("x-sealed-refusals", "1"),
+    ];
+    conn.send(hyper::Method::POST, path, &headers, sealed.envelope.clone())
+        .await
+        .unwrap()
+}
+
+/// [`post_to_asking_sealed`] on the purchase route.
+async fn post_asking_sealed(
+    conn: &mut session_crypto_client::Connection,
+    session: &domain::client::ClientSession,
+    sealed: &domain::client::SealedRequest,
+    client_id: &str,
+) -> session_crypto_client::HttpResponse {
+    post_to_asking_sealed(conn, "/transaction/purchase", session, sealed, client_id).await
+}
+
+#[tokio::test]
+async fn v2_refusals_come_sealed_to_a_client_that_asks_and_say_whether_the_request_ran() {
+    let server = Server::start(&[]);
+    let mut client = server.client("SEALED").await.with_protocol(Protocol::V2);
+    let (session, _) = client.init(INIT, None).await.unwrap();
+    let mut conn = server.connect().await;
+    let open = |resp: &session_crypto_client::HttpResponse,
+                sealed: &domain::client::SealedRequest| {
+        assert_eq!(resp.header("x-sealed-refusal"), Some("1"), "{resp:?}");
+        session
+            .open_refusal(
+                sealed,
+                resp.status.as_u16(),
+                resp.header("x-idempotency-key").unwrap(),
+                resp.body.to_vec(),
+            )
+            .unwrap()
+    };
+    // A replayed copy: refused, and it says a copy ran.
+    let first = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(
+        post_asking_sealed(&mut conn, &session, &first, "SEALED")
+            .await
+            .status,
+        200
+    );
+    let replay = post_asking_sealed(&mut conn, &session, &first, "SEALED").await;
+    let refusal = open(&replay, &first);
+    assert_eq!(
+        (refusal.status, refusal.code.as_str(), refusal.executed),
+        (400, "CRYPTO_ERROR", None)
+    );
+    // Stamped ten minutes ago: refused before anything ran, with the server's clock.
+    let late = session.seal_request(now() - 600_000, PAYLOAD).unwrap();
+    let resp = post_asking_sealed(&mut conn, &session, &late, "SEALED").await;
+    let refusal = open(&resp, &late);
+    assert_eq!(refusal.executed, Some(false));
+    assert!(refusal.server_time_ms.abs_diff(now()) < 5_000);
+    // The refusal is bound to its request: it does not open for another.
+    let other = session.seal_request(now(), PAYLOAD).unwrap();
+    assert!(
+        session
+            .open_refusal(
+                &other,
+                400,
+                resp.header("x-idempotency-key").unwrap(),
+                resp.body.to_vec()
+            )
+            .is_err()
+    );
+    // The revocation route too: a purchase sent there is refused by the route's check,
+    // before anything ran (and the session lives on).
+    let misrouted = session.seal_request(now(), PAYLOAD).unwrap();
+    let resp =
+        post_to_asking_sealed(&mut conn, "/session/revoke", &session, &misrouted, "SEALED").await;
+    assert_eq!(resp.status, 400);
+    // The refusal binds the request as the server received it: at /session/revoke.
+    let as_sent = domain::client::SealedRequest {
+        target: "/session/revoke".into(),
+        ..misrouted
+    };
+    assert_eq!(open(&resp, &as_sent).executed, Some(false));
+    // Without asking, or asking for another client's session: the plain refusal.
+    let mut plain = server.connect().await;
+    assert_code(
+        &post_sealed(&mut plain, &session, &late).await.unwrap(),
+        400,
+        "CRYPTO_ERROR",
+    );
+    let stranger = post_asking_sealed(&mut conn, &session, &late, "STRANGER").await;
+    assert!(stranger.header("x-sealed-refusal").is_none());
+    assert_code(&stranger, 400, "CRYPTO_ERROR");
+    // The library: a gateway whose upstream cannot be reached answers a sealed 502, so
+    // "may have run" comes from the server itself.
+    let gateway = Server::start(&[("GATEWAY_UPSTREAM", "http://127.0.0.1:9")]);
+    let mut s = Session::builder(&gateway.url, "SEALED")
+        .crypto(gateway.crypto)
+        .connect()
+        .await
+        .unwrap();
+    let err = s.fetch("POST", "/api/x", None, b"{}").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::OutcomeUnknown { status: 502, code, .. } if code == "BAD_GATEWAY"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_rust_client_ten_minutes_slow_corrects_its_clock_from_the_sealed_refusal_and_runs_once() {
+    let upstream = Upstream::start();
+    let server = Server::start(&[("GATEWAY_UPSTREAM", &upstream.url)]);
+    let mut session = Session::builder(&server.url, "SLOW_CLOCK")
+        .crypto(server.crypto)
+        .connect()
+        .await
+        .unwrap();
+    // This machine's clock, ten minutes slow (as the library sees it).
+    session.parts().0.set_clock_offset_ms(-600_000);
+    let answer = session
+        .fetch("POST", "/api/orders", None, b"{}")
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        upstream.count(),
+        1,
+        "refused (sealed: not run), then run once"
+    );
+    assert!(
+        session.clock_offset_ms().abs() < 5_000,
+        "{}",
+        session.clock_offset_ms()
+    );
+    // An unsealed refusal (a v1 session, which cannot be sealed) moves nothing.
+    let mut v1 = Session::builder(&server.url, "SLOW_CLOCK")
+        .crypto(server.crypto)
+        .protocol(Protocol::V1)
+        .connect()
+        .await
+        .unwrap();
+    v1.parts().0.set_clock_offset_ms(-600_000);
+    let err = buy(&mut v1).await.unwrap_err();
+    assert!(matches!(err, Error::Refused { status: 400, .. }), "{err}");
+    assert_eq!(v1.clock_offset_ms(), -600_000);
+}
