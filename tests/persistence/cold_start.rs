@@ -5,6 +5,7 @@
 //! before it stopped cleanly; after a crash, a lease after their last read).
 
 use crate::support::services::{PgServer, RedisServer};
+use crate::support::topologies::RedisSentinel;
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -44,19 +45,66 @@ async fn a_cold_start_onto_an_older_redis_snapshot_refuses_every_replay() {
     assert_eq!(redis.keys("fence:*").len(), 256, "every marker is there");
 
     let b = stateful(&pg, &redis, &[]);
-    for (sealed, what) in [(&before, "in the snapshot"), (&after, "lost with Redis")] {
-        let status = send_sealed(&b, &session, sealed).await;
+    replays_refused_new_requests_served(&b, &session, [&before, &after]).await;
+}
+
+/// On an instance started onto a Redis that lacks the last claims: the replays of
+/// requests accepted before (the last one lost with Redis) are refused; new requests
+/// are served once the margin after start-up has passed, and the replays stay refused
+/// (stamped inside the fence: 503) while in the window.
+async fn replays_refused_new_requests_served(
+    b: &Server,
+    session: &domain::client::ClientSession,
+    [held, lost]: [&domain::client::SealedRequest; 2],
+) {
+    for (sealed, what) in [(held, "Redis holds"), (lost, "Redis lost")] {
+        let status = send_sealed(b, session, sealed).await;
         assert!(
             status == 400 || status == 503,
             "the replay of a request {what} got {status}"
         );
     }
-    // New requests are served once the margin after start-up has passed.
     tokio::time::sleep(FENCE_PASSED).await;
     let fresh = session.seal_request(now(), PAYLOAD).unwrap();
-    assert_eq!(send_sealed(&b, &session, &fresh).await, 200);
-    // The replays stay refused: stamped inside the fence (503) while in the window.
-    assert_eq!(send_sealed(&b, &session, &after).await, 503);
+    assert_eq!(send_sealed(b, session, &fresh).await, 200);
+    assert_eq!(send_sealed(b, session, lost).await, 503);
+}
+
+/// The same with Sentinel: while the deployment is down, the sentinels promote a replica
+/// that missed the last writes (it hung while they were made). Every marker is on it;
+/// its `run_id` is not the recorded one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cold_start_onto_a_sentinel_replica_that_lagged_refuses_every_replay() {
+    let (pg, mut sentinel) = (PgServer::start(), RedisSentinel::start());
+    let a = stateful(&pg, &sentinel, &[]);
+    let (session, _) = a.client("C").await.init(INIT, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the primary is recorded
+    let before = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&a, &session, &before).await, 200);
+    // The replica hangs and its replication link is cut (what was already sent stays
+    // in its socket; nothing after it reaches it).
+    sentinel.replica.pause(true);
+    sentinel.primary.cli(&["CLIENT", "KILL", "TYPE", "replica"]);
+    let after = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&a, &session, &after).await, 200);
+    assert_eq!(send_sealed(&a, &session, &after).await, 400, "a replay");
+
+    assert!(a.terminate().success(), "the deployment stops cleanly");
+    sentinel.primary.kill();
+    sentinel.replica.pause(false);
+    sentinel.fail_over();
+    let nonce = after.idempotency_key.split_once('.').unwrap().1;
+    assert!(
+        sentinel
+            .replica
+            .keys(&format!("nonce:*:C:{nonce}"))
+            .is_empty(),
+        "the promoted replica lacks the last claim"
+    );
+    assert_eq!(sentinel.replica.keys("fence:*").len(), 256);
+
+    let b = stateful(&pg, &sentinel, &[]);
+    replays_refused_new_requests_served(&b, &session, [&before, &after]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

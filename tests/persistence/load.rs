@@ -89,7 +89,8 @@ pub(crate) struct Tally {
     pub(crate) accepted: AtomicU64,
     pub(crate) replays: AtomicU64,
     pub(crate) replays_accepted: AtomicU64,
-    /// Failures by kind ("status 503", "connect", …), replays excluded.
+    /// Failures by kind ("purchase 503 fenced (Retry-After)", "init 503 store
+    /// unavailable", "connect", …), replays excluded.
     errors: Mutex<BTreeMap<String, u64>>,
     /// (when, instance, request) of every accepted request.
     sent: Mutex<Vec<(Instant, usize, Sent)>>,
@@ -162,6 +163,24 @@ async fn connect(server: &Server) -> Result<Connection, String> {
 
 /// Sends `sent` to `server`; the status, or the kind of failure.
 async fn send(server: &Server, sent: &Sent) -> Result<u16, String> {
+    answer(server, sent).await.map(|(status, _)| status)
+}
+
+/// How a refusal is counted: a fence refusal (503 with `Retry-After`) apart from
+/// other 503s (a store unavailable) and from client errors.
+fn refusal_kind(sent: &Sent, status: u16, retry_after: bool) -> String {
+    let why = match (status, retry_after) {
+        (503, true) => " fenced (Retry-After)",
+        (503, false) => " store unavailable",
+        (429, _) => " rate limited",
+        _ => "",
+    };
+    format!("{} {status}{why}", sent.kind())
+}
+
+/// Sends `sent` to `server`; the status and whether it came with `Retry-After`, or
+/// the kind of failure.
+async fn answer(server: &Server, sent: &Sent) -> Result<(u16, bool), String> {
     let mut conn = connect(server).await?;
     let answer = match sent {
         Sent::Purchase { session, sealed } => post_sealed(&mut conn, session, sealed).await,
@@ -178,7 +197,7 @@ async fn send(server: &Server, sent: &Sent) -> Result<u16, String> {
     tokio::time::timeout(Duration::from_secs(5), async { answer })
         .await
         .map_err(|_| "timeout".to_owned())?
-        .map(|r| r.status.as_u16())
+        .map(|r| (r.status.as_u16(), r.header("retry-after").is_some()))
         .map_err(|_| "no answer".to_owned())
 }
 
@@ -242,19 +261,19 @@ async fn worker(fleet: Arc<Fleet>, tally: Arc<Tally>, stop: Arc<AtomicBool>, id:
                 sealed: mine.seal_request(now(), PAYLOAD).unwrap(),
             }
         };
-        match send(&server, &sent).await {
-            Ok(200) => {
+        match answer(&server, &sent).await {
+            Ok((200, _)) => {
                 tally.ok(instance, sent.clone());
                 replay(&fleet, &tally, instance, &sent).await;
             }
-            Ok(401) => {
+            Ok((401, _)) => {
                 // The session is gone (it must not be: counted, and a new one made).
                 tally.error(format!("{} 401", sent.kind()));
                 if let Some(s) = session(&server, &stop).await {
                     mine = s;
                 }
             }
-            Ok(status) => tally.error(format!("{} {status}", sent.kind())),
+            Ok((status, retry_after)) => tally.error(refusal_kind(&sent, status, retry_after)),
             Err(kind) => {
                 tally.error(kind);
                 tokio::time::sleep(Duration::from_millis(20)).await;

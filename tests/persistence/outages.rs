@@ -223,3 +223,74 @@ async fn a_single_instance_fences_a_redis_outage_in_memory() {
     }
     assert_eq!(send_sealed(&server, &session, &during).await, 400);
 }
+
+/// A Redis outage, Redis back, then PostgreSQL stopped 5 s later: the nonces claimed in
+/// PostgreSQL during the outage were written back into Redis and the episode closed,
+/// so purchases on cached sessions need Redis alone (200, and the outage's nonce is
+/// still refused), while inits, which need PostgreSQL, answer 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_outage_soon_after_a_redis_outage_leaves_cached_sessions_working() {
+    let (pg, mut redis) = (PgServer::start(), RedisServer::start());
+    let server = stateful(
+        &pg,
+        &redis,
+        &[
+            ("REDIS_RETRY_INTERVAL_MS", "200"),
+            ("PG_STATEMENT_TIMEOUT_MS", "1000"),
+            ("PG_CONNECTION_TIMEOUT_MS", "1000"),
+            ("ADMIN_PORT", "0"),
+        ],
+    );
+    let mut client = server.client("C").await;
+    let (session, _) = client.init(INIT, None).await.unwrap();
+    redis.kill();
+    let fenced = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_fenced(&send_sealed_answer(&server, &session, &fenced).await);
+    tokio::time::sleep(FENCE_PASSED).await;
+    let during = session.seal_request(now(), PAYLOAD).unwrap();
+    assert_eq!(send_sealed(&server, &session, &during).await, 200);
+
+    redis.start_server();
+    let back = Instant::now();
+    // Purchases go on (and put the session back into Redis's cache); the episode is
+    // closed within seconds.
+    let closed = loop {
+        assert_eq!(purchase_status(&mut client, &session).await, 200);
+        if server
+            .metrics()
+            .await
+            .contains(r#"session_crypto_nonce_fence_write_backs_total{result="closed"} 1"#)
+        {
+            break back.elapsed();
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "no write-back within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "episode closed {} ms after Redis came back",
+        closed.as_millis()
+    );
+    let nonce = during.idempotency_key.split_once('.').unwrap().1;
+    assert!(
+        !redis
+            .cli(&["--scan", "--pattern", &format!("nonce:*:C:{nonce}")])
+            .trim()
+            .is_empty(),
+        "the outage's nonce is in Redis"
+    );
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(back.elapsed())).await;
+
+    pg.stop_server();
+    for _ in 0..5 {
+        assert_eq!(purchase_status(&mut client, &session).await, 200);
+    }
+    assert_eq!(
+        send_sealed(&server, &session, &during).await,
+        400,
+        "the outage's nonce, refused by Redis alone"
+    );
+    assert_eq!(init_status(&server, "C").await.0, 503);
+}

@@ -86,9 +86,10 @@ async fn sentinel_failover_is_followed_without_a_restart_and_replays_stay_refuse
         assert_eq!(send_sealed(server, &session, &sealed).await, 200);
         accepted.push(sealed);
     }
-    // The replica hangs, so the last writes before the failover never reach it: the
-    // primary it replaces held nonces it does not have.
+    // The replica hangs and its replication link is cut, so the last writes before the
+    // failover never reach it: the primary it replaces held nonces it does not have.
     sentinel.replica.pause(true);
+    sentinel.primary.cli(&["CLIENT", "KILL", "TYPE", "replica"]);
     for server in &servers {
         let sealed = session.seal_request(now(), PAYLOAD).unwrap();
         assert_eq!(send_sealed(server, &session, &sealed).await, 200);

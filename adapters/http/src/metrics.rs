@@ -61,6 +61,10 @@ pub fn enable() {
         "Episodes of Redis trouble (unreachable, or lost data) this instance began; each fences requests stamped before it."
     );
     metrics::describe_counter!(
+        "session_crypto_nonce_fence_write_backs_total",
+        "Episodes this instance closed early by writing the shared store's unexpired nonces back into Redis (label result: closed, or superseded when trouble was reported meanwhile)."
+    );
+    metrics::describe_counter!(
         "session_crypto_nonce_fence_refused_total",
         "Requests refused because they were stamped inside a nonce fence."
     );
@@ -179,6 +183,15 @@ pub fn nonce_fence_episode() {
 /// stamped inside a fence.
 pub fn nonce_fence_refused() {
     metrics::counter!("session_crypto_nonce_fence_refused_total").increment(1);
+}
+
+/// `session_crypto_nonce_fence_write_backs_total{result}`: write-backs of the shared
+/// store's nonces into Redis; `closed` when the episode was closed by it, `superseded`
+/// when trouble was reported meanwhile.
+pub fn nonce_fence_write_back(closed: bool) {
+    let result = if closed { "closed" } else { "superseded" };
+    metrics::counter!("session_crypto_nonce_fence_write_backs_total", "result" => result)
+        .increment(1);
 }
 
 /// `session_crypto_nonce_fallback_active`.

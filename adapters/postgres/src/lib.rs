@@ -18,13 +18,15 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 mod cleanup;
+mod fence;
 mod group_commit;
 mod nonces;
 mod partitions;
 mod setup;
 
 pub use cleanup::Partitioning;
-pub use nonces::{FencePoll, FenceRow, PgNonceStore};
+pub use fence::{FencePoll, FenceRow};
+pub use nonces::PgNonceStore;
 pub use setup::{MIGRATIONS, PgError, Pool, pool, run_migrations};
 
 use group_commit::{InsertJob, batch_writer};

@@ -16,13 +16,16 @@ use ports::{Claim, NonceClaim, NonceError, NonceStore};
 use crate::keys::{self, BUCKETS};
 use crate::{Redis, RedisError};
 
-/// The epochs seen, per bucket (empty: not seen yet).
+/// The epochs seen, per bucket (empty: not seen yet), and the reload under way.
 #[derive(Debug)]
-pub(crate) struct Markers(RwLock<Vec<String>>);
+pub(crate) struct Markers(RwLock<Vec<String>>, tokio::sync::Mutex<()>);
 
 impl Default for Markers {
     fn default() -> Self {
-        Self(RwLock::new(vec![String::new(); usize::from(BUCKETS)]))
+        Self(
+            RwLock::new(vec![String::new(); usize::from(BUCKETS)]),
+            tokio::sync::Mutex::new(()),
+        )
     }
 }
 
@@ -75,6 +78,34 @@ impl RedisNonceStore {
         Ok(missing.into_iter().map(u16::from).sum())
     }
 
+    /// Whether Redis still holds every bucket's marker with the epoch this instance
+    /// knows: `Ok(false)` after a loss, which is then counted ([`crate::Redis::losses`])
+    /// and the markers read again.
+    ///
+    /// # Errors
+    /// [`RedisError`] when Redis cannot be read.
+    pub async fn markers_intact(&self) -> Result<bool, RedisError> {
+        let reads = (0..BUCKETS).map(|b| {
+            let key = keys::marker(b);
+            self.redis.run("GET fence", |mut c| async move {
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async::<Option<String>>(&mut c)
+                    .await
+            })
+        });
+        let epochs = futures_util::future::try_join_all(reads).await?;
+        let intact = epochs.into_iter().zip(0..BUCKETS).all(|(epoch, b)| {
+            let known = self.redis.markers.get(b);
+            !known.is_empty() && epoch.as_deref() == Some(known.as_str())
+        });
+        if !intact {
+            let _ = self.load_markers().await;
+            self.redis.lost("nonce bucket marker");
+        }
+        Ok(intact)
+    }
+
     async fn load_marker(&self, bucket: u16) -> Result<bool, RedisError> {
         let (key, fresh) = (keys::marker(bucket), new_epoch());
         let (created, epoch): (Option<String>, String) = self
@@ -93,6 +124,54 @@ impl RedisNonceStore {
             .await?;
         self.redis.markers.set(bucket, epoch);
         Ok(created.is_some())
+    }
+}
+
+impl RedisNonceStore {
+    /// Writes nonces claimed elsewhere back into Redis: `SET … NX PX <remaining>` for
+    /// each `(claim key, expiry ms)` still unexpired at `now_ms`, one pipeline per
+    /// bucket (one slot of a cluster). A nonce Redis already holds is left as it is.
+    /// Returns how many were written.
+    ///
+    /// # Errors
+    /// [`RedisError`] when a pipeline fails; what was written before stays.
+    pub async fn restore(
+        &self,
+        nonces: &[(String, u64)],
+        now_ms: u64,
+    ) -> Result<usize, RedisError> {
+        let mut by_bucket: std::collections::BTreeMap<u16, Vec<(String, u64)>> =
+            std::collections::BTreeMap::new();
+        for (key, expires_ms) in nonces {
+            if *expires_ms > now_ms {
+                let bucket = keys::bucket(key);
+                by_bucket
+                    .entry(bucket)
+                    .or_default()
+                    .push((keys::nonce(key, bucket), expires_ms - now_ms));
+            }
+        }
+        let mut written = 0;
+        for batch in by_bucket.into_values() {
+            let n = batch.len();
+            self.redis
+                .run("SET nonce NX PX (write-back)", |mut c| async move {
+                    let mut pipe = redis::pipe();
+                    for (key, ttl_ms) in &batch {
+                        pipe.cmd("SET")
+                            .arg(key)
+                            .arg(1)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(*ttl_ms)
+                            .ignore();
+                    }
+                    pipe.query_async::<()>(&mut c).await
+                })
+                .await?;
+            written += n;
+        }
+        Ok(written)
     }
 }
 
@@ -148,14 +227,15 @@ impl NonceStore for RedisNonceStore {
                 .await;
         }
         // Gone (written anew here, unless another instance already did) or replaced.
-        let seen = match epoch {
-            Some(e) => e,
-            None => {
-                let _ = self.load_marker(bucket).await;
-                self.redis.markers.get(bucket)
-            }
-        };
-        self.redis.markers.set(bucket, seen);
+        // A loss seldom spares the other buckets (a restart, a flush, a failover):
+        // every marker is read again now (one reload at a time), so that the episode
+        // this loss begins is not prolonged by one more loss per bucket touched later.
+        if let Some(e) = epoch {
+            self.redis.markers.set(bucket, e);
+        }
+        if let Ok(_reloading) = self.redis.markers.1.try_lock() {
+            let _ = self.load_markers().await;
+        }
         self.redis.lost("nonce bucket marker");
         Err(NonceError::Unavailable(
             "redis lost the nonce bucket's data".into(),

@@ -116,6 +116,7 @@ async fn nonces(
     let board = Arc::new(Board::new(fence_config(args), ledger));
     let primary = RedisNonceStore::new(redis.clone());
     start_fence(&primary, &board, pg).await;
+    board.spawn_write_back(primary.clone());
     Either::Right(Fenced::new(primary, shared, board))
 }
 

@@ -1,14 +1,14 @@
-//! The board: where instances publish episodes of Redis trouble ([`Ledger`]: one
-//! PostgreSQL row, and one row per instance recording what it has taken in), and each
-//! instance's copy of it ([`Board`]), from which a claim learns what it must do.
+//! The board: each instance's copy of the episodes of Redis trouble published on the
+//! [`Ledger`] ([`Board`]), from which a claim learns what it must do.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ports::StoreError;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::{FenceConfig, POLL, now_ms};
+use super::now_ms as now_ms_wall;
+use super::{FenceConfig, Ledger, POLL, now_ms};
 
 /// An episode as the board records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -17,6 +17,9 @@ pub struct Episode {
     pub started_ms: u64,
     /// Its latest report.
     pub last_seen_ms: u64,
+    /// When an instance closed it by writing the shared store's nonces back into Redis
+    /// (0: open). Claims then need Redis alone; the next report begins a new episode.
+    pub closed_ms: u64,
 }
 
 /// One read of the board.
@@ -28,91 +31,9 @@ pub struct BoardRead {
     pub others_ms: u64,
 }
 
-/// Where episodes are shared between instances.
-pub trait Ledger: Send + Sync + 'static {
-    /// Records trouble seen at `now_ms`; a report `gap_ms` after the previous one
-    /// begins a new episode. Returns the episode after the report.
-    fn report(
-        &self,
-        now_ms: u64,
-        gap_ms: u64,
-    ) -> impl Future<Output = Result<Episode, StoreError>> + Send;
-    /// Reads the board as `instance` at `now_ms`, recording that it has taken in the
-    /// episode begun at `acked_ms` (`None`: no episode yet).
-    fn read(
-        &self,
-        instance: &str,
-        now_ms: u64,
-        acked_ms: u64,
-        lease_ms: u64,
-    ) -> impl Future<Output = Result<Option<BoardRead>, StoreError>> + Send;
-    /// Records that `instance` stopped at `now_ms` (a clean shutdown): it claims no
-    /// more, so the others need not wait out its lease.
-    fn leave(
-        &self,
-        instance: &str,
-        now_ms: u64,
-        lease_ms: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-fn as_ms(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-impl Ledger for postgres_adapter::PgNonceStore {
-    async fn report(&self, now_ms: u64, gap_ms: u64) -> Result<Episode, StoreError> {
-        let row = self.report_trouble(now_ms, gap_ms).await?;
-        Ok(Episode {
-            started_ms: as_ms(row.started_at_ms),
-            last_seen_ms: as_ms(row.last_seen_ms),
-        })
-    }
-    async fn read(
-        &self,
-        instance: &str,
-        now_ms: u64,
-        acked_ms: u64,
-        lease_ms: u64,
-    ) -> Result<Option<BoardRead>, StoreError> {
-        let poll = self
-            .poll_fence(instance, now_ms, acked_ms, lease_ms)
-            .await?;
-        Ok(poll.map(|p| BoardRead {
-            episode: Episode {
-                started_ms: as_ms(p.started_at_ms),
-                last_seen_ms: as_ms(p.last_seen_ms),
-            },
-            others_ms: as_ms(p.others_ms),
-        }))
-    }
-    async fn leave(&self, instance: &str, now_ms: u64, lease_ms: u64) -> Result<(), StoreError> {
-        self.leave_fence(instance, now_ms, lease_ms).await
-    }
-}
-
-/// A single instance has nothing to share (the type of a board without a ledger).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoLedger;
-
-impl Ledger for NoLedger {
-    async fn report(&self, now_ms: u64, _gap_ms: u64) -> Result<Episode, StoreError> {
-        Ok(Episode {
-            started_ms: now_ms,
-            last_seen_ms: now_ms,
-        })
-    }
-    async fn read(&self, _: &str, _: u64, _: u64, _: u64) -> Result<Option<BoardRead>, StoreError> {
-        Ok(None)
-    }
-    async fn leave(&self, _: &str, _: u64, _: u64) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
 #[derive(Debug, Default)]
 pub(super) struct State {
-    episode: Episode,
+    pub(super) episode: Episode,
     /// When this instance took the current episode in (and stopped claiming in Redis
     /// alone).
     switched_ms: u64,
@@ -136,11 +57,15 @@ pub(super) struct View {
 /// This instance's copy of the board.
 pub struct Board<L> {
     pub(super) config: FenceConfig,
-    ledger: Option<L>,
+    pub(super) ledger: Option<L>,
     /// This instance's name on the board.
     instance: String,
     state: Mutex<State>,
     last_report_ms: AtomicU64,
+    /// The latest trouble this instance saw (its report time), and the latest report
+    /// that reached the ledger: a later trouble is reported again with the next read.
+    pub(super) latest_trouble_ms: AtomicU64,
+    pub(super) reported_ms: AtomicU64,
     /// Fenced refusals so far (also counted in metrics).
     pub(super) refused: AtomicU64,
     /// Set by [`Self::leave`]: reads stop renewing the lease.
@@ -173,12 +98,14 @@ impl<L: Ledger> Board<L> {
             instance: instance_name(),
             state: Mutex::new(State::default()),
             last_report_ms: AtomicU64::new(0),
+            latest_trouble_ms: AtomicU64::new(0),
+            reported_ms: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             left: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -205,14 +132,22 @@ impl<L: Ledger> Board<L> {
         };
         View {
             refuse_before_ms: mine.max(others) + c.margin_ms,
-            shared: unconfirmed || now_ms <= e.last_seen_ms + c.dual_ms(),
+            shared: unconfirmed || (e.closed_ms == 0 && now_ms <= e.last_seen_ms + c.dual_ms()),
         }
     }
 
     /// Takes in an episode read from (or written to) the ledger at `now_ms`. The
     /// ledger names the episode (its start); this instance's own switch time stays.
-    fn merge(&self, e: Episode, now_ms: u64) {
+    /// A closed episode counts as closed here only if this instance saw no trouble
+    /// after its last report (that trouble, reported again, begins a new one).
+    pub(super) fn merge(&self, e: Episode, now_ms: u64) {
         let gap = self.config.episode_gap_ms();
+        let closed =
+            if e.closed_ms > 0 && self.latest_trouble_ms.load(Ordering::SeqCst) <= e.last_seen_ms {
+                e.closed_ms
+            } else {
+                0
+            };
         let mut s = self.state();
         if e.started_ms > s.episode.started_ms {
             // A later episode: taken in now.
@@ -220,10 +155,16 @@ impl<L: Ledger> Board<L> {
                 warn!("nonce fence: another instance reported redis trouble");
             }
             s.episode.started_ms = e.started_ms;
+            s.episode.closed_ms = closed;
             // Before its first read this instance never claimed in Redis alone.
             if s.confirmed_ms > 0 {
                 s.switched_ms = s.switched_ms.max(now_ms);
             }
+        } else if e.started_ms == s.episode.started_ms {
+            if s.episode.closed_ms == 0 && closed > 0 {
+                info!("nonce fence: the episode was closed (its nonces are back in redis)");
+            }
+            s.episode.closed_ms = s.episode.closed_ms.max(closed);
         } else if e.started_ms < s.episode.started_ms
             && e.last_seen_ms + gap >= s.episode.started_ms
         {
@@ -237,11 +178,14 @@ impl<L: Ledger> Board<L> {
     fn note(&self, now_ms: u64, why: &str) {
         let mut s = self.state();
         let e = &mut s.episode;
-        let new = e.started_ms == 0 || now_ms > e.last_seen_ms + self.config.episode_gap_ms();
+        let new = e.started_ms == 0
+            || e.closed_ms > 0
+            || now_ms > e.last_seen_ms + self.config.episode_gap_ms();
         if new {
             warn!(why, "nonce fence: an episode of redis trouble begins");
             http_adapter::metrics::nonce_fence_episode();
-            e.started_ms = now_ms;
+            e.started_ms = now_ms.max(e.started_ms + 1);
+            e.closed_ms = 0;
         }
         e.last_seen_ms = e.last_seen_ms.max(now_ms);
         if new {
@@ -249,12 +193,18 @@ impl<L: Ledger> Board<L> {
         }
     }
 
-    /// Trouble seen now: this instance fences at once, and tells the others.
+    /// Trouble seen now: this instance fences at once, and tells the others. The
+    /// report carries the time it is made (at least `now_ms`), after whatever the
+    /// claim wrote to the shared store: a write-back that began before it cannot close
+    /// the episode ([`Self::write_back`]). Reports are made at most every [`POLL`];
+    /// one left out is made with the next read of the board.
     pub(super) fn trouble(self: &Arc<Self>, now_ms: u64, why: &str) {
         self.note(now_ms, why);
         if self.ledger.is_none() {
             return;
         }
+        let now_ms = now_ms.max(now_ms_wall());
+        self.latest_trouble_ms.fetch_max(now_ms, Ordering::SeqCst);
         let every = POLL.as_millis() as u64;
         let last = self.last_report_ms.load(Ordering::Relaxed);
         if now_ms < last + every
@@ -269,7 +219,10 @@ impl<L: Ledger> Board<L> {
         tokio::spawn(async move {
             let Some(ledger) = &board.ledger else { return };
             match ledger.report(now_ms, board.config.episode_gap_ms()).await {
-                Ok(e) => board.merge(e, now_ms),
+                Ok(e) => {
+                    board.reported_ms.fetch_max(now_ms, Ordering::SeqCst);
+                    board.merge(e, now_ms);
+                }
                 Err(e) => {
                     // Try again with the next claim.
                     board.last_report_ms.store(0, Ordering::Relaxed);
@@ -289,6 +242,12 @@ impl<L: Ledger> Board<L> {
         };
         if self.left.load(Ordering::SeqCst) {
             return Ok(());
+        }
+        let pending = self.latest_trouble_ms.load(Ordering::SeqCst);
+        if pending > self.reported_ms.load(Ordering::SeqCst) {
+            let e = ledger.report(pending, self.config.episode_gap_ms()).await?;
+            self.reported_ms.fetch_max(pending, Ordering::SeqCst);
+            self.merge(e, now_ms);
         }
         let acked = self.state().episode.started_ms;
         let read = ledger
@@ -332,6 +291,7 @@ impl<L: Ledger> Board<L> {
             Ok(e) => {
                 self.merge(e, now_ms);
                 self.last_report_ms.store(now_ms, Ordering::Relaxed);
+                self.reported_ms.fetch_max(now_ms, Ordering::SeqCst);
             }
             Err(e) => warn!(error = %e, "nonce fence: the episode could not be published"),
         }

@@ -26,11 +26,15 @@
 //!   alone — within a poll or two, or at worst a lease after its last read.
 //!
 //! An episode begins when a claim finds Redis unreachable or a loss is counted
-//! ([`Losses`]). The edges are explained in `docs/operations.md`.
+//! ([`Losses`]). It ends two windows after its last report, or earlier when an
+//! instance has written the shared store's nonces back into Redis ([`write_back`]).
+//! The edges are explained in `docs/operations.md`.
 
 mod board;
+mod ledger;
 #[cfg(test)]
 mod tests;
+mod write_back;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +43,9 @@ use std::time::Duration;
 use ports::{Claim, NonceClaim, NonceError, NonceStore};
 
 use board::View;
-pub use board::{Board, BoardRead, Episode, Ledger, NoLedger};
+pub use board::{Board, BoardRead, Episode};
+pub use ledger::{Ledger, NoLedger};
+pub use write_back::{QUIET, Restore, WriteBack};
 
 /// How often an instance reads the board.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -61,7 +67,7 @@ pub struct FenceConfig {
 impl FenceConfig {
     /// After its last report, an episode is over once this has passed: no nonce claimed
     /// in the shared store alone during it can still pass the window.
-    fn dual_ms(&self) -> u64 {
+    pub(super) fn dual_ms(&self) -> u64 {
         self.lease_ms + self.margin_ms + 2 * self.window_ms
     }
     /// A report this long after the last one begins a new episode (less than

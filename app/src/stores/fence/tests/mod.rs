@@ -8,6 +8,8 @@ use ports::StoreError;
 
 use super::*;
 
+mod write_back;
+
 const W: u64 = 300_000;
 const CONFIG: FenceConfig = FenceConfig {
     window_ms: W,
@@ -56,6 +58,8 @@ struct SharedLedger {
     fence: Arc<Mutex<Option<Episode>>>,
     instances: Instances,
     down: Arc<AtomicBool>,
+    /// The shared store's nonces, when a [`Recording`] store writes them here.
+    nonces: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 impl SharedLedger {
@@ -72,13 +76,20 @@ impl Ledger for SharedLedger {
         self.check()?;
         let mut e = self.fence.lock().unwrap();
         let next = match *e {
-            Some(old) if old.last_seen_ms + gap_ms >= now_ms => Episode {
+            Some(old) if old.last_seen_ms + gap_ms >= now_ms && old.closed_ms == 0 => Episode {
                 started_ms: old.started_ms,
                 last_seen_ms: old.last_seen_ms.max(now_ms),
+                closed_ms: 0,
             },
-            _ => Episode {
+            Some(old) => Episode {
+                started_ms: now_ms.max(old.started_ms + 1),
+                last_seen_ms: old.last_seen_ms.max(now_ms),
+                closed_ms: 0,
+            },
+            None => Episode {
                 started_ms: now_ms,
                 last_seen_ms: now_ms,
+                closed_ms: 0,
             },
         };
         *e = Some(next);
@@ -119,6 +130,41 @@ impl Ledger for SharedLedger {
             me.0 = now_ms;
         }
         Ok(fence.map(|episode| BoardRead { episode, others_ms }))
+    }
+    async fn close(
+        &self,
+        started_ms: u64,
+        last_seen_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        let mut e = self.fence.lock().unwrap();
+        match e.as_mut() {
+            Some(f)
+                if f.started_ms == started_ms
+                    && f.last_seen_ms == last_seen_ms
+                    && f.closed_ms == 0 =>
+            {
+                f.closed_ms = now_ms;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+    async fn unexpired(
+        &self,
+        now_ms: u64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.check()?;
+        let nonces = self.nonces.lock().unwrap();
+        Ok(nonces
+            .iter()
+            .filter(|(k, exp)| k.as_str() > after && **exp > now_ms)
+            .take(usize::try_from(limit).unwrap_or(0))
+            .map(|(k, exp)| (k.clone(), *exp))
+            .collect())
     }
     async fn leave(&self, instance: &str, now_ms: u64, lease_ms: u64) -> Result<(), StoreError> {
         self.check()?;

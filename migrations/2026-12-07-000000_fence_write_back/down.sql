@@ -1,0 +1,1 @@
+ALTER TABLE nonce_fence DROP COLUMN closed_at_ms;
