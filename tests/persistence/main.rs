@@ -17,4 +17,5 @@ mod outages;
 mod redis_policy;
 mod replica;
 mod rotation;
+mod slot_migration;
 mod topologies;

@@ -175,6 +175,40 @@ impl RedisNonceStore {
     }
 }
 
+/// Whether a transaction failed because its slot is being moved between the nodes
+/// of a cluster (`ASK`, `MOVED`, `TRYAGAIN` inside `MULTI`, which aborts the `EXEC`):
+/// redis-rs follows those redirections for single commands, not for transactions.
+fn moving(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    matches!(
+        e.kind(),
+        ErrorKind::Server(S::ExecAbort | S::Ask | S::Moved | S::TryAgain)
+    )
+}
+
+/// The claim of a nonce whose slot is on the move, as two single commands that follow
+/// the redirections ([`crate::conn::Conn::query_following`]: a bounded number of times,
+/// then the error stands and Redis counts as unavailable): the nonce's
+/// `SET … NX` first, then the marker's `GET`. Safe without the transaction because
+/// the marker is read *after* the set: a loss of the bucket's data before the set
+/// removed the marker too (a new one carries a new random epoch), so a marker that
+/// still holds the known epoch shows the set found the bucket's data intact. A
+/// migration moves each key atomically (`MIGRATE`), and a key missing on the node the
+/// slot leaves is looked up where it goes, so a nonce claimed before is found on one
+/// of them.
+async fn claim_on_the_move(
+    c: &mut crate::conn::Conn,
+    marker: &str,
+    nonce: &str,
+    ttl: u64,
+) -> redis::RedisResult<(Option<String>, Option<String>)> {
+    let mut set = redis::cmd("SET");
+    set.arg(nonce).arg(1).arg("NX").arg("EX").arg(ttl);
+    let set: Option<String> = c.query_following(&set).await?;
+    let epoch: Option<String> = c.query_following(redis::cmd("GET").arg(marker)).await?;
+    Ok((epoch, set))
+}
+
 impl NonceStore for RedisNonceStore {
     /// `MULTI; GET marker; SET nonce 1 NX EX ttl; EXEC`: one round trip, atomic (no
     /// flush can fall between the two), and about half the Redis CPU of a script. When
@@ -191,7 +225,7 @@ impl NonceStore for RedisNonceStore {
             .run("MULTI GET fence / SET nonce NX", |mut c| {
                 let (marker, nonce) = (marker.clone(), nonce.clone());
                 async move {
-                    redis::pipe()
+                    let atomic = redis::pipe()
                         .atomic()
                         .cmd("GET")
                         .arg(&marker)
@@ -202,7 +236,13 @@ impl NonceStore for RedisNonceStore {
                         .arg("EX")
                         .arg(ttl)
                         .query_async(&mut c)
-                        .await
+                        .await;
+                    match atomic {
+                        Err(e) if moving(&e) => {
+                            claim_on_the_move(&mut c, &marker, &nonce, ttl).await
+                        }
+                        decided => decided,
+                    }
                 }
             })
             .await?;
