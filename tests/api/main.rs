@@ -28,6 +28,7 @@ mod key_rotation;
 mod lifecycle;
 mod limits;
 mod observability;
+mod packaging;
 mod revoke;
 mod sealed_refusals;
 mod tls;

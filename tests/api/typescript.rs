@@ -8,7 +8,11 @@
 use crate::helpers::signing_key;
 use crate::support::*;
 
-fn node(dir: &std::path::Path, args: &[&str], envs: &[(&str, String)]) -> (bool, String) {
+pub(crate) fn node(
+    dir: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, String)],
+) -> (bool, String) {
     let out = std::process::Command::new("node")
         .args(args)
         .current_dir(dir)
@@ -85,21 +89,8 @@ async fn the_typescript_library_passes_its_suite_against_every_backend() {
 
     // The README's "Protect your API" example, as written: the orders service, the
     // gateway in front of it, and the Node client.
-    let mut orders = std::process::Command::new("python3")
-        .arg(dir.join("../../examples/gateway/orders.py"))
-        .arg("0")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(orders.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let upstream = line.trim().rsplit(' ').next().unwrap().to_owned();
-    let gateway = Server::start(&[("GATEWAY_UPSTREAM", &upstream)]);
-    let url = gateway.url.clone();
+    let orders = OrdersBehindGateway::start();
+    let url = orders.gateway.url.clone();
     let example = dir.join("../../examples/gateway/client.mjs");
     let (ok, out) = tokio::task::spawn_blocking(move || {
         node(
@@ -110,8 +101,48 @@ async fn the_typescript_library_passes_its_suite_against_every_backend() {
     })
     .await
     .unwrap();
-    let _ = orders.kill();
-    let _ = orders.wait();
+    drop(orders);
+    assert_orders_example(ok, &out);
+}
+
+/// The example orders service (examples/gateway/orders.py) and a gateway in front of it.
+pub(crate) struct OrdersBehindGateway {
+    service: std::process::Child,
+    pub(crate) gateway: Server,
+}
+
+impl OrdersBehindGateway {
+    pub(crate) fn start() -> Self {
+        let mut service = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../examples/gateway/orders.py"
+            ))
+            .arg("0")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(service.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let upstream = line.trim().rsplit(' ').next().unwrap().to_owned();
+        let gateway = Server::start(&[("GATEWAY_UPSTREAM", &upstream)]);
+        Self { service, gateway }
+    }
+}
+
+impl Drop for OrdersBehindGateway {
+    fn drop(&mut self) {
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+    }
+}
+
+/// What examples/gateway/client.mjs prints against the orders service.
+pub(crate) fn assert_orders_example(ok: bool, out: &str) {
     assert!(ok, "{out}");
     let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(

@@ -13,6 +13,7 @@ import { SessionCrypto } from '${server}/session-crypto-client.js';
 try {
   const s = await SessionCrypto.connect({ baseUrl: '${server}', clientId: 'CROSS_ORIGIN_SPA' });
   const res = await s.fetch('/transaction/purchase', {
+    method: 'POST',
     body: { schemeCode: 'AEF', amount: 5000 },
     headers: { 'X-Request-Id': 'spa-request-1', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
   });

@@ -40,7 +40,7 @@ async function flow(clientId, payload) {
     SessionCrypto.connect({ baseUrl: '', clientId, protocol: 2, ttlSec: 1800, fetch }));
   // For the page's test (and the curious): the session, whose keys cannot be exported.
   window.sessionCrypto = session;
-  const answer = await timed(rows, 'session.fetch', () => session.fetch('/transaction/purchase', { body: payload }));
+  const answer = await timed(rows, 'session.fetch', () => session.fetch('/transaction/purchase', { method: 'POST', body: payload }));
   return { response: await answer.json(), rows, session };
 }
 

@@ -5,11 +5,50 @@ export class SessionCryptoError extends Error {
   override name = 'SessionCryptoError';
 }
 
+/**
+ * A mistake in the options or the call (a `baseUrl` that is not a URL, an `undefined`
+ * pin, a key that is not a P-256 public key, a `GET` with a body, …): fix the code or
+ * the configuration; sending again will not help. Nothing was sent.
+ */
+export class ConfigurationError extends SessionCryptoError {
+  override name = 'ConfigurationError';
+}
+
 /** The request did not reach the server, or no answer came back (its fate is unknown). */
 export class NetworkError extends SessionCryptoError {
   override name = 'NetworkError';
   constructor(message: string, readonly cause?: unknown) {
     super(message);
+  }
+}
+
+/**
+ * The call took longer than its `timeoutMs` (or the session's) and was abandoned. As
+ * with any {@link NetworkError} the request may have run; the session stays usable.
+ */
+export class TimeoutError extends NetworkError {
+  override name = 'TimeoutError';
+  constructor(readonly timeoutMs: number, cause?: unknown) {
+    super(`no answer within ${timeoutMs} ms (the request may have run)`, cause);
+  }
+}
+
+/**
+ * The call's `signal` was aborted. The request may have run if it was already sent;
+ * the session stays usable. `reason` is the signal's.
+ */
+export class AbortedError extends NetworkError {
+  override name = 'AbortedError';
+  constructor(readonly reason: unknown) {
+    super('aborted by the caller (the request may have run if it was already sent)', reason);
+  }
+}
+
+/** The session was revoked with {@link SessionCrypto.revoke}: connect again for a new one. */
+export class RevokedError extends SessionCryptoError {
+  override name = 'RevokedError';
+  constructor() {
+    super('this session was revoked; call SessionCrypto.connect for a new one');
   }
 }
 

@@ -139,14 +139,6 @@ export async function v2Session(
   return session(2, answer, clientId, requestKey, responseKey);
 }
 
-/** A server key to pin: SEC1 base64 (`publicKey` of /.well-known/session-crypto) or a JWK. */
-export function importServerKey(key: string | JsonWebKey): Promise<CryptoKey> {
-  const algorithm = { name: 'ECDSA', namedCurve: 'P-256' };
-  return typeof key === 'string'
-    ? subtle().importKey('raw', buf(fromBase64(key)), algorithm, false, ['verify'])
-    : subtle().importKey('jwk', key, algorithm, false, ['verify']);
-}
-
 /** The request AAD of the session's version (§11, §15). */
 export function requestAad(s: SessionKeys, line: RequestLine, timestamp: string, nonce: string, callKey?: string): Uint8Array {
   if (s.protocol === 1) return utf8(`${timestamp}|${nonce}|${s.kid}|${s.clientId}`);

@@ -6,11 +6,7 @@ import assert from 'node:assert/strict';
 
 import { ServerRefusedError, SessionCrypto } from '../dist/index.js';
 
-const servers = (process.env.SERVER_URLS ?? '')
-  .split(',')
-  .filter(Boolean)
-  .map((pair) => pair.split('='));
-const skip = servers.length === 0 && 'SERVER_URLS not set (tests/api/typescript.rs starts the servers)';
+import { servers, skip } from './servers.mjs';
 
 for (const [backend, baseUrl] of servers.length ? servers : [['none', '']]) {
   test(`${backend}: fetch on a gateway route reaches the upstream and opens its answer`, { skip }, async () => {

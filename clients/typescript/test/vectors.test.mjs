@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 
 import { fromBase64 } from '../dist/encoding.js';
 import { ProtocolError } from '../dist/errors.js';
-import { open, refusalAad, requestAad, responseAad, transcriptHash, v1Session, v2Session, importServerKey } from '../dist/protocol.js';
+import { open, refusalAad, requestAad, responseAad, transcriptHash, v1Session, v2Session } from '../dist/protocol.js';
+import { importPin as importServerKey } from '../dist/pin.js';
 
 const root = new URL('../../../vectors/', import.meta.url);
 const v1 = JSON.parse(readFileSync(new URL('reference-v1.json', root)));
