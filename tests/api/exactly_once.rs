@@ -62,7 +62,7 @@ async fn a_forged_session_expired_never_makes_the_library_run_a_post_twice() {
     let upstream = Upstream::start();
     let server = Server::start(&[("GATEWAY_UPSTREAM", &upstream.url)]);
     let (proxy, _task) = mitm(&server.url, forge_expiry_on_first(1)).await;
-    let mut session = through(&proxy, &server, Retry::Idempotent).await;
+    let session = through(&proxy, &server, Retry::Idempotent).await;
     let err = session
         .fetch(
             "POST",
@@ -122,7 +122,7 @@ async fn forged_refusals_and_dates_never_make_the_library_send_a_post_again() {
     ] {
         let before = upstream.count();
         let (proxy, _task) = mitm(&server.url, forge_first(1, forged)).await;
-        let mut s = through(&proxy, &server, Retry::Idempotent).await;
+        let s = through(&proxy, &server, Retry::Idempotent).await;
         let err = s
             .fetch("POST", "/api/orders", None, b"{}")
             .await
@@ -161,13 +161,13 @@ async fn an_idempotent_request_is_sent_again_unless_the_application_said_never()
     // The default policy: a GET after a forged expiry runs again and succeeds (running
     // it twice is harmless by HTTP's definition).
     let (proxy, _task) = mitm(&server.url, forge_expiry_on_first(1)).await;
-    let mut session = through(&proxy, &server, Retry::Idempotent).await;
+    let session = through(&proxy, &server, Retry::Idempotent).await;
     let answer = session.fetch("GET", "/api/orders?id=7", None, b"").await;
     assert_eq!(answer.unwrap().status(), 200);
     assert_eq!(upstream.count(), 2);
     // Retry::Never: not even a GET.
     let (proxy, _task) = mitm(&server.url, forge_expiry_on_first(1)).await;
-    let mut session = through(&proxy, &server, Retry::Never).await;
+    let session = through(&proxy, &server, Retry::Never).await;
     let err = session
         .fetch("GET", "/api/orders?id=8", None, b"")
         .await
@@ -218,7 +218,10 @@ async fn a_v1_request_sent_back_as_its_answer_is_refused() {
         .await
         .unwrap();
     let answer = buy(&mut direct).await.unwrap();
-    assert_eq!(answer.json().unwrap()["status"], "SUCCESS");
+    assert_eq!(
+        answer.json::<serde_json::Value>().unwrap()["status"],
+        "SUCCESS"
+    );
 }
 
 #[tokio::test]
@@ -229,7 +232,7 @@ async fn each_call_carries_an_idempotency_key_the_gateway_forwards_and_nobody_ca
     // copies reach the upstream with the same key, so it can tell them apart from
     // two calls.
     let (proxy, _task) = mitm(&server.url, forge_expiry_on_first(1)).await;
-    let mut s = through(&proxy, &server, Retry::Idempotent).await;
+    let s = through(&proxy, &server, Retry::Idempotent).await;
     s.fetch("GET", "/api/orders?id=1", None, b"").await.unwrap();
     let seen = upstream.received();
     let keys: Vec<&str> = seen
@@ -240,7 +243,7 @@ async fn each_call_carries_an_idempotency_key_the_gateway_forwards_and_nobody_ca
     assert_eq!(keys[0], keys[1], "one call, one key");
     assert!(domain::CallKey::parse(keys[0]).is_ok(), "{}", keys[0]);
     // The application's own key, kept across its own retries.
-    let mut direct = Session::builder(&server.url, "EXACTLY_ONCE")
+    let direct = Session::builder(&server.url, "EXACTLY_ONCE")
         .crypto(server.crypto)
         .connect()
         .await
@@ -262,7 +265,8 @@ async fn each_call_carries_an_idempotency_key_the_gateway_forwards_and_nobody_ca
     // On the way it cannot be changed, removed or added: the v2 AAD binds it. Refused
     // (sealed: the request did not run), and the upstream saw nothing.
     let before = upstream.count();
-    let (_, session) = direct.parts();
+    let held = direct.current();
+    let session = &*held;
     let (key, other) = (Some(r#""order-5678""#), Some(r#""other-key""#));
     // (bound by the client, sent on the wire): changed, removed, added.
     for (bound, value) in [(key, other), (key, None), (None, key)] {

@@ -82,7 +82,8 @@ async fn hold_streams(
     target: &'static str,
 ) -> (Vec<u16>, Held) {
     let addr = server.url.trim_start_matches("http://").to_owned();
-    let (_, cs) = s.parts();
+    let held = s.current();
+    let cs = &*held;
     let (mut held, mut senders) = (Vec::new(), Vec::new());
     let mut statuses = Vec::new();
     for _ in 0..connections {

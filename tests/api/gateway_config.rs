@@ -34,7 +34,7 @@ timeout_ms = 5000
     )
     .unwrap();
     let server = Server::start(&[("SESSION_CRYPTO_CONFIG", file.to_str().unwrap())]);
-    let mut s = session(&server, Protocol::V2).await;
+    let s = session(&server, Protocol::V2).await;
     s.send("POST", "/orders/1", b"{}").await.unwrap();
     let got = a.received().pop().unwrap();
     assert_eq!(got.target, "/v2/1");
@@ -44,16 +44,17 @@ timeout_ms = 5000
     assert_eq!(got.target, "/invoices");
     assert_eq!(got.version, hyper::Version::HTTP_11);
     // The first route allows only GET and POST.
-    let (client, cs) = s.parts();
+    let (mut client, cs) = (s.protocol_client().await.unwrap(), s.current());
     let err = client
         .fetch(
-            cs,
+            &cs,
             Outgoing {
                 call_key: None,
                 method: "PUT",
                 path: "/orders/1",
                 content_type: None,
                 body: b"{}",
+                headers: &[],
             },
         )
         .await

@@ -36,7 +36,8 @@ async fn post_sealed_with(
     inner_type: &str,
     extra: &[(&str, &str)],
 ) -> (HttpResponse, SealedRequest) {
-    let (_, cs) = s.parts();
+    let held = s.current();
+    let cs = &*held;
     let line = RequestLine {
         method: "POST",
         target,
@@ -67,8 +68,7 @@ fn open(s: &mut Session, sealed: &SealedRequest, resp: &HttpResponse) -> Vec<u8>
         content_type: resp.header("x-inner-content-type").unwrap_or_default(),
     };
     let window = domain::ReplayPolicy::DEFAULT;
-    s.parts()
-        .1
+    s.current()
         .open_response(sealed, head, resp.body.to_vec(), now_ms(), &window)
         .unwrap()
         .to_vec()
@@ -284,7 +284,7 @@ async fn an_idempotent_request_on_a_stale_pooled_connection_is_sent_again_once()
     use std::sync::atomic::Ordering;
     let (url, seen) = stale_upstream();
     let server = gateway_server_at(&url);
-    let mut s = session(&server, Protocol::V2).await;
+    let s = session(&server, Protocol::V2).await;
     s.send("GET", "/api/a", b"").await.unwrap();
     // The pooled connection is stale: the GET is sent again on a new one.
     let answer = s.send("GET", "/api/b", b"").await.unwrap();

@@ -75,8 +75,9 @@ async fn send_as(
 async fn replayed_retargeted_tampered_and_misowned_requests_never_reach_the_upstream() {
     let upstream = Upstream::start();
     let server = gateway_server(&upstream, &[]);
-    let mut s = session(&server, Protocol::V2).await;
-    let (_, cs) = s.parts();
+    let s = session(&server, Protocol::V2).await;
+    let held = s.current();
+    let cs = &*held;
 
     let sealed = seal(cs, "POST", "/api/orders", b"{\"n\":1}");
     let first = send(&server, cs, "POST", "/api/orders", &sealed, None).await;
@@ -139,7 +140,7 @@ async fn replayed_retargeted_tampered_and_misowned_requests_never_reach_the_upst
 async fn v1_sessions_are_refused_unless_the_route_allows_them() {
     let upstream = Upstream::start();
     let server = gateway_server(&upstream, &[]);
-    let mut v1 = session(&server, Protocol::V1).await;
+    let v1 = session(&server, Protocol::V1).await;
     let err = v1.send("POST", "/api/orders", b"{}").await.unwrap_err();
     assert!(err.to_string().contains("UNSUPPORTED_PROTOCOL"), "{err}");
     assert_eq!(upstream.count(), 0);
@@ -152,12 +153,12 @@ async fn v1_sessions_are_refused_unless_the_route_allows_them() {
         )
         .await
         .unwrap()
-        .json()
+        .json::<serde_json::Value>()
         .unwrap()["status"],
         "SUCCESS"
     );
     let allowing = gateway_server(&upstream, &[("GATEWAY_ALLOW_V1", "true")]);
-    let mut v1 = session(&allowing, Protocol::V1).await;
+    let v1 = session(&allowing, Protocol::V1).await;
     v1.send("POST", "/api/orders", b"{}").await.unwrap();
     let got = upstream.received().pop().unwrap();
     assert_eq!(got.header("x-session-protocol"), Some("1"));
@@ -173,8 +174,9 @@ async fn paths_leaving_the_route_methods_and_sizes_are_refused_before_the_upstre
             ("GATEWAY_BODY_LIMIT_BYTES", "4096"),
         ],
     );
-    let mut s = session(&server, Protocol::V2).await;
-    let (_, cs) = s.parts();
+    let s = session(&server, Protocol::V2).await;
+    let held = s.current();
+    let cs = &*held;
     for target in [
         "/api/../admin",
         "/api/a/%2e%2e/%2E%2e/admin",
@@ -267,8 +269,9 @@ async fn an_upstream_down_is_502_and_a_slow_one_504_within_the_timeout() {
         ("SESSION_CRYPTO_CONFIG", file.to_str().unwrap()),
         ("ADMIN_PORT", "0"),
     ]);
-    let mut s = session(&server, Protocol::V2).await;
-    let (_, cs) = s.parts();
+    let s = session(&server, Protocol::V2).await;
+    let held = s.current();
+    let cs = &*held;
 
     let sealed = seal(cs, "POST", "/down/x", b"{}");
     let t = Instant::now();

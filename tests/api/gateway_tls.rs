@@ -56,14 +56,14 @@ async fn an_https_upstream_is_reached_over_tls_with_the_routes_ca() {
     let upstream = format!("https://localhost:{port}/v1");
     let ca = pki.ca.to_str().unwrap();
     let server = Server::start(&[("GATEWAY_UPSTREAM", &upstream), ("GATEWAY_CA_FILE", ca)]);
-    let mut s = session(&server, Protocol::V2).await;
+    let s = session(&server, Protocol::V2).await;
     let answer = s.send("POST", "/api/orders", b"{}").await.unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.bytes(), b"tls:/v1/orders");
 
     // Without the private CA the upstream's certificate is not trusted: 502.
     let untrusting = Server::start(&[("GATEWAY_UPSTREAM", &upstream)]);
-    let mut s = session(&untrusting, Protocol::V2).await;
+    let s = session(&untrusting, Protocol::V2).await;
     let err = s.send("POST", "/api/orders", b"{}").await.unwrap_err();
     assert!(err.to_string().contains("BAD_GATEWAY"), "{err}");
 }

@@ -9,6 +9,7 @@ mod attacks;
 mod bench_open;
 mod browser;
 mod client_connections;
+mod client_library;
 mod config;
 mod connections;
 mod cors;

@@ -115,7 +115,7 @@ async fn v2_refusals_come_sealed_to_a_client_that_asks_and_say_whether_the_reque
     // The library: a gateway whose upstream cannot be reached answers a sealed 502, so
     // "may have run" comes from the server itself.
     let gateway = Server::start(&[("GATEWAY_UPSTREAM", "http://127.0.0.1:9")]);
-    let mut s = Session::builder(&gateway.url, "SEALED")
+    let s = Session::builder(&gateway.url, "SEALED")
         .crypto(gateway.crypto)
         .connect()
         .await
@@ -131,13 +131,13 @@ async fn v2_refusals_come_sealed_to_a_client_that_asks_and_say_whether_the_reque
 async fn a_rust_client_ten_minutes_slow_corrects_its_clock_from_the_sealed_refusal_and_runs_once() {
     let upstream = Upstream::start();
     let server = Server::start(&[("GATEWAY_UPSTREAM", &upstream.url)]);
-    let mut session = Session::builder(&server.url, "SLOW_CLOCK")
+    let session = Session::builder(&server.url, "SLOW_CLOCK")
         .crypto(server.crypto)
         .connect()
         .await
         .unwrap();
     // This machine's clock, ten minutes slow (as the library sees it).
-    session.parts().0.set_clock_offset_ms(-600_000);
+    session.set_clock_offset_ms(-600_000);
     let answer = session
         .fetch("POST", "/api/orders", None, b"{}")
         .await
@@ -160,7 +160,7 @@ async fn a_rust_client_ten_minutes_slow_corrects_its_clock_from_the_sealed_refus
         .connect()
         .await
         .unwrap();
-    v1.parts().0.set_clock_offset_ms(-600_000);
+    v1.set_clock_offset_ms(-600_000);
     let err = buy(&mut v1).await.unwrap_err();
     assert!(matches!(err, Error::Refused { status: 400, .. }), "{err}");
     assert_eq!(v1.clock_offset_ms(), -600_000);

@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
             .ok_or_else(|| Error::Protocol(format!("{path}: no P-256 public key")))?;
         builder = builder.pinned_key(key);
     }
-    let mut session = builder.connect().await?;
+    let session = builder.connect().await?;
     println!(
         "session {} (protocol {})",
         session.kid(),

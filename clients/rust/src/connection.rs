@@ -19,6 +19,7 @@ pub struct Endpoint {
     port: u16,
     https: bool,
     tls: Option<Arc<rustls::ClientConfig>>,
+    connect_timeout: Option<std::time::Duration>,
 }
 
 impl Endpoint {
@@ -52,7 +53,15 @@ impl Endpoint {
             port,
             https,
             tls: None,
+            connect_timeout: None,
         })
+    }
+
+    /// How long connecting (TCP and TLS) may take; past it [`FlowError::Connect`].
+    #[must_use]
+    pub fn with_connect_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.connect_timeout = Some(limit);
+        self
     }
 
     /// The TLS client settings for an `https` endpoint (ignored for `http`).
@@ -105,13 +114,30 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects (TCP_NODELAY on).
+    /// Connects (TCP_NODELAY on), within the endpoint's connect timeout if it has one.
     ///
     /// # Errors
-    /// [`FlowError::Transport`].
+    /// [`FlowError::Connect`] (nothing was sent), [`FlowError::Url`] (https without TLS
+    /// settings).
     pub async fn open(endpoint: &Endpoint) -> Result<Self, FlowError> {
+        match endpoint.connect_timeout {
+            None => Self::open_now(endpoint).await,
+            Some(limit) => tokio::time::timeout(limit, Self::open_now(endpoint))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(FlowError::Connect(format!(
+                        "{}: not connected within {} ms",
+                        endpoint.authority(),
+                        limit.as_millis()
+                    )))
+                }),
+        }
+    }
+
+    async fn open_now(endpoint: &Endpoint) -> Result<Self, FlowError> {
+        // Nothing is sent before the connection stands: a failure here is a Connect.
         let t = |e: &dyn std::fmt::Display| {
-            FlowError::Transport(format!("{}: {e}", endpoint.authority()))
+            FlowError::Connect(format!("{}: {e}", endpoint.authority()))
         };
         let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
             .await

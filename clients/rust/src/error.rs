@@ -15,9 +15,30 @@ pub enum Error {
     /// The TLS settings could not be built (see [`crate::tls::client_config`]).
     #[error("TLS settings: {0}")]
     Tls(String),
-    /// Connecting or talking HTTP failed (nothing is known about the request's fate).
+    /// A mistake in the call or the options (a method that is not an HTTP token, `HEAD`,
+    /// a header that is not valid, an `Idempotency-Key` out of its grammar, a body that
+    /// does not serialize). Nothing was sent; fix the code.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Connecting failed or took longer than [`crate::Builder::connect_timeout`]:
+    /// nothing was sent, so sending again is safe.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The call took longer than its time limit ([`crate::Builder::timeout`],
+    /// [`crate::RequestBuilder::timeout`]) and was abandoned: the request may have run.
+    /// The session stays usable.
+    #[error("no answer within {} ms (the request may have run)", .0.as_millis())]
+    Timeout(std::time::Duration),
+    /// Talking HTTP failed after connecting (nothing is known about the request's fate).
     #[error("network: {0}")]
     Network(String),
+    /// The session was revoked ([`crate::Session::revoke`]): connect again.
+    #[error("the session was revoked; connect again for a new one")]
+    Revoked,
+    /// The answer's body is not what the caller asked for (not UTF-8, not JSON of the
+    /// expected shape). The request ran; only the reading failed.
+    #[error("body: {0}")]
+    Body(String),
     /// The server refused the request: its status, its error code (`CRYPTO_ERROR`,
     /// `SESSION_EXPIRED`, `RATE_LIMITED`, …) and its body. `CRYPTO_ERROR` covers a
     /// replay and a request outside the server's time window too: the server does not
@@ -30,6 +51,8 @@ pub enum Error {
         code: String,
         /// The body, as text.
         body: String,
+        /// How long the server asked to wait before a new request (`Retry-After`).
+        retry_after: Option<std::time::Duration>,
     },
     /// The init exchange did not verify: key confirmation failed (the init request or
     /// response was changed on the way), or the server's signature is missing or not
@@ -77,15 +100,47 @@ impl Error {
     pub fn is_session_expired(&self) -> bool {
         matches!(self, Self::Refused { status: 401, code, .. } if code == "SESSION_EXPIRED")
     }
+    /// Whether the call ran out of time ([`Error::Timeout`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_))
+    }
+    /// Whether no connection could be made ([`Error::Connect`]): nothing was sent.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+    /// The server's `Retry-After`, when it refused with one (a 503 while replay
+    /// protection recovers, a 429).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Refused { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+    /// The HTTP status of a refusal, if the server answered one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Refused { status, .. }
+            | Self::RefusedSealed { status, .. }
+            | Self::OutcomeUnknown { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
 }
 
 impl From<FlowError> for Error {
     fn from(e: FlowError) -> Self {
         match e {
             FlowError::Url(u) => Self::Url(u),
+            FlowError::Connect(t) => Self::Connect(t),
             FlowError::Transport(t) => Self::Network(t),
             FlowError::Tls(t) => Self::Tls(t),
-            FlowError::Status { status, body, .. } => Self::Refused {
+            FlowError::Status {
+                status,
+                body,
+                retry_after,
+                ..
+            } => Self::Refused {
+                retry_after: retry_after.map(std::time::Duration::from_secs),
                 status: status.as_u16(),
                 code: serde_json::from_str::<serde_json::Value>(&body)
                     .ok()

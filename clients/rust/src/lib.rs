@@ -4,9 +4,11 @@
 //! # async fn run() -> Result<(), session_crypto_client::Error> {
 //! use session_crypto_client::Session;
 //!
-//! let mut session = Session::connect("http://127.0.0.1:3000", "MY_APP").await?;
+//! let session = Session::connect("http://127.0.0.1:3000", "MY_APP").await?;
 //! let answer = session
-//!     .send("POST", "/transaction/purchase", br#"{"schemeCode":"AEF","amount":10}"#)
+//!     .post("/transaction/purchase")
+//!     .body(br#"{"schemeCode":"AEF","amount":10}"#.to_vec())
+//!     .send()
 //!     .await?;
 //! println!("{}", answer.text()?);
 //! session.revoke().await?;
@@ -16,14 +18,17 @@
 //!
 //! [`Session`] is the library: protocol v2 by default (v1 on request), key
 //! confirmation checked before first use, an optional pinned server key, a new session
-//! once when the server says `SESSION_EXPIRED`, typed [`Error`]s. Below it,
+//! once when the server says `SESSION_EXPIRED`, typed [`Error`]s; cheap to clone and
+//! usable from many tasks, with calls built as with reqwest ([`RequestBuilder`]). Below it,
 //! [`ProtocolClient`] runs single protocol steps over one [`Connection`], timed step by
 //! step — what `session-crypto client`, `session-crypto bench` and the end-to-end tests
 //! use. See the crate's README and `docs/PROTOCOL.md`.
 
+mod builder;
 mod connection;
 mod error;
 mod protocol;
+mod request;
 mod response;
 mod session;
 pub mod tls;
@@ -33,14 +38,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use domain::client::ClientError;
 use ports::CryptoProvider;
 
+pub use builder::{Builder, Retry};
 pub use connection::{Connection, Endpoint, HttpResponse};
 pub use error::Error;
 /// The HTTP types of [`Connection::send`] and [`Fetched`].
 pub use hyper::{Method, StatusCode};
 pub use ports::{P256PublicKey, Protocol};
-pub use protocol::{Fetched, InitRoute, Outgoing, ProtocolClient, REVOKE_PLAINTEXT, StepTimings};
+pub use protocol::{
+    Fetched, InitRoute, Outgoing, ProtocolClient, REVOKE_PLAINTEXT, StepTimings, is_protocol_header,
+};
+pub use request::RequestBuilder;
 pub use response::Response;
-pub use session::{Builder, Retry, Session};
+pub use session::Session;
 
 /// A server public key to pin, from `session-crypto keygen --signing`'s PEM or the
 /// `publicKey` (base64) of `GET /.well-known/session-crypto`; `None` if the text holds
@@ -63,7 +72,10 @@ pub enum FlowError {
     /// The URL is not `http://host[:port]`.
     #[error("unsupported URL {0:?}: expected http://host[:port]")]
     Url(String),
-    /// Connecting or talking HTTP failed.
+    /// Connecting failed or took too long: nothing was sent.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// Talking HTTP failed after connecting (the request's fate is unknown).
     #[error("transport: {0}")]
     Transport(String),
     /// The TLS settings could not be built (a CA file that cannot be read or holds no
@@ -79,6 +91,8 @@ pub enum FlowError {
         status: StatusCode,
         /// Body, as text.
         body: String,
+        /// `Retry-After` in seconds, when the server sent one.
+        retry_after: Option<u64>,
     },
     /// The answer did not follow the protocol.
     #[error("protocol: {0}")]

@@ -9,6 +9,7 @@ use crate::Error;
 pub struct Response {
     pub(crate) status: u16,
     pub(crate) content_type: String,
+    pub(crate) headers: hyper::HeaderMap,
     pub(crate) body: Zeroizing<Vec<u8>>,
 }
 
@@ -17,6 +18,15 @@ impl Response {
     /// upstream's (sealed answers of every status are responses, not errors).
     pub fn status(&self) -> u16 {
         self.status
+    }
+    /// The answer's headers (`X-Request-Id`, `Server-Timing`, an upstream's headers on
+    /// a gateway route, …), with `Content-Type` the decrypted body's.
+    pub fn headers(&self) -> &hyper::HeaderMap {
+        &self.headers
+    }
+    /// One header as text (`None` when absent or not text).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
     /// The answer's content type (`X-Inner-Content-Type`; empty when it has none).
     pub fn content_type(&self) -> &str {
@@ -29,15 +39,15 @@ impl Response {
     /// The decrypted body as UTF-8.
     ///
     /// # Errors
-    /// [`Error::Protocol`] if it is not UTF-8.
+    /// [`Error::Body`] if it is not UTF-8.
     pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.body).map_err(|_| Error::Protocol("body is not UTF-8".into()))
+        std::str::from_utf8(&self.body).map_err(|_| Error::Body("not UTF-8".into()))
     }
-    /// The decrypted body as JSON.
+    /// The decrypted body as JSON of type `T` (`serde_json::Value` for any JSON).
     ///
     /// # Errors
-    /// [`Error::Protocol`] if it is not JSON.
-    pub fn json(&self) -> Result<serde_json::Value, Error> {
-        serde_json::from_slice(&self.body).map_err(|e| Error::Protocol(format!("body: {e}")))
+    /// [`Error::Body`] if it is not JSON of that shape.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Body(e.to_string()))
     }
 }

@@ -1,167 +1,52 @@
-//! [`Session`]: the library's API — connect, send, revoke.
+//! [`Session`]: the library's API — connect, call, revoke — shared by every clone and
+//! task, over a small pool of keep-alive connections.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use domain::client::ClientSession;
 use ports::{CryptoProvider, P256PublicKey, Protocol};
 use zeroize::Zeroizing;
 
-use crate::{Endpoint, Error, InitRoute, Outgoing, ProtocolClient, Response};
+use crate::builder::{Builder, Retry};
+use crate::request::{Prepared, RequestBuilder};
+use crate::{
+    Connection, Endpoint, Error, FlowError, InitRoute, Outgoing, ProtocolClient, Response,
+};
 
-/// Which requests the library sends a second time by itself, after setting up a new
-/// session because the server answered `SESSION_EXPIRED`. That answer is not
-/// authenticated: an attacker on the path can forward a request, drop its answer and
-/// forge it, so only a request that may safely run twice is sent again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Retry {
-    /// `GET`, `HEAD`, `PUT`, `DELETE` and `OPTIONS` (idempotent by HTTP's definition)
-    /// are sent again; any other method gets [`Error::OutcomeUnknown`]. The default.
-    #[default]
-    Idempotent,
-    /// Nothing is sent again: every such refusal is [`Error::OutcomeUnknown`].
-    Never,
-}
+/// Idle connections kept for later calls (more are opened while calls run at once).
+const IDLE_CONNECTIONS: usize = 16;
 
-impl Retry {
-    /// Whether a request with `method` may be sent again.
-    pub fn allows(self, method: &str) -> bool {
-        self == Self::Idempotent
-            && ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(method))
-    }
-}
-
-/// Options of a [`Session`]; [`Builder::connect`] opens it.
+/// An established session: cheap to clone (every clone is the same session) and usable
+/// from many tasks at once (`&self`). Each call borrows a keep-alive connection from
+/// the session's pool, or opens one; a connection that failed, or whose call was
+/// cancelled half-way (its future dropped, a time limit passed), is never reused, and
+/// one the server closed while idle is opened again before anything is sent on it.
 #[derive(Debug, Clone)]
-pub struct Builder {
-    url: String,
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoint: Endpoint,
+    crypto: CryptoProvider,
     client_id: String,
     protocol: Protocol,
     pinned: Vec<P256PublicKey>,
-    crypto: Option<CryptoProvider>,
-    tls: Option<Arc<rustls::ClientConfig>>,
     route: InitRoute,
     ttl_sec: Option<u64>,
     retry: Retry,
-}
-
-impl Builder {
-    /// Which requests are sent again after a `SESSION_EXPIRED` refusal (default
-    /// [`Retry::Idempotent`]).
-    #[must_use]
-    pub fn retry(mut self, retry: Retry) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// The protocol version (default 2; 1 for servers that predate it).
-    #[must_use]
-    pub fn protocol(mut self, protocol: Protocol) -> Self {
-        self.protocol = protocol;
-        self
-    }
-
-    /// Pins a server signing key (`GET /.well-known/session-crypto`, or the
-    /// operator's `session-crypto keygen --signing` output): a v2 init that is not
-    /// signed by a pinned key is refused. Each call adds a key to the set: during a
-    /// rotation pin the `current` and the `next` key (docs/operations.md). Requires
-    /// protocol 2.
-    #[must_use]
-    pub fn pinned_key(mut self, key: P256PublicKey) -> Self {
-        self.pinned.push(key);
-        self
-    }
-
-    /// Pins every key of `keys` (see [`Self::pinned_key`]); for example those
-    /// [`crate::parse_server_keys`] read from a file of PEM public keys.
-    #[must_use]
-    pub fn pinned_keys(mut self, keys: impl IntoIterator<Item = P256PublicKey>) -> Self {
-        self.pinned.extend(keys);
-        self
-    }
-
-    /// The crypto backend (default: RustCrypto, with the `rustcrypto` feature).
-    #[must_use]
-    pub fn crypto(mut self, crypto: CryptoProvider) -> Self {
-        self.crypto = Some(crypto);
-        self
-    }
-
-    /// TLS settings for an `https://` URL.
-    #[must_use]
-    pub fn tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// Which init route to use (default `POST /session/init`).
-    #[must_use]
-    pub fn init_route(mut self, route: InitRoute) -> Self {
-        self.route = route;
-        self
-    }
-
-    /// The session lifetime to ask for (`ttlSec`; the server clamps it).
-    #[must_use]
-    pub fn ttl_sec(mut self, ttl_sec: u64) -> Self {
-        self.ttl_sec = Some(ttl_sec);
-        self
-    }
-
-    /// Connects and sets up a session.
-    ///
-    /// # Errors
-    /// [`Error`]; [`Error::Handshake`] for a tampered init or a wrong pinned key.
-    pub async fn connect(self) -> Result<Session, Error> {
-        let crypto = match self.crypto {
-            Some(c) => c,
-            None => default_crypto()?,
-        };
-        if !self.pinned.is_empty() && self.protocol != Protocol::V2 {
-            return Err(Error::Protocol(
-                "a pinned server key needs protocol 2".into(),
-            ));
-        }
-        let mut endpoint = Endpoint::parse(&self.url)?;
-        if let Some(tls) = self.tls {
-            endpoint = endpoint.with_tls(tls);
-        }
-        let mut client = ProtocolClient::connect_to(&endpoint, crypto, &self.client_id)
-            .await?
-            .with_protocol(self.protocol)
-            .with_pinned_keys(self.pinned);
-        let (session, _) = client.init(self.route, self.ttl_sec).await?;
-        Ok(Session {
-            client,
-            session,
-            route: self.route,
-            ttl_sec: self.ttl_sec,
-            retry: self.retry,
-        })
-    }
-}
-
-#[cfg(feature = "rustcrypto")]
-fn default_crypto() -> Result<CryptoProvider, Error> {
-    Ok(crypto_rustcrypto::PROVIDER)
-}
-
-#[cfg(not(feature = "rustcrypto"))]
-fn default_crypto() -> Result<CryptoProvider, Error> {
-    Err(Error::Protocol(
-        "no crypto backend: enable the `rustcrypto` feature or call Builder::crypto".into(),
-    ))
-}
-
-/// An established session over one keep-alive connection.
-#[derive(Debug)]
-pub struct Session {
-    client: ProtocolClient,
-    session: ClientSession,
-    route: InitRoute,
-    ttl_sec: Option<u64>,
-    retry: Retry,
+    timeout: Option<Duration>,
+    /// The session in use; replaced by a re-init.
+    current: RwLock<Arc<ClientSession>>,
+    /// One re-init at a time, shared by every call that found the session gone.
+    renewing: tokio::sync::Mutex<()>,
+    /// Server − this machine (ms), from authenticated server times only.
+    clock_offset_ms: AtomicI64,
+    idle: Mutex<Vec<Connection>>,
+    revoked: AtomicBool,
 }
 
 impl Session {
@@ -173,45 +58,122 @@ impl Session {
         Self::builder(url, client_id).connect().await
     }
 
-    /// Options first (protocol, pinned key, backend, TLS, init route, lifetime).
+    /// Options first (protocol, pinned keys, backend, TLS, time limits, init route,
+    /// lifetime).
     pub fn builder(url: &str, client_id: &str) -> Builder {
-        Builder {
-            url: url.to_owned(),
-            client_id: client_id.to_owned(),
-            protocol: Protocol::V2,
-            pinned: Vec::new(),
-            crypto: None,
-            tls: None,
-            route: InitRoute::Unversioned,
-            ttl_sec: None,
-            retry: Retry::default(),
-        }
+        Builder::new(url, client_id)
+    }
+
+    pub(crate) async fn open(
+        options: Builder,
+        endpoint: Endpoint,
+        crypto: CryptoProvider,
+    ) -> Result<Self, Error> {
+        let conn = Connection::open(&endpoint).await?;
+        let mut client = ProtocolClient::over(conn, crypto, &options.client_id)
+            .with_protocol(options.protocol)
+            .with_pinned_keys(options.pinned.clone());
+        let init = client.init(options.route, options.ttl_sec);
+        let (session, _) = match options.timeout {
+            Some(limit) => tokio::time::timeout(limit, init)
+                .await
+                .map_err(|_| Error::Timeout(limit))??,
+            None => init.await?,
+        };
+        let inner = Inner {
+            endpoint,
+            crypto,
+            client_id: options.client_id,
+            protocol: options.protocol,
+            pinned: options.pinned,
+            route: options.route,
+            ttl_sec: options.ttl_sec,
+            retry: options.retry,
+            timeout: options.timeout,
+            current: RwLock::new(Arc::new(session)),
+            renewing: tokio::sync::Mutex::new(()),
+            clock_offset_ms: AtomicI64::new(client.clock_offset_ms()),
+            idle: Mutex::new(vec![client.into_connection()]),
+            revoked: AtomicBool::new(false),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The crypto backend in use.
+    pub fn crypto(&self) -> CryptoProvider {
+        self.inner.crypto
+    }
+
+    /// The session in use (for hand-made requests with [`Self::protocol_client`]).
+    pub fn current(&self) -> Arc<ClientSession> {
+        Arc::clone(
+            &self
+                .inner
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// The session's protocol version.
     pub fn protocol(&self) -> Protocol {
-        self.session.protocol()
+        self.current().protocol()
     }
 
     /// The clock correction in use (server − this machine, ms), learned only from
     /// authenticated server times: sealed refusals and v2 answers.
     pub fn clock_offset_ms(&self) -> i64 {
-        self.client.clock_offset_ms()
+        self.inner.clock_offset_ms.load(Ordering::Relaxed)
     }
 
-    /// `X-Kid` of the current session (`session:S-…`).
-    pub fn kid(&self) -> &str {
-        self.session.kid()
+    /// Sets the clock correction (tests; the library learns it by itself from
+    /// authenticated server times).
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.inner
+            .clock_offset_ms
+            .store(offset_ms, Ordering::Relaxed);
     }
 
-    /// Seals `body`, sends it with `method` to `path` (path and optional query; v2
-    /// binds both) and returns the opened answer — [`Self::fetch`] without a content
-    /// type.
+    /// `X-Kid` of the session in use (`session:S-…`).
+    pub fn kid(&self) -> String {
+        self.current().kid().to_owned()
+    }
+
+    /// A request to `path` (path and optional query; v2 binds both) with `method` (any
+    /// case), to fill in and [`RequestBuilder::send`] — as with reqwest.
+    pub fn request(&self, method: &str, path: &str) -> RequestBuilder<'_> {
+        RequestBuilder::new(self, method, path)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> RequestBuilder<'_> {
+        self.request("GET", path)
+    }
+
+    /// `POST path`.
+    pub fn post(&self, path: &str) -> RequestBuilder<'_> {
+        self.request("POST", path)
+    }
+
+    /// `PUT path`.
+    pub fn put(&self, path: &str) -> RequestBuilder<'_> {
+        self.request("PUT", path)
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> RequestBuilder<'_> {
+        self.request("DELETE", path)
+    }
+
+    /// Seals `body`, sends it with `method` to `path` and returns the opened answer —
+    /// [`Self::fetch`] without a content type.
     ///
     /// # Errors
     /// [`Error`].
-    pub async fn send(&mut self, method: &str, path: &str, body: &[u8]) -> Result<Response, Error> {
-        self.fetch(method, path, None, body).await
+    pub async fn send(&self, method: &str, path: &str, body: &[u8]) -> Result<Response, Error> {
+        self.request(method, path).body(body.to_vec()).send().await
     }
 
     /// A request to any encrypted route, a gateway route (`/api/orders`) included:
@@ -219,33 +181,28 @@ impl Session {
     /// gateway defaults to `application/json` without it). The answer's status is the
     /// upstream's — a sealed 404 is a [`Response`], the gateway's own errors (502, 504)
     /// are [`Error::Refused`]. When the server answers 401 `SESSION_EXPIRED`, a new
-    /// session is set up; the request is sent once more, freshly sealed, only if the
-    /// [`Retry`] policy allows its method (by default the idempotent ones) — otherwise
-    /// the answer is [`Error::OutcomeUnknown`], since that refusal is not
-    /// authenticated and the request may have run. A second `SESSION_EXPIRED` is
-    /// returned as [`Error::Refused`].
-    ///
-    /// Every call carries an `Idempotency-Key` the library makes for it (the same on a
-    /// re-send of the call); [`Self::fetch_keyed`] takes the application's own.
+    /// session is set up (one for every call that found the old one gone); the request
+    /// is sent once more, freshly sealed, only if the [`Retry`] policy allows its
+    /// method (by default the idempotent ones) — otherwise the answer is
+    /// [`Error::OutcomeUnknown`], since that refusal is not authenticated and the
+    /// request may have run. A second `SESSION_EXPIRED` is returned as
+    /// [`Error::Refused`]. Every call carries an `Idempotency-Key` the library makes for
+    /// it (the same on a re-send); [`Self::fetch_keyed`] takes the application's own.
     ///
     /// # Errors
     /// [`Error`].
     pub async fn fetch(
-        &mut self,
+        &self,
         method: &str,
         path: &str,
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Response, Error> {
-        let mut random = [0u8; 16];
-        self.client
-            .crypto()
-            .random
-            .fill(&mut random)
-            .map_err(|_| Error::Protocol("the random number generator failed".into()))?;
-        let key = format!("\"{}\"", domain::encoding::uuid_v4(random));
-        self.fetch_keyed(method, path, content_type, &key, body)
-            .await
+        let mut r = self.request(method, path).body(body.to_vec());
+        if let Some(ct) = content_type {
+            r = r.content_type(ct);
+        }
+        r.send().await
     }
 
     /// [`Self::fetch`] with the application's `Idempotency-Key` for the call — the
@@ -254,83 +211,206 @@ impl Session {
     /// A v2 session binds it (docs/PROTOCOL.md §15); a gateway forwards it.
     ///
     /// # Errors
-    /// [`Error`]; [`Error::Protocol`] for a key that is not a quoted string of 1–255
+    /// [`Error`]; [`Error::Invalid`] for a key that is not a quoted string of 1–255
     /// visible ASCII characters without `"` or `\`.
     pub async fn fetch_keyed(
-        &mut self,
+        &self,
         method: &str,
         path: &str,
         content_type: Option<&str>,
         call_key: &str,
         body: &[u8],
     ) -> Result<Response, Error> {
-        domain::CallKey::parse(call_key)
-            .map_err(|_| Error::Protocol(format!("invalid Idempotency-Key {call_key:?}")))?;
+        let mut r = self
+            .request(method, path)
+            .body(body.to_vec())
+            .quoted_idempotency_key(call_key);
+        if let Some(ct) = content_type {
+            r = r.content_type(ct);
+        }
+        r.send().await
+    }
+
+    /// Runs a prepared call within its time limit.
+    pub(crate) async fn execute(&self, call: Prepared) -> Result<Response, Error> {
+        if self.inner.revoked.load(Ordering::SeqCst) {
+            return Err(Error::Revoked);
+        }
+        match call.timeout.or(self.inner.timeout) {
+            Some(limit) => tokio::time::timeout(limit, self.run(&call))
+                .await
+                .map_err(|_| Error::Timeout(limit))?,
+            None => self.run(&call).await,
+        }
+    }
+
+    async fn run(&self, call: &Prepared) -> Result<Response, Error> {
+        let headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let request = Outgoing {
-            method,
-            path,
-            content_type,
-            body,
-            call_key: Some(call_key),
+            method: &call.method,
+            path: &call.path,
+            content_type: call.content_type.as_deref(),
+            body: &call.body,
+            call_key: Some(&call.call_key),
+            headers: &headers,
         };
-        let first = match self.fetch_once(request).await {
+        let session = self.current();
+        let first = match self.fetch_once(&session, request).await {
             // Refused, provably before it ran, with the server's authenticated clock
             // far from ours: corrected, the call is sent once more.
             Err(Error::RefusedSealed {
                 ref code,
                 server_time_ms,
                 ..
-            }) if code == "CRYPTO_ERROR" && self.client.learn_time(server_time_ms) => {
-                self.fetch_once(request).await
+            }) if code == "CRYPTO_ERROR" && self.learn_time(server_time_ms) => {
+                self.fetch_once(&session, request).await
             }
             other => other,
         };
         match first {
             Err(e) if e.is_session_expired() => {
-                self.reinit().await?;
-                if self.retry.allows(method) {
-                    return self.fetch_once(request).await;
+                if self.inner.revoked.load(Ordering::SeqCst) {
+                    return Err(outcome_unknown(e));
                 }
-                match e {
-                    Error::Refused { status, code, body } => {
-                        Err(Error::OutcomeUnknown { status, code, body })
-                    }
-                    other => Err(other),
+                let fresh = self.renew(&session).await?;
+                if self.inner.retry.allows(&call.method) {
+                    return self.fetch_once(&fresh, request).await;
                 }
+                Err(outcome_unknown(e))
             }
             other => other,
         }
     }
 
-    async fn fetch_once(&mut self, request: Outgoing<'_>) -> Result<Response, Error> {
-        let (answer, _) = self.client.fetch(&self.session, request).await?;
+    /// A protocol client over a pooled (or new) connection, with this session's
+    /// settings and clock: for hand-made requests, and for every call.
+    ///
+    /// # Errors
+    /// [`Error::Connect`].
+    pub async fn protocol_client(&self) -> Result<ProtocolClient, Error> {
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => Connection::open(&self.inner.endpoint).await?,
+        };
+        let mut client = ProtocolClient::over(conn, self.inner.crypto, &self.inner.client_id)
+            .with_protocol(self.inner.protocol)
+            .with_pinned_keys(self.inner.pinned.clone());
+        client.set_clock_offset_ms(self.clock_offset_ms());
+        Ok(client)
+    }
+
+    /// Takes back a client whose call completed: its clock, and its connection for the
+    /// next call.
+    fn give_back(&self, client: ProtocolClient) {
+        self.inner
+            .clock_offset_ms
+            .store(client.clock_offset_ms(), Ordering::Relaxed);
+        let mut idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(client.into_connection());
+        }
+    }
+
+    fn learn_time(&self, server_ms: u64) -> bool {
+        let mut offset = self.clock_offset_ms();
+        let changed = crate::protocol::learn_offset(&mut offset, server_ms);
+        if changed {
+            self.set_clock_offset_ms(offset);
+        }
+        changed
+    }
+
+    async fn fetch_once(
+        &self,
+        session: &ClientSession,
+        request: Outgoing<'_>,
+    ) -> Result<Response, Error> {
+        let mut client = self.protocol_client().await?;
+        let answer = client.fetch(session, request).await;
+        // A connection that carried a whole exchange (an answer, or the server's own
+        // refusal) can carry the next; one that failed is dropped.
+        if !matches!(answer, Err(FlowError::Transport(_) | FlowError::Connect(_))) {
+            self.give_back(client);
+        }
+        let (answer, _) = answer?;
         Ok(Response {
             status: answer.status.as_u16(),
             content_type: answer.content_type,
+            headers: answer.headers,
             body: Zeroizing::new(answer.body),
         })
     }
 
-    /// Sets up a new session on the same connection, replacing the current one.
+    /// A new session in place of `failed`, unless another call already replaced it.
+    async fn renew(&self, failed: &Arc<ClientSession>) -> Result<Arc<ClientSession>, Error> {
+        let _one = self.inner.renewing.lock().await;
+        let current = self.current();
+        if !Arc::ptr_eq(&current, failed) {
+            return Ok(current);
+        }
+        self.reinit().await?;
+        Ok(self.current())
+    }
+
+    /// Sets up a new session, replacing the current one for every clone.
     ///
     /// # Errors
     /// [`Error`].
-    pub async fn reinit(&mut self) -> Result<(), Error> {
-        let (session, _) = self.client.init(self.route, self.ttl_sec).await?;
-        self.session = session;
+    pub async fn reinit(&self) -> Result<(), Error> {
+        let mut client = self.protocol_client().await?;
+        let (session, _) = client.init(self.inner.route, self.inner.ttl_sec).await?;
+        self.give_back(client);
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(session);
         Ok(())
     }
 
-    /// Ends the session on the server (`POST /session/revoke`).
+    /// Ends the session on the server (`POST /session/revoke`). Final for every clone:
+    /// later calls are [`Error::Revoked`]. Revoking again sends nothing.
     ///
     /// # Errors
-    /// [`Error`].
-    pub async fn revoke(mut self) -> Result<(), Error> {
-        self.client.revoke(&self.session).await.map_err(Error::from)
+    /// [`Error`] (the session then still counts as revoked here).
+    pub async fn revoke(&self) -> Result<(), Error> {
+        if self.inner.revoked.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut client = self.protocol_client().await?;
+        let session = self.current();
+        let revoke = client.revoke(&session);
+        match self.inner.timeout {
+            Some(limit) => tokio::time::timeout(limit, revoke)
+                .await
+                .map_err(|_| Error::Timeout(limit))??,
+            None => revoke.await?,
+        }
+        self.give_back(client);
+        Ok(())
     }
+}
 
-    /// The underlying protocol client and session, for hand-made requests.
-    pub fn parts(&mut self) -> (&mut ProtocolClient, &ClientSession) {
-        (&mut self.client, &self.session)
+/// A refusal that is not authenticated, for a call that may have run.
+fn outcome_unknown(e: Error) -> Error {
+    match e {
+        Error::Refused {
+            status, code, body, ..
+        } => Error::OutcomeUnknown { status, code, body },
+        other => other,
     }
 }

@@ -123,6 +123,7 @@ async fn worker(
                     path,
                     content_type: Some("application/json"),
                     body: BODY,
+                    headers: &[],
                 };
                 matches!(client.fetch(&session, request).await, Ok((a, _)) if a.status.is_success())
             }

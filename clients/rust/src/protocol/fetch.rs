@@ -37,6 +37,7 @@ impl ProtocolClient {
             content_type,
             body,
             call_key,
+            headers: extra,
         } = request;
         let mut timings = StepTimings::default();
         let t = Instant::now();
@@ -49,12 +50,18 @@ impl ProtocolClient {
         timings.crypto.push(("aes-gcm-encrypt", t.elapsed()));
         let envelope = std::mem::take(&mut sealed.envelope);
         let in_header = (method == "GET").then(|| base64_encode(&envelope));
-        let mut headers = vec![
+        // The application's headers first; the protocol's own are the library's.
+        let mut headers: Vec<(&str, &str)> = extra
+            .iter()
+            .copied()
+            .filter(|(n, _)| !is_protocol_header(n))
+            .collect();
+        headers.extend([
             ("content-type", "application/octet-stream"),
             (name::KID, session.kid()),
             (name::IDEMPOTENCY_KEY, sealed.idempotency_key.as_str()),
             (name::CLIENT_ID, session.client_id()),
-        ];
+        ]);
         if let Some(ct) = content_type {
             headers.push((name::INNER_CONTENT_TYPE, ct));
         }
@@ -100,6 +107,9 @@ impl ProtocolClient {
                 path: path.to_owned(),
                 status: resp.status,
                 body: String::from_utf8_lossy(&resp.body).into(),
+                retry_after: resp
+                    .header("retry-after")
+                    .and_then(|v| v.trim().parse().ok()),
             });
         };
         if resp.header(name::KID) != Some(session.kid()) {
@@ -137,11 +147,20 @@ impl ProtocolClient {
             self.learn_time(server_ms);
         }
         timings.crypto.push(("aes-gcm-decrypt", t.elapsed()));
+        let content_type = content_type.to_owned();
+        let mut headers = resp.headers;
+        headers.remove(hyper::header::CONTENT_TYPE);
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&content_type)
+            && !content_type.is_empty()
+        {
+            headers.insert(hyper::header::CONTENT_TYPE, v);
+        }
         Ok((
             Fetched {
                 status,
-                content_type: content_type.to_owned(),
+                content_type,
                 body: plain.to_vec(),
+                headers,
             },
             timings,
         ))
@@ -163,6 +182,29 @@ pub struct Outgoing<'a> {
     /// `Idempotency-Key` (quoted, e.g. `"8e03978e-…"`): the call's key, the same on
     /// every re-send of the call; a v2 session binds it, and a gateway forwards it.
     pub call_key: Option<&'a str>,
+    /// The application's own request headers (`X-Request-Id`, …); the protocol's own
+    /// ones ([`is_protocol_header`]) are left out.
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+/// Whether `name` is one of the headers the protocol sets itself (docs/PROTOCOL.md):
+/// an application's copy is never sent.
+pub fn is_protocol_header(name: &str) -> bool {
+    [
+        "content-type",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        name::KID,
+        name::IDEMPOTENCY_KEY,
+        name::CLIENT_ID,
+        name::INNER_CONTENT_TYPE,
+        name::ENVELOPE,
+        name::CALL_KEY,
+        name::SEALED_REFUSALS,
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// An opened answer.
@@ -174,4 +216,7 @@ pub struct Fetched {
     pub content_type: String,
     /// The plaintext.
     pub body: Vec<u8>,
+    /// The answer's headers, with `Content-Type` the plaintext's (from
+    /// `X-Inner-Content-Type`; none when it has none).
+    pub headers: hyper::HeaderMap,
 }

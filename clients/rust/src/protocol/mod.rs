@@ -13,9 +13,25 @@ use ports::{CryptoProvider, P256PublicKey, Protocol};
 
 mod fetch;
 
-pub use fetch::{Fetched, Outgoing};
+pub use fetch::{Fetched, Outgoing, is_protocol_header};
 
 use super::{Connection, Endpoint, FlowError, HttpResponse, fresh_idempotency_key, now_ms};
+
+/// Takes `server_ms`, an authenticated server time, into `offset_ms` (server − this
+/// machine) when it is more than 30 s from the corrected clock and at most a day from
+/// this machine's. Returns whether the correction changed.
+pub(crate) fn learn_offset(offset_ms: &mut i64, server_ms: u64) -> bool {
+    let raw = now_ms();
+    let skew =
+        i64::try_from(server_ms).unwrap_or(i64::MAX) - i64::try_from(raw).unwrap_or(i64::MAX);
+    if skew.abs_diff(*offset_ms) > fetch::SKEW_FIX_MS
+        && skew.unsigned_abs() <= fetch::MAX_SKEW_FIX_MS
+    {
+        *offset_ms = skew;
+        return true;
+    }
+    false
+}
 
 /// The plaintext of a revocation (the route refuses any other).
 pub const REVOKE_PLAINTEXT: &[u8] = br#"{"action":"revoke"}"#;
@@ -78,6 +94,9 @@ async fn exchange(
             path: path.to_owned(),
             status: resp.status,
             body: String::from_utf8_lossy(&resp.body).into(),
+            retry_after: resp
+                .header("retry-after")
+                .and_then(|v| v.trim().parse().ok()),
         });
     }
     Ok(resp)
@@ -139,8 +158,17 @@ impl ProtocolClient {
         crypto: CryptoProvider,
         client_id: &str,
     ) -> Result<Self, FlowError> {
-        let conn = Connection::open(endpoint).await?;
-        Ok(Self {
+        Ok(Self::over(
+            Connection::open(endpoint).await?,
+            crypto,
+            client_id,
+        ))
+    }
+
+    /// A client over an open connection (a [`crate::Session`] lends it one of its
+    /// connections per call).
+    pub fn over(conn: Connection, crypto: CryptoProvider, client_id: &str) -> Self {
+        Self {
             conn,
             crypto,
             client_id: client_id.to_owned(),
@@ -149,7 +177,12 @@ impl ProtocolClient {
             pinned: Vec::new(),
             unmarked_v1_answers: false,
             clock_offset_ms: 0,
-        })
+        }
+    }
+
+    /// The connection back, for another call.
+    pub fn into_connection(self) -> Connection {
+        self.conn
     }
 
     /// The protocol version [`Self::init`] asks for (default v1, so that hand-made
@@ -189,15 +222,7 @@ impl ProtocolClient {
     /// than 30 s from the corrected clock (and at most a day from this machine's).
     /// Returns whether the correction changed.
     pub fn learn_time(&mut self, server_ms: u64) -> bool {
-        let raw = now_ms();
-        let skew =
-            i64::try_from(server_ms).unwrap_or(i64::MAX) - i64::try_from(raw).unwrap_or(i64::MAX);
-        let off = skew.abs_diff(self.clock_offset_ms);
-        if off > fetch::SKEW_FIX_MS && skew.unsigned_abs() <= fetch::MAX_SKEW_FIX_MS {
-            self.clock_offset_ms = skew;
-            return true;
-        }
-        false
+        learn_offset(&mut self.clock_offset_ms, server_ms)
     }
 
     /// This machine's clock, corrected (ms since the epoch).
@@ -388,6 +413,7 @@ impl ProtocolClient {
             path,
             content_type: None,
             body: payload,
+            headers: &[],
         };
         let (answer, timings) = self.fetch(session, request).await?;
         if answer.status != StatusCode::OK {
@@ -395,6 +421,7 @@ impl ProtocolClient {
                 path: path.to_owned(),
                 status: answer.status,
                 body: String::from_utf8_lossy(&answer.body).into(),
+                retry_after: None,
             });
         }
         Ok((answer.body, timings))
