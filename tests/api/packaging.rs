@@ -145,3 +145,105 @@ export async function status(baseUrl: string): Promise<number> {
     drop(orders);
     assert_orders_example(ok, &out);
 }
+
+/// The crates a Rust user needs, packed the way `cargo publish` packs them.
+const CRATES: [&str; 4] = [
+    "session-crypto-ports",
+    "session-crypto-domain",
+    "session-crypto-rustcrypto",
+    "session-crypto-client",
+];
+
+/// `cargo package` of the client and the crates it shares with the server (verified:
+/// each is built from its packed sources alone), then a `cargo new` project that
+/// depends on `session-crypto-client = "0.1"` — the packed crates standing in for the
+/// registry — builds and runs against the orders service behind a gateway.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_packaged_rust_library_builds_and_runs_in_a_fresh_project() {
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let mut args = vec!["package", "--allow-dirty"];
+    for c in CRATES {
+        args.extend(["-p", c]);
+    }
+    run(root, "cargo", &args);
+    let packed = root.join("target/package");
+    for c in CRATES {
+        assert!(
+            packed.join(format!("{c}-0.1.0.crate")).exists(),
+            "{c} packed"
+        );
+    }
+    let app = temp_dir("cargo-consumer");
+    run(
+        &app,
+        "cargo",
+        &["new", "--bin", "--vcs", "none", "consumer"],
+    );
+    let app = app.join("consumer");
+    let mut manifest = std::fs::read_to_string(app.join("Cargo.toml")).unwrap();
+    manifest.push_str(
+        "session-crypto-client = \"0.1\"\nserde_json = \"1\"\n\
+         tokio = { version = \"1\", features = [\"macros\", \"rt-multi-thread\"] }\n\n\
+         [patch.crates-io]\n",
+    );
+    for c in CRATES {
+        let dir = packed.join(format!("{c}-0.1.0"));
+        manifest.push_str(&format!("{c} = {{ path = {:?} }}\n", dir.to_str().unwrap()));
+    }
+    std::fs::write(app.join("Cargo.toml"), manifest).unwrap();
+    // The workspace's lock pins the same versions of everything else.
+    std::fs::copy(root.join("Cargo.lock"), app.join("Cargo.lock")).unwrap();
+    std::fs::write(
+        app.join("src/main.rs"),
+        r#"use session_crypto_client::{Error, Session};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let url = std::env::args().nth(1).expect("the server's URL");
+    let session = Session::connect(&url, "shop-rust").await?;
+    let created = session
+        .post("/api/orders")
+        .json(&serde_json::json!({ "item": "book", "qty": 2 }))
+        .send()
+        .await?;
+    let order: serde_json::Value = created.json()?;
+    println!("{} {order}", created.status());
+    let gone = session
+        .delete(&format!("/api/orders/{}", order["id"].as_str().unwrap()))
+        .send()
+        .await?;
+    println!("{}", gone.status());
+    session.revoke().await
+}
+"#,
+    )
+    .unwrap();
+    let target = root.join("target/consumer");
+    let build = std::process::Command::new("cargo")
+        .args(["build", "--quiet"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&app)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "the consumer builds: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let orders = OrdersBehindGateway::start();
+    let out = std::process::Command::new(target.join("debug/consumer"))
+        .arg(&orders.gateway.url)
+        .output()
+        .unwrap();
+    drop(orders);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("201 {"), "{text}");
+    assert!(lines[0].contains(r#""owner":"shop-rust""#), "{text}");
+    assert_eq!(lines[1], "204", "{text}");
+}
