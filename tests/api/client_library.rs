@@ -141,3 +141,48 @@ async fn connecting_to_nothing_is_a_connect_error_and_revoke_is_final() {
         .unwrap_err();
     assert!(matches!(err, Error::Revoked), "{err}");
 }
+
+/// Both libraries send a path as a URL parser does (dot segments resolved, spaces
+/// encoded): the gateway's upstream gets the same target from either.
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_go_out_as_a_url_parser_sends_them() {
+    let upstream = Upstream::start();
+    let server = gateway_server(&upstream, &[]);
+    let s = session(&server).await;
+    let before = upstream.count();
+    s.get("/api/a b/./c/../d?q=x y").send().await.unwrap();
+    assert_eq!(upstream.last_since(before).target, "/a%20b/d?q=x%20y");
+    // `%2e%2e` is a dot segment: `/api/%2e%2e/x` is `/x`, no gateway route (404), as
+    // from the TypeScript library — never sent for the gateway to refuse.
+    let err = s.get("/api/%2e%2e/x").send().await.unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err}");
+    assert!(s.session_id().starts_with("S-") && s.kid() == format!("session:{}", s.session_id()));
+}
+
+/// A base URL with a path: the server mounted behind a proxy that strips it. Requests
+/// go to `<mount><path>`; v2 binds `<path>`, what the server receives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_mounted_under_a_path_behind_a_stripping_proxy() {
+    let upstream = Upstream::start();
+    let server = gateway_server(&upstream, &[]);
+    let (mount, _proxy) = mitm::mounted(&server.url, "/sc").await;
+    let s = Session::builder(&format!("{mount}/"), "RUST_MOUNT")
+        .crypto(server.crypto)
+        .connect()
+        .await
+        .unwrap();
+    let answer = s
+        .post("/transaction/purchase")
+        .body(br#"{"schemeCode":"AEF","amount":1}"#.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.json::<serde_json::Value>().unwrap()["status"],
+        "SUCCESS"
+    );
+    let before = upstream.count();
+    s.get("/api/orders?id=1").send().await.unwrap();
+    assert_eq!(upstream.last_since(before).target, "/orders?id=1");
+    s.revoke().await.unwrap();
+}

@@ -18,6 +18,28 @@ pub type Tamper = dyn Fn(&hyper::http::request::Parts, &Bytes, HttpResponse) -> 
 /// A proxy in front of `server` that forwards every request and lets `tamper` shape the
 /// answer. Returns its URL and its task.
 pub async fn mitm(server: &str, tamper: Arc<Tamper>) -> (String, tokio::task::JoinHandle<()>) {
+    proxy(server, Arc::new(|path: &str| path.to_owned()), tamper).await
+}
+
+/// A reverse proxy that mounts `server` at `prefix` and strips it from every path it
+/// forwards (a path outside it goes through unchanged, and the server says 404).
+/// Returns the URL of the mount (`http://…/<prefix>`).
+pub async fn mounted(server: &str, prefix: &'static str) -> (String, tokio::task::JoinHandle<()>) {
+    let strip = Arc::new(move |path: &str| {
+        path.strip_prefix(prefix)
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path)
+            .to_owned()
+    });
+    let (url, task) = proxy(server, strip, Arc::new(|_, _, answer| forward(answer))).await;
+    (format!("{url}{prefix}"), task)
+}
+
+async fn proxy(
+    server: &str,
+    rewrite: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    tamper: Arc<Tamper>,
+) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = Arc::new(server.to_owned());
@@ -27,6 +49,7 @@ pub async fn mitm(server: &str, tamper: Arc<Tamper>) -> (String, tokio::task::Jo
                 return;
             };
             let (server, tamper) = (Arc::clone(&server), Arc::clone(&tamper));
+            let rewrite = Arc::clone(&rewrite);
             tokio::spawn(async move {
                 let conn = session_crypto_client::Connection::open(
                     &session_crypto_client::Endpoint::parse(&server).unwrap(),
@@ -37,6 +60,7 @@ pub async fn mitm(server: &str, tamper: Arc<Tamper>) -> (String, tokio::task::Jo
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (conn, tamper) = (Arc::clone(&conn), Arc::clone(&tamper));
+                        let rewrite = Arc::clone(&rewrite);
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.unwrap().to_bytes();
@@ -50,7 +74,7 @@ pub async fn mitm(server: &str, tamper: Arc<Tamper>) -> (String, tokio::task::Jo
                                 .iter()
                                 .map(|(n, v)| (n.as_str(), v.as_str()))
                                 .collect();
-                            let path = parts.uri.path_and_query().unwrap().as_str().to_owned();
+                            let path = rewrite(parts.uri.path_and_query().unwrap().as_str());
                             let answer = conn
                                 .lock()
                                 .await

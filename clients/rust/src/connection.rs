@@ -20,11 +20,16 @@ pub struct Endpoint {
     https: bool,
     tls: Option<Arc<rustls::ClientConfig>>,
     connect_timeout: Option<std::time::Duration>,
+    /// Where the server is mounted (`/sc` of `https://host/sc/`; empty: the root).
+    prefix: String,
 }
 
 impl Endpoint {
-    /// Parses `http://host[:port][/]` or `https://host[:port][/]` (port defaults to 80
-    /// or 443). An `https` endpoint needs [`Endpoint::with_tls`] before connecting.
+    /// Parses `http://host[:port][/prefix][/]` or `https://…` (port defaults to 80 or
+    /// 443). A path prefix is where the server is mounted behind a proxy that strips
+    /// it: every request goes to `<prefix><path>`, while v2 binds `<path>`, what the
+    /// server receives. An `https` endpoint needs [`Endpoint::with_tls`] before
+    /// connecting.
     ///
     /// # Errors
     /// [`FlowError::Url`].
@@ -36,7 +41,14 @@ impl Endpoint {
             _ => return Err(bad()),
         };
         let rest = rest.trim_end_matches('/');
-        if rest.is_empty() || rest.contains('/') {
+        let (rest, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if rest.is_empty()
+            || prefix.contains(['?', '#', '%', ' '])
+            || prefix.split('/').any(|s| s == "." || s == "..")
+        {
             return Err(bad());
         }
         let (host, port) = match rest.rsplit_once(':') {
@@ -54,6 +66,7 @@ impl Endpoint {
             https,
             tls: None,
             connect_timeout: None,
+            prefix: prefix.to_owned(),
         })
     }
 
@@ -188,9 +201,10 @@ impl Connection {
         body: impl Into<Bytes>,
     ) -> Result<HttpResponse, FlowError> {
         let t = |e: &dyn std::fmt::Display| FlowError::Transport(e.to_string());
+        let target = format!("{}{path}", self.endpoint.prefix);
         let mut req = Request::builder()
             .method(method)
-            .uri(path)
+            .uri(target)
             .body(Full::new(body.into()))
             .map_err(|e| t(&e))?;
         let h = req.headers_mut();

@@ -8,7 +8,7 @@ use crate::FlowError;
 /// What went wrong, by who can fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The URL is not `http://host[:port]` or `https://host[:port]`, or an `https` URL
+    /// The URL is not `http(s)://host[:port][/prefix]`, or an `https` URL
     /// came without TLS settings ([`crate::Builder::tls`]).
     #[error("invalid server URL: {0}")]
     Url(String),

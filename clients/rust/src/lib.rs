@@ -31,6 +31,7 @@ mod protocol;
 mod request;
 mod response;
 mod session;
+mod target;
 pub mod tls;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -70,7 +71,7 @@ pub fn parse_server_keys(text: &str) -> Option<Vec<P256PublicKey>> {
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
     /// The URL is not `http://host[:port]`.
-    #[error("unsupported URL {0:?}: expected http://host[:port]")]
+    #[error("unsupported URL {0:?}: expected http(s)://host[:port][/prefix]")]
     Url(String),
     /// Connecting failed or took too long: nothing was sent.
     #[error("connect: {0}")]

@@ -45,6 +45,8 @@ impl<'s> RequestBuilder<'s> {
             Err(Error::Invalid(
                 "HEAD is not offered: its answer cannot carry a sealed body; use GET".into(),
             ))
+        } else if ["CONNECT", "TRACE", "TRACK"].contains(&method.as_str()) {
+            Err(Error::Invalid(format!("{method} cannot be sent")))
         } else if !path.starts_with('/') {
             Err(Error::Invalid(format!(
                 "the path must start with /: {path:?}"
@@ -52,7 +54,9 @@ impl<'s> RequestBuilder<'s> {
         } else {
             session.fresh_call_key().map(|call_key| Prepared {
                 method,
-                path: path.to_owned(),
+                // As a URL parser sends it: what the TypeScript library sends for the
+                // same path, and what v2 binds.
+                path: crate::target::wire_target(path),
                 headers: Vec::new(),
                 content_type: None,
                 body: Vec::new(),

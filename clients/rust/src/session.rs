@@ -136,6 +136,12 @@ impl Session {
             .store(offset_ms, Ordering::Relaxed);
     }
 
+    /// The id of the session in use (`S-…`, as the TypeScript library's `sessionId`).
+    pub fn session_id(&self) -> String {
+        let kid = self.kid();
+        kid.strip_prefix("session:").unwrap_or(&kid).to_owned()
+    }
+
     /// `X-Kid` of the session in use (`session:S-…`).
     pub fn kid(&self) -> String {
         self.current().kid().to_owned()

@@ -6,8 +6,10 @@ import type { ServerKey } from './pin.js';
 /** Options of {@link SessionCrypto.connect}. */
 export interface ConnectOptions {
   /**
-   * The server's origin, optionally with a path prefix, e.g. `https://api.example.com`
-   * (`''`: this page's origin). A trailing `/` is ignored.
+   * The server's origin, e.g. `https://api.example.com` (`''`: this page's origin) — or
+   * where it is mounted behind a proxy that strips that path (`https://example.com/sc`):
+   * requests go to `<baseUrl><path>`, and v2 binds `<path>`, what the server receives.
+   * A trailing `/` is ignored.
    */
   baseUrl: string;
   /** `X-ClientId`: 1–128 visible ASCII characters without `|` and `:`. */

@@ -283,12 +283,19 @@ export class SessionCrypto {
     // The target as it goes on the wire: URL parsing percent-encodes and removes dot
     // segments, and the server binds what it receives.
     // (A relative baseUrl, e.g. '' on the page's own origin, resolves against the page.)
-    const url = new URL(`${this.options.baseUrl}${path}`, (globalThis as { location?: { href: string } }).location?.href);
+    const page = (globalThis as { location?: { href: string } }).location?.href;
+    const url = new URL(`${this.options.baseUrl}${path}`, page);
+    // A baseUrl with a path is where the server is mounted behind a proxy that strips
+    // it: the server receives, and v2 binds, the path after it.
+    const mount = this.options.baseUrl === '' ? '' : new URL(this.options.baseUrl).pathname.replace(/\/+$/, '');
+    if (mount !== '' && !url.pathname.startsWith(`${mount}/`)) {
+      throw new ConfigurationError(`path: ${JSON.stringify(path)} leaves the base URL's path ${mount}`);
+    }
     const headers = headersOf(init.headers);
     const body = await plaintextOf(init.body);
     const contentType = init.contentType ?? headers.get('content-type') ?? body.contentType ?? '';
     for (const name of [...headers.keys()]) if (OWN.test(name)) headers.delete(name);
-    const line: RequestLine = { method, target: `${url.pathname}${url.search}`, contentType };
+    const line: RequestLine = { method, target: `${url.pathname.slice(mount.length)}${url.search}`, contentType };
     return { url, line, headers, plaintext: body.bytes, innerType: init.contentType !== undefined || contentType !== '' };
   }
 
