@@ -30,6 +30,7 @@ mod lifecycle;
 mod limits;
 mod observability;
 mod packaging;
+mod python;
 mod revoke;
 mod sealed_refusals;
 mod tls;

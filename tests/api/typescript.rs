@@ -43,33 +43,12 @@ async fn the_typescript_library_passes_its_suite_against_every_backend() {
         &[],
     );
     assert!(ok, "tsc: {out}");
-    let key = signing_key("typescript");
-    let file = key.private.to_str().unwrap().to_owned();
     // Every server is also a gateway to a Python echo service (test/gateway.test.mjs).
-    let python = upstream::PythonUpstream::start();
-    let servers: Vec<Server> = backends()
-        .into_iter()
-        .map(|crypto| {
-            Server::start_with(
-                crypto,
-                &[
-                    ("SERVER_SIGNING_KEY_FILE", &file),
-                    ("GATEWAY_UPSTREAM", &python.url),
-                ],
-            )
-        })
-        .collect();
-    let urls: Vec<String> = servers
-        .iter()
-        .map(|s| format!("{}={}", s.crypto.name, s.url))
-        .collect();
+    let (servers, python) = signed_gateways("typescript");
+    let urls = server_urls(&servers);
     let dir_owned = dir.to_owned();
     let (ok, out) = tokio::task::spawn_blocking(move || {
-        node(
-            &dir_owned,
-            &["--test", "test/"],
-            &[("SERVER_URLS", urls.join(","))],
-        )
+        node(&dir_owned, &["--test", "test/"], &[("SERVER_URLS", urls)])
     })
     .await
     .unwrap();
@@ -103,6 +82,36 @@ async fn the_typescript_library_passes_its_suite_against_every_backend() {
     .unwrap();
     drop(orders);
     assert_orders_example(ok, &out);
+}
+
+/// One server per crypto backend, each signing its init answers with one key and each a
+/// gateway to a Python echo service (returned too: it lives as long as they do).
+pub(crate) fn signed_gateways(name: &str) -> (Vec<Server>, upstream::PythonUpstream) {
+    let key = signing_key(name);
+    let file = key.private.to_str().unwrap().to_owned();
+    let echo = upstream::PythonUpstream::start();
+    let servers = backends()
+        .into_iter()
+        .map(|crypto| {
+            Server::start_with(
+                crypto,
+                &[
+                    ("SERVER_SIGNING_KEY_FILE", &file),
+                    ("GATEWAY_UPSTREAM", &echo.url),
+                ],
+            )
+        })
+        .collect();
+    (servers, echo)
+}
+
+/// `SERVER_URLS` for a client library's suite: `backend=url,…`.
+pub(crate) fn server_urls(servers: &[Server]) -> String {
+    servers
+        .iter()
+        .map(|s| format!("{}={}", s.crypto.name, s.url))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The example orders service (examples/gateway/orders.py) and a gateway in front of it.

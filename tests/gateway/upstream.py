@@ -2,12 +2,13 @@
 
 Answers every method with JSON describing what it received -- method, path and
 query, headers, body (base64) -- with the status taken from a `/status/<code>`
-path (default 200). Prints `listening <port>` once bound to a free loopback port.
+path (default 200), after a pause from a `/slow/<ms>` path. Prints `listening <port>` once bound to a free loopback port.
 """
 
 import base64
 import json
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -19,6 +20,8 @@ class Echo(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         parts = self.path.split("?")[0].strip("/").split("/")
         status = int(parts[1]) if len(parts) == 2 and parts[0] == "status" else 200
+        if len(parts) == 2 and parts[0] == "slow":
+            time.sleep(int(parts[1]) / 1000)
         out = json.dumps(
             {
                 "server": "python",

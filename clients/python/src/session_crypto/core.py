@@ -1,0 +1,383 @@
+"""The session's logic without I/O: what each request sends and what each answer means,
+shared by the sync and async clients (``client.py``), which only move bytes."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from . import protocol as p
+from .errors import ConfigurationError, OutcomeUnknown, ProtocolError, ServerRefused
+
+#: Methods HTTP defines as idempotent: the library may send them twice.
+IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "OPTIONS"})
+#: The protocol's own request headers: the library's.
+OWN = frozenset(
+    {
+        "x-kid", "x-idempotency-key", "x-clientid", "content-type", "x-inner-content-type",
+        "x-envelope", "idempotency-key", "x-sealed-refusals", "host", "content-length",
+        "transfer-encoding",
+    }
+)
+TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+SKEW_FIX_MS = 30_000
+MAX_SKEW_FIX_MS = 86_400_000
+
+Headers = Union[Mapping[str, str], Sequence[Tuple[str, str]], None]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _encode(text: str, unsafe: bytes) -> str:
+    out = []
+    for b in text.encode("utf-8"):
+        out.append(f"%{b:02X}" if b <= 0x20 or b >= 0x7F or b in unsafe else chr(b))
+    return "".join(out)
+
+
+def wire_target(path: str) -> str:
+    """``path`` as a URL parser sends it (dot segments resolved, ``%2e`` forms too;
+    spaces and non-ASCII percent-encoded; the fragment dropped) — what the Rust and
+    TypeScript libraries send and v2-bind for the same path."""
+    path = path.split("#", 1)[0]
+    path, sep, query = path.partition("?")
+    parts = path.replace("\\", "/").split("/")[1:]
+    segs: List[str] = []
+    for i, s in enumerate(parts):
+        last = i + 1 == len(parts)
+        low = s.lower()
+        if low in ("..", ".%2e", "%2e.", "%2e%2e"):
+            if segs:
+                segs.pop()
+            if last:
+                segs.append("")
+        elif low in (".", "%2e"):
+            if last:
+                segs.append("")
+        else:
+            segs.append(s)
+    out = "".join("/" + _encode(s, b' "#<>?`{}') for s in segs) or "/"
+    return out + ("?" + _encode(query, b" \"#<>'") if sep else "")
+
+
+@dataclass
+class Call:
+    """One call, the same on every attempt."""
+
+    url: str
+    line: p.RequestLine
+    headers: Dict[str, str]
+    plaintext: bytes
+    call_key: str
+    inner_type: bool
+
+
+@dataclass
+class Attempt:
+    """One attempt of a call: what goes on the wire, and what checks its answer."""
+
+    method: str
+    url: str
+    headers: Dict[str, str]
+    body: bytes
+    nonce: str
+    stamped_ms: int
+    keys: p.SessionKeys
+
+
+@dataclass
+class Opened:
+    """A decrypted, authenticated answer."""
+
+    status_code: int
+    headers: Dict[str, str]
+    content: bytes
+
+
+class SealedRefusal(Exception):
+    """A v2 refusal opened (authenticated): the refusal, whether it ran, the server time."""
+
+    def __init__(self, refusal: ServerRefused, executed: bool, server_ms: int, stamped_ms: int) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+        self.executed = executed
+        self.server_ms = server_ms
+        self.stamped_ms = stamped_ms
+
+
+@dataclass
+class Core:
+    """A session's settings and state."""
+
+    base_url: str
+    client_id: str
+    protocol: int = 2
+    pins: List[ec.EllipticCurvePublicKey] = field(default_factory=list)
+    retry: str = "idempotent"
+    ttl_sec: Optional[int] = None
+    init_path: str = "/session/init"
+    window_ms: int = 300_000
+    keys: Optional[p.SessionKeys] = None
+    clock_offset_ms: int = 0
+    revoked: bool = False
+
+    @classmethod
+    def configure(
+        cls,
+        base_url: str,
+        client_id: str,
+        *,
+        protocol: int = 2,
+        server_key: Any = None,
+        retry: str = "idempotent",
+        ttl_sec: Optional[int] = None,
+        init_path: str = "/session/init",
+        pinned: bool = False,
+    ) -> "Core":
+        """Checks every option (``ConfigurationError``, before anything is sent)."""
+        if not isinstance(base_url, str):
+            raise ConfigurationError("base_url: a string, the server's origin")
+        base = base_url.rstrip("/")
+        u = urlsplit(base)
+        if u.scheme not in ("http", "https") or not u.netloc or u.query or u.fragment or "@" in u.netloc:
+            raise ConfigurationError(f"base_url: an http(s) URL without query or credentials, got {base_url!r}")
+        if not isinstance(client_id, str) or not p.CLIENT_ID.fullmatch(client_id):
+            raise ConfigurationError("client_id: 1-128 visible ASCII characters without | and :")
+        if protocol not in (1, 2):
+            raise ConfigurationError(f"protocol: 1 or 2, got {protocol!r}")
+        if retry not in ("idempotent", "never"):
+            raise ConfigurationError(f"retry: 'idempotent' or 'never', got {retry!r}")
+        if init_path not in ("/session/init", "/v1/session/init"):
+            raise ConfigurationError(f"init_path: '/session/init' or '/v1/session/init', got {init_path!r}")
+        if ttl_sec is not None and (not isinstance(ttl_sec, int) or ttl_sec <= 0):
+            raise ConfigurationError(f"ttl_sec: a positive whole number of seconds, got {ttl_sec!r}")
+        if pinned and server_key is None:
+            raise ConfigurationError(
+                "server_key is None (a missing setting?): pass the key, or leave it out to connect unpinned"
+            )
+        keys = [] if server_key is None else list(server_key) if isinstance(server_key, (list, tuple)) else [server_key]
+        if server_key is not None and not keys:
+            raise ConfigurationError("server_key: an empty list pins nothing; leave it out instead")
+        if keys and protocol != 2:
+            raise ConfigurationError("server_key: pinning needs protocol 2")
+        pins = [p.import_pin(k, f"server_key[{i}]" if len(keys) > 1 else "server_key") for i, k in enumerate(keys)]
+        return cls(base, client_id, protocol, pins, retry, ttl_sec, init_path)
+
+    # -- the clock: corrected from authenticated server times only --------------------
+
+    def now(self) -> int:
+        return now_ms() + self.clock_offset_ms
+
+    def learn_time(self, server_ms: int) -> bool:
+        skew = server_ms - now_ms()
+        if abs(skew - self.clock_offset_ms) > SKEW_FIX_MS and abs(skew) <= MAX_SKEW_FIX_MS:
+            self.clock_offset_ms = skew
+            return True
+        return False
+
+    def idempotency_key(self) -> Tuple[str, str, str]:
+        ts, nonce = str(self.now()), p.fresh_nonce()
+        return f"{ts}.{nonce}", ts, nonce
+
+    # -- init -------------------------------------------------------------------------
+
+    def init_request(self) -> Tuple[ec.EllipticCurvePrivateKey, str, Dict[str, str], str]:
+        private = p.generate_key_pair()
+        key, _, _ = self.idempotency_key()
+        headers = {"Content-Type": "application/json", "X-Idempotency-Key": key, "X-ClientId": self.client_id}
+        body = p.init_body(p.raw_public(private), self.protocol, self.ttl_sec)
+        return private, self.base_url + self.init_path, headers, body
+
+    def init_answer(self, private: ec.EllipticCurvePrivateKey, status: int, headers: Mapping[str, str], body: bytes) -> p.SessionKeys:
+        if status != 200:
+            raise refusal_of(status, headers, body)
+        try:
+            answer = jsonlib.loads(body)
+        except ValueError:
+            raise ProtocolError("format", "the init answer is not JSON") from None
+        return p.session_from_answer(private, answer, self.client_id, self.protocol, self.pins)
+
+    # -- calls --------------------------------------------------------------------------
+
+    def revoke_request(self, keys: p.SessionKeys) -> Tuple[str, Dict[str, str], bytes]:
+        """``POST /session/revoke`` with ``{"action":"revoke"}`` (its route binds no
+        ``Idempotency-Key``)."""
+        line = p.RequestLine("POST", "/session/revoke")
+        key, ts, nonce = self.idempotency_key()
+        body = p.seal(keys.request_key, p.request_aad(keys, line, ts, nonce), b'{"action":"revoke"}')
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "X-Kid": keys.kid,
+            "X-Idempotency-Key": key,
+            "X-ClientId": keys.client_id,
+        }
+        return self.base_url + "/session/revoke", headers, body
+
+    def repeatable(self, method: str) -> bool:
+        return self.retry == "idempotent" and method in IDEMPOTENT
+
+    def prepare(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: Union[bytes, str, None] = None,
+        json: Any = None,
+        headers: Headers = None,
+        content_type: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Call:
+        m = method.upper() if isinstance(method, str) else ""
+        if not TOKEN.fullmatch(m):
+            raise ConfigurationError(f"method: not an HTTP method: {method!r}")
+        if m in ("HEAD", "CONNECT", "TRACE", "TRACK"):
+            raise ConfigurationError(f"method: {m} is not offered (its answer cannot carry a sealed body)")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigurationError(f"path: starts with / (the server's route), got {path!r}")
+        if content is not None and json is not None:
+            raise ConfigurationError("pass content or json, not both")
+        if m == "GET" and (content is not None or json is not None):
+            raise ConfigurationError("a GET has no body; use POST")
+        extra: Dict[str, str] = {}
+        for name, value in (headers.items() if isinstance(headers, Mapping) else headers or []):
+            if name.lower() == "content-type":
+                content_type = content_type if content_type is not None else value
+            elif name.lower() not in OWN:
+                extra[name] = value
+        if json is not None:
+            plaintext = jsonlib.dumps(json, separators=(",", ":")).encode()
+            content_type = content_type if content_type is not None else "application/json"
+        elif isinstance(content, str):
+            plaintext = content.encode("utf-8")
+        elif isinstance(content, (bytes, bytearray, memoryview)):
+            plaintext = bytes(content)
+        elif content is None:
+            plaintext = b""
+        else:
+            raise ConfigurationError(f"content: bytes or str, got {type(content).__name__}")
+        target = wire_target(path)
+        call_key = p.quoted_call_key(idempotency_key) if idempotency_key is not None else f'"{p.fresh_nonce()}"'
+        return Call(
+            # A base URL with a path is a mount behind a proxy that strips it: requests
+            # go to <base><path>, v2 binds <path>, what the server receives.
+            url=self.base_url + target,
+            line=p.RequestLine(m, target, content_type or ""),
+            headers=extra,
+            plaintext=plaintext,
+            call_key=call_key,
+            inner_type=content_type is not None,
+        )
+
+    def seal(self, call: Call, keys: p.SessionKeys) -> Attempt:
+        key, ts, nonce = self.idempotency_key()
+        envelope = p.seal(keys.request_key, p.request_aad(keys, call.line, ts, nonce, call.call_key), call.plaintext)
+        headers = dict(call.headers)
+        headers.update(
+            {
+                "Content-Type": "application/octet-stream",
+                "X-Kid": keys.kid,
+                "X-Idempotency-Key": key,
+                "X-ClientId": keys.client_id,
+                "Idempotency-Key": call.call_key,
+            }
+        )
+        if call.inner_type:
+            headers["X-Inner-Content-Type"] = call.line.content_type
+        if keys.protocol == 2:
+            headers["X-Sealed-Refusals"] = "1"
+        body = envelope
+        if call.line.method == "GET":
+            headers["X-Envelope"] = p.b64encode(envelope)
+            body = b""
+        return Attempt(call.line.method, call.url, headers, body, nonce, int(ts), keys)
+
+    def answer(self, call: Call, a: Attempt, status: int, headers: Mapping[str, str], body: bytes) -> Opened:
+        """The opened answer; ``SealedRefusal`` or ``ServerRefused`` for a refusal."""
+        s = a.keys
+        h = {k.lower(): v for k, v in headers.items()}
+        if s.protocol == 2 and "x-sealed-refusal" in h:
+            raise self._refusal(call, a, status, h, body)
+        key = h.get("x-idempotency-key")
+        if key is None:
+            raise refusal_of(status, h, body)
+        if h.get("x-kid") != s.kid:
+            raise ProtocolError("response", "the answer names another session")
+        m = p.ANSWER_KEY.fullmatch(key)
+        if not m:
+            raise ProtocolError("response", "the answer has no valid X-Idempotency-Key")
+        ts, nonce = m.group(1), m.group(2)
+        if s.protocol == 1 and (nonce == a.nonce or not nonce.startswith("rsp_")):
+            raise ProtocolError("response", "a v1 answer without the rsp_ mark of a server answer")
+        if abs(int(ts) - self.now()) > self.window_ms:
+            raise ProtocolError("response", "the answer is stamped outside the window")
+        inner_type = h.get("x-inner-content-type", "")
+        inner = h.get("x-inner-status")
+        if inner is not None and (status != 200 or not re.fullmatch(r"[1-5][0-9]{2}", inner)):
+            raise ProtocolError("response", "malformed X-Inner-Status")
+        code = status if inner is None else int(inner)
+        line = p.RequestLine(call.line.method, call.line.target, inner_type)
+        plaintext = p.open_envelope(s.response_key, p.response_aad(s, line, ts, nonce, a.nonce, code), body)
+        if s.protocol == 2:
+            self.learn_time(int(ts))
+        out = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        if inner_type:
+            out["content-type"] = inner_type
+        return Opened(code, out, plaintext)
+
+    def _refusal(self, call: Call, a: Attempt, status: int, h: Mapping[str, str], body: bytes) -> SealedRefusal:
+        s = a.keys
+        if h.get("x-kid") != s.kid:
+            raise ProtocolError("response", "the refusal names another session")
+        m = p.REFUSAL_KEY.fullmatch(h.get("x-idempotency-key", ""))
+        if not m:
+            raise ProtocolError("response", "the sealed refusal has no valid X-Idempotency-Key")
+        ts, nonce = m.group(1), m.group(2)
+        said_bytes = p.open_envelope(s.response_key, p.refusal_aad(s, call.line, ts, nonce, a.nonce, status), body)
+        try:
+            said = jsonlib.loads(said_bytes)
+        except ValueError:
+            raise ProtocolError("format", "a sealed refusal that is not JSON") from None
+        code = said.get("error", "") if isinstance(said, dict) else ""
+        refusal = ServerRefused(status, code, said_bytes.decode(), retry_after_of(h), sealed=True)
+        executed = not (isinstance(said, dict) and said.get("outcome") == "not-executed")
+        return SealedRefusal(refusal, executed, int(ts), a.stamped_ms)
+
+    def after_refusal(self, e: SealedRefusal, retried: bool) -> bool:
+        """Whether the call may be sent once more (it provably did not run and the
+        clocks disagree: corrected); otherwise raises what the application gets."""
+        if e.executed:
+            raise OutcomeUnknown(e.refusal)
+        skew = e.server_ms - e.stamped_ms
+        if e.refusal.code == "CRYPTO_ERROR" and not retried and abs(skew) > SKEW_FIX_MS and self.learn_time(e.server_ms):
+            return True
+        raise e.refusal
+
+
+def retry_after_of(h: Mapping[str, str]) -> Optional[int]:
+    v = {k.lower(): x for k, x in h.items()}.get("retry-after", "")
+    return int(v) if v.isdigit() and int(v) > 0 else None
+
+
+def refusal_of(status: int, headers: Mapping[str, str], body: bytes) -> ServerRefused:
+    """The server's own (unsealed) refusal."""
+    text = body.decode("utf-8", "replace")
+    code = ""
+    try:
+        parsed = jsonlib.loads(text)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+            code = parsed["error"]
+    except ValueError:
+        pass
+    return ServerRefused(status, code, text, retry_after_of(headers))
+
+
+def is_session_expired(e: ServerRefused) -> bool:
+    return e.status == 401 and e.code == "SESSION_EXPIRED" and not e.sealed
