@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the tests need when it is missing
-# (Node.js and npm, Chromium, PostgreSQL, Redis — with apt-get, as root; playwright-core
-# with npm), then runs every test of the workspace with every crypto backend compiled in.
+# (Node.js and npm, Chromium, PostgreSQL, Redis, Python's venv — with apt-get, as root;
+# playwright-core with npm; the Python client's test tools with pip, by its test), then
+# runs every test of the workspace with every crypto backend compiled in.
 #
 #   scripts/test.sh [extra cargo-nextest arguments]
 set -euo pipefail
@@ -20,6 +21,9 @@ fi
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+# The Python client's tests make a virtual environment (target/python-venv) and fill it
+# from PyPI (cryptography, httpx, pytest, mypy).
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing: ${need[*]} — run as root, or install them: apt-get install -y ${need[*]}" >&2
