@@ -59,7 +59,14 @@ async fn the_python_library_passes_its_suite_and_its_wheel_runs_the_readme_examp
     let target = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
     let python = venv(
         &target.join("python-venv"),
-        &["cryptography>=42", "httpx>=0.27", "pytest>=8", "mypy>=1.10"],
+        &[
+            "cryptography>=42",
+            "httpx>=0.27",
+            "requests>=2.31",
+            "types-requests",
+            "pytest>=8",
+            "mypy>=1.10",
+        ],
     );
     run(
         &lib,

@@ -176,3 +176,21 @@ def test_fifty_concurrent_calls_on_one_async_client() -> None:
             return [r.status_code for r in rs]
 
     assert asyncio.run(run()) == [200] * 50
+
+
+def test_the_same_calls_on_requests() -> None:
+    from session_crypto.requests import Client as RequestsClient
+
+    with RequestsClient(BASE, "PY_REQUESTS") as c:
+        assert c.post("/transaction/purchase", content=BUY).json()["status"] == "SUCCESS"
+        v = seen(c.post("/api/orders", json={"item": "book"}, headers={"X-Request-Id": "rq-1"}))
+        assert (v["method"], v["headers"]["x-request-id"], json.loads(v["bytes"])) == ("POST", "rq-1", {"item": "book"})
+        r = c.get("/api/status/404")
+        assert (r.status_code, r.ok) == (404, False)
+        with pytest.raises(sc.NetworkError) as e:
+            c.get("/api/slow/3000", timeout=0.3)
+        assert e.value.timeout
+        assert c.get("/api/fast").ok
+        c.revoke()
+        with pytest.raises(sc.RevokedError):
+            c.get("/api/x")

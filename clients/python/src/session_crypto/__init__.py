@@ -16,8 +16,10 @@ from .errors import (
     SessionCryptoError,
 )
 
+from .response import Response
+
 if TYPE_CHECKING:
-    from .client import AsyncClient, Client, Response
+    from .client import AsyncClient, Client
 
 __all__ = [
     "AsyncClient",
@@ -35,7 +37,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("AsyncClient", "Client", "Response"):
+    if name in ("AsyncClient", "Client"):
         try:
             from . import client
         except ImportError as e:  # pragma: no cover - depends on the environment

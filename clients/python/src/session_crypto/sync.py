@@ -1,0 +1,162 @@
+"""The blocking session, whatever carries its bytes: ``Client`` on httpx
+(``client.py``) and ``session_crypto.requests.Client`` on requests are this class with
+their own ``_send``."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping, Optional, Tuple
+
+from . import protocol as p
+from .core import Call, Core, Headers, Opened, SealedRefusal, is_session_expired, refusal_of
+from .errors import OutcomeUnknown, RevokedError, ServerRefused
+from .response import Response
+
+#: ``server_key`` left out (as opposed to given as ``None``, a missing setting).
+UNSET: Any = object()
+
+#: ``timeout`` left out: the client's default.
+DEFAULT: Any = object()
+
+Content = Optional[Any]
+
+
+def configure(
+    base_url: str, client_id: str, server_key: Any, protocol: int, retry: str,
+    ttl_sec: Optional[int], init_path: str,
+) -> Core:
+    return Core.configure(
+        base_url, client_id, protocol=protocol,
+        server_key=None if server_key is UNSET else server_key, retry=retry,
+        ttl_sec=ttl_sec, init_path=init_path, pinned=server_key is not UNSET,
+    )
+
+
+class SyncSession:
+    """A session with a session-crypto server: set up on first use, one re-init on
+    expiry, revocation; thread-safe. Subclasses move the bytes (``_send``)."""
+
+    _core: Core
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._lock = threading.Lock()
+
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout: Any
+    ) -> Tuple[int, Mapping[str, str], bytes]:
+        """One request on the wire; ``NetworkError`` when no answer comes."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Closes the underlying HTTP client."""
+
+    def __enter__(self) -> "SyncSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def session_id(self) -> str:
+        """The session's id (``S-…``), setting it up if needed."""
+        return self._keys().session_id
+
+    @property
+    def clock_offset_ms(self) -> int:
+        """The clock correction in use (server − this machine), from authenticated times."""
+        return self._core.clock_offset_ms
+
+    def _keys(self) -> p.SessionKeys:
+        with self._lock:
+            if self._core.keys is None:
+                self._core.keys = self._init()
+            return self._core.keys
+
+    def _init(self) -> p.SessionKeys:
+        private, url, headers, body = self._core.init_request()
+        status, h, content = self._send("POST", url, headers, body.encode(), DEFAULT)
+        return self._core.init_answer(private, status, h, content)
+
+    def _renew(self, failed: p.SessionKeys) -> p.SessionKeys:
+        with self._lock:
+            if self._core.keys is failed:
+                self._core.keys = self._init()
+            assert self._core.keys is not None
+            return self._core.keys
+
+    def _attempt(self, call: Call, keys: p.SessionKeys, timeout: Any) -> Opened:
+        for retried in (False, True):
+            a = self._core.seal(call, keys)
+            status, h, content = self._send(a.method, a.url, a.headers, a.body, timeout)
+            try:
+                return self._core.answer(call, a, status, h, content)
+            except SealedRefusal as e:
+                self._core.after_refusal(e, retried)
+        raise AssertionError("unreachable")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: Content = None,
+        json: Any = None,
+        headers: Headers = None,
+        content_type: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        timeout: Any = DEFAULT,
+    ) -> Response:
+        """Seals the body, sends it, checks and opens the answer. On an unsealed 401
+        ``SESSION_EXPIRED`` a new session is set up and the call sent once more only if
+        its method is idempotent (``GET``, ``PUT``, ``DELETE``, ``OPTIONS``) and
+        ``retry`` allows it; otherwise ``OutcomeUnknown``."""
+        if self._core.revoked:
+            raise RevokedError()
+        call = self._core.prepare(
+            method, path, content=content, json=json, headers=headers,
+            content_type=content_type, idempotency_key=idempotency_key,
+        )
+        keys = self._keys()
+        try:
+            opened = self._attempt(call, keys, timeout)
+        except ServerRefused as e:
+            if not is_session_expired(e):
+                raise
+            if self._core.revoked:
+                raise OutcomeUnknown(e) from e
+            fresh = self._renew(keys)
+            if not self._core.repeatable(call.line.method):
+                raise OutcomeUnknown(e) from e
+            opened = self._attempt(call, fresh, timeout)
+        return Response(opened.status_code, opened.headers, opened.content)
+
+    def get(self, path: str, **kw: Any) -> Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Response:
+        return self.request("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Response:
+        return self.request("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Response:
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Response:
+        return self.request("DELETE", path, **kw)
+
+    def revoke(self) -> None:
+        """Ends the session on the server. Final (later calls: ``RevokedError``);
+        calling it again sends nothing."""
+        with self._lock:
+            if self._core.revoked:
+                return
+            self._core.revoked = True
+            keys = self._core.keys
+        if keys is None:
+            return
+        url, headers, body = self._core.revoke_request(keys)
+        status, h, content = self._send("POST", url, headers, body, DEFAULT)
+        if status != 204:
+            raise refusal_of(status, h, content)
