@@ -155,3 +155,33 @@ def test_pins_in_every_form() -> None:
     for bad in ("not a key!", "-----BEGIN PRIVATE KEY-----\nMIG\n-----END PRIVATE KEY-----", {"kty": "RSA"}):
         with pytest.raises(ConfigurationError):
             p.import_pin(bad)
+
+
+def test_exchange_answers_through_the_clients_checks() -> None:
+    """The recorded gateway answers, as the client reads them off the wire: the status
+    (an X-Inner-Status one too), the inner content type, the body."""
+    from session_crypto.core import Attempt, Core
+
+    s = v2_session([])
+    for ex in EX["gateway"]:
+        rq, rs = ex["request"], ex["response"]
+        if "x_envelope_ascii" in rq:
+            assert p.b64encode(h(rq["envelope"])) == rq["x_envelope_ascii"]
+        core = Core.configure("http://127.0.0.1:1", V2["client_id_ascii"])
+        ts, _ = split_key(rs["x_idempotency_key_ascii"])
+        core.clock_offset_ms = int(ts) - __import__("time").time_ns() // 1_000_000
+        call = core.prepare(
+            rq["method_ascii"], rq["target_ascii"],
+            content=rq["plaintext_ascii"] or None if rq["method_ascii"] != "GET" else None,
+            content_type=rq["inner_content_type_ascii"] or None,
+        )
+        _, nonce = split_key(rq["x_idempotency_key_ascii"])
+        attempt = Attempt(rq["method_ascii"], call.url, {}, b"", nonce, 0, s)
+        headers = {"X-Kid": s.kid, "X-Idempotency-Key": rs["x_idempotency_key_ascii"], "Content-Type": "application/octet-stream"}
+        if rs["inner_content_type_ascii"]:
+            headers["X-Inner-Content-Type"] = rs["inner_content_type_ascii"]
+        if "x_inner_status_ascii" in rs:
+            headers["X-Inner-Status"] = rs["x_inner_status_ascii"]
+        opened = core.answer(call, attempt, rs["http_status"], headers, h(rs["envelope"]))
+        assert (opened.status_code, opened.content.decode()) == (rs["status"], rs["plaintext_ascii"]), ex["name"]
+        assert opened.headers.get("content-type", "") == rs["inner_content_type_ascii"]
