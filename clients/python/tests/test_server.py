@@ -5,6 +5,7 @@ and passes their URLs as SERVER_URLS="name=url,…"; without it these tests are 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import os
 import time
@@ -194,3 +195,37 @@ def test_the_same_calls_on_requests() -> None:
         c.revoke()
         with pytest.raises(sc.RevokedError):
             c.get("/api/x")
+
+
+def test_a_slow_clock_recovers_only_where_sending_twice_is_harmless(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 600)  # ten minutes slow
+    mitm = Forge("/none", 0, expired)
+    with sc.Client(BASE, "PY_SKEW", http=httpx.Client(transport=mitm)) as c:
+        # The init is refused (its stamp is outside the window), unsealed: corrected from
+        # the answer's Date — an init may run twice — and sent once more.
+        assert c.get("/api/orders").status_code == 200
+        assert mitm.forwarded["/session/init"] == 2
+        # The GET's answer carries the server's time, authenticated: the clock is set.
+        assert abs(c.clock_offset_ms - 600_000) < 5_000
+    with sc.Client(BASE, "PY_SKEW", http=httpx.Client(transport=mitm)) as c:
+        # A POST goes out with this machine's clock (a Date is not authenticated): its
+        # refusal comes sealed, with the server's time, proving it did not run:
+        # corrected from it, sent once more.
+        assert c.post("/transaction/purchase", content=BUY).json()["status"] == "SUCCESS"
+        assert mitm.forwarded["/transaction/purchase"] == 2
+        assert abs(c.clock_offset_ms - 600_000) < 5_000
+        assert c.post("/transaction/purchase", content=BUY).status_code == 200
+        assert mitm.forwarded["/transaction/purchase"] == 3
+    monkeypatch.setattr(time, "time", real)
+    # A forged 400 with a skewed Date moves nothing for a POST: it ran once.
+    def ahead() -> httpx.Response:
+        date = email.utils.formatdate(real() + 40, usegmt=True)
+        return httpx.Response(400, json={"error": "CRYPTO_ERROR"}, headers={"date": date})
+
+    mitm = Forge("/api/orders", 1, ahead)
+    with sc.Client(BASE, "PY_SKEW", http=httpx.Client(transport=mitm)) as c:
+        with pytest.raises(sc.ClockSkewError):
+            c.post("/api/orders", json={"qty": 1})
+        assert mitm.forwarded["/api/orders"] == 1
+        assert c.clock_offset_ms == 0

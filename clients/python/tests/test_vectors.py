@@ -170,6 +170,7 @@ def test_exchange_answers_through_the_clients_checks() -> None:
         core = Core.configure("http://127.0.0.1:1", V2["client_id_ascii"])
         ts, _ = split_key(rs["x_idempotency_key_ascii"])
         core.clock_offset_ms = int(ts) - __import__("time").time_ns() // 1_000_000
+        core.auth_clock = True
         call = core.prepare(
             rq["method_ascii"], rq["target_ascii"],
             content=rq["plaintext_ascii"] or None if rq["method_ascii"] != "GET" else None,

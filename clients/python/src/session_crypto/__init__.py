@@ -7,6 +7,7 @@ clients need httpx: ``pip install session-crypto-client[httpx]``."""
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    ClockSkewError,
     ConfigurationError,
     NetworkError,
     OutcomeUnknown,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncClient",
+    "ClockSkewError",
     "Client",
     "ConfigurationError",
     "NetworkError",

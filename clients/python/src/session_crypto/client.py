@@ -10,7 +10,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import httpx
 
 from . import protocol as p
-from .core import Call, Headers, Opened, SealedRefusal, is_session_expired, refusal_of
+from .core import Call, Headers, Opened, SealedRefusal, is_session_expired, now_ms, refusal_of
 from .errors import NetworkError, OutcomeUnknown, RevokedError, ServerRefused
 from .response import Response
 from .sync import DEFAULT, UNSET, Content, SyncSession, configure
@@ -101,12 +101,18 @@ class AsyncClient:
             return self._core.keys
 
     async def _init(self) -> p.SessionKeys:
-        private, url, headers, body = self._core.init_request()
-        try:
-            r = await self._http.post(url, headers=headers, content=body)
-        except httpx.HTTPError as e:
-            raise _network(e, f"POST {url}") from e
-        return self._core.init_answer(private, r.status_code, r.headers, r.content)
+        for retried in (False, True):
+            private, url, headers, body = self._core.init_request()
+            sent = now_ms()
+            try:
+                r = await self._http.post(url, headers=headers, content=body)
+            except httpx.HTTPError as e:
+                raise _network(e, f"POST {url}") from e
+            try:
+                return self._core.init_answer(private, r.status_code, r.headers, r.content)
+            except ServerRefused as e:
+                self._core.after_unsealed(e, r.headers, sent, True, retried)
+        raise AssertionError("unreachable")
 
     async def _renew(self, failed: p.SessionKeys) -> p.SessionKeys:
         async with self._lock:
@@ -118,6 +124,7 @@ class AsyncClient:
     async def _attempt(self, call: Call, keys: p.SessionKeys, timeout: Any) -> Opened:
         for retried in (False, True):
             a = self._core.seal(call, keys)
+            sent = now_ms()
             try:
                 r = await self._http.request(a.method, a.url, headers=a.headers, content=a.body, **timeout)
             except httpx.HTTPError as e:
@@ -126,6 +133,10 @@ class AsyncClient:
                 return self._core.answer(call, a, r.status_code, r.headers, r.content)
             except SealedRefusal as e:
                 self._core.after_refusal(e, retried)
+            except ServerRefused as e:
+                if is_session_expired(e):
+                    raise
+                self._core.after_unsealed(e, r.headers, sent, self._core.repeatable(call.line.method), retried)
         raise AssertionError("unreachable")
 
     async def request(

@@ -7,13 +7,14 @@ import json as jsonlib
 import re
 import time
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import protocol as p
-from .errors import ConfigurationError, OutcomeUnknown, ProtocolError, ServerRefused
+from .errors import ClockSkewError, ConfigurationError, OutcomeUnknown, ProtocolError, ServerRefused
 
 #: Methods HTTP defines as idempotent: the library may send them twice.
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "OPTIONS"})
@@ -126,7 +127,12 @@ class Core:
     init_path: str = "/session/init"
     window_ms: int = 300_000
     keys: Optional[p.SessionKeys] = None
+    #: From authenticated server times (sealed refusals, v2 answers): every request.
     clock_offset_ms: int = 0
+    auth_clock: bool = False
+    #: From a refusal's ``Date`` (not authenticated): inits and idempotent calls only,
+    #: until an authenticated time is known.
+    date_offset_ms: int = 0
     revoked: bool = False
 
     @classmethod
@@ -173,18 +179,44 @@ class Core:
 
     # -- the clock: corrected from authenticated server times only --------------------
 
-    def now(self) -> int:
-        return now_ms() + self.clock_offset_ms
+    def now(self, corrected: bool = True) -> int:
+        """The clock: the authenticated correction once known; before, the ``Date``
+        one for what may safely be sent twice (``corrected``) only."""
+        if self.auth_clock:
+            return now_ms() + self.clock_offset_ms
+        return now_ms() + (self.date_offset_ms if corrected else 0)
 
     def learn_time(self, server_ms: int) -> bool:
         skew = server_ms - now_ms()
         if abs(skew - self.clock_offset_ms) > SKEW_FIX_MS and abs(skew) <= MAX_SKEW_FIX_MS:
             self.clock_offset_ms = skew
+            self.auth_clock = True
             return True
         return False
 
-    def idempotency_key(self) -> Tuple[str, str, str]:
-        ts, nonce = str(self.now()), p.fresh_nonce()
+    def after_unsealed(
+        self, e: ServerRefused, headers: Mapping[str, str], sent_ms: int, repeatable: bool, retried: bool
+    ) -> bool:
+        """An unsealed 400 ``CRYPTO_ERROR`` while the answer's ``Date`` is more than 30 s
+        from this machine's clock: the call may be sent once more with the clock
+        corrected from it when running it twice is harmless (an init, an idempotent
+        call); otherwise ``ClockSkewError`` says why. Any other refusal stands."""
+        date = {k.lower(): v for k, v in headers.items()}.get("date")
+        skew: Optional[int] = None
+        if date is not None:
+            try:
+                skew = int(parsedate_to_datetime(date).timestamp() * 1000) + 500 - sent_ms
+            except (TypeError, ValueError):
+                skew = None
+        if e.status != 400 or e.code != "CRYPTO_ERROR" or skew is None or abs(skew) <= SKEW_FIX_MS:
+            raise e
+        if repeatable and not retried and not self.auth_clock:
+            self.date_offset_ms += skew
+            return True
+        raise ClockSkewError(e, skew)
+
+    def idempotency_key(self, corrected: bool = True) -> Tuple[str, str, str]:
+        ts, nonce = str(self.now(corrected)), p.fresh_nonce()
         return f"{ts}.{nonce}", ts, nonce
 
     # -- init -------------------------------------------------------------------------
@@ -277,7 +309,7 @@ class Core:
         )
 
     def seal(self, call: Call, keys: p.SessionKeys) -> Attempt:
-        key, ts, nonce = self.idempotency_key()
+        key, ts, nonce = self.idempotency_key(self.repeatable(call.line.method))
         envelope = p.seal(keys.request_key, p.request_aad(keys, call.line, ts, nonce, call.call_key), call.plaintext)
         headers = dict(call.headers)
         headers.update(
@@ -316,7 +348,7 @@ class Core:
         ts, nonce = m.group(1), m.group(2)
         if s.protocol == 1 and (nonce == a.nonce or not nonce.startswith("rsp_")):
             raise ProtocolError("response", "a v1 answer without the rsp_ mark of a server answer")
-        if abs(int(ts) - self.now()) > self.window_ms:
+        if abs(int(ts) - self.now(self.repeatable(call.line.method))) > self.window_ms:
             raise ProtocolError("response", "the answer is stamped outside the window")
         inner_type = h.get("x-inner-content-type", "")
         inner = h.get("x-inner-status")

@@ -48,6 +48,18 @@ class ServerRefused(SessionCryptoError):
         self.sealed = sealed
 
 
+class ClockSkewError(ServerRefused):
+    """A request was refused while this machine's clock differs from the server's by
+    ``skew_ms`` (by the answer's ``Date``, which is not authenticated): the server's
+    timestamp window (±300 s by default) probably refused it. An init or an idempotent
+    call was already sent once more with the corrected clock; any other call was not."""
+
+    def __init__(self, refused: ServerRefused, skew_ms: int) -> None:
+        super().__init__(refused.status, refused.code, refused.body, refused.retry_after)
+        self.skew_ms = skew_ms
+        self.args = (f"refused with the clocks {round(skew_ms / 1000)} s apart (server - client)",)
+
+
 class OutcomeUnknown(SessionCryptoError):
     """The request may or may not have run: the server refused it (``refusal``) in a
     way an attacker on the path can forge after forwarding the request (an

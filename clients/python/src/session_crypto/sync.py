@@ -8,7 +8,7 @@ import threading
 from typing import Any, Mapping, Optional, Tuple
 
 from . import protocol as p
-from .core import Call, Core, Headers, Opened, SealedRefusal, is_session_expired, refusal_of
+from .core import Call, Core, Headers, Opened, SealedRefusal, is_session_expired, now_ms, refusal_of
 from .errors import OutcomeUnknown, RevokedError, ServerRefused
 from .response import Response
 
@@ -74,9 +74,16 @@ class SyncSession:
             return self._core.keys
 
     def _init(self) -> p.SessionKeys:
-        private, url, headers, body = self._core.init_request()
-        status, h, content = self._send("POST", url, headers, body.encode(), DEFAULT)
-        return self._core.init_answer(private, status, h, content)
+        for retried in (False, True):
+            private, url, headers, body = self._core.init_request()
+            sent = now_ms()
+            status, h, content = self._send("POST", url, headers, body.encode(), DEFAULT)
+            try:
+                return self._core.init_answer(private, status, h, content)
+            except ServerRefused as e:
+                # An init may run twice: it only sets up a session.
+                self._core.after_unsealed(e, h, sent, True, retried)
+        raise AssertionError("unreachable")
 
     def _renew(self, failed: p.SessionKeys) -> p.SessionKeys:
         with self._lock:
@@ -88,11 +95,16 @@ class SyncSession:
     def _attempt(self, call: Call, keys: p.SessionKeys, timeout: Any) -> Opened:
         for retried in (False, True):
             a = self._core.seal(call, keys)
+            sent = now_ms()
             status, h, content = self._send(a.method, a.url, a.headers, a.body, timeout)
             try:
                 return self._core.answer(call, a, status, h, content)
             except SealedRefusal as e:
                 self._core.after_refusal(e, retried)
+            except ServerRefused as e:
+                if is_session_expired(e):
+                    raise
+                self._core.after_unsealed(e, h, sent, self._core.repeatable(call.line.method), retried)
         raise AssertionError("unreachable")
 
     def request(
