@@ -3,10 +3,14 @@
 //! carrying the server's clock — on the purchase, revocation and gateway routes — and
 //! the Rust library corrects its clock from them, running the refused call once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use ports::Protocol;
 use session_crypto_client::{Error, Session};
 
 use crate::helpers::buy;
+use crate::support::mitm::{Tamper, forward, mitm};
 use crate::support::upstream::Upstream;
 use crate::support::*;
 
@@ -153,7 +157,8 @@ async fn a_rust_client_ten_minutes_slow_corrects_its_clock_from_the_sealed_refus
         "{}",
         session.clock_offset_ms()
     );
-    // An unsealed refusal (a v1 session, which cannot be sealed) moves nothing.
+    // An unsealed refusal (a v1 session, which cannot be sealed) moves nothing: the POST
+    // is not sent again, and the error says the clocks disagree by the answer's Date.
     let mut v1 = Session::builder(&server.url, "SLOW_CLOCK")
         .crypto(server.crypto)
         .protocol(Protocol::V1)
@@ -162,6 +167,81 @@ async fn a_rust_client_ten_minutes_slow_corrects_its_clock_from_the_sealed_refus
         .unwrap();
     v1.set_clock_offset_ms(-600_000);
     let err = buy(&mut v1).await.unwrap_err();
-    assert!(matches!(err, Error::Refused { status: 400, .. }), "{err}");
+    assert!(
+        matches!(err, Error::ClockSkew { skew_ms, status: 400, .. } if (skew_ms - 600_000).abs() < 5_000),
+        "{err}"
+    );
     assert_eq!(v1.clock_offset_ms(), -600_000);
+}
+
+/// Before any authenticated time, an unsealed refusal's `Date` corrects the clock of what
+/// may safely run twice — an init, an idempotent call — as in the TypeScript and Python
+/// libraries; a POST is never sent again on it.
+#[tokio::test]
+async fn a_refusals_date_corrects_the_clock_of_inits_and_idempotent_calls_only() {
+    let upstream = Upstream::start();
+    let server = Server::start(&[("GATEWAY_UPSTREAM", &upstream.url)]);
+    let inits = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&inits);
+    // The first init answer is replaced with a 400 whose Date is 40 s ahead.
+    let tamper: Arc<Tamper> = Arc::new(move |parts, _body, answer| {
+        if parts.uri.path() == "/session/init" && count.fetch_add(1, Ordering::SeqCst) == 0 {
+            return skewed_refusal(40);
+        }
+        forward(answer)
+    });
+    let (proxy, _task) = mitm(&server.url, tamper).await;
+    let session = Session::builder(&proxy, "DATE_CLOCK")
+        .crypto(server.crypto)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(inits.load(Ordering::SeqCst), 2, "the init, sent once more");
+    assert!(
+        (session.clock_offset_ms() - 40_500).abs() < 2_000,
+        "{}",
+        session.clock_offset_ms()
+    );
+    assert_eq!(
+        session.get("/api/orders").send().await.unwrap().status(),
+        200
+    );
+
+    // A forged 400 with a skewed Date to a POST: not sent again, the clock unmoved.
+    let before = upstream.count();
+    let tamper: Arc<Tamper> = Arc::new(|parts, _body, answer| {
+        if parts.method == hyper::Method::POST && parts.uri.path() == "/api/orders" {
+            return skewed_refusal(40);
+        }
+        forward(answer)
+    });
+    let (proxy, _task) = mitm(&server.url, tamper).await;
+    let session = Session::builder(&proxy, "DATE_CLOCK")
+        .crypto(server.crypto)
+        .connect()
+        .await
+        .unwrap();
+    let err = session
+        .post("/api/orders")
+        .body("{}")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ClockSkew { .. }), "{err}");
+    assert_eq!(upstream.count(), before + 1, "the POST ran once");
+    assert_eq!(session.clock_offset_ms(), 0);
+}
+
+/// A plain `400 CRYPTO_ERROR` (unsealed) whose `Date` is `ahead_s` seconds ahead.
+fn skewed_refusal(ahead_s: u64) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let date = std::time::SystemTime::now() + std::time::Duration::from_secs(ahead_s);
+    let mut out = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+        br#"{"error":"CRYPTO_ERROR"}"#,
+    )));
+    *out.status_mut() = hyper::StatusCode::BAD_REQUEST;
+    out.headers_mut().insert(
+        hyper::header::DATE,
+        crate::exactly_once::httpdate(date).parse().unwrap(),
+    );
+    out
 }

@@ -54,6 +54,20 @@ pub enum Error {
         /// How long the server asked to wait before a new request (`Retry-After`).
         retry_after: Option<std::time::Duration>,
     },
+    /// The server refused the request (400 `CRYPTO_ERROR`) while this machine's clock
+    /// was `skew_ms` from the server's, by the answer's `Date` (not authenticated): its
+    /// timestamp window (±300 s by default) probably refused it. An init or an
+    /// idempotent call was sent once more with the clock corrected from that `Date`;
+    /// any other call was not (it may have run: the refusal is not authenticated).
+    #[error("refused with the clocks {} s apart (server - client)", .skew_ms / 1000)]
+    ClockSkew {
+        /// The server's clock minus this machine's (ms).
+        skew_ms: i64,
+        /// HTTP status.
+        status: u16,
+        /// The error code.
+        code: String,
+    },
     /// The init exchange did not verify: key confirmation failed (the init request or
     /// response was changed on the way), or the server's signature is missing or not
     /// made by a pinned key. Nothing was sent under the session.
@@ -120,6 +134,7 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Refused { status, .. }
+            | Self::ClockSkew { status, .. }
             | Self::RefusedSealed { status, .. }
             | Self::OutcomeUnknown { status, .. } => Some(*status),
             _ => None,

@@ -27,6 +27,7 @@
 mod builder;
 mod connection;
 mod error;
+mod http_date;
 mod protocol;
 mod request;
 mod response;
@@ -94,6 +95,9 @@ pub enum FlowError {
         body: String,
         /// `Retry-After` in seconds, when the server sent one.
         retry_after: Option<u64>,
+        /// The answer's `Date` minus this machine's clock when it came (ms; not
+        /// authenticated), when it had one.
+        date_skew_ms: Option<i64>,
     },
     /// The answer did not follow the protocol.
     #[error("protocol: {0}")]

@@ -43,8 +43,13 @@ struct Inner {
     current: RwLock<Arc<ClientSession>>,
     /// One re-init at a time, shared by every call that found the session gone.
     renewing: tokio::sync::Mutex<()>,
-    /// Server − this machine (ms), from authenticated server times only.
+    /// Server − this machine (ms), from authenticated server times: every request.
     clock_offset_ms: AtomicI64,
+    /// Whether an authenticated server time was learned (until then `date_offset_ms`).
+    auth_clock: AtomicBool,
+    /// Server − this machine (ms) by an unsealed refusal's `Date` (not authenticated):
+    /// inits and idempotent calls only, until an authenticated time is known.
+    date_offset_ms: AtomicI64,
     idle: Mutex<Vec<Connection>>,
     revoked: AtomicBool,
 }
@@ -73,8 +78,14 @@ impl Session {
         let mut client = ProtocolClient::over(conn, crypto, &options.client_id)
             .with_protocol(options.protocol)
             .with_pinned_keys(options.pinned.clone());
-        let init = client.init(options.route, options.ttl_sec);
-        let (session, _) = match options.timeout {
+        let mut date_offset = 0;
+        let init = init_correcting(
+            &mut client,
+            options.route,
+            options.ttl_sec,
+            &mut date_offset,
+        );
+        let session = match options.timeout {
             Some(limit) => tokio::time::timeout(limit, init)
                 .await
                 .map_err(|_| Error::Timeout(limit))??,
@@ -92,7 +103,9 @@ impl Session {
             timeout: options.timeout,
             current: RwLock::new(Arc::new(session)),
             renewing: tokio::sync::Mutex::new(()),
-            clock_offset_ms: AtomicI64::new(client.clock_offset_ms()),
+            clock_offset_ms: AtomicI64::new(0),
+            auth_clock: AtomicBool::new(false),
+            date_offset_ms: AtomicI64::new(date_offset),
             idle: Mutex::new(vec![client.into_connection()]),
             revoked: AtomicBool::new(false),
         };
@@ -122,18 +135,36 @@ impl Session {
         self.current().protocol()
     }
 
-    /// The clock correction in use (server − this machine, ms), learned only from
-    /// authenticated server times: sealed refusals and v2 answers.
+    /// The clock correction in use (server − this machine, ms): learned from
+    /// authenticated server times (sealed refusals, v2 answers); before one is known,
+    /// the one taken from an unsealed refusal's `Date` for inits and idempotent calls.
     pub fn clock_offset_ms(&self) -> i64 {
-        self.inner.clock_offset_ms.load(Ordering::Relaxed)
+        if self.inner.auth_clock.load(Ordering::Relaxed) {
+            self.inner.clock_offset_ms.load(Ordering::Relaxed)
+        } else {
+            self.inner.date_offset_ms.load(Ordering::Relaxed)
+        }
     }
 
-    /// Sets the clock correction (tests; the library learns it by itself from
-    /// authenticated server times).
+    /// Sets the clock correction, as if learned from an authenticated server time
+    /// (tests; the library learns it by itself).
     pub fn set_clock_offset_ms(&self, offset_ms: i64) {
         self.inner
             .clock_offset_ms
             .store(offset_ms, Ordering::Relaxed);
+        self.inner.auth_clock.store(true, Ordering::Relaxed);
+    }
+
+    /// The offset that stamps a request: the authenticated one once known; before, the
+    /// `Date` one for what may safely be sent twice (`corrected`) only.
+    fn stamp_offset(&self, corrected: bool) -> i64 {
+        if self.inner.auth_clock.load(Ordering::Relaxed) {
+            self.inner.clock_offset_ms.load(Ordering::Relaxed)
+        } else if corrected {
+            self.inner.date_offset_ms.load(Ordering::Relaxed)
+        } else {
+            0
+        }
     }
 
     /// The id of the session in use (`S-…`, as the TypeScript library's `sessionId`).
@@ -265,7 +296,8 @@ impl Session {
             headers: &headers,
         };
         let session = self.current();
-        let first = match self.fetch_once(&session, request).await {
+        let repeatable = self.inner.retry.allows(&call.method);
+        let first = match self.fetch_once(&session, request, repeatable).await {
             // Refused, provably before it ran, with the server's authenticated clock
             // far from ours: corrected, the call is sent once more.
             Err(Error::RefusedSealed {
@@ -273,7 +305,18 @@ impl Session {
                 server_time_ms,
                 ..
             }) if code == "CRYPTO_ERROR" && self.learn_time(server_time_ms) => {
-                self.fetch_once(&session, request).await
+                self.fetch_once(&session, request, repeatable).await
+            }
+            // Refused, unsealed, while the answer's Date is far from our clock: sent
+            // once more with the clock that Date gives only if running it twice is
+            // harmless and no authenticated time is known; otherwise said so.
+            Err(Error::ClockSkew { skew_ms, .. })
+                if repeatable && !self.inner.auth_clock.load(Ordering::Relaxed) =>
+            {
+                self.inner
+                    .date_offset_ms
+                    .fetch_add(skew_ms, Ordering::Relaxed);
+                self.fetch_once(&session, request, repeatable).await
             }
             other => other,
         };
@@ -283,8 +326,8 @@ impl Session {
                     return Err(outcome_unknown(e));
                 }
                 let fresh = self.renew(&session).await?;
-                if self.inner.retry.allows(&call.method) {
-                    return self.fetch_once(&fresh, request).await;
+                if repeatable {
+                    return self.fetch_once(&fresh, request, repeatable).await;
                 }
                 Err(outcome_unknown(e))
             }
@@ -298,6 +341,10 @@ impl Session {
     /// # Errors
     /// [`Error::Connect`].
     pub async fn protocol_client(&self) -> Result<ProtocolClient, Error> {
+        self.client_stamping(true).await
+    }
+
+    async fn client_stamping(&self, corrected: bool) -> Result<ProtocolClient, Error> {
         let idle = self
             .inner
             .idle
@@ -311,16 +358,17 @@ impl Session {
         let mut client = ProtocolClient::over(conn, self.inner.crypto, &self.inner.client_id)
             .with_protocol(self.inner.protocol)
             .with_pinned_keys(self.inner.pinned.clone());
-        client.set_clock_offset_ms(self.clock_offset_ms());
+        client.set_clock_offset_ms(self.stamp_offset(corrected));
         Ok(client)
     }
 
     /// Takes back a client whose call completed: its clock, and its connection for the
     /// next call.
-    fn give_back(&self, client: ProtocolClient) {
-        self.inner
-            .clock_offset_ms
-            .store(client.clock_offset_ms(), Ordering::Relaxed);
+    fn give_back(&self, client: ProtocolClient, lent_offset: i64) {
+        // The client moves its clock only on an authenticated server time.
+        if client.clock_offset_ms() != lent_offset {
+            self.set_clock_offset_ms(client.clock_offset_ms());
+        }
         let mut idle = self
             .inner
             .idle
@@ -332,7 +380,7 @@ impl Session {
     }
 
     fn learn_time(&self, server_ms: u64) -> bool {
-        let mut offset = self.clock_offset_ms();
+        let mut offset = self.inner.clock_offset_ms.load(Ordering::Relaxed);
         let changed = crate::protocol::learn_offset(&mut offset, server_ms);
         if changed {
             self.set_clock_offset_ms(offset);
@@ -344,15 +392,17 @@ impl Session {
         &self,
         session: &ClientSession,
         request: Outgoing<'_>,
+        corrected: bool,
     ) -> Result<Response, Error> {
-        let mut client = self.protocol_client().await?;
+        let mut client = self.client_stamping(corrected).await?;
+        let lent = client.clock_offset_ms();
         let answer = client.fetch(session, request).await;
         // A connection that carried a whole exchange (an answer, or the server's own
         // refusal) can carry the next; one that failed is dropped.
         if !matches!(answer, Err(FlowError::Transport(_) | FlowError::Connect(_))) {
-            self.give_back(client);
+            self.give_back(client, lent);
         }
-        let (answer, _) = answer?;
+        let (answer, _) = answer.map_err(|e| skew_or_error(e, lent))?;
         Ok(Response {
             status: answer.status.as_u16(),
             content_type: answer.content_type,
@@ -377,9 +427,20 @@ impl Session {
     /// # Errors
     /// [`Error`].
     pub async fn reinit(&self) -> Result<(), Error> {
-        let mut client = self.protocol_client().await?;
-        let (session, _) = client.init(self.inner.route, self.inner.ttl_sec).await?;
-        self.give_back(client);
+        let mut client = self.client_stamping(true).await?;
+        let lent = client.clock_offset_ms();
+        let mut offset = lent;
+        let session = init_correcting(
+            &mut client,
+            self.inner.route,
+            self.inner.ttl_sec,
+            &mut offset,
+        )
+        .await?;
+        if offset != lent && !self.inner.auth_clock.load(Ordering::Relaxed) {
+            self.inner.date_offset_ms.store(offset, Ordering::Relaxed);
+        }
+        self.give_back(client, offset);
         *self
             .inner
             .current
@@ -397,7 +458,8 @@ impl Session {
         if self.inner.revoked.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let mut client = self.protocol_client().await?;
+        let mut client = self.client_stamping(true).await?;
+        let lent = client.clock_offset_ms();
         let session = self.current();
         let revoke = client.revoke(&session);
         match self.inner.timeout {
@@ -406,7 +468,7 @@ impl Session {
                 .map_err(|_| Error::Timeout(limit))??,
             None => revoke.await?,
         }
-        self.give_back(client);
+        self.give_back(client, lent);
         Ok(())
     }
 }
@@ -418,5 +480,63 @@ fn outcome_unknown(e: Error) -> Error {
             status, code, body, ..
         } => Error::OutcomeUnknown { status, code, body },
         other => other,
+    }
+}
+
+/// A refusal the answer's `Date` explains (400 `CRYPTO_ERROR` with the server's clock
+/// more than 30 s from the one that stamped the request, this machine's + `lent_ms`)
+/// as [`Error::ClockSkew`]; any other error as it is.
+fn skew_or_error(e: FlowError, lent_ms: i64) -> Error {
+    if let FlowError::Status {
+        status,
+        ref body,
+        date_skew_ms: Some(raw_skew),
+        ..
+    } = e
+        && status == hyper::StatusCode::BAD_REQUEST
+        && (raw_skew - lent_ms).unsigned_abs() > crate::protocol::SKEW_FIX_MS
+    {
+        let code = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if code == "CRYPTO_ERROR" {
+            return Error::ClockSkew {
+                skew_ms: raw_skew - lent_ms,
+                status: status.as_u16(),
+                code,
+            };
+        }
+    }
+    e.into()
+}
+
+/// An init, sent once more with the clock an unsealed refusal's `Date` gives when it
+/// was refused while the clocks disagree (an init may run twice: it only sets up a
+/// session); `offset_ms` is the stamping offset, updated when corrected.
+async fn init_correcting(
+    client: &mut ProtocolClient,
+    route: InitRoute,
+    ttl_sec: Option<u64>,
+    offset_ms: &mut i64,
+) -> Result<ClientSession, Error> {
+    client.set_clock_offset_ms(*offset_ms);
+    let lent = *offset_ms;
+    match client
+        .init(route, ttl_sec)
+        .await
+        .map_err(|e| skew_or_error(e, lent))
+    {
+        Err(Error::ClockSkew { skew_ms, .. }) => {
+            *offset_ms += skew_ms;
+            client.set_clock_offset_ms(*offset_ms);
+            let lent = *offset_ms;
+            let (session, _) = client
+                .init(route, ttl_sec)
+                .await
+                .map_err(|e| skew_or_error(e, lent))?;
+            Ok(session)
+        }
+        other => other.map(|(session, _)| session),
     }
 }

@@ -110,6 +110,7 @@ impl ProtocolClient {
                 retry_after: resp
                     .header("retry-after")
                     .and_then(|v| v.trim().parse().ok()),
+                date_skew_ms: crate::http_date::skew_ms(resp.header("date")),
             });
         };
         if resp.header(name::KID) != Some(session.kid()) {

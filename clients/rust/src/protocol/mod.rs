@@ -13,6 +13,7 @@ use ports::{CryptoProvider, P256PublicKey, Protocol};
 
 mod fetch;
 
+pub(crate) use fetch::SKEW_FIX_MS;
 pub use fetch::{Fetched, Outgoing, is_protocol_header};
 
 use super::{Connection, Endpoint, FlowError, HttpResponse, fresh_idempotency_key, now_ms};
@@ -24,9 +25,7 @@ pub(crate) fn learn_offset(offset_ms: &mut i64, server_ms: u64) -> bool {
     let raw = now_ms();
     let skew =
         i64::try_from(server_ms).unwrap_or(i64::MAX) - i64::try_from(raw).unwrap_or(i64::MAX);
-    if skew.abs_diff(*offset_ms) > fetch::SKEW_FIX_MS
-        && skew.unsigned_abs() <= fetch::MAX_SKEW_FIX_MS
-    {
+    if skew.abs_diff(*offset_ms) > SKEW_FIX_MS && skew.unsigned_abs() <= fetch::MAX_SKEW_FIX_MS {
         *offset_ms = skew;
         return true;
     }
@@ -97,6 +96,7 @@ async fn exchange(
             retry_after: resp
                 .header("retry-after")
                 .and_then(|v| v.trim().parse().ok()),
+            date_skew_ms: crate::http_date::skew_ms(resp.header("date")),
         });
     }
     Ok(resp)
@@ -422,6 +422,7 @@ impl ProtocolClient {
                 status: answer.status,
                 body: String::from_utf8_lossy(&answer.body).into(),
                 retry_after: None,
+                date_skew_ms: None,
             });
         }
         Ok((answer.body, timings))
