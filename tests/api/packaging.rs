@@ -30,67 +30,8 @@ async fn the_packed_typescript_library_installs_and_runs_in_a_fresh_project() {
         env!("CARGO_MANIFEST_DIR"),
         "/../clients/typescript"
     ));
-    // Packed from a copy (its own dist/, built by prepack), so that the other tests'
-    // builds of clients/typescript/dist are left alone.
-    let copy = temp_dir("npm-package");
-    for entry in std::fs::read_dir(lib).unwrap() {
-        let path = entry.unwrap().path();
-        match path.file_name().unwrap().to_str().unwrap() {
-            "node_modules" => {
-                std::os::unix::fs::symlink(&path, copy.join("node_modules")).unwrap();
-            }
-            "dist" => {}
-            _ => {
-                run(
-                    lib,
-                    "cp",
-                    &["-r", path.to_str().unwrap(), copy.to_str().unwrap()],
-                );
-            }
-        }
-    }
-    let packs = temp_dir("npm-pack");
-    let packed = run(
-        &copy,
-        "npm",
-        &["pack", "--pack-destination", packs.to_str().unwrap()],
-    );
-    for file in [
-        "dist/index.js",
-        "dist/index.d.ts",
-        "LICENSE-MIT",
-        "LICENSE-APACHE",
-        "CHANGELOG.md",
-        "README.md",
-    ] {
-        assert!(packed.contains(file), "{file} not packed: {packed}");
-    }
-    assert!(
-        !packed.contains("src/"),
-        "sources are not shipped: {packed}"
-    );
-    let tarball = std::fs::read_dir(&packs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
-        .expect("a tarball");
-
-    let app = temp_dir("npm-consumer");
-    std::fs::write(
-        app.join("package.json"),
-        r#"{"name":"consumer","private":true,"type":"module"}"#,
-    )
-    .unwrap();
-    run(
-        &app,
-        "npm",
-        &[
-            "install",
-            "--no-audit",
-            "--no-fund",
-            tarball.to_str().unwrap(),
-        ],
-    );
+    let tarball = npm_pack(lib);
+    let app = npm_project("consumer", &[tarball.to_str().unwrap()]);
     // The gateway example, importing the package by name.
     let example = std::fs::read_to_string(lib.join("../../examples/gateway/client.mjs"))
         .unwrap()
@@ -144,6 +85,70 @@ export async function status(baseUrl: string): Promise<number> {
         .unwrap();
     drop(orders);
     assert_orders_example(ok, &out);
+}
+
+/// `npm pack` of the TypeScript library (which builds it), from a copy so that the other
+/// tests' builds of clients/typescript/dist are left alone; checks what the package
+/// holds and returns the tarball.
+fn npm_pack(lib: &std::path::Path) -> std::path::PathBuf {
+    // Packed from a copy (its own dist/, built by prepack), so that the other tests'
+    // builds of clients/typescript/dist are left alone.
+    let copy = temp_dir("npm-package");
+    for entry in std::fs::read_dir(lib).unwrap() {
+        let path = entry.unwrap().path();
+        match path.file_name().unwrap().to_str().unwrap() {
+            "node_modules" => {
+                std::os::unix::fs::symlink(&path, copy.join("node_modules")).unwrap();
+            }
+            "dist" => {}
+            _ => {
+                run(
+                    lib,
+                    "cp",
+                    &["-r", path.to_str().unwrap(), copy.to_str().unwrap()],
+                );
+            }
+        }
+    }
+    let packs = temp_dir("npm-pack");
+    let packed = run(
+        &copy,
+        "npm",
+        &["pack", "--pack-destination", packs.to_str().unwrap()],
+    );
+    for file in [
+        "dist/index.js",
+        "dist/index.d.ts",
+        "LICENSE-MIT",
+        "LICENSE-APACHE",
+        "CHANGELOG.md",
+        "README.md",
+    ] {
+        assert!(packed.contains(file), "{file} not packed: {packed}");
+    }
+    assert!(
+        !packed.contains("src/"),
+        "sources are not shipped: {packed}"
+    );
+    std::fs::read_dir(&packs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .expect("a tarball")
+}
+
+/// A fresh npm project (an ES module package) with `packages` installed.
+fn npm_project(name: &str, packages: &[&str]) -> std::path::PathBuf {
+    let app = temp_dir(&format!("npm-{name}"));
+    std::fs::write(
+        app.join("package.json"),
+        format!(r#"{{"name":"{name}","private":true,"type":"module"}}"#),
+    )
+    .unwrap();
+    let mut args = vec!["install", "--no-audit", "--no-fund", "--loglevel=error"];
+    args.extend_from_slice(packages);
+    run(&app, "npm", &args);
+    app
 }
 
 /// The crates a Rust user needs, packed the way `cargo publish` packs them.
@@ -246,4 +251,69 @@ async fn main() -> Result<(), Error> {
     assert!(lines[0].starts_with("201 {"), "{text}");
     assert!(lines[0].contains(r#""owner":"shop-rust""#), "{text}");
     assert_eq!(lines[1], "204", "{text}");
+}
+
+/// A Vite app on its own origin, built with the packed library (`npm install` of the
+/// tarball, `vite build`), runs a v2 session against the server in headless Chromium.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_packed_typescript_library_in_a_vite_app_on_another_origin() {
+    let lib = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../clients/typescript"
+    ));
+    let tarball = npm_pack(lib);
+    let server = crate::support::Server::start(&[]);
+    let app = npm_project("spa", &["vite@8", tarball.to_str().unwrap()]);
+    std::fs::write(
+        app.join("index.html"),
+        "<!doctype html><meta charset=\"utf-8\"><title>SPA</title>\n<script type=\"module\" src=\"/main.js\"></script>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("main.js"),
+        format!(
+            r#"import {{ SessionCrypto }} from 'session-crypto-client';
+try {{
+  const s = await SessionCrypto.connect({{ baseUrl: '{url}', clientId: 'VITE_SPA', timeoutMs: 10000 }});
+  const res = await s.fetch('/transaction/purchase', {{ method: 'POST', body: {{ schemeCode: 'AEF', amount: 5000 }} }});
+  const extractable = await Promise.all(s.cryptoKeys.map((k) => crypto.subtle.exportKey('raw', k).then(() => true, () => false)));
+  window.result = {{ status: (await res.json()).status, protocol: s.protocol, extractable }};
+  await s.revoke();
+}} catch (e) {{
+  window.result = {{ error: e.name + ': ' + e.message }};
+}}
+"#,
+            url = server.url
+        ),
+    )
+    .unwrap();
+    run(&app, "npx", &["vite", "build", "--logLevel", "warn"]);
+    let dist = app.join("dist");
+    let script = lib.join("../../tests/browser/built-page.mjs");
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .arg(dist)
+            .env("CHROMIUM_PATH", chromium)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(page["status"], "SUCCESS", "{page}");
+    assert_eq!(page["protocol"], 2, "{page}");
+    assert_eq!(
+        page["extractable"],
+        serde_json::json!([false, false]),
+        "{page}"
+    );
+    assert_eq!(page["problems"], serde_json::json!([]), "{page}");
 }

@@ -1,8 +1,9 @@
 //! The Python client library (`clients/python`): `mypy --strict`, then its pytest suite —
 //! every published vector recomputed, and flows against a real server of every backend
 //! (signed, so the pinning tests run; each a gateway to a Python echo service) — must pass
-//! with nothing skipped; then the wheel, installed into a fresh virtual environment, runs
-//! the README's example against the orders service behind a gateway.
+//! with nothing skipped; then `python -m build` makes an sdist and a wheel, and the wheel,
+//! installed into a fresh virtual environment, runs the README's example against the
+//! orders service behind a gateway.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,6 +67,7 @@ async fn the_python_library_passes_its_suite_and_its_wheel_runs_the_readme_examp
             "types-requests",
             "pytest>=8",
             "mypy>=1.10",
+            "build",
         ],
     );
     run(
@@ -96,20 +98,20 @@ async fn the_python_library_passes_its_suite_and_its_wheel_runs_the_readme_examp
     // The wheel, installed into a fresh environment with its httpx extra, runs the
     // README's first example as written.
     let wheels = temp_dir("python-wheel");
+    // An sdist and a wheel, as `python -m build` makes them for an upload.
     run(
         &lib,
         &python,
-        &[
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "-w",
-            wheels.to_str().unwrap(),
-            ".",
-        ],
+        &["-m", "build", "--outdir", wheels.to_str().unwrap(), "."],
         &[],
+    );
+    let built: Vec<String> = std::fs::read_dir(&wheels)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        built.iter().any(|f| f.ends_with(".tar.gz")),
+        "an sdist: {built:?}"
     );
     let wheel = std::fs::read_dir(&wheels)
         .unwrap()

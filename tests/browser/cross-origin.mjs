@@ -5,7 +5,7 @@
 // Server-Timing readable through PerformanceResourceTiming (Timing-Allow-Origin).
 // Usage: node cross-origin.mjs <server url>; prints what the page saw as JSON.
 import { createServer } from 'node:http';
-import { chromium } from 'playwright-core';
+import { resultOf } from './page.mjs';
 
 const [server] = process.argv.slice(2);
 const html = `<!doctype html><meta charset="utf-8"><title>SPA</title><script type="module">
@@ -39,19 +39,8 @@ const app = createServer((_req, res) => {
 await new Promise((ok) => app.listen(0, '127.0.0.1', ok));
 const page_url = `http://127.0.0.1:${app.address().port}/app.html`;
 
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium', args: ['--no-sandbox'] });
 try {
-  const page = await browser.newPage();
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
-  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-  await page.goto(page_url);
-  const result = await page
-    .waitForFunction(() => window.result !== undefined, null, { timeout: 30_000 })
-    .then(() => page.evaluate(() => window.result), (e) => ({ error: `no result: ${e.message}` }));
-  console.log(JSON.stringify({ ...result, problems }));
+  console.log(JSON.stringify(await resultOf(page_url)));
 } finally {
-  await browser.close();
   app.close();
 }

@@ -352,10 +352,27 @@ pub(crate) async fn sessions_lost(fleet: &Fleet, tally: &Tally) -> usize {
         let mut client = ProtocolClient::connect(&server.url, server.crypto, "LOAD")
             .await
             .unwrap();
-        match client.purchase(s, PAYLOAD).await {
-            Ok(_) => {}
-            Err(FlowError::Status { status, .. }) if status == 401 => lost += 1,
-            Err(e) => panic!("checking a session: {e}"),
+        // A fence refusal (503 with Retry-After: an instance that started while Redis
+        // was slow to answer fences until the killed instance's lease is over) says
+        // "later", not "lost": waited out, at most 30 s in all.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match client.purchase(s, PAYLOAD).await {
+                Ok(_) => break,
+                Err(FlowError::Status { status, .. }) if status == 401 => {
+                    lost += 1;
+                    break;
+                }
+                Err(FlowError::Status {
+                    status,
+                    retry_after: Some(after),
+                    ..
+                }) if status == 503 && Instant::now() < deadline => {
+                    eprintln!("checking a session: fenced, retrying after {after} s");
+                    tokio::time::sleep(Duration::from_secs(after)).await;
+                }
+                Err(e) => panic!("checking a session: {e}"),
+            }
         }
     }
     lost

@@ -96,6 +96,14 @@ impl<C: Clone + Send + Sync + 'static> Lazy<C> {
         Ok(c)
     }
 
+    /// Forgets the connection: the next request makes a new one.
+    fn reset(&self) {
+        self.current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
     fn failed(&self, e: &redis::RedisError) {
         let stale = e.is_io_error()
             || e.is_connection_dropped()
@@ -330,6 +338,18 @@ impl Conn {
                 }
                 _ => return Err(e),
             }
+        }
+    }
+}
+
+impl Conn {
+    /// Makes the connection anew on the next request (cluster and sentinel; the
+    /// standalone connection manager reconnects by itself).
+    pub(crate) fn reconnect(&self) {
+        match self {
+            Self::Standalone(_) => {}
+            Self::Cluster(lazy) => lazy.reset(),
+            Self::Sentinel(lazy) => lazy.reset(),
         }
     }
 }

@@ -91,6 +91,9 @@ pub struct RedisConfig {
     pub retry_interval: Duration,
 }
 
+/// Commands timed out in a row after which the connection is made anew.
+const RECONNECT_AFTER_TIMEOUTS: u64 = 3;
+
 /// The shared connection with its circuit breaker. Cheap to clone.
 #[derive(Clone)]
 pub struct Redis {
@@ -105,6 +108,8 @@ pub struct Redis {
     losses: Arc<AtomicU64>,
     /// The continuity marker of each nonce bucket, as last seen.
     markers: Arc<nonces::Markers>,
+    /// Commands timed out in a row (any success resets it).
+    timeouts: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -134,6 +139,7 @@ impl Redis {
             down: Arc::new(AtomicBool::new(false)),
             losses: Arc::new(AtomicU64::new(0)),
             markers: Arc::new(nonces::Markers::default()),
+            timeouts: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -176,13 +182,26 @@ impl Redis {
         }
         match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
             Ok(Ok(v)) => {
+                self.timeouts.store(0, Ordering::Relaxed);
                 if self.down.swap(false, Ordering::Relaxed) {
                     info!("redis is reachable again");
                 }
                 Ok(v)
             }
             Ok(Err(e)) => Err(self.failed(what, &e)),
-            Err(_) => Err(self.failed(what, &"timed out")),
+            Err(_) => {
+                // A connection that times out again and again may be wedged (a cluster
+                // client stuck on a topology it no longer has): made anew.
+                if self.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= RECONNECT_AFTER_TIMEOUTS {
+                    self.timeouts.store(0, Ordering::Relaxed);
+                    self.conn.reconnect();
+                    warn!(
+                        command = what,
+                        "redis: timed out {RECONNECT_AFTER_TIMEOUTS} times in a row; connecting again"
+                    );
+                }
+                Err(self.failed(what, &"timed out"))
+            }
         }
     }
 

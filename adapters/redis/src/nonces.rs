@@ -38,6 +38,9 @@ impl Markers {
     }
 }
 
+/// Marker reads in flight at once (of the 256), so that a reload is not a burst.
+const MARKER_READS: usize = 16;
+
 /// A new random epoch (unique, not secret).
 fn new_epoch() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -73,8 +76,12 @@ impl RedisNonceStore {
     /// [`RedisError`] when Redis cannot be read; the markers then stay unknown and
     /// the first claim in each bucket counts as a loss.
     pub async fn load_markers(&self) -> Result<u16, RedisError> {
-        let reads = (0..BUCKETS).map(|b| self.load_marker(b));
-        let missing = futures_util::future::try_join_all(reads).await?;
+        use futures_util::{StreamExt, TryStreamExt};
+        let missing: Vec<bool> =
+            futures_util::stream::iter((0..BUCKETS).map(|b| self.load_marker(b)))
+                .buffered(MARKER_READS)
+                .try_collect()
+                .await?;
         Ok(missing.into_iter().map(u16::from).sum())
     }
 
@@ -85,6 +92,7 @@ impl RedisNonceStore {
     /// # Errors
     /// [`RedisError`] when Redis cannot be read.
     pub async fn markers_intact(&self) -> Result<bool, RedisError> {
+        use futures_util::{StreamExt, TryStreamExt};
         let reads = (0..BUCKETS).map(|b| {
             let key = keys::marker(b);
             self.redis.run("GET fence", |mut c| async move {
@@ -94,7 +102,10 @@ impl RedisNonceStore {
                     .await
             })
         });
-        let epochs = futures_util::future::try_join_all(reads).await?;
+        let epochs: Vec<Option<String>> = futures_util::stream::iter(reads)
+            .buffered(MARKER_READS)
+            .try_collect()
+            .await?;
         let intact = epochs.into_iter().zip(0..BUCKETS).all(|(epoch, b)| {
             let known = self.redis.markers.get(b);
             !known.is_empty() && epoch.as_deref() == Some(known.as_str())
