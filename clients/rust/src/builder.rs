@@ -34,6 +34,27 @@ impl Retry {
 }
 
 /// Options of a [`Session`]; [`Builder::connect`] opens it.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use session_crypto_client::{Retry, Session};
+///
+/// let pem = std::fs::read_to_string("server.pub.pem")?;
+/// let key = session_crypto_client::parse_server_key(&pem).ok_or("not a P-256 key")?;
+/// let session = Session::builder("http://127.0.0.1:3000", "MY_APP")
+///     .pinned_key(key)
+///     .timeout(Duration::from_secs(10))
+///     .connect_timeout(Duration::from_secs(2))
+///     .retry(Retry::Never)
+///     .connect()
+///     .await?;
+/// // One session for many tasks: clones share it.
+/// let other = session.clone();
+/// tokio::spawn(async move { other.get("/api/orders").send().await });
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
     pub(crate) url: String,

@@ -9,6 +9,29 @@ use crate::{Error, Response, is_protocol_header};
 /// A call being built; [`Self::send`] sends it. Mistakes (an invalid method or header,
 /// a body that does not serialize) are kept and returned by `send` as
 /// [`Error::Invalid`], before anything is sent.
+///
+/// ```no_run
+/// # async fn run(session: &session_crypto_client::Session) -> Result<(), session_crypto_client::Error> {
+/// use std::time::Duration;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Order {
+///     id: String,
+/// }
+///
+/// let order: Order = session
+///     .post("/api/orders")
+///     .header("X-Request-Id", "req-1")
+///     .json(&serde_json::json!({ "item": "book", "qty": 2 }))
+///     .idempotency_key("order-book-1")
+///     .timeout(Duration::from_secs(5))
+///     .send()
+///     .await?
+///     .json()?;
+/// println!("{}", order.id);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use = "a request does nothing until it is sent"]
 pub struct RequestBuilder<'s> {
