@@ -186,6 +186,32 @@ impl<'s> RequestBuilder<'s> {
 }
 
 impl Session {
+    /// A request to `path` (path and optional query; v2 binds both) with `method` (any
+    /// case), to fill in and [`RequestBuilder::send`] — as with reqwest.
+    pub fn request(&self, method: &str, path: &str) -> RequestBuilder<'_> {
+        RequestBuilder::new(self, method, path)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> RequestBuilder<'_> {
+        self.request("GET", path)
+    }
+
+    /// `POST path`.
+    pub fn post(&self, path: &str) -> RequestBuilder<'_> {
+        self.request("POST", path)
+    }
+
+    /// `PUT path`.
+    pub fn put(&self, path: &str) -> RequestBuilder<'_> {
+        self.request("PUT", path)
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> RequestBuilder<'_> {
+        self.request("DELETE", path)
+    }
+
     /// A fresh quoted `Idempotency-Key` (a UUID v4).
     pub(crate) fn fresh_call_key(&self) -> Result<String, Error> {
         let mut random = [0u8; 16];

@@ -10,10 +10,15 @@ use ports::{CryptoProvider, P256PublicKey, Protocol};
 use zeroize::Zeroizing;
 
 use crate::builder::{Builder, Retry};
-use crate::request::{Prepared, RequestBuilder};
+use crate::request::Prepared;
 use crate::{
     Connection, Endpoint, Error, FlowError, InitRoute, Outgoing, ProtocolClient, Response,
 };
+
+mod clock;
+mod pool;
+
+use clock::{init_correcting, skew_or_error};
 
 /// Idle connections kept for later calls (more are opened while calls run at once).
 const IDLE_CONNECTIONS: usize = 16;
@@ -135,38 +140,6 @@ impl Session {
         self.current().protocol()
     }
 
-    /// The clock correction in use (server − this machine, ms): learned from
-    /// authenticated server times (sealed refusals, v2 answers); before one is known,
-    /// the one taken from an unsealed refusal's `Date` for inits and idempotent calls.
-    pub fn clock_offset_ms(&self) -> i64 {
-        if self.inner.auth_clock.load(Ordering::Relaxed) {
-            self.inner.clock_offset_ms.load(Ordering::Relaxed)
-        } else {
-            self.inner.date_offset_ms.load(Ordering::Relaxed)
-        }
-    }
-
-    /// Sets the clock correction, as if learned from an authenticated server time
-    /// (tests; the library learns it by itself).
-    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
-        self.inner
-            .clock_offset_ms
-            .store(offset_ms, Ordering::Relaxed);
-        self.inner.auth_clock.store(true, Ordering::Relaxed);
-    }
-
-    /// The offset that stamps a request: the authenticated one once known; before, the
-    /// `Date` one for what may safely be sent twice (`corrected`) only.
-    fn stamp_offset(&self, corrected: bool) -> i64 {
-        if self.inner.auth_clock.load(Ordering::Relaxed) {
-            self.inner.clock_offset_ms.load(Ordering::Relaxed)
-        } else if corrected {
-            self.inner.date_offset_ms.load(Ordering::Relaxed)
-        } else {
-            0
-        }
-    }
-
     /// The id of the session in use (`S-…`, as the TypeScript library's `sessionId`).
     pub fn session_id(&self) -> String {
         let kid = self.kid();
@@ -176,32 +149,6 @@ impl Session {
     /// `X-Kid` of the session in use (`session:S-…`).
     pub fn kid(&self) -> String {
         self.current().kid().to_owned()
-    }
-
-    /// A request to `path` (path and optional query; v2 binds both) with `method` (any
-    /// case), to fill in and [`RequestBuilder::send`] — as with reqwest.
-    pub fn request(&self, method: &str, path: &str) -> RequestBuilder<'_> {
-        RequestBuilder::new(self, method, path)
-    }
-
-    /// `GET path`.
-    pub fn get(&self, path: &str) -> RequestBuilder<'_> {
-        self.request("GET", path)
-    }
-
-    /// `POST path`.
-    pub fn post(&self, path: &str) -> RequestBuilder<'_> {
-        self.request("POST", path)
-    }
-
-    /// `PUT path`.
-    pub fn put(&self, path: &str) -> RequestBuilder<'_> {
-        self.request("PUT", path)
-    }
-
-    /// `DELETE path`.
-    pub fn delete(&self, path: &str) -> RequestBuilder<'_> {
-        self.request("DELETE", path)
     }
 
     /// Seals `body`, sends it with `method` to `path` and returns the opened answer —
@@ -335,59 +282,6 @@ impl Session {
         }
     }
 
-    /// A protocol client over a pooled (or new) connection, with this session's
-    /// settings and clock: for hand-made requests, and for every call.
-    ///
-    /// # Errors
-    /// [`Error::Connect`].
-    pub async fn protocol_client(&self) -> Result<ProtocolClient, Error> {
-        self.client_stamping(true).await
-    }
-
-    async fn client_stamping(&self, corrected: bool) -> Result<ProtocolClient, Error> {
-        let idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => Connection::open(&self.inner.endpoint).await?,
-        };
-        let mut client = ProtocolClient::over(conn, self.inner.crypto, &self.inner.client_id)
-            .with_protocol(self.inner.protocol)
-            .with_pinned_keys(self.inner.pinned.clone());
-        client.set_clock_offset_ms(self.stamp_offset(corrected));
-        Ok(client)
-    }
-
-    /// Takes back a client whose call completed: its clock, and its connection for the
-    /// next call.
-    fn give_back(&self, client: ProtocolClient, lent_offset: i64) {
-        // The client moves its clock only on an authenticated server time.
-        if client.clock_offset_ms() != lent_offset {
-            self.set_clock_offset_ms(client.clock_offset_ms());
-        }
-        let mut idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < IDLE_CONNECTIONS {
-            idle.push(client.into_connection());
-        }
-    }
-
-    fn learn_time(&self, server_ms: u64) -> bool {
-        let mut offset = self.inner.clock_offset_ms.load(Ordering::Relaxed);
-        let changed = crate::protocol::learn_offset(&mut offset, server_ms);
-        if changed {
-            self.set_clock_offset_ms(offset);
-        }
-        changed
-    }
-
     async fn fetch_once(
         &self,
         session: &ClientSession,
@@ -480,63 +374,5 @@ fn outcome_unknown(e: Error) -> Error {
             status, code, body, ..
         } => Error::OutcomeUnknown { status, code, body },
         other => other,
-    }
-}
-
-/// A refusal the answer's `Date` explains (400 `CRYPTO_ERROR` with the server's clock
-/// more than 30 s from the one that stamped the request, this machine's + `lent_ms`)
-/// as [`Error::ClockSkew`]; any other error as it is.
-fn skew_or_error(e: FlowError, lent_ms: i64) -> Error {
-    if let FlowError::Status {
-        status,
-        ref body,
-        date_skew_ms: Some(raw_skew),
-        ..
-    } = e
-        && status == hyper::StatusCode::BAD_REQUEST
-        && (raw_skew - lent_ms).unsigned_abs() > crate::protocol::SKEW_FIX_MS
-    {
-        let code = serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        if code == "CRYPTO_ERROR" {
-            return Error::ClockSkew {
-                skew_ms: raw_skew - lent_ms,
-                status: status.as_u16(),
-                code,
-            };
-        }
-    }
-    e.into()
-}
-
-/// An init, sent once more with the clock an unsealed refusal's `Date` gives when it
-/// was refused while the clocks disagree (an init may run twice: it only sets up a
-/// session); `offset_ms` is the stamping offset, updated when corrected.
-async fn init_correcting(
-    client: &mut ProtocolClient,
-    route: InitRoute,
-    ttl_sec: Option<u64>,
-    offset_ms: &mut i64,
-) -> Result<ClientSession, Error> {
-    client.set_clock_offset_ms(*offset_ms);
-    let lent = *offset_ms;
-    match client
-        .init(route, ttl_sec)
-        .await
-        .map_err(|e| skew_or_error(e, lent))
-    {
-        Err(Error::ClockSkew { skew_ms, .. }) => {
-            *offset_ms += skew_ms;
-            client.set_clock_offset_ms(*offset_ms);
-            let lent = *offset_ms;
-            let (session, _) = client
-                .init(route, ttl_sec)
-                .await
-                .map_err(|e| skew_or_error(e, lent))?;
-            Ok(session)
-        }
-        other => other.map(|(session, _)| session),
     }
 }
