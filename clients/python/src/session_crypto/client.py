@@ -10,8 +10,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import httpx
 
 from . import protocol as p
-from .core import Call, Headers, Opened, SealedRefusal, is_session_expired, now_ms, refusal_of
-from .errors import NetworkError, OutcomeUnknown, RevokedError, ServerRefused
+from .core import Call, Headers, Opened, is_session_expired, now_ms, refusal_of
+from .errors import NetworkError, RevokedError, ServerRefused
 from .response import Response
 from .sync import DEFAULT, UNSET, Content, SyncSession, configure
 
@@ -104,15 +104,11 @@ class AsyncClient:
         for retried in (False, True):
             private, url, headers, body = self._core.init_request()
             sent = now_ms()
-            try:
-                r = await self._http.post(url, headers=headers, content=body)
-            except httpx.HTTPError as e:
-                raise _network(e, f"POST {url}") from e
-            try:
-                return self._core.init_answer(private, r.status_code, r.headers, r.content)
-            except ServerRefused as e:
-                self._core.after_unsealed(e, r.headers, sent, True, retried)
-        raise AssertionError("unreachable")
+            status, h, content = await self._send("POST", url, headers, body.encode(), DEFAULT)
+            keys = self._core.settle_init(private, status, h, content, sent, retried)
+            if keys is not None:
+                return keys
+        raise AssertionError("unreachable: the second refusal raises")
 
     async def _renew(self, failed: p.SessionKeys) -> p.SessionKeys:
         async with self._lock:
@@ -121,23 +117,25 @@ class AsyncClient:
             assert self._core.keys is not None
             return self._core.keys
 
+    async def _send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout: Any
+    ) -> Tuple[int, Mapping[str, str], bytes]:
+        limit: Dict[str, Any] = {} if timeout is DEFAULT else {"timeout": timeout}
+        try:
+            r = await self._http.request(method, url, headers=headers, content=body, **limit)
+        except httpx.HTTPError as e:
+            raise _network(e, f"{method} {url}") from e
+        return r.status_code, r.headers, r.content
+
     async def _attempt(self, call: Call, keys: p.SessionKeys, timeout: Any) -> Opened:
         for retried in (False, True):
             a = self._core.seal(call, keys)
             sent = now_ms()
-            try:
-                r = await self._http.request(a.method, a.url, headers=a.headers, content=a.body, **timeout)
-            except httpx.HTTPError as e:
-                raise _network(e, f"{a.method} {a.url}") from e
-            try:
-                return self._core.answer(call, a, r.status_code, r.headers, r.content)
-            except SealedRefusal as e:
-                self._core.after_refusal(e, retried)
-            except ServerRefused as e:
-                if is_session_expired(e):
-                    raise
-                self._core.after_unsealed(e, r.headers, sent, self._core.repeatable(call.line.method), retried)
-        raise AssertionError("unreachable")
+            status, h, content = await self._send(a.method, a.url, a.headers, a.body, timeout)
+            opened = self._core.settle(call, a, status, h, content, sent, retried)
+            if opened is not None:
+                return opened
+        raise AssertionError("unreachable: the second refusal raises")
 
     async def request(
         self,
@@ -158,19 +156,16 @@ class AsyncClient:
             method, path, content=content, json=json, headers=headers,
             content_type=content_type, idempotency_key=idempotency_key,
         )
-        limit: Dict[str, Any] = {} if timeout is DEFAULT else {"timeout": timeout}
         keys = await self._keys()
         try:
-            opened = await self._attempt(call, keys, limit)
+            opened = await self._attempt(call, keys, timeout)
         except ServerRefused as e:
             if not is_session_expired(e):
                 raise
-            if self._core.revoked:
-                raise OutcomeUnknown(e) from e
-            fresh = await self._renew(keys)
-            if not self._core.repeatable(call.line.method):
-                raise OutcomeUnknown(e) from e
-            opened = await self._attempt(call, fresh, limit)
+            # A new session (unless revoked), the call again only where it may run twice.
+            fresh = keys if self._core.revoked else await self._renew(keys)
+            self._core.after_expiry(e, call)
+            opened = await self._attempt(call, fresh, timeout)
         return Response(opened.status_code, opened.headers, opened.content)
 
     async def get(self, path: str, **kw: Any) -> Response:
@@ -195,9 +190,6 @@ class AsyncClient:
         if keys is None:
             return
         url, headers, body = self._core.revoke_request(keys)
-        try:
-            r = await self._http.post(url, headers=headers, content=body)
-        except httpx.HTTPError as e:
-            raise _network(e, f"POST {url}") from e
-        if r.status_code != 204:
-            raise refusal_of(r.status_code, r.headers, r.content)
+        status, h, content = await self._send("POST", url, headers, body, DEFAULT)
+        if status != 204:
+            raise refusal_of(status, h, content)

@@ -382,6 +382,42 @@ class Core:
         executed = not (isinstance(said, dict) and said.get("outcome") == "not-executed")
         return SealedRefusal(refusal, executed, int(ts), a.stamped_ms)
 
+    def settle(
+        self, call: Call, a: Attempt, status: int, headers: Mapping[str, str], body: bytes,
+        sent_ms: int, retried: bool,
+    ) -> Optional[Opened]:
+        """What an attempt's answer means: the opened answer, or ``None`` when the call
+        may be sent once more (a refusal that proves it did not run, or an unsealed one
+        explained by the clock for a call that may run twice); raises otherwise (an
+        unsealed ``SESSION_EXPIRED`` included: see ``after_expiry``)."""
+        try:
+            return self.answer(call, a, status, headers, body)
+        except SealedRefusal as e:
+            self.after_refusal(e, retried)
+        except ServerRefused as e:
+            if is_session_expired(e):
+                raise
+            self.after_unsealed(e, headers, sent_ms, self.repeatable(call.line.method), retried)
+        return None
+
+    def settle_init(
+        self, private: ec.EllipticCurvePrivateKey, status: int, headers: Mapping[str, str],
+        body: bytes, sent_ms: int, retried: bool,
+    ) -> Optional[p.SessionKeys]:
+        """The session an init answer sets up, or ``None`` when the init may be sent once
+        more with the clock its ``Date`` gives (an init may run twice)."""
+        try:
+            return self.init_answer(private, status, headers, body)
+        except ServerRefused as e:
+            self.after_unsealed(e, headers, sent_ms, True, retried)
+        return None
+
+    def after_expiry(self, e: ServerRefused, call: Call) -> None:
+        """An unsealed ``SESSION_EXPIRED``: raises ``OutcomeUnknown`` unless the call may be
+        sent again on a new session (not revoked, and its method may run twice)."""
+        if self.revoked or not self.repeatable(call.line.method):
+            raise OutcomeUnknown(e) from e
+
     def after_refusal(self, e: SealedRefusal, retried: bool) -> bool:
         """Whether the call may be sent once more (it provably did not run and the
         clocks disagree: corrected); otherwise raises what the application gets."""

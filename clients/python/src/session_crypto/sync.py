@@ -8,8 +8,8 @@ import threading
 from typing import Any, Mapping, Optional, Tuple
 
 from . import protocol as p
-from .core import Call, Core, Headers, Opened, SealedRefusal, is_session_expired, now_ms, refusal_of
-from .errors import OutcomeUnknown, RevokedError, ServerRefused
+from .core import Call, Core, Headers, Opened, is_session_expired, now_ms, refusal_of
+from .errors import RevokedError, ServerRefused
 from .response import Response
 
 #: ``server_key`` left out (as opposed to given as ``None``, a missing setting).
@@ -78,12 +78,10 @@ class SyncSession:
             private, url, headers, body = self._core.init_request()
             sent = now_ms()
             status, h, content = self._send("POST", url, headers, body.encode(), DEFAULT)
-            try:
-                return self._core.init_answer(private, status, h, content)
-            except ServerRefused as e:
-                # An init may run twice: it only sets up a session.
-                self._core.after_unsealed(e, h, sent, True, retried)
-        raise AssertionError("unreachable")
+            keys = self._core.settle_init(private, status, h, content, sent, retried)
+            if keys is not None:
+                return keys
+        raise AssertionError("unreachable: the second refusal raises")
 
     def _renew(self, failed: p.SessionKeys) -> p.SessionKeys:
         with self._lock:
@@ -97,15 +95,10 @@ class SyncSession:
             a = self._core.seal(call, keys)
             sent = now_ms()
             status, h, content = self._send(a.method, a.url, a.headers, a.body, timeout)
-            try:
-                return self._core.answer(call, a, status, h, content)
-            except SealedRefusal as e:
-                self._core.after_refusal(e, retried)
-            except ServerRefused as e:
-                if is_session_expired(e):
-                    raise
-                self._core.after_unsealed(e, h, sent, self._core.repeatable(call.line.method), retried)
-        raise AssertionError("unreachable")
+            opened = self._core.settle(call, a, status, h, content, sent, retried)
+            if opened is not None:
+                return opened
+        raise AssertionError("unreachable: the second refusal raises")
 
     def request(
         self,
@@ -135,11 +128,9 @@ class SyncSession:
         except ServerRefused as e:
             if not is_session_expired(e):
                 raise
-            if self._core.revoked:
-                raise OutcomeUnknown(e) from e
-            fresh = self._renew(keys)
-            if not self._core.repeatable(call.line.method):
-                raise OutcomeUnknown(e) from e
+            # A new session (unless revoked), the call again only where it may run twice.
+            fresh = keys if self._core.revoked else self._renew(keys)
+            self._core.after_expiry(e, call)
             opened = self._attempt(call, fresh, timeout)
         return Response(opened.status_code, opened.headers, opened.content)
 
