@@ -190,12 +190,7 @@ async fn a_refusals_date_corrects_the_clock_of_inits_and_idempotent_calls_only()
         }
         forward(answer)
     });
-    let (proxy, _task) = mitm(&server.url, tamper).await;
-    let session = Session::builder(&proxy, "DATE_CLOCK")
-        .crypto(server.crypto)
-        .connect()
-        .await
-        .unwrap();
+    let (session, _proxy) = through_mitm(&server, tamper).await;
     assert_eq!(inits.load(Ordering::SeqCst), 2, "the init, sent once more");
     assert!(
         (session.clock_offset_ms() - 40_500).abs() < 2_000,
@@ -215,12 +210,7 @@ async fn a_refusals_date_corrects_the_clock_of_inits_and_idempotent_calls_only()
         }
         forward(answer)
     });
-    let (proxy, _task) = mitm(&server.url, tamper).await;
-    let session = Session::builder(&proxy, "DATE_CLOCK")
-        .crypto(server.crypto)
-        .connect()
-        .await
-        .unwrap();
+    let (session, _proxy) = through_mitm(&server, tamper).await;
     let err = session
         .post("/api/orders")
         .body("{}")
@@ -230,6 +220,21 @@ async fn a_refusals_date_corrects_the_clock_of_inits_and_idempotent_calls_only()
     assert!(matches!(err, Error::ClockSkew { .. }), "{err}");
     assert_eq!(upstream.count(), before + 1, "the POST ran once");
     assert_eq!(session.clock_offset_ms(), 0);
+}
+
+/// A session with `server` through a man in the middle that shapes answers with
+/// `tamper` (returned with the proxy's task, which lives as long as it is held).
+async fn through_mitm(
+    server: &Server,
+    tamper: Arc<Tamper>,
+) -> (Session, tokio::task::JoinHandle<()>) {
+    let (proxy, task) = mitm(&server.url, tamper).await;
+    let session = Session::builder(&proxy, "DATE_CLOCK")
+        .crypto(server.crypto)
+        .connect()
+        .await
+        .unwrap();
+    (session, task)
 }
 
 /// A plain `400 CRYPTO_ERROR` (unsealed) whose `Date` is `ahead_s` seconds ahead.
