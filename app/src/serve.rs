@@ -167,7 +167,7 @@ pub async fn run(args: ServeArgs, crypto: CryptoProvider) -> Result<(), crate::E
     for line in crate::identity::describe(&signing, crate::stores::fence::now_ms() / 1000) {
         info!("{line}");
     }
-    let fence_board = match &stores.nonces {
+    let fence_board = match &stores.0.nonces {
         crate::stores::combinators::Either::Right(fenced) => Some(Arc::clone(&fenced.board)),
         crate::stores::combinators::Either::Left(_) => None,
     };

@@ -7,7 +7,9 @@
 //! response keys (64 bytes: 92 in all). Rotation: new keys use the current KEK; previous KEKs still unwrap.
 
 use ports::crypto::{IV_LEN, KEY_LEN, TAG_LEN};
-use ports::{CryptoError, CryptoProvider, Protocol, SessionKey, SessionKeys};
+use ports::{
+    CryptoError, CryptoProvider, Protocol, SessionKey, SessionKeys, SessionRecord, WrappedKeys,
+};
 
 use crate::encoding::push_hex;
 use crate::envelope::{Aad, open_envelope, seal_envelope};
@@ -122,6 +124,35 @@ impl KeyWrapper {
             kek_id: self.current.id.clone(),
             bytes,
         })
+    }
+
+    /// The wrap of `record`'s keys: the one a store made before
+    /// ([`SessionRecord::at_rest`]) when it is bound to this record's id and version
+    /// under the current KEK, else a new one, which the record then remembers. An
+    /// init's cache entry and its durable row thus share one wrap.
+    ///
+    /// # Errors
+    /// [`CryptoError`].
+    pub fn wrap_record(&self, record: &SessionRecord) -> Result<WrappedKey, CryptoError> {
+        let protocol = record.keys.protocol();
+        if let Some(w) = record.at_rest.get()
+            && w.kek_id == self.current.id
+            && w.session_id == record.id
+            && w.protocol == protocol
+        {
+            return Ok(WrappedKey {
+                kek_id: w.kek_id.clone(),
+                bytes: w.bytes.clone(),
+            });
+        }
+        let wrapped = self.wrap(&record.id, &record.keys)?;
+        record.at_rest.remember(WrappedKeys {
+            session_id: record.id.clone(),
+            protocol,
+            kek_id: wrapped.kek_id.clone(),
+            bytes: wrapped.bytes.clone(),
+        });
+        Ok(wrapped)
     }
 
     /// Unwraps the keys stored for `session_id`, a session of version `protocol`.

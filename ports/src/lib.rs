@@ -10,15 +10,16 @@
 pub mod bundle;
 pub mod crypto;
 pub mod limits;
+pub mod session;
 pub mod store;
 
-pub use bundle::{Ports, Stores};
+pub use bundle::{Ports, Stores, claim_then_cache};
 pub use crypto::{
     AeadKey, Aes256Gcm, CryptoError, CryptoProvider, Digests, Ecdsa, EphemeralKeyPair, HkdfSha256,
     KeyAgreement, P256PublicKey, SecureRandom, SessionKey, SharedSecret, SigningKey,
 };
 pub use limits::{Quotas, RateDecision, RateLimit, Reservation, Usage};
 pub use store::{
-    Claim, Clock, NoCache, NonceClaim, NonceError, NonceStore, Protocol, SessionCache, SessionKeys,
-    SessionKind, SessionRecord, SessionStore, StoreError, SystemClock,
+    AtRest, Claim, Clock, NoCache, NonceClaim, NonceError, NonceStore, Protocol, SessionCache,
+    SessionKeys, SessionKind, SessionRecord, SessionStore, StoreError, SystemClock, WrappedKeys,
 };

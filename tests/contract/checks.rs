@@ -32,6 +32,7 @@ fn record(id: &str, created_at_ms: u64, ttl_ms: u64) -> SessionRecord {
         client_id: "CONTRACT_CLIENT".into(),
         created_at_ms,
         expires_at_ms: created_at_ms + ttl_ms,
+        at_rest: Default::default(),
     }
 }
 
@@ -67,10 +68,26 @@ pub(crate) async fn session_store<S: SessionStore>(store: Arc<S>) {
     store.insert(&a).await.unwrap();
     assert_same(&store.get(&a.id).await.unwrap().expect("inserted"), &a);
 
+    // The same id again: never an overwrite. The same record is refused; one that
+    // differs (here in its expiry, which PostgreSQL partitions by) is refused, or
+    // stored beside the first and then the id is never served.
+    assert_eq!(store.insert(&a).await, Err(StoreError::Duplicate));
+    assert_same(&store.get(&a.id).await.unwrap().unwrap(), &a);
     let mut other = record(&a.id, t + 1, 900_000);
     other.client_id = "SOMEONE_ELSE".into();
-    assert_eq!(store.insert(&other).await, Err(StoreError::Duplicate));
-    assert_same(&store.get(&a.id).await.unwrap().unwrap(), &a);
+    match store.insert(&other).await {
+        Err(StoreError::Duplicate) => {
+            assert_same(
+                &store.get(&a.id).await.unwrap().expect("the first stays"),
+                &a,
+            );
+        }
+        Ok(()) => assert!(
+            store.get(&a.id).await.unwrap().is_none(),
+            "an id stored twice is not served"
+        ),
+        Err(e) => panic!("{e}"),
+    }
 
     assert!(store.get(&session_id()).await.unwrap().is_none());
     let v2 = v2_record(&session_id(), t);

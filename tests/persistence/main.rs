@@ -6,10 +6,12 @@ mod support;
 
 mod admin;
 mod chaos;
+mod claim_interleavings;
 mod cold_start;
 mod durability;
 mod fences;
 mod helpers;
+mod init_writes;
 mod instances;
 mod load;
 mod logs;

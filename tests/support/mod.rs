@@ -8,6 +8,7 @@
 pub mod mitm;
 mod pki;
 pub mod redis_server;
+pub mod resp_gate;
 pub mod services;
 pub mod topologies;
 pub mod upstream;

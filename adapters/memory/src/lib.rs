@@ -40,5 +40,6 @@ fn test_record(id: &str, created: u64, expires: u64) -> ports::SessionRecord {
         client_id: "c".into(),
         created_at_ms: created,
         expires_at_ms: expires,
+        at_rest: Default::default(),
     }
 }

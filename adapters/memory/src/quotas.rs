@@ -345,6 +345,7 @@ mod tests {
             client_id: "c".into(),
             created_at_ms: 900,
             expires_at_ms: 10_000,
+            at_rest: Default::default(),
         };
         let usage = |uses, last_used_ms| Usage { uses, last_used_ms };
         // Before the first use, the last use is the creation.

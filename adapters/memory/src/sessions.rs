@@ -73,6 +73,7 @@ impl Entry {
             client_id: self.client_id.to_string(),
             created_at_ms: self.created_at_ms,
             expires_at_ms: self.expires_at_ms,
+            at_rest: Default::default(),
         })
     }
 

@@ -57,18 +57,15 @@ pub(crate) async fn batch_writer(
 ///                       created_at, expires_at, protocol)
 /// SELECT * FROM unnest($1::varchar[], $2::bytea[], $3::varchar[], $4::varchar[],
 ///                      $5::varchar[], $6::timestamptz[], $7::timestamptz[], $8::int2[])
-///   AS u(session_id, wrapped_key, kek_id, session_type, client_id, created_at, expires_at,
-///        protocol)
-/// WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = u.session_id OFFSET 0)
 /// ON CONFLICT DO NOTHING RETURNING session_id
 /// ```
 ///
-/// The table is partitioned by expiry, so its primary key is (id, expiry): the
-/// `NOT EXISTS` refuses an id that is there with another expiry. `OFFSET 0` keeps it a
-/// per-row probe of each partition's primary-key index; as an anti-join the planner
-/// chose a sequential scan of every partition for each batch (measured: PostgreSQL CPU
-/// per flow ×8). Two inserts of one id racing in separate batches could both land; ids
-/// are 128 random bits, so that never happens but by a bug elsewhere.
+/// The table is partitioned by expiry, so its primary key is (id, expiry): an id
+/// already there with the same expiry is refused (`ON CONFLICT DO NOTHING`), one with
+/// another expiry lands beside it. The store's contract allows that (ports'
+/// `SessionStore`: an id stored twice is never served, and the lookup refuses it), so
+/// no insert probes the other partitions (that probe was most of PostgreSQL's CPU per
+/// init). Ids are 128 random bits: two rows of one id come only from a bug elsewhere.
 ///
 /// Its text never changes, so each connection prepares it once (a query type of its
 /// own, because diesel never caches `sql_query`); a multi-row `VALUES` list was a new
@@ -118,12 +115,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertBatch {
         out.push_bind_param::<Array<Timestamptz>, _>(&self.expires)?;
         out.push_sql("::timestamptz[], ");
         out.push_bind_param::<Array<SmallInt>, _>(&self.protocols)?;
-        out.push_sql(
-            "::int2[]) AS u(session_id, wrapped_key, kek_id, session_type, client_id, \
-             created_at, expires_at, protocol) \
-             WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = u.session_id OFFSET 0) \
-             ON CONFLICT DO NOTHING RETURNING session_id",
-        );
+        out.push_sql("::int2[]) ON CONFLICT DO NOTHING RETURNING session_id");
         Ok(())
     }
 }

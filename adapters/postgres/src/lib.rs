@@ -198,18 +198,26 @@ impl PgSessionStore {
         .await
     }
 
+    /// The row of session `id`; `None` for an id stored twice (see the
+    /// [`SessionStore`] contract: inserts do not look for one, lookups refuse it).
     async fn find(&self, pool: &Pool, id: &str) -> Result<Option<Row>, StoreError> {
-        self.timed("get", async {
-            let mut conn = pool.get().await.map_err(unavailable)?;
-            sessions::table
-                .find(id)
-                .select(Row::as_select())
-                .first::<Row>(&mut conn)
-                .await
-                .optional()
-                .map_err(unavailable)
-        })
-        .await
+        let mut rows = self
+            .timed("get", async {
+                let mut conn = pool.get().await.map_err(unavailable)?;
+                sessions::table
+                    .find(id)
+                    .select(Row::as_select())
+                    .limit(2)
+                    .load::<Row>(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
+        if rows.len() > 1 {
+            error!(session = %id.get(..10).unwrap_or("?"), "a session id is stored twice; neither is served");
+            return Ok(None);
+        }
+        Ok(rows.pop())
     }
 
     /// Reads sessions from `replica` first (`PG_READ_URL`), from the primary when the
@@ -247,6 +255,14 @@ impl PgSessionStore {
         } else {
             SessionKind::Anonymous
         };
+        // The row's wrap, for a cache refill to reuse.
+        let at_rest = ports::AtRest::default();
+        at_rest.remember(ports::WrappedKeys {
+            session_id: row.session_id.clone(),
+            protocol,
+            kek_id: row.kek_id,
+            bytes: row.wrapped_key,
+        });
         Some(SessionRecord {
             id: row.session_id,
             keys,
@@ -254,6 +270,7 @@ impl PgSessionStore {
             client_id: row.client_id,
             created_at_ms: epoch_ms(row.created_at),
             expires_at_ms: epoch_ms(row.expires_at),
+            at_rest,
         })
     }
 }
@@ -262,7 +279,7 @@ impl SessionStore for PgSessionStore {
     async fn insert(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let wrapped = self
             .wrapper
-            .wrap(&record.id, &record.keys)
+            .wrap_record(record)
             .map_err(|_| unavailable("key wrapping failed"))?;
         let row = NewSession {
             session_id: record.id.clone(),

@@ -43,6 +43,11 @@ pub fn pool(config: &PgConfig) -> Result<Pool, PgError> {
     let statement_ms = config.statement_timeout.as_millis();
     let connect_timeout = config.connect_timeout;
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    // A pooled connection is handed out without a `SELECT 1` first (one round trip and
+    // one transaction per checkout, the second commit of every sequential init): one
+    // whose server went away is known by its closed socket (PostgreSQL closes its
+    // connections when it stops or restarts) and made anew.
+    manager_config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
     manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
         Box::pin(async move {

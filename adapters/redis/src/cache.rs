@@ -10,7 +10,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::{Redis, RedisError, now_ms};
+use crate::{Redis, RedisError, Rider, now_ms};
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,7 +100,7 @@ impl RedisSessionCache {
         }
         let wrapped = self
             .wrapper
-            .wrap(&record.id, &record.keys)
+            .wrap_record(record)
             .map_err(|_| StoreError::Unavailable("key wrapping failed".into()))?;
         let value = serde_json::to_string(&CachedSession {
             wrapped_key: base64_encode(&wrapped.bytes),
@@ -113,6 +113,22 @@ impl RedisSessionCache {
         })
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Some((value, remaining_ms.div_ceil(1000))))
+    }
+}
+
+impl RedisSessionCache {
+    /// What [`SessionCache::put_new`] writes, as a [`Rider`] that can travel with a
+    /// nonce claim ([`crate::RedisNonceStore::claim_with`]); `None` for a record
+    /// already expired.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the keys cannot be wrapped.
+    pub fn new_entry(&self, record: &SessionRecord) -> Result<Option<Rider>, StoreError> {
+        Ok(self.entry(record)?.map(|(value, ttl_sec)| Rider {
+            key: sess_key(&record.id),
+            value,
+            ttl_sec,
+        }))
     }
 }
 
@@ -141,13 +157,13 @@ impl SessionCache for RedisSessionCache {
     /// `SET sess:{<id>} … EX ttl`: a session no store holds yet has no tombstone to look
     /// for, so a plain command (about a fifth of the Redis CPU of the `put` script).
     async fn put_new(&self, record: &SessionRecord) -> Result<(), StoreError> {
-        let Some((value, ttl)) = self.entry(record)? else {
+        let Some(entry) = self.new_entry(record)? else {
             return Ok(());
         };
-        let key = sess_key(&record.id);
         self.redis
             .run("SET sess", |mut c| async move {
-                c.set_ex::<_, _, ()>(key, value, ttl).await
+                c.set_ex::<_, _, ()>(entry.key, entry.value, entry.ttl_sec)
+                    .await
             })
             .await
             .map_err(StoreError::from)
@@ -188,6 +204,7 @@ impl SessionCache for RedisSessionCache {
             client_id: cached.client_id,
             created_at_ms: cached.created_at,
             expires_at_ms: cached.expires_at,
+            at_rest: Default::default(),
         }))
     }
 

@@ -36,7 +36,7 @@ use tracing::{info, warn};
 pub use cache::RedisSessionCache;
 use conn::Conn;
 pub use conn::Topology;
-pub use nonces::RedisNonceStore;
+pub use nonces::{RedisNonceStore, Rider};
 pub use quotas::RedisQuotas;
 
 /// A Redis failure. Stores report it as [`StoreError::Unavailable`] /

@@ -1,5 +1,5 @@
-//! [`RedisNonceStore`]: `SET nonce:{<b>}:<clientId>:<nonce> 1 NX EX <ttl>` behind the
-//! continuity marker `fence:{<b>}` of its bucket.
+//! [`RedisNonceStore`]: `SET nonce:{<b>}:<clientId>:<nonce> 1 NX EX <ttl>`, checked
+//! against the continuity marker `fence:{<b>}` of its bucket read right after.
 //!
 //! Each bucket's marker holds a random epoch, written when the bucket's data began.
 //! Every instance remembers the epoch it last saw per bucket, and a claim counts only
@@ -186,9 +186,9 @@ impl RedisNonceStore {
     }
 }
 
-/// Whether a transaction failed because its slot is being moved between the nodes
-/// of a cluster (`ASK`, `MOVED`, `TRYAGAIN` inside `MULTI`, which aborts the `EXEC`):
-/// redis-rs follows those redirections for single commands, not for transactions.
+/// Whether a claim failed because its slot is being moved between the nodes of a
+/// cluster (`ASK`, `MOVED`, `TRYAGAIN`; `EXECABORT` from a transaction): redis-rs
+/// follows those redirections for single commands, not for pipelines.
 fn moving(e: &redis::RedisError) -> bool {
     use redis::{ErrorKind, ServerErrorKind as S};
     matches!(
@@ -197,16 +197,12 @@ fn moving(e: &redis::RedisError) -> bool {
     )
 }
 
-/// The claim of a nonce whose slot is on the move, as two single commands that follow
-/// the redirections ([`crate::conn::Conn::query_following`]: a bounded number of times,
-/// then the error stands and Redis counts as unavailable): the nonce's
-/// `SET … NX` first, then the marker's `GET`. Safe without the transaction because
-/// the marker is read *after* the set: a loss of the bucket's data before the set
-/// removed the marker too (a new one carries a new random epoch), so a marker that
-/// still holds the known epoch shows the set found the bucket's data intact. A
+/// The claim of a nonce whose slot is on the move, as the same two commands sent one at
+/// a time, each following the redirections ([`crate::conn::Conn::query_following`]: a
+/// bounded number of times, then the error stands and Redis counts as unavailable). A
 /// migration moves each key atomically (`MIGRATE`), and a key missing on the node the
-/// slot leaves is looked up where it goes, so a nonce claimed before is found on one
-/// of them.
+/// slot leaves is looked up where it goes, so a nonce claimed before is found on one of
+/// them; the order is the pipeline's (see [`RedisNonceStore::claim_with`]).
 async fn claim_on_the_move(
     c: &mut crate::conn::Conn,
     marker: &str,
@@ -217,56 +213,145 @@ async fn claim_on_the_move(
     set.arg(nonce).arg(1).arg("NX").arg("EX").arg(ttl);
     let set: Option<String> = c.query_following(&set).await?;
     let epoch: Option<String> = c.query_following(redis::cmd("GET").arg(marker)).await?;
-    Ok((epoch, set))
+    Ok((set, epoch))
 }
 
-impl NonceStore for RedisNonceStore {
-    /// `MULTI; GET marker; SET nonce 1 NX EX ttl; EXEC`: one round trip, atomic (no
-    /// flush can fall between the two), and about half the Redis CPU of a script. When
-    /// the marker is not the epoch this instance knows, the nonce's answer is not
-    /// trusted (what was there before may be gone): the claim fails and counts a loss,
-    /// and a missing marker is written anew; a nonce it set is deleted again, so the
-    /// claim the caller makes under the fence decides.
-    async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+/// A plain `SET key value EX ttl` that may travel in the same pipeline as a claim
+/// ([`RedisNonceStore::claim_with`]): the cache entry of a session an init is
+/// creating ([`crate::RedisSessionCache::new_entry`]).
+#[derive(Clone)]
+pub struct Rider {
+    pub(crate) key: String,
+    pub(crate) value: String,
+    pub(crate) ttl_sec: u64,
+}
+
+impl std::fmt::Debug for Rider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rider")
+            .field("ttl_sec", &self.ttl_sec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rider {
+    fn add_to(&self, pipe: &mut redis::Pipeline) {
+        pipe.cmd("SET")
+            .arg(&self.key)
+            .arg(&self.value)
+            .arg("EX")
+            .arg(self.ttl_sec)
+            .ignore();
+    }
+    fn command(&self) -> redis::Cmd {
+        let mut set = redis::cmd("SET");
+        set.arg(&self.key)
+            .arg(&self.value)
+            .arg("EX")
+            .arg(self.ttl_sec);
+        set
+    }
+}
+
+impl RedisNonceStore {
+    /// Claims `claim`, and sends `rider` (when given) in the same trip: one pipeline on a
+    /// single server (standalone or found through Sentinel), two requests in flight at
+    /// once on a cluster (a pipeline there stays in one slot, and the rider's key is in
+    /// another). The rider is written whatever the claim's outcome; the caller
+    /// withdraws it when the claim is not fresh.
+    ///
+    /// The claim is `SET nonce 1 NX EX ttl` then `GET marker`, a plain pipeline: one
+    /// round trip, two commands. It needs no transaction because the marker is read
+    /// *after* the set, and each command is atomic on its own:
+    ///
+    /// * Two claims of one nonce: whatever the interleaving of their four commands, one
+    ///   `SET … NX` comes first and is the only one to set the key; the other answers
+    ///   nil (a replay) or, if a loss came between, finds the marker gone.
+    /// * A loss of the bucket's data (restart without it, `FLUSHALL`, eviction,
+    ///   failover to a lagging replica) before the `SET` removed or replaced the marker
+    ///   as well (a new marker carries a new random epoch), so the `GET` after it shows
+    ///   the loss and the claim is not trusted. A loss between the two does the same. A
+    ///   loss after the `GET` comes after the claim was decided, like one after `EXEC`.
+    ///
+    /// In the other order (the marker first) a loss between the two would go unseen:
+    /// the `SET` would succeed on emptied data. `tests/persistence/claim_interleavings.rs`
+    /// runs both claims' commands, and a loss, in every order.
+    ///
+    /// On a Redis Cluster the two stay in a transaction (`MULTI` … `EXEC`, four
+    /// commands): redis-rs's cluster client sends a plain pipeline again when one of its
+    /// commands meets a slot on the move, and a `SET … NX` that ran the first time would
+    /// then answer as a replay (the slot-migration test refused 322 of 4,431 fresh
+    /// requests that way). A transaction runs whole or not at all, and one aborted by a
+    /// migration is made again by [`claim_on_the_move`].
+    ///
+    /// # Errors
+    /// As [`NonceStore::claim`].
+    pub async fn claim_with(
+        &self,
+        claim: Claim<'_>,
+        rider: Option<&Rider>,
+    ) -> Result<NonceClaim, NonceError> {
         let bucket = keys::bucket(claim.key);
         let (marker, nonce) = (keys::marker(bucket), keys::nonce(claim.key, bucket));
         let ttl = claim.ttl_sec;
-        let (epoch, set): (Option<String>, Option<String>) = self
-            .redis
-            .run("MULTI GET fence / SET nonce NX", |mut c| {
-                let (marker, nonce) = (marker.clone(), nonce.clone());
-                async move {
-                    let atomic = redis::pipe()
-                        .atomic()
-                        .cmd("GET")
-                        .arg(&marker)
-                        .cmd("SET")
-                        .arg(&nonce)
-                        .arg(1)
-                        .arg("NX")
-                        .arg("EX")
-                        .arg(ttl)
-                        .query_async(&mut c)
-                        .await;
-                    match atomic {
-                        Err(e) if moving(&e) => {
-                            claim_on_the_move(&mut c, &marker, &nonce, ttl).await
-                        }
-                        decided => decided,
-                    }
+        let cluster = self.redis.is_cluster();
+        let together = rider.filter(|_| !cluster);
+        let claimed = self.redis.run("SET nonce NX / GET fence", |mut c| {
+            let (marker, nonce) = (marker.clone(), nonce.clone());
+            async move {
+                let mut pipe = redis::pipe();
+                if cluster {
+                    pipe.atomic();
                 }
-            })
-            .await?;
+                pipe.cmd("SET")
+                    .arg(&nonce)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl)
+                    .cmd("GET")
+                    .arg(&marker);
+                if let Some(rider) = together {
+                    rider.add_to(&mut pipe);
+                }
+                match pipe.query_async(&mut c).await {
+                    Err(e) if moving(&e) => claim_on_the_move(&mut c, &marker, &nonce, ttl).await,
+                    decided => decided,
+                }
+            }
+        });
+        let (set, epoch): (Option<String>, Option<String>) = match rider.filter(|_| cluster) {
+            Some(rider) => {
+                let write = self.redis.run("SET sess", |mut c| async move {
+                    c.query_following::<()>(&rider.command()).await
+                });
+                futures_util::future::join(claimed, write).await.0?
+            }
+            None => claimed.await?,
+        };
+        self.decide(bucket, &nonce, set.is_some(), epoch).await
+    }
+
+    /// The outcome of a claim that set the nonce (`set`) or not, given the marker it
+    /// read afterwards.
+    async fn decide(
+        &self,
+        bucket: u16,
+        nonce: &str,
+        set: bool,
+        epoch: Option<String>,
+    ) -> Result<NonceClaim, NonceError> {
         let expected = self.redis.markers.get(bucket);
         if epoch.as_deref() == Some(expected.as_str()) && !expected.is_empty() {
-            return Ok(if set.is_some() {
+            return Ok(if set {
                 NonceClaim::Fresh
             } else {
                 NonceClaim::Replay
             });
         }
         // Not trusted, so not claimed: the caller claims it again under the fence.
-        if set.is_some() {
+        if set {
+            let nonce = nonce.to_owned();
             let _ = self
                 .redis
                 .run("DEL nonce", |mut c| async move {
@@ -291,5 +376,16 @@ impl NonceStore for RedisNonceStore {
         Err(NonceError::Unavailable(
             "redis lost the nonce bucket's data".into(),
         ))
+    }
+}
+
+impl NonceStore for RedisNonceStore {
+    /// [`RedisNonceStore::claim_with`] without a rider. When the marker is not the epoch
+    /// this instance knows, the nonce's answer is not trusted (what was there before
+    /// may be gone): the claim fails and counts a loss, and a missing marker is written
+    /// anew; a nonce it set is deleted again, so the claim the caller makes under the
+    /// fence decides.
+    async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+        self.claim_with(claim, None).await
     }
 }

@@ -245,6 +245,7 @@ mod tests {
             client_id: "c".into(),
             created_at_ms: 0,
             expires_at_ms: u64::MAX / 2,
+            at_rest: Default::default(),
         }
     }
 

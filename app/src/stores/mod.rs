@@ -1,6 +1,7 @@
 //! The stores, chosen at start-up: embedded memory, or PostgreSQL and/or Redis, put
 //! together by the policy combinators of [`policy`] into one concrete [`AppPorts`].
 
+mod app_ports;
 pub mod combinators;
 mod eviction;
 pub mod fence;
@@ -16,6 +17,7 @@ use postgres_adapter::{PgConfig, PgNonceStore, PgSessionStore};
 use redis_adapter::{Redis, RedisNonceStore, RedisQuotas, RedisSessionCache};
 use tracing::{info, warn};
 
+pub use app_ports::AppPorts;
 use combinators::{Either, Failover, Tiered};
 use fence::{Board, FenceConfig, Fenced};
 pub use store_health::StoreHealth;
@@ -39,8 +41,6 @@ pub type AppNonces =
 /// Where the abuse-limit state lives: embedded, or Redis (shared) with the embedded
 /// state as the fallback.
 pub type AppQuotas = Either<MemoryQuotas, Failover<RedisQuotas, MemoryQuotas>>;
-/// The one concrete ports type of the server.
-pub type AppPorts = Stores<AppSessions, AppCache, AppNonces, SystemClock, AppQuotas>;
 
 fn pg_config(args: &ServeArgs, url: &str) -> PgConfig {
     PgConfig {
@@ -289,13 +289,13 @@ pub async fn build(
         let embedded = Arc::new(MemorySessionStore::new(args.memory_session_max_size));
         let sessions = Either::Left(Arc::clone(&embedded));
         return Ok((
-            Stores {
+            AppPorts(Stores {
                 sessions,
                 cache: None,
                 nonces,
                 clock: SystemClock,
                 quotas,
-            },
+            }),
             StoreHealth {
                 postgres: None,
                 redis,
@@ -342,13 +342,13 @@ pub async fn build(
         far: RedisSessionCache::new(r.clone(), wrapper),
     });
     Ok((
-        Stores {
+        AppPorts(Stores {
             sessions: Either::Right(pg.clone()),
             cache,
             nonces,
             clock: SystemClock,
             quotas,
-        },
+        }),
         StoreHealth {
             postgres: Some(pg),
             redis,

@@ -205,16 +205,30 @@ impl<P: Ports> SessionService<P> {
         stamped_ms: u64,
     ) -> Result<(), ClaimError> {
         let key = nonce_key(client_id, nonce);
-        let claim = Claim {
-            key: &key,
+        claimed(
+            self.ports
+                .nonces()
+                .claim(self.claim_of(&key, now_ms, stamped_ms))
+                .await,
+        )
+    }
+
+    /// The claim of `key` (see [`nonce_key`]) for the policy's claim TTL.
+    pub(crate) fn claim_of<'k>(&self, key: &'k str, now_ms: u64, stamped_ms: u64) -> Claim<'k> {
+        Claim {
+            key,
             ttl_sec: self.config.replay.claim_ttl_sec(),
             now_ms,
             stamped_ms,
-        };
-        match self.ports.nonces().claim(claim).await {
-            Ok(NonceClaim::Fresh) => Ok(()),
-            Ok(NonceClaim::Replay) => Err(ClaimError::Replay),
-            Err(e) => Err(ClaimError::Store(e)),
         }
+    }
+}
+
+/// A claim's outcome as the services see it.
+pub(crate) fn claimed(outcome: Result<NonceClaim, NonceError>) -> Result<(), ClaimError> {
+    match outcome {
+        Ok(NonceClaim::Fresh) => Ok(()),
+        Ok(NonceClaim::Replay) => Err(ClaimError::Replay),
+        Err(e) => Err(ClaimError::Store(e)),
     }
 }

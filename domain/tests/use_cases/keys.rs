@@ -149,6 +149,52 @@ fn v2_keys_wrap_with_their_version_bound() {
 }
 
 #[test]
+fn a_record_is_wrapped_once_and_a_wrap_is_reused_only_for_its_own_session() {
+    use domain::keywrap::KeyWrapper;
+    use ports::{Protocol, SessionKey, SessionKeys, SessionKind, SessionRecord};
+    let wrapper = KeyWrapper::new(CRYPTO, [1; 32], vec![]).unwrap();
+    let record = SessionRecord {
+        id: "S-000102030405060708090a0b0c0d0e0f".into(),
+        keys: SessionKeys::V1(SessionKey::from_bytes([0x11; 32])),
+        kind: SessionKind::Anonymous,
+        client_id: "C".into(),
+        created_at_ms: 0,
+        expires_at_ms: 1,
+        at_rest: Default::default(),
+    };
+    // The cache entry and the durable row: one wrap (a second would draw a new IV).
+    let first = wrapper.wrap_record(&record).unwrap();
+    assert_eq!(wrapper.wrap_record(&record).unwrap(), first);
+    assert_eq!(wrapper.wrap_record(&record.clone()).unwrap(), first);
+    // A record whose id or version changed after its wrap, or another KEK, wraps anew
+    // — and that wrap opens for its own id only.
+    let mut moved = record.clone();
+    moved.id = "S-ffffffffffffffffffffffffffffffff".into();
+    let w = wrapper.wrap_record(&moved).unwrap();
+    assert_ne!(w, first);
+    assert!(
+        wrapper
+            .unwrap(&moved.id, &w.kek_id, Protocol::V1, &w.bytes)
+            .is_ok()
+    );
+    let mut v2 = record.clone();
+    v2.keys = SessionKeys::V2 {
+        request: SessionKey::from_bytes([0x11; 32]),
+        response: SessionKey::from_bytes([0x22; 32]),
+    };
+    let w = wrapper.wrap_record(&v2).unwrap();
+    assert!(
+        wrapper
+            .unwrap(&v2.id, &w.kek_id, Protocol::V2, &w.bytes)
+            .is_ok()
+    );
+    let rotated = KeyWrapper::new(CRYPTO, [2; 32], vec![[1; 32]]).unwrap();
+    let w = rotated.wrap_record(&record).unwrap();
+    assert_eq!(w.kek_id, rotated.current_id());
+    assert_ne!(w.kek_id, first.kek_id);
+}
+
+#[test]
 fn debug_output_redacts_keys_secrets_and_ids() {
     use domain::keywrap::KeyWrapper;
     let key_bytes = [0xa7u8; 32];

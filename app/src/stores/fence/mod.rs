@@ -167,27 +167,92 @@ impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
     }
 }
 
-impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> NonceStore for Fenced<P, S, L> {
-    async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+/// A primary nonce store that can send one more write (a rider) in the same trip as a
+/// claim: Redis, with an init's cache entry ([`redis_adapter::Rider`]). Any store carries
+/// `()`, the rider of a plain claim.
+pub trait Carries<R: ?Sized>: NonceStore {
+    /// Claims `claim`, writing `rider` along whatever the outcome.
+    fn claim_carrying(
+        &self,
+        claim: Claim<'_>,
+        rider: &R,
+    ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send;
+}
+
+impl<N: NonceStore> Carries<()> for N {
+    fn claim_carrying(
+        &self,
+        claim: Claim<'_>,
+        _: &(),
+    ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send {
+        self.claim(claim)
+    }
+}
+
+impl Carries<redis_adapter::Rider> for redis_adapter::RedisNonceStore {
+    fn claim_carrying(
+        &self,
+        claim: Claim<'_>,
+        rider: &redis_adapter::Rider,
+    ) -> impl Future<Output = Result<NonceClaim, NonceError>> + Send {
+        self.claim_with(claim, Some(rider))
+    }
+}
+
+/// Whether a rider was written ([`Fenced::claim_carrying`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RiderSent {
+    /// Written: the primary decided the claim.
+    Written,
+    /// Not sent: the claim was decided without the primary alone (fenced, or in the
+    /// shared store too).
+    Unsent,
+    /// Sent, outcome unknown: the primary failed.
+    Unknown,
+}
+
+impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
+    /// [`NonceStore::claim`], with `rider` sent along when the primary alone decides
+    /// (the fast path); otherwise it is not sent, or its fate is unknown.
+    pub async fn claim_carrying<R: Sync + ?Sized>(
+        &self,
+        claim: Claim<'_>,
+        rider: &R,
+    ) -> (Result<NonceClaim, NonceError>, RiderSent)
+    where
+        P: Carries<R>,
+    {
         let now = claim.now_ms;
         self.take_in_losses(now);
         let view = self.board.view(now);
-        self.fenced(&claim, view)?;
+        if let Err(e) = self.fenced(&claim, view) {
+            return (Err(e), RiderSent::Unsent);
+        }
         let ahead = claim.stamped_ms > now.saturating_add(self.board.config.margin_ms);
         if view.shared || ahead {
-            return self.claim_in_both(claim).await;
+            return (self.claim_in_both(claim).await, RiderSent::Unsent);
         }
-        match self.primary.claim(claim).await {
+        match self.primary.claim_carrying(claim, rider).await {
             Err(NonceError::Unavailable(why)) => {
                 // An outage, or a loss the claim itself found: fence, then decide
                 // under the fence.
                 self.take_in_losses(now);
                 self.board.trouble(now, &why);
                 let view = self.board.view(now);
-                self.fenced(&claim, view)?;
-                self.claim_in_both(claim).await
+                let decided = match self.fenced(&claim, view) {
+                    Ok(()) => self.claim_in_both(claim).await,
+                    Err(e) => Err(e),
+                };
+                (decided, RiderSent::Unknown)
             }
-            decided => decided,
+            Ok(decided) => (Ok(decided), RiderSent::Written),
+            Err(e) => (Err(e), RiderSent::Unknown),
         }
+    }
+}
+
+impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> NonceStore for Fenced<P, S, L> {
+    async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
+        self.claim_carrying(claim, &()).await.0
     }
 }

@@ -11,12 +11,12 @@ mod error;
 
 pub use error::InitError;
 
-use super::{Family, SessionService, required};
+use super::{Family, SessionService, claimed, required};
 use crate::envelope::derive_session_key;
 use crate::headers::{ClientId, IdempotencyKey, SessionId};
 use crate::limits::{init_client_key, init_ip_key};
 use crate::p256::validate_public_key;
-use crate::policy::RequestedTtl;
+use crate::policy::{RequestedTtl, nonce_key};
 use crate::timing::Timings;
 use crate::v2::{self, TranscriptInput, V2Proof};
 
@@ -84,9 +84,11 @@ pub struct InitOutcome {
     pub timings: Timings,
 }
 
-/// An init that passed every check, ready for key agreement and the durable write.
+/// An init that passed every check, ready for key agreement, the nonce claim and the
+/// durable write.
 struct NewSession<'a> {
     family: Family,
+    key: &'a IdempotencyKey<'a>,
     protocol: Protocol,
     echo_protocol: bool,
     session_id: SessionId,
@@ -120,7 +122,9 @@ impl<P: Ports> SessionService<P> {
 
     /// Creates a session (docs/PROTOCOL.md §8.1 / §5.5 with the §14 fixes). Everything that
     /// can be checked without state is checked before the nonce is claimed, so a bad
-    /// request never burns a nonce; key generation happens only after the claim.
+    /// request never burns a nonce; the keys are made before the claim, so that the
+    /// claim and the session's cache entry can travel together
+    /// ([`Ports::claim_and_cache_new`]).
     ///
     /// # Errors
     /// [`InitError`].
@@ -212,25 +216,19 @@ impl<P: Ports> SessionService<P> {
             }
         }
         let id_text = reserved.then(|| session_id.as_str().to_owned());
-        let result = async {
-            let t = clock.monotonic_ns();
-            self.claim_nonce(client.as_str(), key.nonce(), now, key.timestamp_ms())
-                .await?;
-            timings.record("replay-protection", t, clock.monotonic_ns());
-            let new = NewSession {
-                family: req.family,
-                protocol,
-                echo_protocol,
-                session_id,
-                client: &client,
-                peer: &peer,
-                ttl_sec,
-                kind,
-                now,
-            };
-            self.create_session(new, timings).await
-        }
-        .await;
+        let new = NewSession {
+            family: req.family,
+            key: &key,
+            protocol,
+            echo_protocol,
+            session_id,
+            client: &client,
+            peer: &peer,
+            ttl_sec,
+            kind,
+            now,
+        };
+        let result = self.create_session(new, timings).await;
         if let (Some(id), Err(_)) = (id_text, &result) {
             let _ = self
                 .ports
@@ -241,7 +239,10 @@ impl<P: Ports> SessionService<P> {
         result
     }
 
-    /// Key agreement, derivation and the durable write of an init that passed every check.
+    /// Key agreement and derivation, then the nonce claim (with the session's cache
+    /// entry, in one trip where the stores allow) and the durable write, of an init that
+    /// passed every check. A replayed init thus costs one key agreement, as any fresh
+    /// one does; it writes nothing durable and is answered no session.
     async fn create_session(
         &self,
         new: NewSession<'_>,
@@ -296,20 +297,25 @@ impl<P: Ports> SessionService<P> {
             client_id: new.client.as_str().to_owned(),
             created_at_ms: new.now,
             expires_at_ms: new.now.saturating_add(new.ttl_sec.saturating_mul(1000)),
+            at_rest: Default::default(),
         };
-        // The (best-effort) cache write, then the durable write; the answer waits for
-        // both, so the session is committed before the client learns its id. In this
-        // order a revocation can find the session only after its cache entry exists, so
-        // the revocation's tombstone always comes later and the entry needs no check
-        // for one (`put_new`). A cache failure only costs a store read later; if the
-        // store write fails, the cache entry is withdrawn.
-        let (cache, store) = (self.ports.cache(), self.ports.sessions());
-        let _ = cache.put_new(&record).await;
-        if let Err(e) = store.insert(&record).await {
-            let _ = cache.delete(&record.id).await;
+        // The claim with the (best-effort) cache write, then the durable write; the
+        // answer waits for both, so the session is committed before the client learns
+        // its id. In this order a revocation can find the session only after its cache
+        // entry exists, so the revocation's tombstone always comes later and the entry
+        // needs no check for one (`put_new`). A cache failure only costs a store read
+        // later; if the claim is not fresh the entry is withdrawn with it, and if the
+        // store write fails, here.
+        let nonce_key = nonce_key(new.client.as_str(), new.key.nonce());
+        let claim = self.claim_of(&nonce_key, new.now, new.key.timestamp_ms());
+        claimed(self.ports.claim_and_cache_new(claim, &record).await)?;
+        let t5 = clock.monotonic_ns();
+        timings.record("replay-protection", t4, t5);
+        if let Err(e) = self.ports.sessions().insert(&record).await {
+            let _ = self.ports.cache().delete(&record.id).await;
             return Err(InitError::Store(e));
         }
-        timings.record("db-store", t4, clock.monotonic_ns());
+        timings.record("db-store", t5, clock.monotonic_ns());
 
         Ok(InitOutcome {
             session_id: new.session_id,
