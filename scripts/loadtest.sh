@@ -16,7 +16,15 @@
 #
 #   scripts/loadtest.sh compare [RUNS=5] [FLOWS=15000] [BACKEND=aws-lc-rs] [SECONDS=10]
 #
-# measures the two store modes against each other, back to back in one run: RUNS
+#   scripts/loadtest.sh baseline BASELINE_BIN [ROUNDS=5] [FLOWS=20000] [BACKEND=aws-lc-rs]
+#
+# measures this build against another binary of the server (BASELINE_BIN: an earlier
+# release), ROUNDS rounds of A B B A in each of memory v2, memory v1, stores v2
+# and stores v1; prints the medians and the per-round ratios against the targets of
+# docs/performance.md ("Against the previous release"), then the Redis round trips
+# and commands per flow of each from a sequential run.
+#
+# The compare form measures the two store modes against each other, back to back in one run: RUNS
 # alternating closed-loop runs at concurrency 50 (memory, stores, memory, stores, …;
 # fresh server and empty stores each), their medians and the ratios stores ÷ memory,
 # then an open-loop run on the stores at half the median stores rate for SECONDS, with
@@ -25,8 +33,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMPARE=""
+BASELINE_BIN=""
 if [ "${1:-}" = compare ]; then
     COMPARE=1 RUNS=${2:-5} FLOWS=${3:-15000} CMP_BACKEND=${4:-aws-lc-rs} OPEN_SEC=${5:-10}
+    set --
+elif [ "${1:-}" = baseline ]; then
+    BASELINE_BIN=$(realpath "${2:?usage: scripts/loadtest.sh baseline BASELINE_BIN [PAIRS] [FLOWS] [BACKEND]}")
+    PAIRS=${3:-5} FLOWS=${4:-20000} CMP_BACKEND=${5:-aws-lc-rs}
     set --
 fi
 ITERATIONS=${1:-20000}
@@ -97,6 +110,8 @@ start_server() { # mode backend [env…]
         # would read as a loss of data and fence the next server.)
         psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d session_crypto -qc \
             "TRUNCATE sessions, nonces, nonce_fence, nonce_instances" 2>/dev/null || true
+        # No checkpoint left over from the previous run to land in this one.
+        psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CHECKPOINT" >/dev/null
         redis-cli -p "$REDIS_PORT" flushall >/dev/null
     fi
     env "${env[@]}" CRYPTO_BACKEND="$backend" PORT="$PORT" "$BIN" serve >"$work/server.log" 2>&1 &
@@ -134,6 +149,11 @@ report_fields() {
     ' "$1"
 }
 
+if [ -n "$BASELINE_BIN" ]; then
+    # shellcheck source=scripts/loadtest-baseline.sh
+    . scripts/loadtest-baseline.sh
+    exit 0
+fi
 if [ -n "$COMPARE" ]; then
     # shellcheck source=scripts/loadtest-compare.sh
     . scripts/loadtest-compare.sh
