@@ -43,11 +43,13 @@ print("|---|" + "---:|" * len(cols))
 for m in ("memory", "stores"):
     print(f"| {m} | " + " | ".join(f"{v:.0f}" for v in med[m]) + " |")
 rate, cpu = med["stores"][0] / med["memory"][0], med["stores"][1] / med["memory"][1]
-print(f"\n| stores ÷ memory | ratio of the medians | median of the per-run ratios | target | met |")
-print("|---|---:|---:|---:|---|")
-print(f"| flows/s | {rate:.2f}× | {per_run(0):.2f}× | ≥ 0.75× | {'yes' if rate >= 0.75 else 'no'} |")
-print(f"| server CPU per flow | {cpu:.2f}× | {per_run(1):.2f}× | ≤ 1.25× | {'yes' if cpu <= 1.25 else 'no'} |")
-print(f"| machine CPU per flow | {med['stores'][5] / med['memory'][5]:.2f}× | {per_run(5):.2f}× | — | |")
+# (The targets issue 17 set for these ratios were withdrawn by issue 30 as out of reach
+# on a 2-core machine shared with PostgreSQL, Redis and the load generator.)
+print(f"\n| stores ÷ memory | ratio of the medians | median of the per-run ratios |")
+print("|---|---:|---:|")
+print(f"| flows/s | {rate:.2f}× | {per_run(0):.2f}× |")
+print(f"| server CPU per flow | {cpu:.2f}× | {per_run(1):.2f}× |")
+print(f"| machine CPU per flow | {med['stores'][5] / med['memory'][5]:.2f}× | {per_run(5):.2f}× |")
 EOF
 OPEN_RATE=$(cat "$work/open_rate")
 

@@ -28,8 +28,8 @@
 # alternating closed-loop runs at concurrency 50 (memory, stores, memory, stores, …;
 # fresh server and empty stores each), their medians and the ratios stores ÷ memory,
 # then an open-loop run on the stores at half the median stores rate for SECONDS, with
-# its p99 ÷ p50 and the flows late to start — each set against the targets of the
-# README's "Stores mode against memory mode" section.
+# its p99 ÷ p50 and the flows late to start, set against the open-loop targets of
+# docs/performance.md ("Stores mode against memory mode").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMPARE=""
