@@ -236,12 +236,7 @@ impl std::fmt::Debug for Rider {
 
 impl Rider {
     fn add_to(&self, pipe: &mut redis::Pipeline) {
-        pipe.cmd("SET")
-            .arg(&self.key)
-            .arg(&self.value)
-            .arg("EX")
-            .arg(self.ttl_sec)
-            .ignore();
+        pipe.add_command(self.command()).ignore();
     }
     fn command(&self) -> redis::Cmd {
         let mut set = redis::cmd("SET");
