@@ -27,15 +27,9 @@ pub struct FenceRow {
 /// One read of the fence ([`PgNonceStore::poll_fence`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
 pub struct FencePoll {
-    /// When the latest episode began (0: never).
-    #[diesel(sql_type = BigInt)]
-    pub started_at_ms: i64,
-    /// Its latest report.
-    #[diesel(sql_type = BigInt)]
-    pub last_seen_ms: i64,
-    /// When it was closed by a write-back (0: open).
-    #[diesel(sql_type = BigInt)]
-    pub closed_at_ms: i64,
+    /// The latest episode (its `started_at_ms` 0: never).
+    #[diesel(embed)]
+    pub episode: FenceRow,
     /// The latest moment another instance may have claimed in Redis alone during it.
     #[diesel(sql_type = BigInt)]
     pub others_ms: i64,

@@ -54,14 +54,18 @@ fn as_ms(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// An episode as the fence row holds it.
+fn episode(row: postgres_adapter::FenceRow) -> Episode {
+    Episode {
+        started_ms: as_ms(row.started_at_ms),
+        last_seen_ms: as_ms(row.last_seen_ms),
+        closed_ms: as_ms(row.closed_at_ms),
+    }
+}
+
 impl Ledger for PgNonceStore {
     async fn report(&self, now_ms: u64, gap_ms: u64) -> Result<Episode, StoreError> {
-        let row = self.report_trouble(now_ms, gap_ms).await?;
-        Ok(Episode {
-            started_ms: as_ms(row.started_at_ms),
-            last_seen_ms: as_ms(row.last_seen_ms),
-            closed_ms: as_ms(row.closed_at_ms),
-        })
+        Ok(episode(self.report_trouble(now_ms, gap_ms).await?))
     }
     async fn read(
         &self,
@@ -74,11 +78,7 @@ impl Ledger for PgNonceStore {
             .poll_fence(instance, now_ms, acked_ms, lease_ms)
             .await?;
         Ok(poll.map(|p| BoardRead {
-            episode: Episode {
-                started_ms: as_ms(p.started_at_ms),
-                last_seen_ms: as_ms(p.last_seen_ms),
-                closed_ms: as_ms(p.closed_at_ms),
-            },
+            episode: episode(p.episode),
             others_ms: as_ms(p.others_ms),
         }))
     }
