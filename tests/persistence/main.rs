@@ -19,5 +19,6 @@ mod outages;
 mod redis_policy;
 mod replica;
 mod rotation;
+mod schema;
 mod slot_migration;
 mod topologies;
