@@ -16,6 +16,7 @@ mod instances;
 mod load;
 mod logs;
 mod outages;
+mod reconnects;
 mod redis_policy;
 mod replica;
 mod rotation;

@@ -54,3 +54,32 @@ async fn a_redis_that_may_evict_keys_stops_start_up_unless_allowed() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Managed Redis services often disable `CONFIG`: the policy is then read from `INFO
+/// memory`, and the refused `CONFIG GET` neither bypasses Redis for a retry interval
+/// nor counts as an interruption of the connection (each would begin an episode of the
+/// nonce fence, from the check every minute).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_without_config_is_read_through_info_and_never_bypassed() {
+    use redis_adapter::{Redis, RedisConfig, Topology};
+    let port = services::free_port();
+    let server = RedisServer::start_with(port, &["--rename-command", "CONFIG", ""]);
+    assert!(
+        server
+            .cli(&["CONFIG", "GET", "maxmemory-policy"])
+            .contains("unknown command"),
+        "CONFIG is disabled"
+    );
+    let redis = Redis::new(&RedisConfig {
+        topology: Topology::Standalone(server.url()),
+        ca_pem: None,
+        command_timeout: std::time::Duration::from_secs(2),
+        retry_interval: std::time::Duration::from_secs(60),
+    })
+    .unwrap();
+    for _ in 0..2 {
+        assert_eq!(redis.eviction_policy().await.unwrap(), "noeviction");
+    }
+    assert!(!redis.is_down());
+    assert_eq!(redis.interruptions(), 0);
+}

@@ -298,12 +298,19 @@ impl RedisSentinel {
         }
     }
 
-    /// Kills the primary and waits until the sentinels promoted the replica.
+    /// Kills the primary and waits until the sentinels promoted the replica and every
+    /// one of them names it (so that the next connection reaches it at once).
     pub fn fail_over(&mut self) {
         self.primary.kill();
-        let replica = self.replica.port;
+        let replica = self.replica.port.to_string();
         wait_until("sentinel failover", Duration::from_secs(30), || {
-            self.primary_port() == replica && self.replica.cli(&["ROLE"]).starts_with("master")
+            self.replica.cli(&["ROLE"]).starts_with("master")
+                && self.sentinels.iter().all(|s| {
+                    self.sentinel_cli(s, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER])
+                        .lines()
+                        .nth(1)
+                        == Some(replica.as_str())
+                })
         });
     }
 }

@@ -3,14 +3,19 @@
 //! * [`RedisSessionCache`]: `sess:{<id>}` → JSON with the *wrapped* key, TTL = remaining
 //!   lifetime. Best effort: failures are misses. A revocation leaves `revoked:{<id>}`
 //!   until the session's expiry, and a refill is refused while it exists.
-//! * [`RedisNonceStore`]: `SET nonce:{<bucket>}:<clientId>:<nonce> 1 NX EX <ttl>`, in a
-//!   transaction that also reads the bucket's continuity marker. While Redis is
+//! * [`RedisNonceStore`]: `SET nonce:{<bucket>}:<clientId>:<nonce> 1 NX EX <ttl>`, then a
+//!   read of the bucket's continuity marker, in one pipeline (a transaction on a
+//!   cluster; the argument is in `nonces.rs`). While Redis is
 //!   unreachable, or when it has lost a bucket's data, a claim fails with
 //!   [`NonceError::Unavailable`]; what happens then (the fence, the shared fallback) is a
 //!   policy of the composition root (`app`), not of this adapter.
 //! * Losses of data are counted ([`Redis::losses`]): a marker gone or changed (restart
 //!   without persistence, `FLUSHALL`, eviction) seen by a claim, or a primary whose
 //!   `run_id` changed (restart, failover to a replica) seen by [`Redis::spawn_watch`].
+//!   So are failed commands, whatever sent them ([`Redis::interruptions`]): a
+//!   connection is made anew only after one failed, and the new one may reach another
+//!   primary (one that lacks the last writes but holds every marker) before the watch
+//!   looks again.
 //!
 //! Standalone, Cluster or Sentinel ([`Topology`]), lazily connected (the service starts
 //! while Redis is down) behind a small circuit breaker, so an outage costs one timeout
@@ -91,6 +96,28 @@ pub struct RedisConfig {
     pub retry_interval: Duration,
 }
 
+/// Whether `e` is the server's answer to the command itself (refused, unknown or
+/// failed: `ERR`, `NOPERM`, `NOSCRIPT`, …), which says nothing about the connection or
+/// about which server answered. Not a reason to bypass Redis, nor an interruption
+/// ([`Redis::interruptions`]): a managed Redis that disables `CONFIG` answers so to the
+/// eviction policy's check every minute. Errors about the topology (`READONLY`,
+/// `MASTERDOWN`, `CLUSTERDOWN`, `TRYAGAIN`, `LOADING`, redirections) are not answers.
+fn answered(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind as K;
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(
+            K::ResponseError
+                | K::NoScript
+                | K::NoPerm
+                | K::CrossSlot
+                | K::ExecAbort
+                | K::NotBusy
+                | K::NoSub
+        )
+    )
+}
+
 /// Commands timed out in a row after which the connection is made anew.
 const RECONNECT_AFTER_TIMEOUTS: u64 = 3;
 
@@ -106,6 +133,8 @@ pub struct Redis {
     down: Arc<AtomicBool>,
     /// Losses of data seen so far.
     losses: Arc<AtomicU64>,
+    /// Failed commands so far (any command, the health probe's too).
+    interruptions: Arc<AtomicU64>,
     /// The continuity marker of each nonce bucket, as last seen.
     markers: Arc<nonces::Markers>,
     /// Commands timed out in a row (any success resets it).
@@ -138,6 +167,7 @@ impl Redis {
             down_until: Arc::new(AtomicU64::new(0)),
             down: Arc::new(AtomicBool::new(false)),
             losses: Arc::new(AtomicU64::new(0)),
+            interruptions: Arc::new(AtomicU64::new(0)),
             markers: Arc::new(nonces::Markers::default()),
             timeouts: Arc::new(AtomicU64::new(0)),
         })
@@ -147,6 +177,14 @@ impl Redis {
     /// data, a flush, an eviction of a marker, a failover to another primary).
     pub fn losses(&self) -> u64 {
         self.losses.load(Ordering::SeqCst)
+    }
+
+    /// How many commands have failed so far (timed out, or failed on the connection or
+    /// on the server), whichever part of the service sent them. Each may have been
+    /// followed by a new connection, to another primary: the nonce fence takes every
+    /// one in before it trusts a claim again, not only those a claim met.
+    pub fn interruptions(&self) -> u64 {
+        self.interruptions.load(Ordering::SeqCst)
     }
 
     fn lost(&self, what: &str) {
@@ -188,6 +226,11 @@ impl Redis {
                 }
                 Ok(v)
             }
+            // The server is there and answered: no reason to bypass it.
+            Ok(Err(e)) if answered(&e) => Err(RedisError::Command {
+                what,
+                reason: e.to_string(),
+            }),
             Ok(Err(e)) => Err(self.failed(what, &e)),
             Err(_) => {
                 // A connection that times out again and again may be wedged (a cluster
@@ -206,6 +249,7 @@ impl Redis {
     }
 
     fn failed(&self, what: &'static str, e: &dyn std::fmt::Display) -> RedisError {
+        self.interruptions.fetch_add(1, Ordering::SeqCst);
         self.down_until.store(
             self.elapsed_ms() + self.retry_interval.as_millis() as u64,
             Ordering::Relaxed,
@@ -219,13 +263,14 @@ impl Redis {
         }
     }
 
-    /// `PING`, bypassing the breaker (health probes must see recovery).
+    /// `PING`, bypassing the breaker (health probes must see recovery). A failure counts
+    /// as an interruption ([`Self::interruptions`]).
     ///
     /// # Errors
     /// [`RedisError`].
     pub async fn ping(&self) -> Result<(), RedisError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(
+        let reason = match tokio::time::timeout(
             self.timeout,
             redis::cmd("PING").query_async::<String>(&mut conn),
         )
@@ -233,17 +278,23 @@ impl Redis {
         {
             Ok(Ok(_)) => {
                 self.down_until.store(0, Ordering::Relaxed);
-                Ok(())
+                return Ok(());
             }
-            Ok(Err(e)) => Err(RedisError::Command {
-                what: "PING",
-                reason: e.to_string(),
-            }),
-            Err(_) => Err(RedisError::Command {
-                what: "PING",
-                reason: "timed out".into(),
-            }),
-        }
+            Ok(Err(e)) if answered(&e) => {
+                return Err(RedisError::Command {
+                    what: "PING",
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".into(),
+        };
+        // The connection may be made anew after this: counted as any failure is.
+        self.interruptions.fetch_add(1, Ordering::SeqCst);
+        Err(RedisError::Command {
+            what: "PING",
+            reason,
+        })
     }
 }
 

@@ -60,14 +60,15 @@ impl Redis {
         Ok(run_ids(value))
     }
 
-    /// Checks the primaries' identities every `every`, counting a loss whenever one
-    /// that was seen before is gone. The first answer is the baseline.
+    /// Checks the primaries' identities at once and then every `every`, counting a
+    /// loss whenever one that was seen before is gone. The first answer is the
+    /// baseline: taken at start-up, not a period later, so that a primary replaced in
+    /// that period is not taken for the first one.
     pub fn spawn_watch(&self, every: Duration) {
         let redis = self.clone();
         tokio::spawn(async move {
             let mut known: Option<BTreeSet<String>> = None;
             loop {
-                tokio::time::sleep(every).await;
                 match redis.primaries().await {
                     Ok(now) if now.is_empty() => {}
                     Ok(now) => {
@@ -80,6 +81,7 @@ impl Redis {
                     }
                     Err(e) => debug!(error = %e, "redis identity check failed"),
                 }
+                tokio::time::sleep(every).await;
             }
         });
     }

@@ -25,10 +25,10 @@
 //!   taken the episode in, so the others learn when it stopped claiming in Redis
 //!   alone — within a poll or two, or at worst a lease after its last read.
 //!
-//! An episode begins when a claim finds Redis unreachable or a loss is counted
-//! ([`Losses`]). It ends two windows after its last report, or earlier when an
-//! instance has written the shared store's nonces back into Redis ([`write_back`]).
-//! The edges are explained in `docs/operations.md`.
+//! An episode begins when a claim finds Redis unreachable, or a loss or a failed Redis
+//! command is counted ([`Losses`]). It ends two windows after its last report, or
+//! earlier when an instance has written the shared store's nonces back into Redis
+//! ([`write_back`]). The edges are explained in `docs/operations.md`.
 
 mod board;
 mod ledger;
@@ -77,15 +77,24 @@ impl FenceConfig {
     }
 }
 
-/// A primary nonce store that counts the losses of its data it has seen.
+/// A primary nonce store that counts the losses of its data it has seen, and the
+/// interruptions of its connection.
 pub trait Losses {
     /// Losses seen so far (only increases).
     fn losses(&self) -> u64;
+    /// Failed requests so far, by anything that shares the primary's connection (only
+    /// increases): after one, the connection may be made anew, to a primary that lacks
+    /// the last claims (a promoted replica that missed them) and still holds every
+    /// marker.
+    fn interruptions(&self) -> u64;
 }
 
 impl Losses for redis_adapter::RedisNonceStore {
     fn losses(&self) -> u64 {
         self.redis().losses()
+    }
+    fn interruptions(&self) -> u64 {
+        self.redis().interruptions()
     }
 }
 
@@ -106,6 +115,8 @@ pub struct Fenced<P, S, L> {
     pub board: Arc<Board<L>>,
     /// The primary's losses already taken in.
     pub losses_seen: AtomicU64,
+    /// The primary's interruptions already taken in.
+    pub interruptions_seen: AtomicU64,
 }
 
 impl<P, S, L> std::fmt::Debug for Fenced<P, S, L> {
@@ -118,18 +129,32 @@ impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
     /// The primary and the shared store behind `board`.
     pub fn new(primary: P, shared: S, board: Arc<Board<L>>) -> Self {
         let losses_seen = AtomicU64::new(primary.losses());
+        let interruptions_seen = AtomicU64::new(primary.interruptions());
         Self {
             primary,
             shared,
             board,
             losses_seen,
+            interruptions_seen,
         }
     }
 
+    /// Reports the losses, and the interruptions, the primary saw since the last call:
+    /// an interruption any part of the service met (a cache read, a health probe, the
+    /// identity watch) begins an episode as one a claim met does, before the next claim
+    /// trusts a connection that may have been made anew.
     fn take_in_losses(&self, now_ms: u64) {
         let losses = self.primary.losses();
         if self.losses_seen.swap(losses, Ordering::SeqCst) < losses {
             self.board.trouble(now_ms, "redis lost data");
+        }
+        let interruptions = self.primary.interruptions();
+        if self
+            .interruptions_seen
+            .swap(interruptions, Ordering::SeqCst)
+            < interruptions
+        {
+            self.board.trouble(now_ms, "redis unavailable");
         }
     }
 

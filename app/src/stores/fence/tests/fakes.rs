@@ -15,6 +15,7 @@ pub(super) struct Primary {
     pub(super) down: AtomicBool,
     pub(super) nonces: Mutex<Arc<MemoryNonceStore>>,
     pub(super) losses: AtomicU64,
+    pub(super) interruptions: AtomicU64,
 }
 
 impl Primary {
@@ -37,6 +38,9 @@ impl NonceStore for Primary {
 impl Losses for Primary {
     fn losses(&self) -> u64 {
         self.losses.load(Ordering::SeqCst)
+    }
+    fn interruptions(&self) -> u64 {
+        self.interruptions.load(Ordering::SeqCst)
     }
 }
 

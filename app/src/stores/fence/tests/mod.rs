@@ -49,6 +49,9 @@ impl<T: Losses> Losses for Arc<T> {
     fn losses(&self) -> u64 {
         (**self).losses()
     }
+    fn interruptions(&self) -> u64 {
+        (**self).interruptions()
+    }
 }
 
 #[tokio::test]
@@ -68,6 +71,25 @@ async fn a_loss_of_the_primary_fences_what_it_held() {
     let late = t + 10 + CONFIG.margin_ms;
     single_use(&store, "b", late).await;
     assert_eq!(store.board.refused(), 1);
+}
+
+/// A command that failed and was not a claim (a health probe, a cache read) may be
+/// followed by a connection to a primary that lacks the last claims yet holds every
+/// marker, so that no claim sees a loss: the interruption alone begins the episode.
+#[tokio::test]
+async fn an_interruption_met_outside_a_claim_fences_what_the_primary_held() {
+    let primary = Arc::new(Primary::default());
+    let store = single(&primary);
+    let t = 1_000_000_000;
+    assert_eq!(store.claim(claim("a", t, t)).await, Ok(NonceClaim::Fresh));
+    *primary.nonces.lock().unwrap() = Arc::new(MemoryNonceStore::new(1000));
+    primary.interruptions.fetch_add(1, Ordering::SeqCst);
+    let replay = store.claim(claim("a", t + 10, t)).await;
+    assert!(
+        matches!(replay, Err(NonceError::Fenced { .. })),
+        "{replay:?}"
+    );
+    single_use(&store, "b", t + 10 + CONFIG.margin_ms).await;
 }
 
 #[tokio::test]
