@@ -5,18 +5,19 @@ use domain::headers::name;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use domain::client::{ClientSession, Handshake, V2Answer};
-use domain::encoding::{base64_decode, base64_encode};
+use domain::client::ClientSession;
 use domain::{ReplayPolicy, RequestLine};
 use hyper::{Method, StatusCode};
 use ports::{CryptoProvider, P256PublicKey, Protocol};
 
 mod fetch;
+mod init;
 
 pub(crate) use fetch::SKEW_FIX_MS;
 pub use fetch::{Fetched, Outgoing, is_protocol_header};
+pub use init::InitRoute;
 
-use super::{Connection, Endpoint, FlowError, HttpResponse, fresh_idempotency_key, now_ms};
+use super::{Connection, Endpoint, FlowError, HttpResponse, now_ms};
 
 /// Takes `server_ms`, an authenticated server time, into `offset_ms` (server − this
 /// machine) when it is more than 30 s from the corrected clock and at most a day from
@@ -64,15 +65,6 @@ impl StepTimings {
     }
 }
 
-/// The route an init goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InitRoute {
-    /// `POST /session/init`.
-    Unversioned,
-    /// `POST /v1/session/init`.
-    V1,
-}
-
 /// One POST, timed, with the server's `Server-Timing` kept; any status but `expected`
 /// is an error.
 async fn exchange(
@@ -114,26 +106,6 @@ pub struct ProtocolClient {
     unmarked_v1_answers: bool,
     /// Added to this machine's clock to stamp requests and check answers (ms).
     clock_offset_ms: i64,
-}
-
-/// The init answer's fields.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct InitAnswer {
-    session_id: String,
-    server_public_key: String,
-    #[serde(default)]
-    expires_in_sec: u64,
-    #[serde(default)]
-    protocol: Option<u64>,
-    #[serde(default)]
-    confirm: Option<String>,
-    #[serde(default)]
-    signature: Option<String>,
-}
-
-fn b64(field: &str, text: &str) -> Result<Vec<u8>, FlowError> {
-    base64_decode(text).ok_or_else(|| FlowError::Protocol(format!("{field} is not base64")))
 }
 
 impl ProtocolClient {
@@ -257,96 +229,6 @@ impl ProtocolClient {
     /// The underlying connection, for hand-made requests.
     pub fn connection(&mut self) -> &mut Connection {
         &mut self.conn
-    }
-
-    /// Steps 1–5: key pair, init request, key derivation.
-    ///
-    /// # Errors
-    /// [`FlowError`].
-    pub async fn init(
-        &mut self,
-        route: InitRoute,
-        ttl_sec: Option<u64>,
-    ) -> Result<(ClientSession, StepTimings), FlowError> {
-        let mut timings = StepTimings::default();
-        let t = Instant::now();
-        let handshake = Handshake::start(self.crypto)?;
-        timings.crypto.push(("ecdh-keygen", t.elapsed()));
-        let mut body = format!(
-            r#"{{"clientPublicKey":"{}""#,
-            base64_encode(&handshake.public_key().0)
-        );
-        if let Some(ttl) = ttl_sec {
-            body.push_str(&format!(r#","ttlSec":{ttl}"#));
-        }
-        if self.protocol != Protocol::V1 {
-            body.push_str(&format!(r#","protocol":{}"#, self.protocol.number()));
-        }
-        body.push('}');
-        let key = fresh_idempotency_key(self.crypto)?;
-        let path = match route {
-            InitRoute::Unversioned => "/session/init",
-            InitRoute::V1 => "/v1/session/init",
-        };
-        let headers = [
-            ("content-type", "application/json"),
-            (name::IDEMPOTENCY_KEY, key.as_str()),
-            (name::CLIENT_ID, &self.client_id),
-        ];
-        let resp = exchange(
-            &mut self.conn,
-            Method::POST,
-            path,
-            &headers,
-            body,
-            StatusCode::OK,
-            &mut timings,
-        )
-        .await?;
-        let answer: InitAnswer = serde_json::from_slice(&resp.body)
-            .map_err(|e| FlowError::Protocol(format!("init answer: {e}")))?;
-        let server_key = b64("serverPublicKey", &answer.server_public_key)?;
-        let t = Instant::now();
-        let session = match self.protocol {
-            Protocol::V1 => {
-                if answer.protocol.is_some_and(|v| v != 1) {
-                    return Err(FlowError::Protocol(
-                        "the server answered another version".into(),
-                    ));
-                }
-                let mut session =
-                    handshake.finish(&answer.session_id, &server_key, &self.client_id)?;
-                if self.unmarked_v1_answers {
-                    session.accept_unmarked_v1_answers();
-                }
-                session
-            }
-            Protocol::V2 => {
-                // No silent downgrade: a server that answers v1 (or nothing) to a v2
-                // init is refused.
-                if answer.protocol != Some(2) {
-                    return Err(FlowError::Protocol(
-                        "the server did not answer with protocol 2".into(),
-                    ));
-                }
-                let confirm = b64("confirm", answer.confirm.as_deref().unwrap_or_default())?;
-                let signature = answer
-                    .signature
-                    .as_deref()
-                    .map(|s| b64("signature", s))
-                    .transpose()?;
-                let fields = V2Answer {
-                    session_id: &answer.session_id,
-                    server_public_key: &server_key,
-                    expires_in_sec: answer.expires_in_sec,
-                    confirm: &confirm,
-                    signature: signature.as_deref(),
-                };
-                handshake.finish_v2(&fields, &self.client_id, &self.pinned)?
-            }
-        };
-        timings.crypto.push(("ecdh-compute+hkdf", t.elapsed()));
-        Ok((session, timings))
     }
 
     /// `POST /session/revoke` with `{"action":"revoke"}`: ends the session (204).
