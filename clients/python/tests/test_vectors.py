@@ -160,7 +160,8 @@ def test_pins_in_every_form() -> None:
 def test_exchange_answers_through_the_clients_checks() -> None:
     """The recorded gateway answers, as the client reads them off the wire: the status
     (an X-Inner-Status one too), the inner content type, the body."""
-    from session_crypto.core import Attempt, Core
+    from session_crypto.calls import Attempt
+    from session_crypto.core import Core
 
     s = v2_session([])
     for ex in EX["gateway"]:

@@ -10,7 +10,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import httpx
 
 from . import protocol as p
-from .core import Call, Headers, Opened, is_session_expired, now_ms, refusal_of
+from .calls import Call, Headers, Opened, is_session_expired, now_ms, refusal_of
 from .errors import NetworkError, RevokedError, ServerRefused
 from .response import Response
 from .sync import DEFAULT, UNSET, Content, SyncSession, configure

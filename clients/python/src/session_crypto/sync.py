@@ -8,7 +8,8 @@ import threading
 from typing import Any, Mapping, Optional, Tuple
 
 from . import protocol as p
-from .core import Call, Core, Headers, Opened, is_session_expired, now_ms, refusal_of
+from .calls import Call, Headers, Opened, is_session_expired, now_ms, refusal_of
+from .core import Core
 from .errors import RevokedError, ServerRefused
 from .response import Response
 
