@@ -179,6 +179,22 @@ def test_fifty_concurrent_calls_on_one_async_client() -> None:
     assert asyncio.run(run()) == [200] * 50
 
 
+def test_the_async_client_makes_every_call_the_sync_one_does() -> None:
+    async def run() -> List[str]:
+        async with sc.AsyncClient(BASE, "PY_ASYNC_VERBS") as c:
+            rs = [
+                await c.get("/api/verbs"), await c.post("/api/verbs", json={}),
+                await c.put("/api/verbs", json={}), await c.patch("/api/verbs", json={"n": 1}),
+                await c.delete("/api/verbs"),
+            ]
+            return [seen(r)["method"] for r in rs]
+
+    assert asyncio.run(run()) == ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    with sc.Client(BASE, "PY_SYNC_VERBS") as c:
+        v = seen(c.patch("/api/verbs", json={"n": 1}))
+        assert (v["method"], json.loads(v["bytes"])) == ("PATCH", {"n": 1})
+
+
 def test_the_same_calls_on_requests() -> None:
     from session_crypto.requests import Client as RequestsClient
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json as jsonlib
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import protocol as p
 from .errors import ServerRefused
+
+#: ``timeout`` left out: the client's default.
+DEFAULT: Any = object()
 
 Headers = Union[Mapping[str, str], Sequence[Tuple[str, str]], None]
 

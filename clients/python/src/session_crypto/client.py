@@ -5,15 +5,17 @@ one re-init on expiry, revocation) handled, typed errors."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Awaitable, Dict, Mapping, Optional, Tuple, Union
 
 import httpx
 
+from . import flows
 from . import protocol as p
-from .calls import Call, Headers, Opened, is_session_expired, now_ms, refusal_of
+from .calls import DEFAULT, Call, Headers, Opened, is_session_expired
 from .errors import NetworkError, RevokedError, ServerRefused
 from .response import Response
-from .sync import DEFAULT, UNSET, Content, SyncSession, configure
+from .sync import UNSET, Content, SyncSession, configure
+from .verbs import Verbs
 
 
 def _network(e: httpx.HTTPError, what: str) -> NetworkError:
@@ -61,7 +63,7 @@ class Client(SyncSession):
         return r.status_code, r.headers, r.content
 
 
-class AsyncClient:
+class AsyncClient(Verbs[Awaitable[Response]]):
     """The same over an ``httpx.AsyncClient``: many calls may run at once on one
     session (one re-init for every call that found the session gone)."""
 
@@ -101,14 +103,7 @@ class AsyncClient:
             return self._core.keys
 
     async def _init(self) -> p.SessionKeys:
-        for retried in (False, True):
-            private, url, headers, body = self._core.init_request()
-            sent = now_ms()
-            status, h, content = await self._send("POST", url, headers, body.encode(), DEFAULT)
-            keys = self._core.settle_init(private, status, h, content, sent, retried)
-            if keys is not None:
-                return keys
-        raise AssertionError("unreachable: the second refusal raises")
+        return await flows.drive_async(flows.init(self._core), self._send)
 
     async def _renew(self, failed: p.SessionKeys) -> p.SessionKeys:
         async with self._lock:
@@ -128,14 +123,7 @@ class AsyncClient:
         return r.status_code, r.headers, r.content
 
     async def _attempt(self, call: Call, keys: p.SessionKeys, timeout: Any) -> Opened:
-        for retried in (False, True):
-            a = self._core.seal(call, keys)
-            sent = now_ms()
-            status, h, content = await self._send(a.method, a.url, a.headers, a.body, timeout)
-            opened = self._core.settle(call, a, status, h, content, sent, retried)
-            if opened is not None:
-                return opened
-        raise AssertionError("unreachable: the second refusal raises")
+        return await flows.drive_async(flows.attempt(self._core, call, keys, timeout), self._send)
 
     async def request(
         self,
@@ -168,17 +156,8 @@ class AsyncClient:
             opened = await self._attempt(call, fresh, timeout)
         return Response(opened.status_code, opened.headers, opened.content)
 
-    async def get(self, path: str, **kw: Any) -> Response:
-        return await self.request("GET", path, **kw)
-
-    async def post(self, path: str, **kw: Any) -> Response:
-        return await self.request("POST", path, **kw)
-
-    async def put(self, path: str, **kw: Any) -> Response:
-        return await self.request("PUT", path, **kw)
-
-    async def delete(self, path: str, **kw: Any) -> Response:
-        return await self.request("DELETE", path, **kw)
+    def _call(self, method: str, path: str, kw: Dict[str, Any]) -> Awaitable[Response]:
+        return self.request(method, path, **kw)
 
     async def revoke(self) -> None:
         """As ``Client.revoke``."""
@@ -189,7 +168,4 @@ class AsyncClient:
             keys = self._core.keys
         if keys is None:
             return
-        url, headers, body = self._core.revoke_request(keys)
-        status, h, content = await self._send("POST", url, headers, body, DEFAULT)
-        if status != 204:
-            raise refusal_of(status, h, content)
+        await flows.drive_async(flows.revoke(self._core, keys), self._send)

@@ -11,8 +11,9 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 import requests as http
 
+from .calls import DEFAULT
 from .errors import NetworkError
-from .sync import DEFAULT, UNSET, SyncSession, configure
+from .sync import UNSET, SyncSession, configure
 
 
 class Client(SyncSession):

@@ -5,19 +5,18 @@ their own ``_send``."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
+from . import flows
 from . import protocol as p
-from .calls import Call, Headers, Opened, is_session_expired, now_ms, refusal_of
+from .calls import DEFAULT, Call, Headers, Opened, is_session_expired
 from .core import Core
 from .errors import RevokedError, ServerRefused
 from .response import Response
+from .verbs import Verbs
 
 #: ``server_key`` left out (as opposed to given as ``None``, a missing setting).
 UNSET: Any = object()
-
-#: ``timeout`` left out: the client's default.
-DEFAULT: Any = object()
 
 Content = Optional[Any]
 
@@ -33,7 +32,7 @@ def configure(
     )
 
 
-class SyncSession:
+class SyncSession(Verbs[Response]):
     """A session with a session-crypto server: set up on first use, one re-init on
     expiry, revocation; thread-safe. Subclasses move the bytes (``_send``)."""
 
@@ -75,14 +74,7 @@ class SyncSession:
             return self._core.keys
 
     def _init(self) -> p.SessionKeys:
-        for retried in (False, True):
-            private, url, headers, body = self._core.init_request()
-            sent = now_ms()
-            status, h, content = self._send("POST", url, headers, body.encode(), DEFAULT)
-            keys = self._core.settle_init(private, status, h, content, sent, retried)
-            if keys is not None:
-                return keys
-        raise AssertionError("unreachable: the second refusal raises")
+        return flows.drive(flows.init(self._core), self._send)
 
     def _renew(self, failed: p.SessionKeys) -> p.SessionKeys:
         with self._lock:
@@ -92,14 +84,7 @@ class SyncSession:
             return self._core.keys
 
     def _attempt(self, call: Call, keys: p.SessionKeys, timeout: Any) -> Opened:
-        for retried in (False, True):
-            a = self._core.seal(call, keys)
-            sent = now_ms()
-            status, h, content = self._send(a.method, a.url, a.headers, a.body, timeout)
-            opened = self._core.settle(call, a, status, h, content, sent, retried)
-            if opened is not None:
-                return opened
-        raise AssertionError("unreachable: the second refusal raises")
+        return flows.drive(flows.attempt(self._core, call, keys, timeout), self._send)
 
     def request(
         self,
@@ -135,20 +120,8 @@ class SyncSession:
             opened = self._attempt(call, fresh, timeout)
         return Response(opened.status_code, opened.headers, opened.content)
 
-    def get(self, path: str, **kw: Any) -> Response:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, **kw: Any) -> Response:
-        return self.request("POST", path, **kw)
-
-    def put(self, path: str, **kw: Any) -> Response:
-        return self.request("PUT", path, **kw)
-
-    def patch(self, path: str, **kw: Any) -> Response:
-        return self.request("PATCH", path, **kw)
-
-    def delete(self, path: str, **kw: Any) -> Response:
-        return self.request("DELETE", path, **kw)
+    def _call(self, method: str, path: str, kw: Dict[str, Any]) -> Response:
+        return self.request(method, path, **kw)
 
     def revoke(self) -> None:
         """Ends the session on the server. Final (later calls: ``RevokedError``);
@@ -160,7 +133,4 @@ class SyncSession:
             keys = self._core.keys
         if keys is None:
             return
-        url, headers, body = self._core.revoke_request(keys)
-        status, h, content = self._send("POST", url, headers, body, DEFAULT)
-        if status != 204:
-            raise refusal_of(status, h, content)
+        flows.drive(flows.revoke(self._core, keys), self._send)
