@@ -142,8 +142,8 @@ impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
     /// Reports the losses, and the interruptions, the primary saw since the last call:
     /// an interruption any part of the service met (a cache read, a health probe, the
     /// identity watch) begins an episode as one a claim met does, before the next claim
-    /// trusts a connection that may have been made anew.
-    fn take_in_losses(&self, now_ms: u64) {
+    /// trusts a connection that may have been made anew. Returns the counts taken in.
+    fn take_in_losses(&self, now_ms: u64) -> (u64, u64) {
         let losses = self.primary.losses();
         if self.losses_seen.swap(losses, Ordering::SeqCst) < losses {
             self.board.trouble(now_ms, "redis lost data");
@@ -156,6 +156,12 @@ impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
         {
             self.board.trouble(now_ms, "redis unavailable");
         }
+        (losses, interruptions)
+    }
+
+    /// Whether the primary counted a loss or an interruption since `seen`.
+    fn troubled_since(&self, seen: (u64, u64)) -> bool {
+        (self.primary.losses(), self.primary.interruptions()) != seen
     }
 
     fn fenced(&self, claim: &Claim<'_>, view: View) -> Result<(), NonceError> {
@@ -248,7 +254,7 @@ impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
         P: Carries<R>,
     {
         let now = claim.now_ms;
-        self.take_in_losses(now);
+        let seen = self.take_in_losses(now);
         let view = self.board.view(now);
         if let Err(e) = self.fenced(&claim, view) {
             return (Err(e), RiderSent::Unsent);
@@ -269,6 +275,22 @@ impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
                     Err(e) => Err(e),
                 };
                 (decided, RiderSent::Unknown)
+            }
+            Ok(decided) if self.troubled_since(seen) => {
+                // Another command failed (or a loss was seen) while this claim ran: its
+                // connection may have been made anew under it, to a primary without the
+                // last claims. A replay it found stands; "fresh" is decided again,
+                // behind the fence, by the shared store.
+                self.take_in_losses(now);
+                self.board.trouble(now, "redis unavailable during a claim");
+                let decided = match decided {
+                    NonceClaim::Replay => Ok(NonceClaim::Replay),
+                    NonceClaim::Fresh => match self.fenced(&claim, self.board.view(now)) {
+                        Ok(()) => self.shared.claim(claim).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                (decided, RiderSent::Written)
             }
             Ok(decided) => (Ok(decided), RiderSent::Written),
             Err(e) => (Err(e), RiderSent::Unknown),

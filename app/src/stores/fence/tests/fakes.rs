@@ -16,6 +16,9 @@ pub(super) struct Primary {
     pub(super) nonces: Mutex<Arc<MemoryNonceStore>>,
     pub(super) losses: AtomicU64,
     pub(super) interruptions: AtomicU64,
+    /// The next claim meets a failure of another command, and a connection made anew
+    /// to a primary that lacks every earlier claim.
+    pub(super) interrupt_next_claim: AtomicBool,
 }
 
 impl Primary {
@@ -29,6 +32,10 @@ impl NonceStore for Primary {
     async fn claim(&self, claim: Claim<'_>) -> Result<NonceClaim, NonceError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(NonceError::Unavailable("down".into()));
+        }
+        if self.interrupt_next_claim.swap(false, Ordering::SeqCst) {
+            *self.nonces.lock().unwrap() = Arc::new(MemoryNonceStore::new(1000));
+            self.interruptions.fetch_add(1, Ordering::SeqCst);
         }
         let store = Arc::clone(&self.nonces.lock().unwrap());
         store.claim(claim).await

@@ -73,23 +73,43 @@ async fn a_loss_of_the_primary_fences_what_it_held() {
     assert_eq!(store.board.refused(), 1);
 }
 
-/// A command that failed and was not a claim (a health probe, a cache read) may be
-/// followed by a connection to a primary that lacks the last claims yet holds every
-/// marker, so that no claim sees a loss: the interruption alone begins the episode.
-#[tokio::test]
-async fn an_interruption_met_outside_a_claim_fences_what_the_primary_held() {
+/// "a" is claimed, then `interfere` happens to the primary, unseen by the claims'
+/// answers: the replay of "a" is fenced, and a request stamped after the fence is
+/// served once.
+async fn the_replay_after_is_fenced(interfere: impl FnOnce(&Primary)) {
     let primary = Arc::new(Primary::default());
     let store = single(&primary);
     let t = 1_000_000_000;
     assert_eq!(store.claim(claim("a", t, t)).await, Ok(NonceClaim::Fresh));
-    *primary.nonces.lock().unwrap() = Arc::new(MemoryNonceStore::new(1000));
-    primary.interruptions.fetch_add(1, Ordering::SeqCst);
+    interfere(&primary);
     let replay = store.claim(claim("a", t + 10, t)).await;
     assert!(
         matches!(replay, Err(NonceError::Fenced { .. })),
         "{replay:?}"
     );
     single_use(&store, "b", t + 10 + CONFIG.margin_ms).await;
+}
+
+/// A command that failed and was not a claim (a health probe, a cache read) may be
+/// followed by a connection to a primary that lacks the last claims yet holds every
+/// marker, so that no claim sees a loss: the interruption alone begins the episode.
+#[tokio::test]
+async fn an_interruption_met_outside_a_claim_fences_what_the_primary_held() {
+    the_replay_after_is_fenced(|primary| {
+        *primary.nonces.lock().unwrap() = Arc::new(MemoryNonceStore::new(1000));
+        primary.interruptions.fetch_add(1, Ordering::SeqCst);
+    })
+    .await;
+}
+
+/// A command that fails while a claim runs may have the connection made anew under
+/// it, to a primary without the last claims: the claim's "fresh" is not trusted.
+#[tokio::test]
+async fn an_interruption_while_a_claim_runs_fences_its_answer() {
+    the_replay_after_is_fenced(|primary| {
+        primary.interrupt_next_claim.store(true, Ordering::SeqCst);
+    })
+    .await;
 }
 
 #[tokio::test]
