@@ -2,8 +2,8 @@
 //! primary it replaces died, lacking that primary's last writes but holding every
 //! bucket marker. The identity watch sees it within a check; the fence must not wait
 //! for that when the old connection was seen failing by something other than a claim
-//! (a health probe, a cache read, the watch itself): the claims after it decide behind
-//! a fence.
+//! (a health probe, a cache read, the watch itself): the connection made anew to
+//! another primary counts, and the claim that made it decides behind a fence.
 
 use std::sync::Arc;
 use std::time::Duration;

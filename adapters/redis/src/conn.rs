@@ -4,7 +4,8 @@
 //! found through Sentinel (re-resolved through the sentinels after any connection
 //! error or a `READONLY` answer, so a failover is followed without a restart).
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use redis::aio::{
@@ -128,10 +129,13 @@ fn bad(setting: &str, e: impl std::fmt::Display) -> RedisError {
 impl Conn {
     /// Prepares the connection without connecting. `ca_pem`: the certificate
     /// authority that signed the servers' TLS certificates, when not a system one.
+    /// `replaced`: counts the Sentinel connections made anew to a primary that is not
+    /// the one before ([`crate::Redis::interruptions`]).
     pub(crate) fn new(
         topology: &Topology,
         timeout: Duration,
         ca_pem: Option<&[u8]>,
+        replaced: &Arc<AtomicU64>,
     ) -> Result<Self, RedisError> {
         let setting = topology.setting();
         let certs = ca_pem
@@ -182,15 +186,29 @@ impl Conn {
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout));
+                let known = Arc::new(Mutex::new(None));
+                let replaced = Arc::clone(replaced);
                 Ok(Self::Sentinel(Arc::new(Lazy {
                     current: RwLock::new(None),
                     connect: Box::new(move || {
                         let (client, config) = (Arc::clone(&client), config.clone());
+                        let (known, replaced) = (Arc::clone(&known), Arc::clone(&replaced));
                         Box::pin(async move {
                             let primary = client.lock().await.async_get_client().await?;
-                            primary
+                            let mut c = primary
                                 .get_multiplexed_async_connection_with_config(&config)
-                                .await
+                                .await?;
+                            let id = identity(&mut c).await?;
+                            let mut known = known.lock().unwrap_or_else(PoisonError::into_inner);
+                            // Not the first connection, and not to the same primary (or
+                            // unknown): what it lacks may be claims made before.
+                            if known.as_ref().is_some_and(|before: &Option<String>| {
+                                before.is_none() || *before != id
+                            }) {
+                                replaced.fetch_add(1, Ordering::SeqCst);
+                            }
+                            *known = Some(id);
+                            Ok(c)
                         })
                     }),
                     drop_on_error: true,
@@ -276,7 +294,32 @@ fn sentinel_client(
     builder.build()
 }
 
+/// The `run_id` of the server behind `c`; `None` when it cannot say (`INFO` refused).
+async fn identity(c: &mut MultiplexedConnection) -> RedisResult<Option<String>> {
+    match redis::cmd("INFO")
+        .arg("server")
+        .query_async::<String>(c)
+        .await
+    {
+        Ok(info) => Ok(crate::watch::run_id(&info)),
+        Err(e) if crate::answered(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Conn {
+    /// Whether redis-rs may make the connection anew on its own after `e` (a standalone
+    /// connection manager, a cluster client: a connection dropped or refused), so that
+    /// the next command may reach another server. A Sentinel connection is made anew
+    /// here instead, and counted as it is made when it reaches another primary; a
+    /// timeout leaves a connection as it is.
+    pub(crate) fn may_reconnect_after(&self, e: &redis::RedisError) -> bool {
+        !matches!(self, Self::Sentinel(_))
+            && (e.is_unrecoverable_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal())
+    }
+
     /// Makes the connection anew on the next request (cluster and sentinel; the
     /// standalone connection manager reconnects by itself).
     pub(crate) fn reconnect(&self) {

@@ -12,10 +12,9 @@
 //! * Losses of data are counted ([`Redis::losses`]): a marker gone or changed (restart
 //!   without persistence, `FLUSHALL`, eviction) seen by a claim, or a primary whose
 //!   `run_id` changed (restart, failover to a replica) seen by [`Redis::spawn_watch`].
-//!   So are failed commands, whatever sent them ([`Redis::interruptions`]): a
-//!   connection is made anew only after one failed, and the new one may reach another
-//!   primary (one that lacks the last writes but holds every marker) before the watch
-//!   looks again.
+//!   So are the connections that may have been made anew to another server, whatever
+//!   command met the failure ([`Redis::interruptions`]): a new one may reach a primary
+//!   that lacks the last writes but holds every marker, before the watch looks again.
 //!
 //! Standalone, Cluster or Sentinel ([`Topology`]), lazily connected (the service starts
 //! while Redis is down) behind a small circuit breaker, so an outage costs one timeout
@@ -102,7 +101,7 @@ pub struct RedisConfig {
 /// ([`Redis::interruptions`]): a managed Redis that disables `CONFIG` answers so to the
 /// eviction policy's check every minute. Errors about the topology (`READONLY`,
 /// `MASTERDOWN`, `CLUSTERDOWN`, `TRYAGAIN`, `LOADING`, redirections) are not answers.
-fn answered(e: &redis::RedisError) -> bool {
+pub(crate) fn answered(e: &redis::RedisError) -> bool {
     use redis::ServerErrorKind as K;
     matches!(
         e.kind(),
@@ -155,11 +154,13 @@ impl Redis {
     /// # Errors
     /// [`RedisError::Url`] when a URL is not a Redis URL.
     pub fn new(config: &RedisConfig) -> Result<Self, RedisError> {
+        let interruptions = Arc::new(AtomicU64::new(0));
         Ok(Self {
             conn: Conn::new(
                 &config.topology,
                 config.command_timeout,
                 config.ca_pem.as_deref(),
+                &interruptions,
             )?,
             timeout: config.command_timeout,
             retry_interval: config.retry_interval,
@@ -167,7 +168,7 @@ impl Redis {
             down_until: Arc::new(AtomicU64::new(0)),
             down: Arc::new(AtomicBool::new(false)),
             losses: Arc::new(AtomicU64::new(0)),
-            interruptions: Arc::new(AtomicU64::new(0)),
+            interruptions,
             markers: Arc::new(nonces::Markers::default()),
             timeouts: Arc::new(AtomicU64::new(0)),
         })
@@ -179,10 +180,14 @@ impl Redis {
         self.losses.load(Ordering::SeqCst)
     }
 
-    /// How many commands have failed so far (timed out, or failed on the connection or
-    /// on the server), whichever part of the service sent them. Each may have been
-    /// followed by a new connection, to another primary: the nonce fence takes every
-    /// one in before it trusts a claim again, not only those a claim met.
+    /// How many times so far the connection may have been made anew to another server:
+    /// a failure after which redis-rs reconnects on its own (a connection dropped or
+    /// refused, on a standalone server or a cluster), a reconnection after timeouts in
+    /// a row, or a Sentinel connection made anew to a primary whose `run_id` is not the
+    /// one before (or cannot be read) — whichever part of the service met it (a cache
+    /// read, a health probe, the identity watch). The nonce fence takes every one in
+    /// before it trusts a claim again, not only those a claim met. A plain timeout is
+    /// not one: the connection stays.
     pub fn interruptions(&self) -> u64 {
         self.interruptions.load(Ordering::SeqCst)
     }
@@ -231,13 +236,17 @@ impl Redis {
                 what,
                 reason: e.to_string(),
             }),
-            Ok(Err(e)) => Err(self.failed(what, &e)),
+            Ok(Err(e)) => {
+                self.may_have_reconnected(&e);
+                Err(self.failed(what, &e))
+            }
             Err(_) => {
                 // A connection that times out again and again may be wedged (a cluster
                 // client stuck on a topology it no longer has): made anew.
                 if self.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= RECONNECT_AFTER_TIMEOUTS {
                     self.timeouts.store(0, Ordering::Relaxed);
                     self.conn.reconnect();
+                    self.interruptions.fetch_add(1, Ordering::SeqCst);
                     warn!(
                         command = what,
                         "redis: timed out {RECONNECT_AFTER_TIMEOUTS} times in a row; connecting again"
@@ -248,8 +257,14 @@ impl Redis {
         }
     }
 
+    /// Counts an interruption when redis-rs may make the connection anew after `e`.
+    fn may_have_reconnected(&self, e: &redis::RedisError) {
+        if self.conn.may_reconnect_after(e) {
+            self.interruptions.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     fn failed(&self, what: &'static str, e: &dyn std::fmt::Display) -> RedisError {
-        self.interruptions.fetch_add(1, Ordering::SeqCst);
         self.down_until.store(
             self.elapsed_ms() + self.retry_interval.as_millis() as u64,
             Ordering::Relaxed,
@@ -263,8 +278,9 @@ impl Redis {
         }
     }
 
-    /// `PING`, bypassing the breaker (health probes must see recovery). A failure counts
-    /// as an interruption ([`Self::interruptions`]).
+    /// `PING`, bypassing the breaker (health probes must see recovery). A failure after
+    /// which the connection may be made anew counts as an interruption
+    /// ([`Self::interruptions`]).
     ///
     /// # Errors
     /// [`RedisError`].
@@ -286,11 +302,12 @@ impl Redis {
                     reason: e.to_string(),
                 });
             }
-            Ok(Err(e)) => e.to_string(),
+            Ok(Err(e)) => {
+                self.may_have_reconnected(&e);
+                e.to_string()
+            }
             Err(_) => "timed out".into(),
         };
-        // The connection may be made anew after this: counted as any failure is.
-        self.interruptions.fetch_add(1, Ordering::SeqCst);
         Err(RedisError::Command {
             what: "PING",
             reason,

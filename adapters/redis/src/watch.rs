@@ -12,7 +12,7 @@ use tracing::debug;
 use crate::{Redis, RedisError};
 
 /// `run_id:<hex>` from the text of `INFO server`.
-fn run_id(info: &str) -> Option<String> {
+pub(crate) fn run_id(info: &str) -> Option<String> {
     info.lines()
         .find_map(|l| l.strip_prefix("run_id:"))
         .map(|v| v.trim().to_owned())

@@ -25,8 +25,9 @@
 //!   taken the episode in, so the others learn when it stopped claiming in Redis
 //!   alone — within a poll or two, or at worst a lease after its last read.
 //!
-//! An episode begins when a claim finds Redis unreachable, or a loss or a failed Redis
-//! command is counted ([`Losses`]). It ends two windows after its last report, or
+//! An episode begins when a claim finds Redis unreachable, or a loss or an
+//! interruption (a connection that may have been made anew to another server) is
+//! counted ([`Losses`]). It ends two windows after its last report, or
 //! earlier when an instance has written the shared store's nonces back into Redis
 //! ([`write_back`]). The edges are explained in `docs/operations.md`.
 
@@ -82,10 +83,10 @@ impl FenceConfig {
 pub trait Losses {
     /// Losses seen so far (only increases).
     fn losses(&self) -> u64;
-    /// Failed requests so far, by anything that shares the primary's connection (only
-    /// increases): after one, the connection may be made anew, to a primary that lacks
-    /// the last claims (a promoted replica that missed them) and still holds every
-    /// marker.
+    /// Times so far the primary's connection may have been made anew to another server,
+    /// whatever request met the failure (only increases): the new one may reach a
+    /// primary that lacks the last claims (a promoted replica that missed them) and
+    /// still holds every marker.
     fn interruptions(&self) -> u64;
 }
 
@@ -141,8 +142,9 @@ impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
 
     /// Reports the losses, and the interruptions, the primary saw since the last call:
     /// an interruption any part of the service met (a cache read, a health probe, the
-    /// identity watch) begins an episode as one a claim met does, before the next claim
-    /// trusts a connection that may have been made anew. Returns the counts taken in.
+    /// identity watch) begins an episode as a claim's failure does, before the next
+    /// claim trusts a connection that may have been made anew. Returns the counts taken
+    /// in.
     fn take_in_losses(&self, now_ms: u64) -> (u64, u64) {
         let losses = self.primary.losses();
         if self.losses_seen.swap(losses, Ordering::SeqCst) < losses {
