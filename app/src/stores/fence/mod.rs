@@ -279,10 +279,11 @@ impl<P: NonceStore + Losses, S: NonceStore, L: Ledger> Fenced<P, S, L> {
                 (decided, RiderSent::Unknown)
             }
             Ok(decided) if self.troubled_since(seen) => {
-                // Another command failed (or a loss was seen) while this claim ran: its
-                // connection may have been made anew under it, to a primary without the
-                // last claims. A replay it found stands; "fresh" is decided again,
-                // behind the fence, by the shared store.
+                // An interruption (or a loss) was counted while this claim ran: its
+                // connection may have been made anew under it — by this claim or by
+                // another request — to a primary without the last claims. A replay it
+                // found stands; "fresh" is decided again, behind the fence, by the
+                // shared store.
                 self.take_in_losses(now);
                 self.board.trouble(now, "redis unavailable during a claim");
                 let decided = match decided {

@@ -16,7 +16,7 @@ pub(super) struct Primary {
     pub(super) nonces: Mutex<Arc<MemoryNonceStore>>,
     pub(super) losses: AtomicU64,
     pub(super) interruptions: AtomicU64,
-    /// The next claim meets a failure of another command, and a connection made anew
+    /// The next claim runs on a connection made anew (an interruption counted)
     /// to a primary that lacks every earlier claim.
     pub(super) interrupt_next_claim: AtomicBool,
 }
